@@ -1,0 +1,351 @@
+// Nearest sum of Kronecker products: rearrangement, SVD (LAPACK dgesdd), factor split and error
+// accounting. Symbols follow factorize.h: W is K x N, A_t is k1 x n1, B_t is k2 x n2, R is
+// (k1*n1) x (k2*n2), all row-major; m = k1*n1 and n = k2*n2 are R's dimensions.
+#include "kfc/kron/factorize.h"
+
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <new>
+#include <string>
+#include <utility>
+
+namespace kfc::kron {
+namespace {
+
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+
+// a * b for a, b >= 0 without undefined behaviour; false when the product exceeds int64.
+bool CheckedMul(int64_t a, int64_t b, int64_t* out) {
+  if (a != 0 && b > kInt64Max / a) return false;
+  *out = a * b;
+  return true;
+}
+
+std::string ShapeString(const KronShape& s) {
+  return std::to_string(s.k1) + "x" + std::to_string(s.n1) + " (x) " + std::to_string(s.k2) + "x" +
+         std::to_string(s.n2);
+}
+
+std::string DimsString(int64_t rows, int64_t cols) {
+  return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+// Checks K, N and `shape` against each other without overflowing; on success K*N, k1*n1 and
+// k2*n2 are all representable in int64 and the vectors of K*N doubles can be sized.
+Status ValidateDims(int64_t K, int64_t N, const KronShape& shape) {
+  if (K < 1 || N < 1) {
+    return InvalidArgument("weight dimensions " + DimsString(K, N) + " must both be at least 1");
+  }
+  if (shape.k1 < 1 || shape.n1 < 1 || shape.k2 < 1 || shape.n2 < 1) {
+    return InvalidArgument("shape " + ShapeString(shape) + " has a dimension below 1");
+  }
+  int64_t shape_k = 0, shape_n = 0;
+  if (!CheckedMul(shape.k1, shape.k2, &shape_k) || !CheckedMul(shape.n1, shape.n2, &shape_n) ||
+      shape_k != K || shape_n != N) {
+    return InvalidArgument("shape " + ShapeString(shape) + " does not divide weight " +
+                           DimsString(K, N) + ": k1*k2 must equal K and n1*n2 must equal N");
+  }
+  int64_t elements = 0;
+  if (!CheckedMul(K, N, &elements) ||
+      static_cast<uint64_t>(elements) > std::vector<double>().max_size()) {
+    return InvalidArgument("weight " + DimsString(K, N) + " has too many elements to index");
+  }
+  return Status::Ok();
+}
+
+// LAPACK indexes with lapack_int (32-bit on Debian's LP64 build) and sizes its workspace with it:
+// refuse what it cannot address instead of letting it overflow.
+Status ValidateLapackDims(int64_t m, int64_t n) {
+  constexpr double kLapackMax = static_cast<double>(std::numeric_limits<lapack_int>::max());
+  const double mn = static_cast<double>(std::min(m, n));
+  const double mx = static_cast<double>(std::max(m, n));
+  // dgesdd with jobz='S' needs about 3*mn + max(mx, 4*mn^2 + 4*mn) doubles, plus blocking slack.
+  const double workspace = 4.0 * mn * mn + 8.0 * mn + 128.0 * mx + 1024.0;
+  if (mx * mn > kLapackMax || workspace > kLapackMax) {
+    return InvalidArgument("rearranged matrix " + DimsString(m, n) + " is too large for LAPACK's " +
+                           std::to_string(8 * sizeof(lapack_int)) + "-bit integers");
+  }
+  return Status::Ok();
+}
+
+// Finite check and ||W||_F in one pass; the error names the first bad element.
+Status ScanWeight(const float* w, int64_t K, int64_t N, double* norm) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < K; ++i) {
+    const float* row = w + i * N;
+    for (int64_t j = 0; j < N; ++j) {
+      const float x = row[j];
+      if (!std::isfinite(x)) {
+        return InvalidArgument(std::string("weight has ") +
+                               (std::isnan(x) ? "a NaN" : "an infinity") + " at row " +
+                               std::to_string(i) + ", column " + std::to_string(j));
+      }
+      sum += static_cast<double>(x) * static_cast<double>(x);
+    }
+  }
+  *norm = std::sqrt(sum);
+  return Status::Ok();
+}
+
+// Divisors of x >= 1 in increasing order, O(sqrt(x)).
+std::vector<int64_t> Divisors(int64_t x) {
+  std::vector<int64_t> small, large;
+  for (int64_t d = 1; d <= x / d; ++d) {
+    if (x % d != 0) continue;
+    small.push_back(d);
+    if (d != x / d) large.push_back(x / d);
+  }
+  small.insert(small.end(), large.rbegin(), large.rend());
+  return small;
+}
+
+}  // namespace
+
+int64_t Macs(const KronShape& shape, int64_t rank, ContractionOrder order) {
+  const int64_t K = shape.K(), N = shape.N();
+  if (order == ContractionOrder::kBFirst) return rank * K * shape.n2 + rank * shape.k1 * N;
+  return rank * K * shape.n1 + rank * shape.k2 * N;
+}
+
+ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank) {
+  return Macs(shape, rank, ContractionOrder::kAFirst) < Macs(shape, rank, ContractionOrder::kBFirst)
+             ? ContractionOrder::kAFirst
+             : ContractionOrder::kBFirst;
+}
+
+std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N) {
+  std::vector<KronShape> shapes;
+  if (K < 1 || N < 1 || (K == 1 && N == 1)) return shapes;
+  const std::vector<int64_t> k_divisors = Divisors(K);
+  const std::vector<int64_t> n_divisors = Divisors(N);
+  shapes.reserve(k_divisors.size() * n_divisors.size());
+  for (int64_t k1 : k_divisors) {
+    for (int64_t n1 : n_divisors) {
+      if ((k1 == 1 && n1 == 1) || (k1 == K && n1 == N)) continue;
+      shapes.push_back(KronShape{k1, n1, K / k1, N / n1});
+    }
+  }
+  return shapes;
+}
+
+namespace {
+
+// DefaultShape's order: fewer parameters per term, then k1*n1 closer to k2*n2 (the "key"), then
+// the squarest factors, then the smaller k1 and n1 (EnumerateShapes' order, kept by stable sort).
+std::pair<double, double> BalanceKey(const KronShape& s) {
+  // Compared in double so the key stays defined even where K*N overflows.
+  const double p = static_cast<double>(s.k1) * static_cast<double>(s.n1);
+  const double q = static_cast<double>(s.k2) * static_cast<double>(s.n2);
+  return std::make_pair(p + q, std::fabs(p - q));
+}
+
+// Aspect (max(k1,k2)*max(n1,n2)) / (min(k1,k2)*min(n1,n2)) of a is below b's, compared exactly by
+// cross-multiplying.
+bool Squarer(const KronShape& a, const KronShape& b) {
+  __extension__ typedef __int128 Wide;
+  const Wide a_num = Wide(std::max(a.k1, a.k2)) * std::max(a.n1, a.n2);
+  const Wide a_den = Wide(std::min(a.k1, a.k2)) * std::min(a.n1, a.n2);
+  const Wide b_num = Wide(std::max(b.k1, b.k2)) * std::max(b.n1, b.n2);
+  const Wide b_den = Wide(std::min(b.k1, b.k2)) * std::min(b.n1, b.n2);
+  return a_num * b_den < b_num * a_den;
+}
+
+bool DefaultOrder(const KronShape& a, const KronShape& b) {
+  const auto ka = BalanceKey(a), kb = BalanceKey(b);
+  if (ka != kb) return ka < kb;
+  return Squarer(a, b);
+}
+
+}  // namespace
+
+std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N) {
+  std::vector<KronShape> shapes = EnumerateShapes(K, N);
+  if (shapes.empty()) return shapes;
+  std::stable_sort(shapes.begin(), shapes.end(), DefaultOrder);
+  const auto best = BalanceKey(shapes.front());
+  shapes.erase(std::find_if(shapes.begin(), shapes.end(),
+                            [&](const KronShape& s) { return BalanceKey(s) != best; }),
+               shapes.end());
+  return shapes;
+}
+
+StatusOr<KronShape> DefaultShape(int64_t K, int64_t N) {
+  const std::vector<KronShape> tied = TiedDefaultShapes(K, N);
+  if (tied.empty()) {
+    return InvalidArgument("weight " + DimsString(K, N) + " has no non-trivial Kronecker shape");
+  }
+  return tied.front();
+}
+
+double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
+                     double frobenius_norm) {
+  if (frobenius_norm <= 0.0) return 0.0;
+  double discarded = 0.0;  // summed smallest first for accuracy
+  for (int64_t t = static_cast<int64_t>(singular_values.size()) - 1; t >= rank && t >= 0; --t) {
+    discarded += singular_values[static_cast<size_t>(t)] * singular_values[static_cast<size_t>(t)];
+  }
+  return std::sqrt(discarded) / frobenius_norm;
+}
+
+StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t N,
+                                             const KronShape& shape, double* frobenius_norm) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2, mn = std::min(m, n);
+  KFC_RETURN_IF_ERROR(ValidateLapackDims(m, n));
+  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  KFC_RETURN_IF_ERROR(ScanWeight(w, K, N, frobenius_norm));
+  KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
+  std::vector<double> s(static_cast<size_t>(mn));
+  // Same memory trick as Factorize: R row-major is R^T column-major; singular values agree.
+  const lapack_int info =
+      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', static_cast<lapack_int>(n), static_cast<lapack_int>(m),
+                     r.data(), static_cast<lapack_int>(n), s.data(), nullptr, 1, nullptr, 1);
+  if (info != 0) {
+    return Internal("LAPACK dgesdd failed with info=" + std::to_string(info) + " on the " +
+                    DimsString(m, n) + " rearranged matrix for shape " + ShapeString(shape));
+  }
+  return s;
+}
+
+StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
+                                        const KronShape& shape) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  const int64_t k1 = shape.k1, n1 = shape.n1, k2 = shape.k2, n2 = shape.n2;
+  const int64_t r_cols = k2 * n2;
+  std::vector<double> r;
+  try {
+    r.resize(static_cast<size_t>(K * N));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
+  }
+  // Walk W row by row; each run of n2 contiguous elements of W lands contiguously in R:
+  // W[i1*k2 + i2, j1*n2 + j2] -> R[i1*n1 + j1, i2*n2 + j2].
+  for (int64_t i1 = 0; i1 < k1; ++i1) {
+    for (int64_t i2 = 0; i2 < k2; ++i2) {
+      const float* w_row = w + (i1 * k2 + i2) * N;
+      for (int64_t j1 = 0; j1 < n1; ++j1) {
+        const float* src = w_row + j1 * n2;
+        double* dst = r.data() + (i1 * n1 + j1) * r_cols + i2 * n2;
+        for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] = static_cast<double>(src[j2]);
+      }
+    }
+  }
+  return r;
+}
+
+StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                                int64_t rank) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  const int64_t m = shape.k1 * shape.n1;  // rows of R
+  const int64_t n = shape.k2 * shape.n2;  // columns of R
+  const int64_t mn = std::min(m, n);      // == shape.MaxRank()
+  if (rank < 1) {
+    return InvalidArgument("rank " + std::to_string(rank) + " must be at least 1 for shape " +
+                           ShapeString(shape));
+  }
+  if (rank > mn) {
+    return InvalidArgument("rank " + std::to_string(rank) + " exceeds the largest useful rank " +
+                           std::to_string(mn) + " for shape " + ShapeString(shape));
+  }
+  KFC_RETURN_IF_ERROR(ValidateLapackDims(m, n));
+  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+
+  KronFactors out;
+  out.shape = shape;
+  out.rank = rank;
+  KFC_RETURN_IF_ERROR(ScanWeight(w, K, N, &out.frobenius_norm));
+  KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
+
+  std::vector<double> s, u_out, vt_out;
+  try {
+    s.resize(static_cast<size_t>(mn));
+    u_out.resize(static_cast<size_t>(n * mn));
+    vt_out.resize(static_cast<size_t>(mn * m));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the SVD of the " + DimsString(m, n) +
+                    " rearranged matrix for shape " + ShapeString(shape));
+  }
+  // R (m x n, row-major) is the same memory as M = R^T (n x m, column-major). Factoring M in
+  // LAPACK's native layout avoids the three full-size transposed copies LAPACKE's row-major path
+  // makes: M = V S U^T, so LAPACK's "u" (n x mn, ld n) holds V and its "vt" (mn x m, ld mn) U^T.
+  const lapack_int info =
+      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(m),
+                     r.data(), static_cast<lapack_int>(n), s.data(), u_out.data(),
+                     static_cast<lapack_int>(n), vt_out.data(), static_cast<lapack_int>(mn));
+  if (info != 0) {
+    return Internal("LAPACK dgesdd failed with info=" + std::to_string(info) + " on the " +
+                    DimsString(m, n) + " rearranged matrix for shape " + ShapeString(shape));
+  }
+  r.clear();
+  r.shrink_to_fit();
+
+  // U[p, t] = vt_out[t + p*mn];  V[q, t] = u_out[q + t*n].
+  out.a.resize(static_cast<size_t>(rank * m));
+  out.b.resize(static_cast<size_t>(rank * n));
+  for (int64_t t = 0; t < rank; ++t) {
+    // Singular vectors are defined up to a joint sign: make the largest-magnitude entry of u_t
+    // positive (ties to the lowest index) so results do not depend on LAPACK internals.
+    int64_t arg_max = 0;
+    double max_abs = -1.0;
+    for (int64_t p = 0; p < m; ++p) {
+      const double v = std::fabs(vt_out[t + p * mn]);
+      if (v > max_abs) {
+        max_abs = v;
+        arg_max = p;
+      }
+    }
+    const double sign = vt_out[t + arg_max * mn] < 0.0 ? -1.0 : 1.0;
+    const double scale = sign * std::sqrt(s[t]);
+    float* a_t = out.a.data() + t * m;
+    for (int64_t p = 0; p < m; ++p) a_t[p] = static_cast<float>(scale * vt_out[t + p * mn]);
+    const double* v_t = u_out.data() + t * n;
+    float* b_t = out.b.data() + t * n;
+    for (int64_t q = 0; q < n; ++q) b_t[q] = static_cast<float>(scale * v_t[q]);
+  }
+
+  out.relative_error = SpectrumError(s, rank, out.frobenius_norm);
+  out.singular_values = std::move(s);
+  return out;
+}
+
+std::vector<float> Reconstruct(const KronFactors& factors) {
+  const KronShape& sh = factors.shape;
+  const int64_t k1 = sh.k1, n1 = sh.n1, k2 = sh.k2, n2 = sh.n2, rank = factors.rank;
+  if (k1 < 1 || n1 < 1 || k2 < 1 || n2 < 1 || rank < 0) return {};
+  int64_t m = 0, n = 0, K = 0, N = 0, a_size = 0, b_size = 0, w_size = 0;
+  if (!CheckedMul(k1, n1, &m) || !CheckedMul(k2, n2, &n) || !CheckedMul(k1, k2, &K) ||
+      !CheckedMul(n1, n2, &N) || !CheckedMul(rank, m, &a_size) || !CheckedMul(rank, n, &b_size) ||
+      !CheckedMul(K, N, &w_size)) {
+    return {};
+  }
+  if (factors.a.size() != static_cast<size_t>(a_size) ||
+      factors.b.size() != static_cast<size_t>(b_size)) {
+    return {};
+  }
+  std::vector<float> w(static_cast<size_t>(w_size));
+  std::vector<double> row(static_cast<size_t>(N));
+  // One output row (i1, i2) at a time, accumulated in double over all terms.
+  for (int64_t i1 = 0; i1 < k1; ++i1) {
+    for (int64_t i2 = 0; i2 < k2; ++i2) {
+      std::fill(row.begin(), row.end(), 0.0);
+      for (int64_t t = 0; t < rank; ++t) {
+        const float* a_row = factors.a.data() + t * m + i1 * n1;
+        const float* b_row = factors.b.data() + t * n + i2 * n2;
+        for (int64_t j1 = 0; j1 < n1; ++j1) {
+          const double a = a_row[j1];
+          double* dst = row.data() + j1 * n2;
+          for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] += a * static_cast<double>(b_row[j2]);
+        }
+      }
+      float* w_row = w.data() + (i1 * k2 + i2) * N;
+      for (int64_t j = 0; j < N; ++j) w_row[j] = static_cast<float>(row[j]);
+    }
+  }
+  return w;
+}
+
+}  // namespace kfc::kron

@@ -1,0 +1,101 @@
+// Nearest sum of Kronecker products (Van Loan-Pitsianis rearrangement + truncated SVD).
+//
+// Conventions (see shared/kfc-primer.md), all matrices row-major:
+//   W is K x N and acts as y = x W on input rows x of length K.
+//   W_hat = sum_{t<r} A_t (x) B_t,  A_t: k1 x n1,  B_t: k2 x n2,  K = k1*k2,  N = n1*n2,
+//   W[i1*k2 + i2, j1*n2 + j2] = sum_t A_t[i1, j1] * B_t[i2, j2].
+//   Rearranged R (k1*n1 x k2*n2): R[i1*n1 + j1, i2*n2 + j2] = W[i1*k2 + i2, j1*n2 + j2].
+//   R = U S V^T;  A_t = reshape(sqrt(s_t) U[:, t], k1 x n1),  B_t = reshape(sqrt(s_t) V[:, t], k2 x
+//   n2).
+// This header includes no ONNX or protobuf headers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kfc/core/status.h"
+
+namespace kfc::kron {
+
+// Shape of one Kronecker term: A is k1 x n1, B is k2 x n2.
+struct KronShape {
+  int64_t k1 = 0, n1 = 0, k2 = 0, n2 = 0;
+
+  int64_t K() const { return k1 * k2; }
+  int64_t N() const { return n1 * n2; }
+  int64_t ParamsPerTerm() const { return k1 * n1 + k2 * n2; }
+  // Largest useful rank: the rank of the rearranged matrix is at most min(k1*n1, k2*n2).
+  int64_t MaxRank() const { return k1 * n1 < k2 * n2 ? k1 * n1 : k2 * n2; }
+  bool operator==(const KronShape& o) const {
+    return k1 == o.k1 && n1 == o.n1 && k2 == o.k2 && n2 == o.n2;
+  }
+};
+
+// The two ways to evaluate y = x W_hat for one input row (primer, "The forward pass").
+enum class ContractionOrder {
+  kBFirst,  // T_t = X B_t, then A_t^T T_t: MACs r*K*n2 + r*k1*N
+  kAFirst,  // U_t = A_t^T X, then U_t B_t: MACs r*K*n1 + r*k2*N
+};
+
+int64_t Macs(const KronShape& shape, int64_t rank, ContractionOrder order);
+// The order with fewer MACs; kBFirst on a tie.
+ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank);
+
+// Result of factorizing one weight.
+struct KronFactors {
+  KronShape shape;
+  int64_t rank = 0;
+  // a[t*k1*n1 + i1*n1 + j1] = A_t[i1, j1];  b[t*k2*n2 + i2*n2 + j2] = B_t[i2, j2].
+  std::vector<float> a;
+  std::vector<float> b;
+  // Singular values of R in descending order that were computed (at least `rank` of them; all of
+  // them on the exact path).
+  std::vector<double> singular_values;
+  double frobenius_norm = 0.0;  // ||W||_F, accumulated in double
+  // ||W - W_hat||_F / ||W||_F from the spectrum (0 when W == 0). Exact: computed as
+  // sqrt(sum of discarded sigma^2) when the whole spectrum is known.
+  double relative_error = 0.0;
+};
+
+// Every divisor pair (k1 | K, n1 | N) except the two trivial ones (k1 = n1 = 1 and k1 = K, n1 = N),
+// ordered by k1 then n1. Includes the low-rank shapes (K x 1 with 1 x N, and 1 x N with K x 1).
+// Empty when K or N < 1 or K*N == 1.
+std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N);
+
+// The shape with the fewest parameters per term ("balanced"); ties go to the shape whose k1*n1 is
+// closest to k2*n2, then to the squarest factors (least (max(k1,k2)*max(n1,n2)) /
+// (min(k1,k2)*min(n1,n2)), so 64x64 gives 8x8 (x) 8x8, not the low-rank 1x64 (x) 64x1), then to the
+// smaller k1, then the smaller n1. InvalidArgument when no shape exists.
+StatusOr<KronShape> DefaultShape(int64_t K, int64_t N);
+
+// Every shape that ties with DefaultShape on parameters per term and on |k1*n1 - k2*n2|, in
+// DefaultShape's order (its choice first). All of them have the same MaxRank(). Empty when no
+// shape exists.
+std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N);
+
+// Singular values of R for `shape`, descending, without singular vectors (cheaper than Factorize;
+// used to compare shapes). Sets *frobenius_norm to ||W||_F. Errors as Factorize.
+StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t N,
+                                             const KronShape& shape, double* frobenius_norm);
+
+// sqrt(sum_{t >= rank} s_t^2) / frobenius_norm: the exact relative error of the best rank-`rank`
+// approximation given the whole spectrum; 0 when frobenius_norm is 0.
+double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
+                     double frobenius_norm);
+
+// Builds R from W (K x N, row-major) for `shape`; R is (k1*n1) x (k2*n2), row-major, in double.
+// InvalidArgument when shape does not divide W.
+StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
+                                        const KronShape& shape);
+
+// Best rank-`rank` sum of Kronecker products of `shape` for W (K x N, row-major), via the SVD of R.
+// `rank` must be in [1, shape.MaxRank()]. InvalidArgument on bad dimensions, shape or rank, or on
+// NaN/Inf in W; Internal when LAPACK fails (message carries LAPACK's info).
+StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                                int64_t rank);
+
+// Dense W_hat = sum_t A_t (x) B_t as a K x N row-major matrix (for tests and references),
+// accumulated in double. Empty when the sizes of `a` and `b` disagree with `shape` and `rank`.
+std::vector<float> Reconstruct(const KronFactors& factors);
+
+}  // namespace kfc::kron

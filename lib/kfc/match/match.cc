@@ -1,0 +1,239 @@
+#include "kfc/match/match.h"
+
+#include <exception>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "kfc/core/logging.h"
+#include "kfc/tensor/tensor.h"
+#include "onnx/shape_inference/implementation.h"
+
+namespace kfc::match {
+namespace {
+
+using NameCount = std::unordered_map<std::string, int>;
+
+// Counts every use of every name as a node input, in all graphs, plus the main graph's outputs.
+void CountUses(const onnx::GraphProto& g, NameCount* uses) {
+  for (const auto& node : g.node()) {
+    for (const auto& in : node.input()) ++(*uses)[in];
+    for (const auto& attr : node.attribute()) {
+      if (attr.has_g()) CountUses(attr.g(), uses);
+      for (const auto& sub : attr.graphs()) CountUses(sub, uses);
+    }
+  }
+}
+
+// Rank of every value whose shape is known, from graph inputs, value_info and outputs.
+std::unordered_map<std::string, int64_t> KnownRanks(const onnx::GraphProto& g) {
+  std::unordered_map<std::string, int64_t> ranks;
+  auto add = [&](const onnx::ValueInfoProto& vi) {
+    if (vi.type().has_tensor_type() && vi.type().tensor_type().has_shape()) {
+      ranks[vi.name()] = vi.type().tensor_type().shape().dim_size();
+    }
+  };
+  for (const auto& vi : g.input()) add(vi);
+  for (const auto& vi : g.value_info()) add(vi);
+  for (const auto& vi : g.output()) add(vi);
+  return ranks;
+}
+
+const onnx::AttributeProto* FindAttr(const onnx::NodeProto& node, const std::string& name) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return &a;
+  }
+  return nullptr;
+}
+
+struct GraphFacts {
+  std::unordered_map<std::string, const onnx::TensorProto*> initializers;
+  std::unordered_set<std::string> graph_inputs;
+  std::unordered_set<std::string> constant_node_outputs;
+};
+
+GraphFacts FactsOf(const onnx::GraphProto& g) {
+  GraphFacts f;
+  for (const auto& t : g.initializer()) f.initializers[t.name()] = &t;
+  for (const auto& vi : g.input()) f.graph_inputs.insert(vi.name());
+  for (const auto& node : g.node()) {
+    if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx")) {
+      for (const auto& out : node.output()) f.constant_node_outputs.insert(out);
+    }
+  }
+  return f;
+}
+
+void Skip(LayerCandidate* c, const std::string& reason, const std::string& detail) {
+  c->skip_reason = reason;
+  c->skip_detail = detail;
+}
+
+// Fills the candidate for a Gemm/MatMul node of the main graph.
+void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCount& uses,
+              const std::unordered_map<std::string, int64_t>& ranks, int64_t opset,
+              int64_t ir_version, LayerCandidate* c) {
+  const bool is_gemm = c->op_type == "Gemm";
+  if (node.input_size() < 2) return Skip(c, "malformed_node", "node has fewer than 2 inputs");
+  c->input_name = node.input(0);
+  c->weight_name = node.input(1);
+  c->output_name = node.output_size() > 0 ? node.output(0) : "";
+  if (is_gemm) {
+    if (const auto* a = FindAttr(node, "transB")) c->trans_b = a->i() != 0;
+    if (const auto* a = FindAttr(node, "alpha")) c->alpha = a->f();
+    if (const auto* a = FindAttr(node, "beta")) c->beta = a->f();
+    if (node.input_size() > 2) c->bias_name = node.input(2);
+    c->input_rank = 2;
+  } else {
+    auto it = ranks.find(c->input_name);
+    if (it != ranks.end()) c->input_rank = it->second;
+  }
+
+  // Facts about the weight come first so the report can show K x N even for skipped layers.
+  auto init = facts.initializers.find(c->weight_name);
+  const onnx::TensorProto* w = init == facts.initializers.end() ? nullptr : init->second;
+  if (w != nullptr) {
+    c->dtype = w->data_type();
+    if (w->dims_size() == 2) {
+      c->k = c->trans_b ? w->dims(1) : w->dims(0);
+      c->n = c->trans_b ? w->dims(0) : w->dims(1);
+    }
+  }
+
+  if (opset < kMinOpset) {
+    return Skip(c, "opset_unsupported",
+                "model opset " + std::to_string(opset) + " is below " + std::to_string(kMinOpset));
+  }
+  if (is_gemm) {
+    const auto* ta = FindAttr(node, "transA");
+    if (ta != nullptr && ta->i() != 0) {
+      return Skip(c, "gemm_trans_a", "Gemm with transA=1 is not supported yet");
+    }
+  }
+  if (w == nullptr) {
+    if (facts.constant_node_outputs.count(c->weight_name)) {
+      return Skip(c, "weight_in_constant_node",
+                  "weight comes from a Constant node; only initializers are supported yet");
+    }
+    const bool x_const = facts.initializers.count(c->input_name) > 0;
+    return Skip(c, "weight_not_constant",
+                x_const ? "only the first input is constant (W X form is not supported)"
+                        : "second input is computed at run time");
+  }
+  if (ir_version >= 4 && facts.graph_inputs.count(c->weight_name)) {
+    return Skip(c, "weight_is_graph_input",
+                "the initializer is also a graph input, so callers may override it");
+  }
+  if (tensor::HasExternalData(*w)) {
+    return Skip(c, "external_data",
+                "weight data is stored in an external file (not supported yet)");
+  }
+  if (w->data_type() != onnx::TensorProto::FLOAT) {
+    return Skip(c, "unsupported_dtype",
+                "weight dtype " + tensor::DTypeName(w->data_type()) + " (only float32 yet)");
+  }
+  if (w->dims_size() != 2) {
+    return Skip(c, "weight_not_2d",
+                "weight has rank " + std::to_string(w->dims_size()) + ", expected 2");
+  }
+  if (c->k <= 0 || c->n <= 0) return Skip(c, "empty_weight", "weight has a zero dimension");
+  auto use = uses.find(c->weight_name);
+  if (use != uses.end() && use->second > 1) {
+    return Skip(c, "weight_shared",
+                "weight is used " + std::to_string(use->second) +
+                    " times (by other nodes or as a graph output)");
+  }
+  if (c->input_rank == 0) {
+    return Skip(c, "unknown_input_rank",
+                "rank of input '" + c->input_name + "' is unknown after shape inference");
+  }
+  if (c->input_rank < 2) {
+    return Skip(c, "input_rank_1", "input '" + c->input_name + "' is a vector (rank 1)");
+  }
+}
+
+void ScanSubgraphs(const onnx::GraphProto& g, const std::string& path,
+                   std::vector<LayerCandidate>* out);
+
+void ScanSubgraphNodes(const onnx::GraphProto& g, const std::string& path,
+                       std::vector<LayerCandidate>* out) {
+  for (int i = 0; i < g.node_size(); ++i) {
+    const auto& node = g.node(i);
+    const bool std_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    if (std_domain && (node.op_type() == "Gemm" || node.op_type() == "MatMul")) {
+      LayerCandidate c;
+      c.graph_path = path;
+      c.node_index = i;
+      c.node_name = node.name();
+      c.op_type = node.op_type();
+      if (node.input_size() > 1) c.weight_name = node.input(1);
+      Skip(&c, "in_subgraph",
+           "layers inside subgraphs (If/Loop/Scan bodies) are not supported yet");
+      out->push_back(std::move(c));
+    }
+  }
+  ScanSubgraphs(g, path, out);
+}
+
+void ScanSubgraphs(const onnx::GraphProto& g, const std::string& path,
+                   std::vector<LayerCandidate>* out) {
+  for (int i = 0; i < g.node_size(); ++i) {
+    const auto& node = g.node(i);
+    const std::string node_label = node.name().empty() ? "#" + std::to_string(i) : node.name();
+    for (const auto& attr : node.attribute()) {
+      if (attr.has_g())
+        ScanSubgraphNodes(attr.g(), path + "/" + node_label + "/" + attr.name(), out);
+      for (int j = 0; j < attr.graphs_size(); ++j) {
+        ScanSubgraphNodes(
+            attr.graphs(j),
+            path + "/" + node_label + "/" + attr.name() + "[" + std::to_string(j) + "]", out);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t DefaultOpset(const onnx::ModelProto& model) {
+  for (const auto& op : model.opset_import()) {
+    if (op.domain().empty() || op.domain() == "ai.onnx") return op.version();
+  }
+  return 0;
+}
+
+std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
+  const onnx::GraphProto& g = model.graph();
+  std::unordered_map<std::string, int64_t> ranks;
+  {
+    // Ranks come from an inferred copy; a model that inference rejects still gets scanned, and
+    // its MatMul layers with unknown input rank are skipped with that reason.
+    onnx::ModelProto inferred = model;
+    try {
+      onnx::shape_inference::InferShapes(inferred);
+    } catch (const std::exception& e) {
+      Logger().warn("shape inference on the input failed: {}", e.what());
+    }
+    ranks = KnownRanks(inferred.graph());
+  }
+  NameCount uses;
+  CountUses(g, &uses);
+  for (const auto& out : g.output()) ++uses[out.name()];
+  const GraphFacts facts = FactsOf(g);
+  const int64_t opset = DefaultOpset(model);
+
+  std::vector<LayerCandidate> layers;
+  for (int i = 0; i < g.node_size(); ++i) {
+    const auto& node = g.node(i);
+    const bool std_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    if (!std_domain || (node.op_type() != "Gemm" && node.op_type() != "MatMul")) continue;
+    LayerCandidate c;
+    c.node_index = i;
+    c.node_name = node.name();
+    c.op_type = node.op_type();
+    Classify(node, facts, uses, ranks, opset, model.ir_version(), &c);
+    layers.push_back(std::move(c));
+  }
+  ScanSubgraphs(g, "main", &layers);
+  return layers;
+}
+
+}  // namespace kfc::match

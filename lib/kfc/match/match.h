@@ -1,0 +1,48 @@
+// Read-only scan of a model: one LayerCandidate per Gemm/MatMul node, in every graph (subgraphs
+// included), either eligible for compression or carrying the skip reason. Never edits the model.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "onnx/onnx_pb.h"
+
+namespace kfc::match {
+
+// The lowest opset at which the emitted ops (Reshape with a shape input, numpy-style MatMul, Add
+// and Mul with multidirectional broadcasting) exist in the form the rewriter uses.
+inline constexpr int64_t kMinOpset = 7;
+
+struct LayerCandidate {
+  std::string graph_path = "main";  // "main", or "main/<node>/<attribute>" for subgraphs
+  int node_index = -1;              // position in its graph's node list
+  std::string node_name;
+  std::string op_type;      // "Gemm" or "MatMul"
+  std::string input_name;   // the activation X (Gemm A, MatMul first input)
+  std::string weight_name;  // the constant input (Gemm B, MatMul second input)
+  std::string output_name;
+  // Gemm attributes and bias (bias_name empty when absent).
+  bool trans_b = false;
+  float alpha = 1.0f;
+  float beta = 1.0f;
+  std::string bias_name;
+  // W as the K x N matrix of y = x W (primer convention); 0 when unknown.
+  int64_t k = 0;
+  int64_t n = 0;
+  int32_t dtype = 0;        // weight element type (onnx::TensorProto::DataType); 0 when unknown
+  int64_t input_rank = 0;   // rank of X; 0 when unknown
+  std::string skip_reason;  // snake_case; empty when eligible
+  std::string skip_detail;  // one sentence for people
+
+  bool eligible() const { return skip_reason.empty(); }
+};
+
+// The default ("" or "ai.onnx") domain's opset version; 0 when not imported.
+int64_t DefaultOpset(const onnx::ModelProto& model);
+
+// Scans every Gemm and MatMul in the model, in graph order (main graph first, then subgraphs in
+// the order their nodes appear). Runs ONNX shape inference on a copy to learn activation ranks.
+std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
+
+}  // namespace kfc::match

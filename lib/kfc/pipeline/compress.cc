@@ -1,0 +1,314 @@
+#include "kfc/pipeline/compress.h"
+
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <regex>
+
+#include "kfc/core/logging.h"
+#include "kfc/io/model_io.h"
+#include "kfc/report/render.h"
+#include "kfc/rewrite/kron_layer.h"
+#include "kfc/tensor/tensor.h"
+#include "onnx/checker.h"
+#include "onnx/shape_inference/implementation.h"
+
+namespace kfc::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+bool AnyMatch(const std::vector<std::string>& patterns, const match::LayerCandidate& c) {
+  for (const auto& p : patterns) {
+    const std::regex re(p, std::regex::ECMAScript);
+    if (std::regex_search(c.node_name, re) || std::regex_search(c.weight_name, re)) return true;
+  }
+  return false;
+}
+
+const onnx::TensorProto* FindInitializer(const onnx::GraphProto& g, const std::string& name) {
+  for (const auto& t : g.initializer()) {
+    if (t.name() == name) return &t;
+  }
+  return nullptr;
+}
+
+// W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
+StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
+                                          const match::LayerCandidate& c) {
+  KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeFloat32(t));
+  if (!c.trans_b) return stored;
+  std::vector<float> w(stored.size());
+  for (int64_t j = 0; j < c.n; ++j)
+    for (int64_t i = 0; i < c.k; ++i) w[i * c.n + j] = stored[j * c.k + i];
+  return w;
+}
+
+std::string FirstNonFinite(const std::vector<float>& w, int64_t n) {
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (!std::isfinite(w[i])) {
+      return std::string(std::isnan(w[i]) ? "NaN" : "Inf") + " at row " +
+             std::to_string(static_cast<int64_t>(i) / n) + ", column " +
+             std::to_string(static_cast<int64_t>(i) % n);
+    }
+  }
+  return "";
+}
+
+struct ShapeChoice {
+  kron::KronShape shape;
+  int64_t compared = 1;
+};
+
+// The forced shape where it divides the layer (and is not trivial); else the shape with the fewest
+// parameters per term, ties broken by the least error at `rank` for layers up to
+// kTieSearchMaxElements, by squareness above.
+StatusOr<ShapeChoice> ChooseShape(const Options& o, const match::LayerCandidate& c,
+                                  const std::vector<float>& w) {
+  if (o.forced_shape) {
+    const auto [k1, n1] = *o.forced_shape;
+    const bool divides = c.k % k1 == 0 && c.n % n1 == 0;
+    const bool trivial = (k1 == 1 && n1 == 1) || (k1 == c.k && n1 == c.n);
+    if (divides && !trivial) return ShapeChoice{{k1, n1, c.k / k1, c.n / n1}, 1};
+  }
+  const std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
+  if (tied.empty()) return InvalidArgument("no non-trivial Kronecker shape divides the weight");
+  if (tied.size() == 1 || c.k * c.n > kTieSearchMaxElements) return ShapeChoice{tied.front(), 1};
+  ShapeChoice best{tied.front(), static_cast<int64_t>(tied.size())};
+  double best_error = 2.0;
+  for (const auto& shape : tied) {
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
+                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    const double error = kron::SpectrumError(s, std::min(o.rank, shape.MaxRank()), norm);
+    Logger().trace("layer '{}': shape {}x{} (x) {}x{} error {:.6f} at rank {}", c.node_name,
+                   shape.k1, shape.n1, shape.k2, shape.n2, error, o.rank);
+    if (error < best_error) {
+      best_error = error;
+      best.shape = shape;
+    }
+  }
+  return best;
+}
+
+struct ModelTotals {
+  double params = 0, bytes = 0;
+};
+
+ModelTotals CountInitializers(const onnx::GraphProto& g) {
+  ModelTotals t;
+  for (const auto& init : g.initializer()) {
+    auto n = tensor::NumElements(init.dims(), init.name());
+    if (n.ok()) t.params += static_cast<double>(*n);
+    t.bytes += static_cast<double>(tensor::StoredDataBytes(init));
+  }
+  return t;
+}
+
+void Skip(report::LayerReport* lr, const std::string& reason, const std::string& detail) {
+  lr->set_compressed(false);
+  lr->set_skip_reason(reason);
+  lr->set_skip_detail(detail);
+}
+
+}  // namespace
+
+Status ValidateOptions(const Options& o) {
+  if (o.rank < 1) return InvalidArgument("rank must be at least 1, got " + std::to_string(o.rank));
+  if (o.min_params < 0) return InvalidArgument("min-params must be >= 0");
+  if (o.forced_shape && (o.forced_shape->first < 1 || o.forced_shape->second < 1)) {
+    return InvalidArgument("shape dims must be at least 1");
+  }
+  for (const auto* list : {&o.include, &o.exclude}) {
+    for (const auto& p : *list) {
+      try {
+        std::regex re(p, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        return InvalidArgument("regex '" + p + "': " + e.what());
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    return FailedPrecondition(what + " fails the ONNX checker: " + std::string(e.what()));
+  }
+  try {
+    onnx::ModelProto copy = model;
+    onnx::ShapeInferenceOptions strict(/*check_type_val=*/true, /*strict_mode_val=*/1,
+                                       /*data_prop_val=*/false);
+    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), strict);
+  } catch (const std::exception& e) {
+    return FailedPrecondition(what + " fails ONNX shape inference: " + std::string(e.what()));
+  }
+  return Status::Ok();
+}
+
+StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options) {
+  KFC_RETURN_IF_ERROR(ValidateOptions(options));
+  auto& log = Logger();
+  Result result;
+  report::Report& rep = result.report;
+  rep.set_report_schema_version(report::kSchemaVersion);
+  rep.set_tool_version(KFC_VERSION);
+  rep.set_rank_requested(static_cast<double>(options.rank));
+  rep.set_shape_policy(options.forced_shape ? std::to_string(options.forced_shape->first) + "x" +
+                                                  std::to_string(options.forced_shape->second)
+                                            : "default");
+  rep.set_min_params(static_cast<double>(options.min_params));
+  rep.set_opset(static_cast<int32_t>(match::DefaultOpset(model)));
+
+  auto start = Clock::now();
+  std::vector<match::LayerCandidate> candidates = match::FindLayers(model);
+  log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), SecondsSince(start));
+
+  start = Clock::now();
+  std::vector<rewrite::KronRewrite> rewrites;
+  report::Totals* totals = rep.mutable_totals();
+  for (const auto& c : candidates) {
+    report::LayerReport* lr = rep.add_layers();
+    lr->set_node_name(c.node_name);
+    lr->set_op_type(c.op_type);
+    lr->set_weight_name(c.weight_name);
+    lr->set_graph(c.graph_path);
+    lr->set_k(static_cast<double>(c.k));
+    lr->set_n(static_cast<double>(c.n));
+    lr->set_dtype(c.dtype ? tensor::DTypeName(c.dtype) : "");
+    lr->set_rank_requested(static_cast<double>(options.rank));
+    const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
+    const double elem_bytes = static_cast<double>(tensor::DTypeSize(c.dtype));
+    lr->set_params_before(kn);
+    lr->set_params_after(kn);
+    lr->set_macs_before(kn);
+    lr->set_macs_after(kn);
+    lr->set_weight_bytes_before(kn * elem_bytes);
+    lr->set_weight_bytes_after(kn * elem_bytes);
+    result.layers.push_back({c, std::nullopt});
+
+    if (!c.eligible()) {
+      Skip(lr, c.skip_reason, c.skip_detail);
+    } else if (!options.include.empty() && !AnyMatch(options.include, c)) {
+      Skip(lr, "not_included", "name matches no --include pattern");
+    } else if (AnyMatch(options.exclude, c)) {
+      Skip(lr, "excluded", "name matches an --exclude pattern");
+    } else if (kn < static_cast<double>(options.min_params)) {
+      Skip(lr, "below_min_params",
+           std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
+    } else {
+      const onnx::TensorProto* init = FindInitializer(model.graph(), c.weight_name);
+      if (init == nullptr) return Internal("initializer '" + c.weight_name + "' disappeared");
+      KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
+      const std::string bad = FirstNonFinite(w, c.n);
+      auto choice = bad.empty() ? ChooseShape(options, c, w) : StatusOr<ShapeChoice>(ShapeChoice{});
+      if (!bad.empty()) {
+        Skip(lr, "non_finite_weight", "weight has " + bad);
+      } else if (!choice.ok() && choice.status().code() == StatusCode::kInvalidArgument) {
+        Skip(lr, "no_factor_shape", choice.status().message());
+      } else if (!choice.ok()) {
+        return choice.status().WithContext("layer '" + c.node_name + "'");
+      } else {
+        const kron::KronShape shape = choice->shape;
+        lr->set_shapes_compared(static_cast<double>(choice->compared));
+        const int64_t rank = std::min(options.rank, shape.MaxRank());
+        const double params_after = static_cast<double>(rank * shape.ParamsPerTerm());
+        lr->set_k1(static_cast<double>(shape.k1));
+        lr->set_n1(static_cast<double>(shape.n1));
+        lr->set_k2(static_cast<double>(shape.k2));
+        lr->set_n2(static_cast<double>(shape.n2));
+        lr->set_rank(static_cast<double>(rank));
+        lr->set_rank_clamped(rank < options.rank);
+        if (options.skip_unprofitable && params_after >= kn) {
+          Skip(lr, "unprofitable",
+               "rank " + std::to_string(rank) + " of " + std::to_string(shape.k1) + "x" +
+                   std::to_string(shape.n1) + " (x) " + std::to_string(shape.k2) + "x" +
+                   std::to_string(shape.n2) + " needs " +
+                   std::to_string(static_cast<int64_t>(params_after)) + " parameters, dense has " +
+                   std::to_string(c.k * c.n));
+        } else {
+          KFC_ASSIGN_OR_RETURN(kron::KronFactors f,
+                               kron::Factorize(w.data(), c.k, c.n, shape, rank));
+          const auto order = kron::CheaperOrder(shape, rank);
+          lr->set_compressed(true);
+          lr->set_params_after(params_after);
+          lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
+          lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first"
+                                                                             : "a_first");
+          lr->set_relative_error(f.relative_error);
+          lr->set_weight_bytes_after(params_after * elem_bytes);
+          log.debug("layer '{}': {}x{} -> {}x{} (x) {}x{} rank {}, relative error {:.6f}",
+                    c.node_name, c.k, c.n, shape.k1, shape.n1, shape.k2, shape.n2, rank,
+                    f.relative_error);
+          result.layers.back().factors = f;
+          rewrites.push_back({c, std::move(f), order});
+        }
+      }
+    }
+    if (!lr->compressed()) {
+      log.debug("layer '{}' skipped: {} ({})", c.node_name, lr->skip_reason(), lr->skip_detail());
+      lr->set_params_after(lr->params_before());
+    }
+    if (c.k > 0 && c.n > 0) {
+      totals->set_layer_params_before(totals->layer_params_before() + lr->params_before());
+      totals->set_layer_params_after(totals->layer_params_after() + lr->params_after());
+      totals->set_layer_macs_before(totals->layer_macs_before() + lr->macs_before());
+      totals->set_layer_macs_after(totals->layer_macs_after() + lr->macs_after());
+    }
+  }
+  log.info("factorized {} of {} layers in {:.3f} s", rewrites.size(), candidates.size(),
+           SecondsSince(start));
+
+  start = Clock::now();
+  result.model = model;
+  KFC_RETURN_IF_ERROR(rewrite::ApplyKronRewrites(&result.model, rewrites));
+  KFC_RETURN_IF_ERROR(CheckModel(result.model, "output model"));
+  log.info("rewrote and checked the graph in {:.3f} s", SecondsSince(start));
+
+  const ModelTotals before = CountInitializers(model.graph());
+  const ModelTotals after = CountInitializers(result.model.graph());
+  totals->set_layers_found(static_cast<double>(candidates.size()));
+  totals->set_layers_compressed(static_cast<double>(rewrites.size()));
+  totals->set_layers_skipped(static_cast<double>(candidates.size() - rewrites.size()));
+  totals->set_model_params_before(before.params);
+  totals->set_model_params_after(after.params);
+  totals->set_weight_bytes_before(before.bytes);
+  totals->set_weight_bytes_after(after.bytes);
+  totals->set_file_bytes_before(static_cast<double>(model.ByteSizeLong()));
+  totals->set_file_bytes_after(static_cast<double>(result.model.ByteSizeLong()));
+  totals->set_param_ratio(before.params > 0 ? after.params / before.params : 1.0);
+  totals->set_file_ratio(totals->file_bytes_before() > 0
+                             ? totals->file_bytes_after() / totals->file_bytes_before()
+                             : 1.0);
+  return result;
+}
+
+StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,
+                                      const Options& options, bool dry_run) {
+  KFC_RETURN_IF_ERROR(ValidateOptions(options));
+  if (!dry_run) KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, output));
+  auto start = Clock::now();
+  KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  Logger().info("loaded '{}' in {:.3f} s", input, SecondsSince(start));
+
+  KFC_ASSIGN_OR_RETURN(Result result, CompressModel(model, options));
+  result.report.set_input(input);
+  result.report.set_dry_run(dry_run);
+  if (dry_run) return std::move(result.report);
+
+  start = Clock::now();
+  result.report.set_output(output);
+  KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(result.model));
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(output, bytes));
+  Logger().info("wrote '{}' ({} bytes) in {:.3f} s", output, bytes.size(), SecondsSince(start));
+  return std::move(result.report);
+}
+
+}  // namespace kfc::pipeline

@@ -1,0 +1,111 @@
+#include "kfc/report/render.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+namespace kfc::report {
+namespace {
+
+std::string Int(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%" PRId64, static_cast<int64_t>(v));
+  return buf;
+}
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+std::string Ratio(double before, double after) {
+  if (after <= 0) return "";
+  return "(" + Fixed(before / after, 2) + "x)";
+}
+
+std::string BeforeAfter(double before, double after) {
+  return Int(before) + " -> " + Int(after) + " " + Ratio(before, after);
+}
+
+// Pads each column to its widest cell; the last column is not padded.
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RenderText(const Report& r) {
+  std::string out = "kfc-compress " + r.tool_version() + ": " + r.input();
+  out += r.dry_run() ? " (dry run, no output written)" : " -> " + r.output();
+  out += "\nrank " + Int(r.rank_requested()) + ", shape " + r.shape_policy() + ", min-params " +
+         Int(r.min_params()) + ", opset " + std::to_string(r.opset()) + "\n\n";
+
+  std::vector<std::vector<std::string>> rows = {
+      {"layer", "op", "weight", "K x N", "dtype", "factors A (x) B", "rank",
+       "params before -> after", "MACs/row before -> after", "rel. error / skip reason"}};
+  for (const auto& l : r.layers()) {
+    std::string name = l.node_name().empty() ? "(unnamed)" : l.node_name();
+    if (l.graph() != "main") name = l.graph() + "/" + name;
+    const std::string kn = l.k() > 0 ? Int(l.k()) + "x" + Int(l.n()) : "?";
+    if (l.compressed()) {
+      std::string rank = Int(l.rank());
+      if (l.rank_clamped()) rank += " (asked " + Int(l.rank_requested()) + ")";
+      rows.push_back({name, l.op_type(), l.weight_name(), kn, l.dtype(),
+                      Int(l.k1()) + "x" + Int(l.n1()) + " (x) " + Int(l.k2()) + "x" + Int(l.n2()),
+                      rank, BeforeAfter(l.params_before(), l.params_after()),
+                      BeforeAfter(l.macs_before(), l.macs_after()), Fixed(l.relative_error(), 6)});
+    } else {
+      rows.push_back({name, l.op_type(), l.weight_name(), kn, l.dtype(), "-", "-",
+                      l.params_before() > 0 ? Int(l.params_before()) : "-",
+                      l.macs_before() > 0 ? Int(l.macs_before()) : "-",
+                      "skipped: " + l.skip_reason() + " (" + l.skip_detail() + ")"});
+    }
+  }
+  if (r.layers().empty()) rows.push_back({"(no Gemm or MatMul layers found)"});
+  out += Table(rows);
+
+  const Totals& t = r.totals();
+  out += "\ntotals: " + Int(t.layers_found()) + " layers, " + Int(t.layers_compressed()) +
+         " compressed, " + Int(t.layers_skipped()) + " skipped\n";
+  out += Table({
+      {"  layer params", BeforeAfter(t.layer_params_before(), t.layer_params_after())},
+      {"  layer MACs/row", BeforeAfter(t.layer_macs_before(), t.layer_macs_after())},
+      {"  model params", BeforeAfter(t.model_params_before(), t.model_params_after())},
+      {"  weight bytes", BeforeAfter(t.weight_bytes_before(), t.weight_bytes_after())},
+      {"  file bytes", BeforeAfter(t.file_bytes_before(), t.file_bytes_after())},
+  });
+  return out;
+}
+
+StatusOr<std::string> RenderJson(const Report& report) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(report, &json, options);
+  if (!status.ok()) return Internal("report: JSON rendering failed: " + status.ToString());
+  if (json.empty() || json.back() != '\n') json += "\n";
+  return json;
+}
+
+}  // namespace kfc::report

@@ -1,0 +1,22 @@
+// Renderers for the compression report (the kfc::report::Report message in proto/kfc_report.proto).
+// Pure functions: no logging, no model access.
+#pragma once
+
+#include <string>
+
+#include "kfc/core/status.h"
+#include "kfc_report.pb.h"
+
+namespace kfc::report {
+
+inline constexpr int kSchemaVersion = 1;
+
+// An aligned table, one line per layer, then the totals. No timings or absolute paths beyond the
+// paths given on the command line, so the text is byte-stable for identical inputs.
+std::string RenderText(const Report& report);
+
+// Pretty-printed JSON from protobuf's printer: snake_case field names, every field printed,
+// counts as JSON numbers. Ends with a newline.
+StatusOr<std::string> RenderJson(const Report& report);
+
+}  // namespace kfc::report

@@ -1,0 +1,39 @@
+// Before: Y[..,N] = MatMul(X[..,K], W[K,N])                       K = k1*k2, N = n1*n2
+//         Y[M,N]  = Gemm(X[M,K], B, C; alpha, beta, transB)       W = transB ? B^T : B
+// After:  Y = sum_t A_t^T X B_t on X reshaped [..,k1,k2]; standard ops only (Reshape, MatMul,
+//         and for a Gemm bias Add, plus Mul when the bias is computed and beta != 1):
+//   B first:  X4 = Reshape(X, [0..,k1,k2]);  T = MatMul(X4, Bcat[k2, r*n2])
+//             T2 = Reshape(T, [0..,k1*r,n2]); Y4 = MatMul(Acat[n1, k1*r], T2)
+//             with Bcat[i2, t*n2+j2] = B_t[i2,j2] and Acat[j1, i1*r+t] = alpha*A_t[i1,j1]
+//   A first:  U = MatMul(Acat[n1*r, k1], X4); U2 = Reshape(U, [0..,n1,r*k2])
+//             Y4 = MatMul(U2, Bstack[r*k2, n2])
+//             with Acat[j1*r+t, i1] = alpha*A_t[i1,j1] and Bstack[t*k2+i2, j2] = B_t[i2,j2]
+//   Y = Reshape(Y4, [0..,N]) (+ beta*C). The stacked terms make the sum over t part of the
+//   second MatMul's contraction, so no ReduceSum (whose signature changed at opset 13) is needed;
+//   "0" in a Reshape shape copies that leading dim, so symbolic batch/sequence dims stay symbolic.
+// Preconditions: W an fp32 initializer used only by this node; rank of X known and >= 2;
+// opset >= 7; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
+#pragma once
+
+#include <vector>
+
+#include "kfc/core/status.h"
+#include "kfc/kron/factorize.h"
+#include "kfc/match/match.h"
+#include "onnx/onnx_pb.h"
+
+namespace kfc::rewrite {
+
+struct KronRewrite {
+  match::LayerCandidate layer;  // must be eligible and in the main graph
+  kron::KronFactors factors;    // approximates W (K x N); alpha is folded in by the rewriter
+  kron::ContractionOrder order = kron::ContractionOrder::kBFirst;
+};
+
+// Replaces each layer's node by its Kronecker subgraph, in place of the node so the graph stays
+// topologically sorted, then removes the dense weights (and a Gemm bias folded with beta) that
+// nothing uses any more. New names derive from the node's name (or its output's name when the node
+// has none) and are made unique against every name in the model.
+Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites);
+
+}  // namespace kfc::rewrite

@@ -1,0 +1,167 @@
+#include "kfc/tensor/tensor.h"
+
+#include <cstring>
+#include <limits>
+
+namespace kfc::tensor {
+namespace {
+
+// Raw data in ONNX is little-endian; this machine is too (x86_64/arm64 Linux).
+static_assert(sizeof(float) == 4, "float32 expected");
+
+std::string DimsString(const google::protobuf::RepeatedField<int64_t>& dims) {
+  std::string s = "[";
+  for (int i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims.Get(i));
+  return s + "]";
+}
+
+template <typename T>
+void AppendRaw(const std::vector<T>& data, std::string* raw) {
+  raw->resize(data.size() * sizeof(T));
+  if (!data.empty()) std::memcpy(raw->data(), data.data(), raw->size());
+}
+
+}  // namespace
+
+std::string DTypeName(int32_t t) {
+  using TP = onnx::TensorProto;
+  switch (t) {
+    case TP::FLOAT:
+      return "float32";
+    case TP::DOUBLE:
+      return "float64";
+    case TP::FLOAT16:
+      return "float16";
+    case TP::BFLOAT16:
+      return "bfloat16";
+    case TP::INT8:
+      return "int8";
+    case TP::UINT8:
+      return "uint8";
+    case TP::INT16:
+      return "int16";
+    case TP::UINT16:
+      return "uint16";
+    case TP::INT32:
+      return "int32";
+    case TP::UINT32:
+      return "uint32";
+    case TP::INT64:
+      return "int64";
+    case TP::UINT64:
+      return "uint64";
+    case TP::BOOL:
+      return "bool";
+    case TP::STRING:
+      return "string";
+    case TP::COMPLEX64:
+      return "complex64";
+    case TP::COMPLEX128:
+      return "complex128";
+    default:
+      return "dtype_" + std::to_string(t);
+  }
+}
+
+int64_t DTypeSize(int32_t t) {
+  using TP = onnx::TensorProto;
+  switch (t) {
+    case TP::BOOL:
+    case TP::INT8:
+    case TP::UINT8:
+      return 1;
+    case TP::FLOAT16:
+    case TP::BFLOAT16:
+    case TP::INT16:
+    case TP::UINT16:
+      return 2;
+    case TP::FLOAT:
+    case TP::INT32:
+    case TP::UINT32:
+      return 4;
+    case TP::DOUBLE:
+    case TP::INT64:
+    case TP::UINT64:
+    case TP::COMPLEX64:
+      return 8;
+    case TP::COMPLEX128:
+      return 16;
+    default:
+      return 0;
+  }
+}
+
+StatusOr<int64_t> NumElements(const google::protobuf::RepeatedField<int64_t>& dims,
+                              const std::string& what) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0) return InvalidArgument(what + ": negative dim in " + DimsString(dims));
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) {
+      return InvalidArgument(what + ": dims " + DimsString(dims) + " overflow int64");
+    }
+    n *= d;
+  }
+  return n;
+}
+
+bool HasExternalData(const onnx::TensorProto& t) {
+  return t.data_location() == onnx::TensorProto::EXTERNAL;
+}
+
+int64_t StoredDataBytes(const onnx::TensorProto& t) {
+  if (!t.raw_data().empty()) return static_cast<int64_t>(t.raw_data().size());
+  const int64_t elem = DTypeSize(t.data_type());
+  auto n = NumElements(t.dims(), "tensor");
+  if (!n.ok()) return 0;
+  if (elem > 0 && *n <= std::numeric_limits<int64_t>::max() / elem) return *n * elem;
+  int64_t bytes = 0;
+  for (const auto& s : t.string_data()) bytes += static_cast<int64_t>(s.size());
+  return bytes;
+}
+
+StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t) {
+  const std::string what = "initializer '" + t.name() + "'";
+  if (t.data_type() != onnx::TensorProto::FLOAT) {
+    return InvalidArgument(what + ": dtype " + DTypeName(t.data_type()) + ", expected float32");
+  }
+  if (HasExternalData(t)) return InvalidArgument(what + ": data is stored externally");
+  KFC_ASSIGN_OR_RETURN(int64_t n, NumElements(t.dims(), what));
+  if (t.has_raw_data()) {
+    const std::string& raw = t.raw_data();
+    if (n > static_cast<int64_t>(raw.size() / sizeof(float)) ||
+        static_cast<int64_t>(raw.size()) != n * static_cast<int64_t>(sizeof(float))) {
+      return DataLoss(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, dims " +
+                      DimsString(t.dims()) + " need " + std::to_string(n) + " x 4");
+    }
+    std::vector<float> out(static_cast<size_t>(n));
+    if (n > 0) std::memcpy(out.data(), raw.data(), raw.size());
+    return out;
+  }
+  if (t.float_data_size() != n) {
+    return DataLoss(what + ": float_data has " + std::to_string(t.float_data_size()) +
+                    " values, dims " + DimsString(t.dims()) + " need " + std::to_string(n));
+  }
+  return std::vector<float>(t.float_data().begin(), t.float_data().end());
+}
+
+onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
+                                const std::vector<float>& data) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t.add_dims(d);
+  AppendRaw(data, t.mutable_raw_data());
+  return t;
+}
+
+onnx::TensorProto EncodeInt64(const std::string& name, const std::vector<int64_t>& dims,
+                              const std::vector<int64_t>& data) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::INT64);
+  for (int64_t d : dims) t.add_dims(d);
+  AppendRaw(data, t.mutable_raw_data());
+  return t;
+}
+
+}  // namespace kfc::tensor

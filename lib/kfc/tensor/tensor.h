@@ -1,0 +1,43 @@
+// Tensor data: element types, decoding an ONNX TensorProto to a row-major matrix and encoding one
+// back. Knows nothing about graphs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kfc/core/status.h"
+#include "onnx/onnx_pb.h"
+
+namespace kfc::tensor {
+
+// "float32", "float16", "bfloat16", "float64", "int64", ... or "dtype_<n>" for unknown codes.
+std::string DTypeName(int32_t onnx_elem_type);
+
+// Bytes per element for fixed-size types; 0 for strings and unknown types.
+int64_t DTypeSize(int32_t onnx_elem_type);
+
+// Product of dims. InvalidArgument naming `what` on a negative dim or int64 overflow.
+StatusOr<int64_t> NumElements(const google::protobuf::RepeatedField<int64_t>& dims,
+                              const std::string& what);
+
+bool HasExternalData(const onnx::TensorProto& t);
+
+// Bytes the tensor's data occupies when stored (raw or typed fields), for reports. Tensors whose
+// data lives in external files count the length their dims and dtype imply.
+int64_t StoredDataBytes(const onnx::TensorProto& t);
+
+// Elements of `t` as float32, row-major in the order of t.dims(). `t` must be FLOAT with inline
+// data (raw_data or float_data). DataLoss when the data size disagrees with the dims:
+// "initializer 'W': raw_data has 12 bytes, dims [4, 4] need 64".
+StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t);
+
+// A FLOAT tensor named `name` with `dims`, data stored little-endian in raw_data.
+onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
+                                const std::vector<float>& data);
+
+// An INT64 tensor (used for Reshape shapes), data in raw_data.
+onnx::TensorProto EncodeInt64(const std::string& name, const std::vector<int64_t>& dims,
+                              const std::vector<int64_t>& data);
+
+}  // namespace kfc::tensor

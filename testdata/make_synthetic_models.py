@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""Writes the small fp32 models that kfc-compress is tested on, plus synthetic/cases.json.
+
+Run with Debian's interpreter (python3-onnx, python3-numpy):
+
+    /usr/bin/python3 testdata/make_synthetic_models.py
+
+Deterministic: a fixed numpy seed per case, so re-running rewrites byte-identical files.
+
+Each model has one graph input, one graph output and the layer(s) under test between them
+(sometimes followed by a Relu). Weights are constant initializers with at least 4096 elements,
+above the tool's default --min-params, and with K and N that have many divisors, so that a
+Kronecker factorization is both possible and profitable. Dynamic dims have symbolic names.
+
+cases.json lists, per model: "name", "file" (relative to testdata/synthetic), "inputs" (input name
+-> the concrete shape to feed), "output" (the graph output's name) and "expected_layers" (how many
+Gemm/MatMul layers in it have a constant weight and static K, N: all of them are eligible).
+"""
+
+import json
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_DIR = os.path.join(HERE, "synthetic")
+INPUT = "x"
+OUTPUT = "y"
+
+
+def weight(rng, shape):
+    # Scaled like a trained layer's init (std 1/sqrt(fan_in)) so outputs stay O(1).
+    fan_in = shape[0] if len(shape) > 1 else 1
+    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+
+def bias(rng, shape):
+    return np.asarray(0.1 * rng.standard_normal(shape), dtype=np.float32)
+
+
+def init(name, array):
+    # np.array, not ascontiguousarray: the latter turns a rank-0 bias into shape [1].
+    return numpy_helper.from_array(np.array(array, dtype=np.float32, order="C"), name)
+
+
+def value_info(name, dims):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+def finish(name, nodes, in_dims, out_dims, initializers, doc, opset=13, ir_version=8):
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [value_info(INPUT, in_dims)],
+        [value_info(OUTPUT, out_dims)],
+        initializer=initializers,
+        doc_string=doc,
+    )
+    model = helper.make_model(
+        graph,
+        producer_name="kfc-tests",
+        producer_version="1",
+        opset_imports=[helper.make_opsetid("", opset)],
+        doc_string=doc,
+    )
+    model.ir_version = ir_version
+    helper.set_model_props(
+        model, {"author": "kfc-tests", "case": name, "generator": "make_synthetic_models.py"}
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def gemm_case(name, k, n, *, trans_b, bias_shape, alpha=None, beta=None, m="batch", relu=False,
+              opset=13, ir_version=8, seed):
+    """Y = alpha * X @ op(B) + beta * C, with B constant ([K,N], or [N,K] when transB=1)."""
+    rng = np.random.default_rng(seed)
+    w = weight(rng, (k, n))  # W is K x N whatever the storage
+    inits = [init("W", w.T if trans_b else w)]
+    inputs = [INPUT, "W"]
+    if bias_shape is not None:
+        inits.append(init("C", bias(rng, bias_shape)))
+        inputs.append("C")
+    attrs = {}
+    if trans_b:
+        attrs["transB"] = 1
+    if alpha is not None:
+        attrs["alpha"] = alpha
+    if beta is not None:
+        attrs["beta"] = beta
+    gemm_out = "gemm_out" if relu else OUTPUT
+    nodes = [helper.make_node("Gemm", inputs, [gemm_out], name="gemm", **attrs)]
+    if relu:
+        nodes.append(helper.make_node("Relu", [gemm_out], [OUTPUT], name="relu"))
+    doc = (f"Gemm K={k} N={n} transB={int(trans_b)} bias={bias_shape} alpha={alpha} beta={beta}"
+           f"{' + Relu' if relu else ''}; weight initializer 'W'")
+    model = finish(name, nodes, [m, k], [m, n], inits, doc, opset, ir_version)
+    feed_m = m if isinstance(m, int) else 3
+    return model, {INPUT: [feed_m, k]}, 1
+
+
+def matmul_case(name, lead_dims, feed_lead, k, n, *, relu=False, opset=13, seed):
+    """Y = X @ W for X [..., K] with any number of leading (batch) dims, W constant [K, N]."""
+    rng = np.random.default_rng(seed)
+    inits = [init("W", weight(rng, (k, n)))]
+    mm_out = "matmul_out" if relu else OUTPUT
+    nodes = [helper.make_node("MatMul", [INPUT, "W"], [mm_out], name="matmul")]
+    if relu:
+        nodes.append(helper.make_node("Relu", [mm_out], [OUTPUT], name="relu"))
+    doc = f"MatMul on a rank-{len(lead_dims) + 1} input, K={k} N={n}{' + Relu' if relu else ''}"
+    model = finish(name, nodes, lead_dims + [k], lead_dims + [n], inits, doc, opset)
+    return model, {INPUT: feed_lead + [k]}, 1
+
+
+def mlp_two_layers(seed):
+    """MatMul + Add + Relu + Gemm(transB=1): two compressible layers in a chain."""
+    rng = np.random.default_rng(seed)
+    k, h, n = 64, 128, 96
+    w1 = weight(rng, (k, h))
+    b1 = bias(rng, (h,))
+    w2 = weight(rng, (h, n))
+    b2 = bias(rng, (n,))
+    inits = [init("fc1.weight", w1), init("fc1.bias", b1),
+             init("fc2.weight", w2.T), init("fc2.bias", b2)]
+    nodes = [
+        helper.make_node("MatMul", [INPUT, "fc1.weight"], ["fc1_mm"], name="fc1"),
+        helper.make_node("Add", ["fc1_mm", "fc1.bias"], ["fc1_out"], name="fc1_bias"),
+        helper.make_node("Relu", ["fc1_out"], ["relu1"], name="relu1"),
+        helper.make_node("Gemm", ["relu1", "fc2.weight", "fc2.bias"], [OUTPUT], name="fc2",
+                         transB=1),
+    ]
+    doc = f"MLP {k} -> {h} (MatMul+Add+Relu) -> {n} (Gemm transB=1)"
+    model = finish("mlp_two_layers", nodes, ["batch", k], ["batch", n], inits, doc)
+    return model, {INPUT: [5, k]}, 2
+
+
+def build_cases():
+    # (name, builder) in a fixed order; each builder gets its own seed.
+    return [
+        ("gemm_transb0", lambda s: gemm_case(
+            "gemm_transb0", 96, 128, trans_b=False, bias_shape=(128,), seed=s)),
+        ("gemm_transb1", lambda s: gemm_case(
+            "gemm_transb1", 128, 96, trans_b=True, bias_shape=(96,), seed=s)),
+        ("gemm_alpha_beta", lambda s: gemm_case(
+            "gemm_alpha_beta", 64, 128, trans_b=True, bias_shape=(1, 128), alpha=0.5, beta=2.0,
+            seed=s)),
+        ("gemm_bias_2d", lambda s: gemm_case(
+            "gemm_bias_2d", 80, 96, trans_b=False, bias_shape=(4, 96), m=4, seed=s)),
+        ("gemm_bias_scalar", lambda s: gemm_case(
+            "gemm_bias_scalar", 128, 64, trans_b=False, bias_shape=(), seed=s)),
+        ("gemm_bias_len1", lambda s: gemm_case(
+            "gemm_bias_len1", 64, 96, trans_b=True, bias_shape=(1,), beta=0.5, seed=s)),
+        ("gemm_no_bias", lambda s: gemm_case(
+            "gemm_no_bias", 96, 96, trans_b=True, bias_shape=None, relu=True, seed=s)),
+        ("matmul_2d", lambda s: matmul_case(
+            "matmul_2d", ["batch"], [3], 64, 128, seed=s)),
+        ("matmul_3d", lambda s: matmul_case(
+            "matmul_3d", ["batch", "seq"], [2, 5], 96, 64, relu=True, seed=s)),
+        ("matmul_4d", lambda s: matmul_case(
+            "matmul_4d", ["batch", 2, "seq"], [2, 2, 3], 64, 96, seed=s)),
+        ("mlp_two_layers", mlp_two_layers),
+        ("gemm_opset11", lambda s: gemm_case(
+            "gemm_opset11", 128, 128, trans_b=True, bias_shape=(128,), opset=11, ir_version=6,
+            seed=s)),
+        ("matmul_opset17", lambda s: matmul_case(
+            "matmul_opset17", ["batch"], [4], 128, 80, opset=17, seed=s)),
+    ]
+
+
+def main():
+    os.makedirs(OUT_DIR, exist_ok=True)
+    cases = []
+    for index, (name, build) in enumerate(build_cases()):
+        model, feeds, expected_layers = build(1000 + index)
+        file_name = name + ".onnx"
+        with open(os.path.join(OUT_DIR, file_name), "wb") as f:
+            f.write(model.SerializeToString())
+        cases.append({"name": name, "file": file_name, "inputs": feeds, "output": OUTPUT,
+                      "expected_layers": expected_layers})
+    # One case per line: short enough to read, and diffs stay per case.
+    with open(os.path.join(OUT_DIR, "cases.json"), "w") as f:
+        f.write("[\n" + ",\n".join("  " + json.dumps(c) for c in cases) + "\n]\n")
+
+
+if __name__ == "__main__":
+    main()

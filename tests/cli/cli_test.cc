@@ -1,0 +1,216 @@
+// Runs the real kfc-compress binary: exact exit codes, stdout/stderr separation, no output file
+// left behind on failure.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "kfc/io/model_io.h"
+#include "kfc_report.pb.h"
+#include "tests/support/test_util.h"
+
+namespace kfc {
+namespace {
+
+using testing::ProcessResult;
+using testing::RunProcess;
+using testing::TempDir;
+
+const std::string kBin = KFC_COMPRESS_BIN;
+const std::string kDigits = std::string(KFC_SOURCE_DIR) + "/testdata/digits_mlp.onnx";
+
+ProcessResult Cli(std::vector<std::string> args) {
+  args.insert(args.begin(), kBin);
+  return RunProcess(args);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// One line on stderr naming the problem; nothing on stdout.
+void ExpectCleanError(const ProcessResult& r, int code, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, code) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+TEST(CliTest, CompressesDigitsModelAndPrintsTable) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("fc1"), std::string::npos);
+  EXPECT_NE(r.out.find("totals: 3 layers, 2 compressed, 1 skipped"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("below_min_params"), std::string::npos);
+  EXPECT_EQ(r.out.find("info:"), std::string::npos) << "logs must not go to stdout";
+  EXPECT_NE(r.err.find("info: wrote"), std::string::npos) << r.err;
+  EXPECT_EQ(dir.List(), std::vector<std::string>{"out.onnx"});
+  auto model = io::LoadModel(dir.File("out.onnx"));
+  ASSERT_TRUE(model.ok()) << model.status().message();
+}
+
+TEST(CliTest, JsonStdoutParsesAsReport) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx"), "--json", "--report",
+                dir.File("report.json")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  auto status = google::protobuf::util::JsonStringToMessage(r.out, &rep);
+  ASSERT_TRUE(status.ok()) << status.ToString() << "\n" << r.out;
+  EXPECT_EQ(rep.totals().layers_compressed(), 2);
+  EXPECT_EQ(rep.layers_size(), 3);
+  EXPECT_EQ(ReadFile(dir.File("report.json")), r.out);
+  // Counts are JSON numbers, not strings.
+  EXPECT_NE(r.out.find("\"params_before\": 16384"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, IdenticalRunsGiveIdenticalBytes) {
+  TempDir dir;
+  ASSERT_EQ(Cli({kDigits, "-r", "3", "-o", dir.File("a.onnx"), "-q"}).exit_code, 0);
+  ASSERT_EQ(Cli({kDigits, "-r", "3", "-o", dir.File("b.onnx"), "-q"}).exit_code, 0);
+  const std::string a = ReadFile(dir.File("a.onnx"));
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, ReadFile(dir.File("b.onnx")));
+}
+
+TEST(CliTest, DryRunWritesNothing) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx"), "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("dry run"), std::string::npos);
+  EXPECT_TRUE(dir.List().empty());
+}
+
+TEST(CliTest, QuietSilencesLogs) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "2", "-o", dir.File("out.onnx"), "-q"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(CliTest, VerboseLogsEachLayerDecision) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "2", "--dry-run", "-v"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.err.find("layer 'fc3' skipped: below_min_params"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, IncludeExcludeAndMinParams) {
+  auto r = Cli(
+      {kDigits, "-r", "2", "--dry-run", "--json", "--exclude", "^fc1$", "--min-params", "0", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  ASSERT_EQ(rep.layers_size(), 3);
+  EXPECT_EQ(rep.layers(0).skip_reason(), "excluded");
+  EXPECT_TRUE(rep.layers(1).compressed());
+  EXPECT_TRUE(rep.layers(2).compressed());  // 128x10 compresses once min-params allows it
+
+  r = Cli({kDigits, "-r", "2", "--dry-run", "--json", "--include", "fc2\\.weight", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.layers(0).skip_reason(), "not_included");
+  EXPECT_TRUE(rep.layers(1).compressed());
+}
+
+TEST(CliTest, ForcedShapeIsUsedWhereItDivides) {
+  auto r = Cli({kDigits, "-r", "2", "--dry-run", "--json", "--shape", "4x32", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.layers(0).k1(), 4);  // 64x256
+  EXPECT_EQ(rep.layers(0).n1(), 32);
+  EXPECT_EQ(rep.layers(0).k2(), 16);
+  EXPECT_EQ(rep.layers(0).n2(), 8);
+  EXPECT_EQ(rep.shape_policy(), "4x32");
+}
+
+TEST(CliTest, RankIsClampedAndReported) {
+  auto r = Cli({kDigits, "-r", "100000", "--dry-run", "--json", "--min-params", "0", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  // Full rank never saves parameters, so every layer is unprofitable; the clamp is still shown.
+  for (const auto& l : rep.layers()) {
+    EXPECT_EQ(l.skip_reason(), "unprofitable") << l.node_name();
+    EXPECT_TRUE(l.rank_clamped());
+    EXPECT_EQ(l.rank(), std::min(l.k1() * l.n1(), l.k2() * l.n2()));
+  }
+}
+
+TEST(CliTest, HelpAndVersionExitZero) {
+  auto r = Cli({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
+  EXPECT_NE(r.out.find("--min-params"), std::string::npos);
+  r = Cli({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("kfc-compress 0."), std::string::npos);
+}
+
+TEST(CliTest, UsageErrorsExitTwo) {
+  TempDir dir;
+  const std::string out = dir.File("out.onnx");
+  ExpectCleanError(Cli({kDigits, "-r", "0", "-o", out}), 2, "rank must be at least 1");
+  ExpectCleanError(Cli({kDigits, "-r", "-o", out}), 2, "error:");
+  ExpectCleanError(Cli({kDigits, "-o", out}), 2, "--rank");
+  ExpectCleanError(Cli({kDigits, "-r", "4"}), 2, "--output is required");
+  ExpectCleanError(Cli({kDigits, "-r", "abc", "-o", out}), 2, "error:");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "-o", out, "--shape", "4by4"}), 2, "--shape");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "-o", out, "--include", "(["}), 2, "regex");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "-o", out, "--bogus"}), 2, "--bogus");
+  EXPECT_TRUE(dir.List().empty());
+}
+
+TEST(CliTest, RuntimeFailuresExitOneAndLeaveNoOutput) {
+  TempDir dir;
+  const std::string out = dir.File("out.onnx");
+  ExpectCleanError(Cli({dir.File("missing.onnx"), "-r", "4", "-o", out}), 1, "no such file");
+
+  testing::WriteText("this is not an onnx model\n", dir.File("text.onnx"));
+  ExpectCleanError(Cli({dir.File("text.onnx"), "-r", "4", "-o", out}), 1, "not");
+
+  const std::string full = ReadFile(kDigits);
+  testing::WriteText(full.substr(0, full.size() / 2), dir.File("truncated.onnx"));
+  ExpectCleanError(Cli({dir.File("truncated.onnx"), "-r", "4", "-o", out}), 1,
+                   "truncated or corrupt");
+
+  testing::WriteText("", dir.File("empty.onnx"));
+  ExpectCleanError(Cli({dir.File("empty.onnx"), "-r", "4", "-o", out}), 1, "empty");
+
+  ExpectCleanError(Cli({kDigits, "-r", "4", "-o", dir.File("no/such/folder/out.onnx")}), 1,
+                   "does not exist");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "-o", dir.path()}), 1, "is a directory");
+
+  std::vector<std::string> expected = {"empty.onnx", "text.onnx", "truncated.onnx"};
+  EXPECT_EQ(dir.List(), expected);
+}
+
+TEST(CliTest, UnwritableOutputFolderExitsOne) {
+  TempDir dir;
+  const std::string locked = dir.File("locked");
+  ASSERT_EQ(::mkdir(locked.c_str(), 0500), 0);
+  // root ignores permission bits, so use a path under a regular file instead when running as root.
+  const std::string target = ::geteuid() == 0 ? dir.File("file/out.onnx") : locked + "/out.onnx";
+  if (::geteuid() == 0) testing::WriteText("x", dir.File("file"));
+  auto r = Cli({kDigits, "-r", "4", "-o", target});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("output '" + target + "'"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(locked + "/out.onnx"));
+}
+
+TEST(CliTest, OutputEqualToInputIsRefused) {
+  TempDir dir;
+  const std::string copy = dir.File("model.onnx");
+  testing::WriteText(ReadFile(kDigits), copy);
+  auto r = Cli({copy, "-r", "4", "-o", copy});
+  ExpectCleanError(r, 1, "is the input file");
+  EXPECT_EQ(ReadFile(copy), ReadFile(kDigits)) << "input must never be lost";
+}
+
+}  // namespace
+}  // namespace kfc

@@ -1,0 +1,72 @@
+'use strict';
+// ONNX Runtime judges what the emitted Kronecker subgraphs compute. For every synthetic case and
+// the trained digits MLP, kfc_make_reference writes a compressed model (C) and a dense model (D)
+// whose weights are the reconstructions sum_t A_t (x) B_t; both run on the same seeded inputs.
+//   rank 2:    C must equal D (the subgraph computes x W_hat, for every layout and attribute)
+//   full rank: C must equal the original model (the factorization is exact there)
+
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const test = require('node:test');
+const h = require('./support');
+
+// Relative Frobenius error allowed between two float32 evaluations of the same linear map.
+const TOLERANCE = 1e-5;
+const LOW_RANK = 2;
+const FULL_RANK = 100000; // clamped by kfc_make_reference to each layer's largest useful rank
+
+const cases = h.loadCases();
+
+async function crossCheck(t, c, rank, mode) {
+  const env = h.requireHarnessEnv('crosscheck');
+  const base = path.join(env.workDir, `${c.name}.r${rank}`);
+  const compressedPath = `${base}.compressed.onnx`;
+  const densePath = `${base}.dense.onnx`;
+
+  const layers = h.makeReference(env, c.model, rank, compressedPath, densePath);
+  assert.ok(layers >= 1, `${c.name}: kfc_make_reference compressed no layer`);
+  assert.equal(layers, c.expectedLayers,
+    `${c.name}: kfc_make_reference compressed ${layers} layers, the model has ` +
+    `${c.expectedLayers} eligible Gemm/MatMul layers`);
+
+  const original = await h.createSession(c.model);
+  const compressed = await h.createSession(compressedPath);
+  const dense = await h.createSession(densePath);
+  h.assertSameNames(original, compressed, `${c.name} compressed`);
+  h.assertSameNames(original, dense, `${c.name} dense`);
+  assert.deepEqual(original.outputNames, [c.output], `${c.name}: cases.json output name`);
+
+  const feeds = h.randomFeeds(h.seedFromString(`${c.name}/r${rank}`), c.inputs);
+  const yOriginal = (await h.runSession(original, feeds, `${c.name} original`))[c.output];
+  const yCompressed = (await h.runSession(compressed, feeds, `${c.name} compressed`))[c.output];
+  const yDense = (await h.runSession(dense, feeds, `${c.name} dense`))[c.output];
+  assert.deepEqual(yCompressed.dims, yOriginal.dims, `${c.name}: compressed output shape`);
+  assert.deepEqual(yDense.dims, yOriginal.dims, `${c.name}: dense output shape`);
+  assert.ok(h.frobenius(yOriginal.data) > 0, `${c.name}: original output is all zeros`);
+
+  const errVsDense = h.relativeError(yCompressed.data, yDense.data);
+  const errVsOriginal = h.relativeError(yCompressed.data, yOriginal.data);
+  const denseVsOriginal = h.relativeError(yDense.data, yOriginal.data);
+  t.diagnostic(`${c.name} rank ${rank}: ${layers} layer(s); |C-D|/|D| = ${errVsDense.toExponential(2)}, ` +
+    `|C-orig|/|orig| = ${errVsOriginal.toExponential(2)}, ` +
+    `|D-orig|/|orig| = ${denseVsOriginal.toExponential(2)}`);
+  if (mode === 'dense') {
+    assert.ok(errVsDense <= TOLERANCE,
+      `${c.name} rank ${rank}: compressed vs dense reconstruction relative error ` +
+      `${errVsDense.toExponential(3)} > ${TOLERANCE}`);
+  } else {
+    assert.ok(errVsOriginal <= TOLERANCE,
+      `${c.name} full rank: compressed vs original relative error ` +
+      `${errVsOriginal.toExponential(3)} > ${TOLERANCE}`);
+  }
+}
+
+for (const c of cases) {
+  test(`${c.name}: rank ${LOW_RANK} subgraph computes the dense reconstruction`, (t) =>
+    crossCheck(t, c, LOW_RANK, 'dense'));
+}
+
+for (const c of cases) {
+  test(`${c.name}: full rank reproduces the original model`, (t) =>
+    crossCheck(t, c, FULL_RANK, 'original'));
+}

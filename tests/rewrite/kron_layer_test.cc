@@ -1,0 +1,261 @@
+// Rewrite tests: small models in ONNX text syntax, compressed through the pipeline; op counts,
+// checker and shape inference, kept interface and metadata, names, and skip reasons.
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <map>
+#include <set>
+
+#include "kfc/io/model_io.h"
+#include "kfc/pipeline/compress.h"
+#include "onnx/shape_inference/implementation.h"
+#include "tests/support/test_util.h"
+
+namespace kfc {
+namespace {
+
+using testing::AddRandomInitializer;
+using testing::ParseModelText;
+
+std::map<std::string, int> OpCounts(const onnx::GraphProto& g) {
+  std::map<std::string, int> counts;
+  for (const auto& n : g.node()) ++counts[n.op_type()];
+  return counts;
+}
+
+bool HasInitializer(const onnx::GraphProto& g, const std::string& name) {
+  for (const auto& t : g.initializer()) {
+    if (t.name() == name) return true;
+  }
+  return false;
+}
+
+pipeline::Result Compress(const onnx::ModelProto& model, int64_t rank, int64_t min_params = 0) {
+  pipeline::Options options;
+  options.rank = rank;
+  options.min_params = min_params;
+  auto result = pipeline::CompressModel(model, options);
+  EXPECT_TRUE(result.ok()) << result.status().message();
+  return result.ok() ? std::move(result).value() : pipeline::Result{};
+}
+
+onnx::ModelProto MatMulModel(const std::string& x_type, const std::string& y_type, int64_t k,
+                             int64_t n, int opset = 13) {
+  auto model = ParseModelText("<ir_version: 8, opset_import: [\"\" : " + std::to_string(opset) +
+                              "]>\nagraph (" + x_type + " x) => (" + y_type +
+                              " y) {\n  y = MatMul(x, W)\n}");
+  model.mutable_graph()->mutable_node(0)->set_name("proj");
+  AddRandomInitializer(&model, "W", {k, n}, 7);
+  return model;
+}
+
+TEST(KronRewriteTest, MatMul3dKeepsSymbolicDimsAndInterface) {
+  auto model = MatMulModel("float[batch, seq, 64]", "float[batch, seq, 96]", 64, 96);
+  model.set_doc_string("doc kept");
+  auto* meta = model.add_metadata_props();
+  meta->set_key("author");
+  meta->set_value("tests");
+  auto result = Compress(model, 2);
+  const auto& out = result.model;
+  ASSERT_EQ(result.report.totals().layers_compressed(), 1);
+
+  auto ops = OpCounts(out.graph());
+  EXPECT_EQ(ops["Reshape"], 3);
+  EXPECT_EQ(ops["MatMul"], 2);
+  EXPECT_EQ(ops.size(), 2u);
+  EXPECT_FALSE(HasInitializer(out.graph(), "W")) << "dense weight must be removed";
+
+  EXPECT_EQ(out.doc_string(), "doc kept");
+  ASSERT_EQ(out.metadata_props_size(), 1);
+  EXPECT_EQ(out.metadata_props(0).value(), "tests");
+  EXPECT_EQ(out.ir_version(), 8);
+  EXPECT_EQ(out.opset_import(0).version(), 13);
+  EXPECT_EQ(out.graph().input(0).DebugString(), model.graph().input(0).DebugString());
+  EXPECT_EQ(out.graph().output(0).DebugString(), model.graph().output(0).DebugString());
+
+  EXPECT_TRUE(pipeline::CheckModel(out, "out").ok());
+  onnx::ModelProto inferred = out;
+  onnx::shape_inference::InferShapes(inferred);
+  // Every intermediate keeps the symbolic batch/seq dims.
+  int checked = 0;
+  for (const auto& vi : inferred.graph().value_info()) {
+    const auto& shape = vi.type().tensor_type().shape();
+    ASSERT_GE(shape.dim_size(), 3) << vi.name();
+    EXPECT_EQ(shape.dim(0).dim_param(), "batch") << vi.name();
+    EXPECT_EQ(shape.dim(1).dim_param(), "seq") << vi.name();
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4);  // x reshaped, first product, its reshape, second product
+}
+
+TEST(KronRewriteTest, GemmWithBiasAlphaBeta) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 128] y) {
+  y = Gemm<alpha = 0.5, beta = 2.0, transB = 1>(x, B, C)
+})");
+  AddRandomInitializer(&model, "B", {128, 64}, 1);
+  AddRandomInitializer(&model, "C", {128}, 2);
+  auto result = Compress(model, 3);
+  auto ops = OpCounts(result.model.graph());
+  EXPECT_EQ(ops["Gemm"], 0);
+  EXPECT_EQ(ops["Add"], 1);
+  EXPECT_EQ(ops["Mul"], 0) << "a constant bias is folded with beta";
+  EXPECT_FALSE(HasInitializer(result.model.graph(), "B"));
+  EXPECT_FALSE(HasInitializer(result.model.graph(), "C")) << "C was replaced by beta*C";
+  // Node has no name: new names derive from its output.
+  EXPECT_TRUE(HasInitializer(result.model.graph(), "y.kfc_a"));
+  EXPECT_TRUE(HasInitializer(result.model.graph(), "y.kfc_b"));
+}
+
+TEST(KronRewriteTest, GemmWithComputedBiasUsesMul) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x, float[128] c) => (float[N, 128] y) {
+  y = Gemm<beta = 3.0>(x, B, c)
+})");
+  AddRandomInitializer(&model, "B", {64, 128}, 1);
+  auto result = Compress(model, 2);
+  auto ops = OpCounts(result.model.graph());
+  EXPECT_EQ(ops["Mul"], 1);
+  EXPECT_EQ(ops["Add"], 1);
+  EXPECT_EQ(result.model.graph().input_size(), 2);
+}
+
+TEST(KronRewriteTest, NamesAreUniqueWhenTheyCollide) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) {
+  t = Relu(x)
+  y = MatMul(t, W)
+})");
+  model.mutable_graph()->mutable_node(0)->set_name("proj.kfc_a");  // taken on purpose
+  model.mutable_graph()->mutable_node(1)->set_name("proj");
+  AddRandomInitializer(&model, "W", {64, 64}, 3);
+  auto result = Compress(model, 2);
+  EXPECT_TRUE(HasInitializer(result.model.graph(), "proj.kfc_a_1"));
+  std::set<std::string> names;
+  for (const auto& n : result.model.graph().node()) {
+    EXPECT_TRUE(names.insert(n.name()).second) << "duplicate node name " << n.name();
+  }
+}
+
+TEST(KronRewriteTest, OutputIsDeterministic) {
+  auto model = MatMulModel("float[N, 96]", "float[N, 80]", 96, 80);
+  auto a = io::SerializeModel(Compress(model, 4).model);
+  auto b = io::SerializeModel(Compress(model, 4).model);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+}
+
+TEST(KronRewriteTest, IrVersion3ListsNewInitializersAsInputs) {
+  auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64, 8);
+  model.set_ir_version(3);
+  auto* in = model.mutable_graph()->add_input();  // IR 3: initializers are graph inputs
+  in->set_name("W");
+  auto* tt = in->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(onnx::TensorProto::FLOAT);
+  tt->mutable_shape()->add_dim()->set_dim_value(64);
+  tt->mutable_shape()->add_dim()->set_dim_value(64);
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.totals().layers_compressed(), 1);
+  EXPECT_EQ(result.model.graph().input_size(), 1 + 5);  // x + A, B and three Reshape shapes
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
+
+TEST(KronRewriteTest, ChoosesCheaperContractionOrder) {
+  // K = 8*8, N = 2*64: with k1=n1... the report records the order the MACs were counted for.
+  auto model = MatMulModel("float[N, 64]", "float[N, 128]", 64, 128);
+  auto result = Compress(model, 2);
+  const auto& l = result.report.layers(0);
+  ASSERT_TRUE(l.compressed());
+  const double b_first = l.rank() * (l.k() * l.n2() + l.k1() * l.n());
+  const double a_first = l.rank() * (l.k() * l.n1() + l.k2() * l.n());
+  EXPECT_EQ(l.macs_after(), std::min(a_first, b_first));
+  EXPECT_EQ(l.contraction_order(), a_first < b_first ? "a_first" : "b_first");
+}
+
+struct SkipCase {
+  std::string name, text, expected_reason;
+};
+
+// Keeps ctest's test names readable (gtest would print the struct's bytes).
+void PrintTo(const SkipCase& c, std::ostream* os) { *os << c.name; }
+
+class SkipReasonTest : public ::testing::TestWithParam<SkipCase> {};
+
+TEST_P(SkipReasonTest, ReportsReasonAndLeavesModelValid) {
+  auto model = ParseModelText(GetParam().text);
+  for (const auto& init : std::vector<std::string>{"W", "W2"}) {
+    bool referenced = false;
+    for (const auto& n : model.graph().node())
+      for (const auto& i : n.input()) referenced |= i == init;
+    bool exists = HasInitializer(model.graph(), init);
+    if (referenced && !exists && init == "W") AddRandomInitializer(&model, init, {64, 64}, 5);
+  }
+  auto result = Compress(model, 2);
+  ASSERT_GE(result.report.layers_size(), 1);
+  EXPECT_EQ(result.report.layers(0).skip_reason(), GetParam().expected_reason)
+      << result.report.layers(0).skip_detail();
+  EXPECT_FALSE(result.report.layers(0).skip_detail().empty());
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, SkipReasonTest,
+    ::testing::Values(SkipCase{"runtime_weight", R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x, float[64, 64] w) => (float[N, 64] y) { y = MatMul(x, w) })",
+                               "weight_not_constant"},
+                      SkipCase{"constant_node", R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 2] x) => (float[N, 2] y) {
+  w = Constant<value = float[2, 2] {1.0, 2.0, 3.0, 4.0}>()
+  y = MatMul(x, w)
+})",
+                               "weight_in_constant_node"},
+                      SkipCase{"shared", R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) {
+  t = MatMul(x, W)
+  y = MatMul(t, W)
+})",
+                               "weight_shared"},
+                      SkipCase{"trans_a", R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64, N] x) => (float[N, 64] y) { y = Gemm<transA = 1>(x, W) })",
+                               "gemm_trans_a"},
+                      SkipCase{"vector_input", R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64] x) => (float[64] y) { y = MatMul(x, W) })",
+                               "input_rank_1"},
+                      SkipCase{"graph_input", R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x, float[64, 64] W) => (float[N, 64] y) { y = MatMul(x, W) })",
+                               "weight_is_graph_input"},
+                      SkipCase{"old_opset", R"(<ir_version: 3, opset_import: ["" : 6]>
+agraph (float[N, 64] x, float[64, 64] W) => (float[N, 64] y) { y = MatMul(x, W) })",
+                               "opset_unsupported"}),
+    [](const ::testing::TestParamInfo<SkipCase>& param) { return param.param.name; });
+
+TEST(KronSkipTest, SmallAndUnprofitableAndNonFinite) {
+  auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64);
+  EXPECT_EQ(Compress(model, 2, 1000000).report.layers(0).skip_reason(), "below_min_params");
+  EXPECT_EQ(Compress(model, 64).report.layers(0).skip_reason(), "unprofitable");
+  model.mutable_graph()->mutable_initializer(0)->set_float_data(
+      70, std::numeric_limits<float>::quiet_NaN());
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.layers(0).skip_reason(), "non_finite_weight");
+  EXPECT_NE(result.report.layers(0).skip_detail().find("NaN at row 1, column 6"), std::string::npos)
+      << result.report.layers(0).skip_detail();
+}
+
+TEST(KronSkipTest, LayersInSubgraphsAreReported) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (bool cond, float[N, 64] x) => (float[N, 64] y) {
+  y = If(cond) <
+    then_branch = g1 () => (float[N, 64] a) { a = MatMul(x, W) },
+    else_branch = g2 () => (float[N, 64] b) { b = Relu(x) }
+  >
+})");
+  AddRandomInitializer(&model, "W", {64, 64}, 9);
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.layers_size(), 1);
+  EXPECT_EQ(result.report.layers(0).skip_reason(), "in_subgraph");
+  EXPECT_EQ(result.report.layers(0).graph(), "main/#0/then_branch");
+}
+
+}  // namespace
+}  // namespace kfc

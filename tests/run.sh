@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh Debian 12 machine: install what is missing, build, run every
+# test (unit, rewrite, CLI, ONNX Runtime cross-checks) through ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash cmake/install-deps.sh
+# ONNX Runtime for the cross-checks, pinned by tests/ort/package-lock.json. Its postinstall would
+# try to download extra binaries, which this environment cannot reach; the npm package already
+# carries the CPU runtime.
+(cd tests/ort && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+
+cmake -S . -B build -DKFC_BUILD_TESTS=ON
+cmake --build build -j"$(nproc)"
+ctest --test-dir build --output-on-failure -j"$(nproc)"

@@ -1,0 +1,83 @@
+// Test support for the ONNX Runtime cross-checks (tests/ort):
+//   kfc_make_reference INPUT.onnx --rank R --compressed OUT_C.onnx --dense OUT_D.onnx
+// Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
+// compressed too, so full rank can be tested) and writes OUT_C, plus OUT_D: the original model
+// with each compressed weight replaced by its dense reconstruction sum_t A_t (x) B_t, stored in the
+// original layout (transposed back for Gemm transB=1). ONNX Runtime then judges whether the
+// emitted subgraph computes x W_hat. Prints {"layers_compressed": n} on stdout.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "kfc/io/model_io.h"
+#include "kfc/kron/factorize.h"
+#include "kfc/pipeline/compress.h"
+#include "kfc/tensor/tensor.h"
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "kfc_make_reference: error: %s\n", message.c_str());
+  return 1;
+}
+
+kfc::Status Write(const onnx::ModelProto& model, const std::string& path) {
+  KFC_ASSIGN_OR_RETURN(std::string bytes, kfc::io::SerializeModel(model));
+  return kfc::io::WriteFileAtomic(path, bytes);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string input, compressed, dense;
+  long long rank = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (arg == "--rank" && has_value) {
+      rank = std::atoll(argv[++i]);
+    } else if (arg == "--compressed" && has_value) {
+      compressed = argv[++i];
+    } else if (arg == "--dense" && has_value) {
+      dense = argv[++i];
+    } else if (input.empty() && arg.rfind("--", 0) != 0) {
+      input = arg;
+    } else {
+      return Fail("unexpected argument '" + arg + "'");
+    }
+  }
+  if (input.empty() || compressed.empty() || dense.empty() || rank < 1) {
+    return Fail("usage: kfc_make_reference INPUT.onnx --rank R --compressed OUT --dense OUT");
+  }
+  auto model = kfc::io::LoadModel(input);
+  if (!model.ok()) return Fail(model.status().message());
+  kfc::pipeline::Options options;
+  options.rank = rank;
+  options.min_params = 0;
+  options.skip_unprofitable = false;
+  auto result = kfc::pipeline::CompressModel(*model, options);
+  if (!result.ok()) return Fail(result.status().message());
+
+  onnx::ModelProto reference = *model;
+  int compressed_layers = 0;
+  for (const auto& layer : result->layers) {
+    if (!layer.factors) continue;
+    ++compressed_layers;
+    const auto& c = layer.layer;
+    std::vector<float> w = kfc::kron::Reconstruct(*layer.factors);  // K x N
+    std::vector<float> stored = w;
+    if (c.trans_b) {  // stored as [N, K]
+      for (int64_t i = 0; i < c.k; ++i)
+        for (int64_t j = 0; j < c.n; ++j) stored[j * c.k + i] = w[i * c.n + j];
+    }
+    for (auto& init : *reference.mutable_graph()->mutable_initializer()) {
+      if (init.name() != c.weight_name) continue;
+      std::vector<int64_t> dims(init.dims().begin(), init.dims().end());
+      init = kfc::tensor::EncodeFloat32(init.name(), dims, stored);
+    }
+  }
+  if (auto s = Write(result->model, compressed); !s.ok()) return Fail(s.message());
+  if (auto s = Write(reference, dense); !s.ok()) return Fail(s.message());
+  std::printf("{\"layers_compressed\": %d}\n", compressed_layers);
+  return 0;
+}

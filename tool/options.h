@@ -1,0 +1,34 @@
+// Command-line options of kfc-compress and their parsing (CLI11).
+#pragma once
+
+#include <string>
+
+#include "kfc/pipeline/compress.h"
+
+namespace kfc::tool {
+
+// Exit codes: a contract with users' scripts (README, --help).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+struct CliOptions {
+  std::string input;
+  std::string output;
+  std::string report_path;  // --report FILE.json
+  bool json = false;
+  bool dry_run = false;
+  int verbosity = 0;  // -1 quiet, 0 default, 1 -v, 2 -vv
+  pipeline::Options pipeline;
+};
+
+struct ParseOutcome {
+  bool exit_now = false;  // --help / --version printed, or a usage error printed
+  int exit_code = kExitOk;
+  CliOptions options;
+};
+
+// Parses argv; prints help/version to stdout and usage errors (one line plus a hint) to stderr.
+ParseOutcome ParseCommandLine(int argc, char** argv);
+
+}  // namespace kfc::tool
