@@ -47,11 +47,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.add_option("--include", o.pipeline.include,
                  "only compress layers whose node or weight name matches this regex (repeatable)")
       ->type_name("REGEX")
-      ->take_all();
+      ->allow_extra_args(false);  // one value per flag, so a later positional is not swallowed
   app.add_option("--exclude", o.pipeline.exclude,
                  "leave layers whose node or weight name matches this regex alone (repeatable)")
       ->type_name("REGEX")
-      ->take_all();
+      ->allow_extra_args(false);  // one value per flag, so a later positional is not swallowed
   app.add_option("--min-params", o.pipeline.min_params,
                  "leave layers with fewer weight elements alone")
       ->default_val(pipeline::kDefaultMinParams)
@@ -59,7 +59,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   std::string shape = "balanced";
   app.add_option("--shape", shape,
                  "A-factor shape k1xn1 (e.g. 16x32), used where k1 divides K and n1 divides N; "
-                 "'balanced' (default): fewest parameters per term")
+                 "'balanced' (default): fewest parameters per term, ties broken by least error")
       ->type_name("balanced|k1xn1");
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "log errors only");

@@ -100,7 +100,7 @@ TEST(CliTest, VerboseLogsEachLayerDecision) {
 
 TEST(CliTest, IncludeExcludeAndMinParams) {
   auto r = Cli(
-      {kDigits, "-r", "2", "--dry-run", "--json", "--exclude", "^fc1$", "--min-params", "0", "-q"});
+      {"--exclude", "^fc1$", kDigits, "-r", "2", "--dry-run", "--json", "--min-params", "0", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   report::Report rep;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
