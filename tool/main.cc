@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <string>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
@@ -35,9 +37,31 @@ void SetUpLogging(int verbosity) {
   }
 }
 
+// Errors are one line: messages from libraries (the ONNX checker) can span several.
+std::string OneLine(const std::string& message) {
+  std::string out;
+  for (char ch : message) {
+    if (ch == '\n' || ch == '\r') {
+      while (!out.empty() && out.back() == ' ') out.pop_back();
+      if (!out.empty() && out.compare(out.size() - 2, 2, "; ") != 0) out += "; ";
+    } else {
+      out += ch;
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
+  return out;
+}
+
 int Fail(const kfc::Status& status) {
-  std::fprintf(stderr, "kfc-compress: error: %s\n", status.message().c_str());
+  std::fprintf(stderr, "kfc-compress: error: %s\n", OneLine(status.message()).c_str());
   return kExitFailure;
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  std::error_code ec1, ec2;
+  const auto ca = std::filesystem::weakly_canonical(a, ec1);
+  const auto cb = std::filesystem::weakly_canonical(b, ec2);
+  return !ec1 && !ec2 && ca == cb;
 }
 
 int Run(int argc, char** argv) {
@@ -48,23 +72,28 @@ int Run(int argc, char** argv) {
 
   if (!o.report_path.empty()) {
     if (auto s = kfc::io::CheckOutputPath(o.input, o.report_path); !s.ok()) return Fail(s);
-    if (o.report_path == o.output)
-      return Fail(kfc::InvalidArgument("--report and --output are the same file"));
+    if (!o.output.empty() && SameFile(o.report_path, o.output)) {
+      return Fail(kfc::InvalidArgument("--report '" + o.report_path + "' and --output '" +
+                                       o.output + "' are the same file"));
+    }
   }
   auto report = kfc::pipeline::CompressFile(o.input, o.output, o.pipeline, o.dry_run);
   if (!report.ok()) return Fail(report.status());
 
+  // All or nothing: when the report cannot be delivered, the model written above goes too.
+  auto undo = [&](const kfc::Status& s) {
+    if (!o.dry_run) std::remove(o.output.c_str());
+    return Fail(s);
+  };
   auto json = kfc::report::RenderJson(*report);
-  if (!json.ok()) return Fail(json.status());
+  if (!json.ok()) return undo(json.status());
   if (!o.report_path.empty()) {
-    if (auto s = kfc::io::WriteFileAtomic(o.report_path, *json); !s.ok()) {
-      if (!o.dry_run) std::remove(o.output.c_str());  // all or nothing
-      return Fail(s);
-    }
+    if (auto s = kfc::io::WriteFileAtomic(o.report_path, *json); !s.ok()) return undo(s);
   }
   const std::string text = o.json ? *json : kfc::report::RenderText(*report);
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    return undo(kfc::IoError("stdout: writing the report failed"));
+  }
   return kExitOk;
 }
 

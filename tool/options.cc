@@ -1,6 +1,7 @@
 #include "tool/options.h"
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdio>
 #include <regex>
 
@@ -22,6 +23,13 @@ int UsageError(const std::string& message) {
   return kExitUsage;
 }
 
+// Whole decimal number that fits int64; false on anything else (sign allowed, no spaces).
+bool ParseInt64(const std::string& text, int64_t* out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
 }  // namespace
 
 ParseOutcome ParseCommandLine(int argc, char** argv) {
@@ -34,7 +42,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.footer(kFooter);
   app.set_version_flag("--version", std::string("kfc-compress ") + KFC_VERSION);
   app.add_option("input", o.input, "ONNX model to compress")->required()->type_name("INPUT.onnx");
-  app.add_option("-r,--rank", o.pipeline.rank,
+  std::string rank_text, min_params_text = std::to_string(pipeline::kDefaultMinParams);
+  app.add_option("-r,--rank", rank_text,
                  "Kronecker terms per layer (>= 1); clamped per layer to min(k1*n1, k2*n2)")
       ->required()
       ->type_name("R");
@@ -52,8 +61,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "leave layers whose node or weight name matches this regex alone (repeatable)")
       ->type_name("REGEX")
       ->allow_extra_args(false);  // one value per flag, so a later positional is not swallowed
-  app.add_option("--min-params", o.pipeline.min_params,
-                 "leave layers with fewer weight elements alone")
+  app.add_option("--min-params", min_params_text, "leave layers with fewer weight elements alone")
       ->default_val(pipeline::kDefaultMinParams)
       ->type_name("N");
   std::string shape = "balanced";
@@ -87,6 +95,13 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     outcome.exit_code = UsageError(message);
     return outcome;
   };
+  // Integers are parsed here, not by CLI11, which saturates out-of-range values silently.
+  if (!ParseInt64(rank_text, &o.pipeline.rank)) {
+    return fail("--rank: expected a whole number, got '" + rank_text + "'");
+  }
+  if (!ParseInt64(min_params_text, &o.pipeline.min_params)) {
+    return fail("--min-params: expected a whole number, got '" + min_params_text + "'");
+  }
   if (shape != "balanced" && shape != "default") {
     std::smatch m;
     static const std::regex kShape("^([0-9]{1,9})x([0-9]{1,9})$");

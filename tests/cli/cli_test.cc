@@ -214,3 +214,44 @@ TEST(CliTest, OutputEqualToInputIsRefused) {
 
 }  // namespace
 }  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(CliRobustnessTest, ReportPathSpelledDifferentlyFromOutputIsRefused) {
+  TempDir dir;
+  ASSERT_EQ(::mkdir(dir.File("out").c_str(), 0755), 0);
+  auto r = Cli(
+      {kDigits, "-r", "4", "-o", dir.File("out/a.onnx"), "--report", dir.path() + "/./out/a.onnx"});
+  ExpectCleanError(r, 1, "are the same file");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.File("out")));
+}
+
+TEST(CliRobustnessTest, OutOfRangeIntegersAreUsageErrors) {
+  TempDir dir;
+  const std::string out = dir.File("out.onnx");
+  ExpectCleanError(Cli({kDigits, "-r", "99999999999999999999", "-o", out}), 2, "--rank");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "--min-params", "18446744073709551616", "-o", out}), 2,
+                   "--min-params");
+  ExpectCleanError(Cli({kDigits, "-r", "1.5", "-o", out}), 2, "--rank");
+  EXPECT_TRUE(dir.List().empty());
+}
+
+TEST(CliRobustnessTest, CheckerErrorsAreOneLine) {
+  TempDir dir;
+  // No default-domain opset import: the ONNX checker's message spans several lines.
+  auto model = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) { y = MatMul(x, W) })");
+  testing::AddRandomInitializer(&model, "W", {64, 64}, 1);
+  model.mutable_opset_import(0)->set_domain("com.example");
+  testing::WriteModel(model, dir.File("bad.onnx"));
+  auto r = Cli({dir.File("bad.onnx"), "-r", "2", "-o", dir.File("out.onnx")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("fails the ONNX checker"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("out.onnx")));
+}
+
+}  // namespace
+}  // namespace kfc

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "kfc/io/model_io.h"
+#include "kfc/match/match.h"
 #include "kfc/pipeline/compress.h"
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/test_util.h"
@@ -255,6 +256,78 @@ agraph (bool cond, float[N, 64] x) => (float[N, 64] y) {
   ASSERT_EQ(result.report.layers_size(), 1);
   EXPECT_EQ(result.report.layers(0).skip_reason(), "in_subgraph");
   EXPECT_EQ(result.report.layers(0).graph(), "main/#0/then_branch");
+}
+
+}  // namespace
+}  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(NameFilterTest, LongNamesDoNotOverflowTheStack) {
+  // libstdc++'s std::regex recursed per character and crashed near 50,000 characters.
+  auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64);
+  model.mutable_graph()->mutable_node(0)->set_name(std::string(200000, 'a'));
+  pipeline::Options options;
+  options.rank = 2;
+  options.exclude = {"a*c", "(a|b)*c"};
+  auto result = pipeline::CompressModel(model, options);
+  ASSERT_TRUE(result.ok()) << result.status().message();
+  EXPECT_TRUE(result->report.layers(0).compressed());
+  options.exclude = {"^a+$"};
+  result = pipeline::CompressModel(model, options);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->report.layers(0).skip_reason(), "excluded");
+}
+
+TEST(NameFilterTest, BadPatternIsInvalidArgument) {
+  pipeline::Options options;
+  options.rank = 2;
+  options.include = {"(["};
+  const Status s = pipeline::ValidateOptions(options);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("regex '(['"), std::string::npos) << s.message();
+}
+
+TEST(KronRewriteTest, SparseInitializerNamesAreReservedAndSparseWeightsSkipped) {
+  auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64);
+  auto* sp = model.mutable_graph()->add_sparse_initializer();
+  sp->add_dims(4);
+  sp->mutable_values()->set_name("proj.kfc_a");  // the name the rewriter would pick
+  sp->mutable_values()->set_data_type(onnx::TensorProto::FLOAT);
+  sp->mutable_values()->add_dims(1);
+  sp->mutable_values()->add_float_data(1.0f);
+  sp->mutable_indices()->set_data_type(onnx::TensorProto::INT64);
+  sp->mutable_indices()->add_dims(1);
+  sp->mutable_indices()->add_int64_data(0);
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.totals().layers_compressed(), 1);
+  EXPECT_TRUE(HasInitializer(result.model.graph(), "proj.kfc_a_1"));
+
+  auto sparse_weight = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 4] x) => (float[N, 4] y) { y = MatMul(x, S) })");
+  auto* s = sparse_weight.mutable_graph()->add_sparse_initializer();
+  s->add_dims(4);
+  s->add_dims(4);
+  s->mutable_values()->set_name("S");
+  s->mutable_values()->set_data_type(onnx::TensorProto::FLOAT);
+  s->mutable_values()->add_dims(1);
+  s->mutable_values()->add_float_data(1.0f);
+  s->mutable_indices()->set_data_type(onnx::TensorProto::INT64);
+  s->mutable_indices()->add_dims(1);
+  s->mutable_indices()->add_int64_data(5);
+  // ONNX 1.12's strict shape inference rejects this model, so the matcher is asked directly.
+  auto layers = match::FindLayers(sparse_weight);
+  ASSERT_EQ(layers.size(), 1u);
+  EXPECT_EQ(layers[0].skip_reason, "weight_sparse");
+}
+
+TEST(ReportTest, InvalidUtf8NamesAreReplaced) {
+  auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64);
+  model.mutable_graph()->mutable_node(0)->set_name("bad\xff\xfename");
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.layers(0).node_name(), "bad\xEF\xBF\xBD\xEF\xBF\xBDname");
 }
 
 }  // namespace

@@ -56,9 +56,11 @@ inline Status IoError(std::string m) { return Status(StatusCode::kIoError, std::
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(const Status& status) : status_(status) {  // NOLINT: implicit by design
-    assert(!status.ok() && "StatusOr built from an ok Status carries no value");
-  }
+  // An ok Status carries no value: that programmer error becomes an Internal error rather than a
+  // StatusOr that claims ok() with nothing inside (asserts vanish in release builds).
+  StatusOr(const Status& status)  // NOLINT: implicit by design
+      : status_(status.ok() ? Status(StatusCode::kInternal, "StatusOr built from an ok Status")
+                            : status) {}
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
 
   bool ok() const { return status_.ok(); }

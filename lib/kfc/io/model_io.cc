@@ -140,6 +140,11 @@ Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
     ::unlink(tmpl.c_str());
     return s;
   }
+  // Make the rename itself durable; failure here does not undo a complete, valid file.
+  if (int dir = ::open(ParentOf(path).c_str(), O_RDONLY | O_DIRECTORY); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
   return Status::Ok();
 }
 

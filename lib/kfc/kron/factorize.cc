@@ -12,6 +12,8 @@
 #include <string>
 #include <utility>
 
+#include "kfc/kron/lapack_limits.h"
+
 namespace kfc::kron {
 namespace {
 
@@ -52,21 +54,6 @@ Status ValidateDims(int64_t K, int64_t N, const KronShape& shape) {
   if (!CheckedMul(K, N, &elements) ||
       static_cast<uint64_t>(elements) > std::vector<double>().max_size()) {
     return InvalidArgument("weight " + DimsString(K, N) + " has too many elements to index");
-  }
-  return Status::Ok();
-}
-
-// LAPACK indexes with lapack_int (32-bit on Debian's LP64 build) and sizes its workspace with it:
-// refuse what it cannot address instead of letting it overflow.
-Status ValidateLapackDims(int64_t m, int64_t n) {
-  constexpr double kLapackMax = static_cast<double>(std::numeric_limits<lapack_int>::max());
-  const double mn = static_cast<double>(std::min(m, n));
-  const double mx = static_cast<double>(std::max(m, n));
-  // dgesdd with jobz='S' needs about 3*mn + max(mx, 4*mn^2 + 4*mn) doubles, plus blocking slack.
-  const double workspace = 4.0 * mn * mn + 8.0 * mn + 128.0 * mx + 1024.0;
-  if (mx * mn > kLapackMax || workspace > kLapackMax) {
-    return InvalidArgument("rearranged matrix " + DimsString(m, n) + " is too large for LAPACK's " +
-                           std::to_string(8 * sizeof(lapack_int)) + "-bit integers");
   }
   return Status::Ok();
 }
@@ -194,7 +181,7 @@ StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t 
                                              const KronShape& shape, double* frobenius_norm) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2, mn = std::min(m, n);
-  KFC_RETURN_IF_ERROR(ValidateLapackDims(m, n));
+  KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
   KFC_RETURN_IF_ERROR(ScanWeight(w, K, N, frobenius_norm));
   KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
@@ -251,7 +238,7 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
     return InvalidArgument("rank " + std::to_string(rank) + " exceeds the largest useful rank " +
                            std::to_string(mn) + " for shape " + ShapeString(shape));
   }
-  KFC_RETURN_IF_ERROR(ValidateLapackDims(m, n));
+  KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
 
   KronFactors out;

@@ -49,12 +49,14 @@ struct GraphFacts {
   std::unordered_map<std::string, const onnx::TensorProto*> initializers;
   std::unordered_set<std::string> graph_inputs;
   std::unordered_set<std::string> constant_node_outputs;
+  std::unordered_set<std::string> sparse_initializers;
 };
 
 GraphFacts FactsOf(const onnx::GraphProto& g) {
   GraphFacts f;
   for (const auto& t : g.initializer()) f.initializers[t.name()] = &t;
   for (const auto& vi : g.input()) f.graph_inputs.insert(vi.name());
+  for (const auto& sp : g.sparse_initializer()) f.sparse_initializers.insert(sp.values().name());
   for (const auto& node : g.node()) {
     if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx")) {
       for (const auto& out : node.output()) f.constant_node_outputs.insert(out);
@@ -113,6 +115,9 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
     if (facts.constant_node_outputs.count(c->weight_name)) {
       return Skip(c, "weight_in_constant_node",
                   "weight comes from a Constant node; only initializers are supported yet");
+    }
+    if (facts.sparse_initializers.count(c->weight_name)) {
+      return Skip(c, "weight_sparse", "weight is a sparse initializer (not supported)");
     }
     const bool x_const = facts.initializers.count(c->input_name) > 0;
     return Skip(c, "weight_not_constant",

@@ -2,11 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
-#include <regex>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
+#include "kfc/pipeline/name_filter.h"
 #include "kfc/report/render.h"
 #include "kfc/rewrite/kron_layer.h"
 #include "kfc/tensor/tensor.h"
@@ -20,14 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-bool AnyMatch(const std::vector<std::string>& patterns, const match::LayerCandidate& c) {
-  for (const auto& p : patterns) {
-    const std::regex re(p, std::regex::ECMAScript);
-    if (std::regex_search(c.node_name, re) || std::regex_search(c.weight_name, re)) return true;
-  }
-  return false;
 }
 
 const onnx::TensorProto* FindInitializer(const onnx::GraphProto& g, const std::string& name) {
@@ -74,6 +68,8 @@ StatusOr<ShapeChoice> ChooseShape(const Options& o, const match::LayerCandidate&
     const bool divides = c.k % k1 == 0 && c.n % n1 == 0;
     const bool trivial = (k1 == 1 && n1 == 1) || (k1 == c.k && n1 == c.n);
     if (divides && !trivial) return ShapeChoice{{k1, n1, c.k / k1, c.n / n1}, 1};
+    Logger().warn("layer '{}': --shape {}x{} {} {}x{}; using the default shape", c.node_name, k1,
+                  n1, divides ? "is trivial for" : "does not divide", c.k, c.n);
   }
   const std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
   if (tied.empty()) return InvalidArgument("no non-trivial Kronecker shape divides the weight");
@@ -87,7 +83,10 @@ StatusOr<ShapeChoice> ChooseShape(const Options& o, const match::LayerCandidate&
     const double error = kron::SpectrumError(s, std::min(o.rank, shape.MaxRank()), norm);
     Logger().trace("layer '{}': shape {}x{} (x) {}x{} error {:.6f} at rank {}", c.node_name,
                    shape.k1, shape.n1, shape.k2, shape.n2, error, o.rank);
-    if (error < best_error) {
+    // Shapes whose errors agree to rounding (e.g. K x 1 (x) 1 x N and 1 x N (x) K x 1, whose
+    // rearrangements are transposes) must not be told apart by BLAS threading noise: only a
+    // clearly smaller error displaces the earlier (squarer) shape.
+    if (error < best_error * (1.0 - 1e-9) - 1e-15) {
       best_error = error;
       best.shape = shape;
     }
@@ -109,10 +108,19 @@ ModelTotals CountInitializers(const onnx::GraphProto& g) {
   return t;
 }
 
+// Errors go into the report at 10 significant digits: the last digits of a double vary with the
+// BLAS kernel the CPU selects, and reports should be stable across machines.
+double RoundSignificant(double v) {
+  if (v == 0.0 || !std::isfinite(v)) return v;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9e", v);
+  return std::strtod(buf, nullptr);
+}
+
 void Skip(report::LayerReport* lr, const std::string& reason, const std::string& detail) {
   lr->set_compressed(false);
   lr->set_skip_reason(reason);
-  lr->set_skip_detail(detail);
+  lr->set_skip_detail(report::ToValidUtf8(detail));
 }
 
 }  // namespace
@@ -123,16 +131,7 @@ Status ValidateOptions(const Options& o) {
   if (o.forced_shape && (o.forced_shape->first < 1 || o.forced_shape->second < 1)) {
     return InvalidArgument("shape dims must be at least 1");
   }
-  for (const auto* list : {&o.include, &o.exclude}) {
-    for (const auto& p : *list) {
-      try {
-        std::regex re(p, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        return InvalidArgument("regex '" + p + "': " + e.what());
-      }
-    }
-  }
-  return Status::Ok();
+  return NameFilter::Create(o.include, o.exclude).status();
 }
 
 Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
@@ -154,6 +153,8 @@ Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
 
 StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options) {
   KFC_RETURN_IF_ERROR(ValidateOptions(options));
+  KFC_ASSIGN_OR_RETURN(const NameFilter filter,
+                       NameFilter::Create(options.include, options.exclude));
   auto& log = Logger();
   Result result;
   report::Report& rep = result.report;
@@ -162,7 +163,7 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   rep.set_rank_requested(static_cast<double>(options.rank));
   rep.set_shape_policy(options.forced_shape ? std::to_string(options.forced_shape->first) + "x" +
                                                   std::to_string(options.forced_shape->second)
-                                            : "default");
+                                            : "balanced");
   rep.set_min_params(static_cast<double>(options.min_params));
   rep.set_opset(static_cast<int32_t>(match::DefaultOpset(model)));
 
@@ -175,10 +176,10 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   report::Totals* totals = rep.mutable_totals();
   for (const auto& c : candidates) {
     report::LayerReport* lr = rep.add_layers();
-    lr->set_node_name(c.node_name);
+    lr->set_node_name(report::ToValidUtf8(c.node_name));
     lr->set_op_type(c.op_type);
-    lr->set_weight_name(c.weight_name);
-    lr->set_graph(c.graph_path);
+    lr->set_weight_name(report::ToValidUtf8(c.weight_name));
+    lr->set_graph(report::ToValidUtf8(c.graph_path));
     lr->set_k(static_cast<double>(c.k));
     lr->set_n(static_cast<double>(c.n));
     lr->set_dtype(c.dtype ? tensor::DTypeName(c.dtype) : "");
@@ -195,10 +196,10 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
 
     if (!c.eligible()) {
       Skip(lr, c.skip_reason, c.skip_detail);
-    } else if (!options.include.empty() && !AnyMatch(options.include, c)) {
-      Skip(lr, "not_included", "name matches no --include pattern");
-    } else if (AnyMatch(options.exclude, c)) {
-      Skip(lr, "excluded", "name matches an --exclude pattern");
+    } else if (const std::string why = filter.Reject(c.node_name, c.weight_name); !why.empty()) {
+      Skip(lr, why,
+           why == "excluded" ? "name matches an --exclude pattern"
+                             : "name matches no --include pattern");
     } else if (kn < static_cast<double>(options.min_params)) {
       Skip(lr, "below_min_params",
            std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
@@ -241,7 +242,7 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
           lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
           lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first"
                                                                              : "a_first");
-          lr->set_relative_error(f.relative_error);
+          lr->set_relative_error(RoundSignificant(f.relative_error));
           lr->set_weight_bytes_after(params_after * elem_bytes);
           log.debug("layer '{}': {}x{} -> {}x{} (x) {}x{} rank {}, relative error {:.6f}",
                     c.node_name, c.k, c.n, shape.k1, shape.n1, shape.k2, shape.n2, rank,
@@ -299,12 +300,12 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   Logger().info("loaded '{}' in {:.3f} s", input, SecondsSince(start));
 
   KFC_ASSIGN_OR_RETURN(Result result, CompressModel(model, options));
-  result.report.set_input(input);
+  result.report.set_input(report::ToValidUtf8(input));
   result.report.set_dry_run(dry_run);
   if (dry_run) return std::move(result.report);
 
   start = Clock::now();
-  result.report.set_output(output);
+  result.report.set_output(report::ToValidUtf8(output));
   KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(result.model));
   KFC_RETURN_IF_ERROR(io::WriteFileAtomic(output, bytes));
   Logger().info("wrote '{}' ({} bytes) in {:.3f} s", output, bytes.size(), SecondsSince(start));

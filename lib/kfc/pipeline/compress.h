@@ -26,7 +26,7 @@ struct Options {
   // default shape (fewest parameters per term).
   std::optional<std::pair<int64_t, int64_t>> forced_shape;
   int64_t min_params = kDefaultMinParams;  // layers with fewer weight elements are left alone
-  std::vector<std::string> include;        // ECMAScript regexes searched in node and weight names
+  std::vector<std::string> include;  // POSIX extended regexes searched in node and weight names
   std::vector<std::string> exclude;
   // When false, layers whose factorized form is not smaller are compressed anyway (tests use it to
   // compress at full rank).

@@ -11,6 +11,10 @@ namespace kfc::report {
 
 inline constexpr int kSchemaVersion = 1;
 
+// `s` with every byte sequence that is not valid UTF-8 replaced by U+FFFD. Report fields are
+// proto3 strings, which must be UTF-8; ONNX names are not guaranteed to be.
+std::string ToValidUtf8(const std::string& s);
+
 // An aligned table, one line per layer, then the totals. No timings or absolute paths beyond the
 // paths given on the command line, so the text is byte-stable for identical inputs.
 std::string RenderText(const Report& report);

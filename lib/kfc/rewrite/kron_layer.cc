@@ -15,6 +15,10 @@ using kron::KronFactors;
 
 void CollectNames(const onnx::GraphProto& g, NameGenerator* names) {
   for (const auto& t : g.initializer()) names->Reserve(t.name());
+  for (const auto& sp : g.sparse_initializer()) {
+    names->Reserve(sp.values().name());
+    names->Reserve(sp.indices().name());
+  }
   for (const auto& vi : g.input()) names->Reserve(vi.name());
   for (const auto& vi : g.output()) names->Reserve(vi.name());
   for (const auto& vi : g.value_info()) names->Reserve(vi.name());

@@ -29,7 +29,7 @@ int64_t StoredDataBytes(const onnx::TensorProto& t);
 
 // Elements of `t` as float32, row-major in the order of t.dims(). `t` must be FLOAT with inline
 // data (raw_data or float_data). DataLoss when the data size disagrees with the dims:
-// "initializer 'W': raw_data has 12 bytes, dims [4, 4] need 64".
+// "initializer 'W': raw_data has 12 bytes, dims [4, 4] need 16 x 4".
 StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t);
 
 // A FLOAT tensor named `name` with `dims`, data stored little-endian in raw_data.

@@ -1,0 +1,290 @@
+// Truncated SVD: exact (dgesdd) and randomized (Halko-Martinsson-Tropp) paths. Symbols follow
+// truncated_svd.h: A is m x n row-major, r is the rank, l the number of sketch columns.
+//
+// Layout trick shared with factorize.cc: A row-major (m x n) is the same memory as A^T column-major
+// (n x m, leading dimension n), so BLAS and LAPACK run on it in their native column-major layout
+// without any transposed copy. Every work matrix here (Omega, Y, Q, Z) is column-major.
+#include "kfc/kron/truncated_svd.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "kfc/kron/lapack_limits.h"
+
+namespace kfc::kron {
+namespace {
+
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+constexpr int64_t kExactMaxMinDim = 512;
+
+std::string DimsString(int64_t rows, int64_t cols) {
+  return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+// Sketch width l = min(rank + oversampling, min(m, n)) without overflowing.
+int64_t SketchWidth(int64_t m, int64_t n, int64_t rank, int64_t oversampling) {
+  const int64_t mn = std::min(m, n);
+  if (oversampling >= mn - rank) return mn;
+  return rank + oversampling;
+}
+
+// splitmix64 (Steele, Lea and Flood 2014): a tiny generator with a fixed, documented output.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in (0, 1]: 53 random bits, never 0 so log() is finite.
+  double NextOpenUniform() { return (static_cast<double>(Next() >> 11) + 1.0) * 0x1.0p-53; }
+
+ private:
+  uint64_t state_;
+};
+
+// Fills `out` with standard normal samples, pairwise by Box-Muller, in order.
+void FillGaussian(uint64_t seed, std::vector<double>* out) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  SplitMix64 rng(seed);
+  const size_t size = out->size();
+  for (size_t i = 0; i < size; i += 2) {
+    const double radius = std::sqrt(-2.0 * std::log(rng.NextOpenUniform()));
+    const double angle = kTwoPi * rng.NextOpenUniform();
+    (*out)[i] = radius * std::cos(angle);
+    if (i + 1 < size) (*out)[i + 1] = radius * std::sin(angle);
+  }
+}
+
+Status ScanFinite(const double* a, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    const double* row = a + i * n;
+    for (int64_t j = 0; j < n; ++j) {
+      if (!std::isfinite(row[j])) {
+        return InvalidArgument(std::string("matrix ") + DimsString(m, n) + " has " +
+                               (std::isnan(row[j]) ? "a NaN" : "an infinity") + " at row " +
+                               std::to_string(i) + ", column " + std::to_string(j));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// The randomized path gives BLAS (int dimensions; OpenBLAS offsets are 64-bit) the m x n matrix,
+// and LAPACK only the m x l and n x l blocks.
+Status ValidateRandomizedDims(int64_t m, int64_t n, int64_t l) {
+  constexpr int64_t kBlasMax = std::numeric_limits<int>::max();
+  constexpr double kLapackMax = static_cast<double>(std::numeric_limits<lapack_int>::max());
+  const double mx = static_cast<double>(std::max(m, n));
+  const double ld = static_cast<double>(l);
+  const double workspace = 4.0 * ld * ld + 8.0 * ld + 128.0 * mx + 1024.0;
+  if (m > kBlasMax || n > kBlasMax || mx * ld > kLapackMax || workspace > kLapackMax) {
+    return InvalidArgument("matrix " + DimsString(m, n) + " with " + std::to_string(l) +
+                           " sketch columns is too large for the randomized SVD: BLAS and " +
+                           "LAPACK use " + LapackIntBits() + " integers");
+  }
+  return Status::Ok();
+}
+
+Status LapackError(const char* routine, lapack_int info, const std::string& object) {
+  return Internal(std::string("LAPACK ") + routine + " failed with info=" + std::to_string(info) +
+                  " on " + object);
+}
+
+// Replaces the m x l column-major `y` (leading dimension m) by an orthonormal basis of its range
+// (Householder QR: dgeqrf then dorgqr). `tau` has at least l entries.
+Status Orthonormalize(int64_t m, int64_t l, std::vector<double>* y, std::vector<double>* tau,
+                      const char* what) {
+  const lapack_int lm = static_cast<lapack_int>(m), ll = static_cast<lapack_int>(l);
+  lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, lm, ll, y->data(), lm, tau->data());
+  if (info != 0) return LapackError("dgeqrf", info, std::string("the ") + what);
+  info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, lm, ll, ll, y->data(), lm, tau->data());
+  if (info != 0) return LapackError("dorgqr", info, std::string("the ") + what);
+  return Status::Ok();
+}
+
+// Flips each triplet so the largest-magnitude entry of U[:, t] is positive (ties to the lowest
+// row), as Factorize does.
+void NormalizeSigns(TruncatedSvd* svd) {
+  const int64_t m = svd->rows, n = svd->cols, r = svd->rank;
+  for (int64_t t = 0; t < r; ++t) {
+    int64_t arg_max = 0;
+    double max_abs = -1.0;
+    for (int64_t i = 0; i < m; ++i) {
+      const double v = std::fabs(svd->u[static_cast<size_t>(i * r + t)]);
+      if (v > max_abs) {
+        max_abs = v;
+        arg_max = i;
+      }
+    }
+    if (svd->u[static_cast<size_t>(arg_max * r + t)] >= 0.0) continue;
+    for (int64_t i = 0; i < m; ++i) svd->u[static_cast<size_t>(i * r + t)] *= -1.0;
+    double* vt_row = svd->vt.data() + t * n;
+    for (int64_t j = 0; j < n; ++j) vt_row[j] *= -1.0;
+  }
+}
+
+Status ExactSvd(const double* a, int64_t m, int64_t n, TruncatedSvd* out) {
+  const int64_t mn = std::min(m, n), r = out->rank;
+  std::vector<double> work_a, s, lap_u, lap_vt;
+  try {
+    work_a.assign(a, a + m * n);  // dgesdd destroys its input
+    s.resize(static_cast<size_t>(mn));
+    lap_u.resize(static_cast<size_t>(n * mn));
+    lap_vt.resize(static_cast<size_t>(mn * m));
+    out->u.resize(static_cast<size_t>(m * r));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the exact SVD of the " + DimsString(m, n) + " matrix");
+  }
+  // M = A^T (n x m, column-major) = V S U^T: LAPACK's "u" (n x mn, ld n) holds V, so its first r
+  // columns are V_r^T row-major as is; its "vt" (mn x m, ld mn) holds U^T.
+  const lapack_int info =
+      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(m),
+                     work_a.data(), static_cast<lapack_int>(n), s.data(), lap_u.data(),
+                     static_cast<lapack_int>(n), lap_vt.data(), static_cast<lapack_int>(mn));
+  if (info != 0) return LapackError("dgesdd", info, "the " + DimsString(m, n) + " matrix");
+  s.resize(static_cast<size_t>(r));
+  out->s = std::move(s);
+  lap_u.resize(static_cast<size_t>(r * n));
+  lap_u.shrink_to_fit();
+  out->vt = std::move(lap_u);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t t = 0; t < r; ++t) {
+      out->u[static_cast<size_t>(i * r + t)] = lap_vt[static_cast<size_t>(t + i * mn)];
+    }
+  }
+  return Status::Ok();
+}
+
+Status RandomizedSvd(const double* a, int64_t m, int64_t n, const SvdOptions& options,
+                     TruncatedSvd* out) {
+  const int64_t r = out->rank;
+  const int64_t l = SketchWidth(m, n, r, options.oversampling);
+  const int bm = static_cast<int>(m), bn = static_cast<int>(n), bl = static_cast<int>(l);
+  // At = A^T viewed column-major: n x m, leading dimension n, no copy.
+  const double* at = a;
+  std::vector<double> omega, y, z, tau, s, lap_vt;
+  try {
+    omega.resize(static_cast<size_t>(n * l));
+    y.resize(static_cast<size_t>(m * l));
+    tau.resize(static_cast<size_t>(l));
+    s.resize(static_cast<size_t>(l));
+    lap_vt.resize(static_cast<size_t>(l * l));
+    out->u.resize(static_cast<size_t>(m * r));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the randomized SVD of the " + DimsString(m, n) + " matrix");
+  }
+  const std::string sketch = DimsString(m, l) + " sketch of the " + DimsString(m, n) + " matrix";
+  const std::string co_sketch =
+      DimsString(n, l) + " co-sketch of the " + DimsString(m, n) + " matrix";
+
+  // Y = A Omega = At^T Omega (m x l).
+  FillGaussian(options.seed, &omega);
+  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, bm, bl, bn, 1.0, at, bn, omega.data(), bn,
+              0.0, y.data(), bm);
+  KFC_RETURN_IF_ERROR(Orthonormalize(m, l, &y, &tau, sketch.c_str()));
+  z = std::move(omega);  // n x l, reused for A^T Q
+  for (int64_t it = 0; it < options.power_iterations; ++it) {
+    // Z = orth(A^T Q) = orth(At Q) (n x l); Y = orth(A Z) (m x l).
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bn, bl, bm, 1.0, at, bn, y.data(), bm,
+                0.0, z.data(), bn);
+    KFC_RETURN_IF_ERROR(Orthonormalize(n, l, &z, &tau, co_sketch.c_str()));
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, bm, bl, bn, 1.0, at, bn, z.data(), bn, 0.0,
+                y.data(), bm);
+    KFC_RETURN_IF_ERROR(Orthonormalize(m, l, &y, &tau, sketch.c_str()));
+  }
+  // B^T = A^T Q (n x l) = V_B S U_B^T: LAPACK's "u" (n x l) holds V_B, its "vt" (l x l) U_B^T.
+  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bn, bl, bm, 1.0, at, bn, y.data(), bm, 0.0,
+              z.data(), bn);
+  std::vector<double> lap_u;
+  try {
+    lap_u.resize(static_cast<size_t>(n * l));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the randomized SVD of the " + DimsString(m, n) + " matrix");
+  }
+  const lapack_int info =
+      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(l),
+                     z.data(), static_cast<lapack_int>(n), s.data(), lap_u.data(),
+                     static_cast<lapack_int>(n), lap_vt.data(), static_cast<lapack_int>(l));
+  if (info != 0) {
+    return LapackError(
+        "dgesdd", info,
+        "the " + DimsString(l, n) + " projection of the " + DimsString(m, n) + " matrix");
+  }
+  // U_r^T = (U_B^T)[0:r, :] Q^T: an r x m column-major product is U_r row-major (m x r).
+  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, static_cast<int>(r), bm, bl, 1.0,
+              lap_vt.data(), bl, y.data(), bm, 0.0, out->u.data(), static_cast<int>(r));
+  s.resize(static_cast<size_t>(r));
+  out->s = std::move(s);
+  lap_u.resize(static_cast<size_t>(r * n));
+  lap_u.shrink_to_fit();
+  out->vt = std::move(lap_u);
+  return Status::Ok();
+}
+
+}  // namespace
+
+SvdMethod ChooseSvdMethod(int64_t m, int64_t n, int64_t rank, const SvdOptions& options) {
+  if (options.method != SvdMethod::kAuto) return options.method;
+  const int64_t mn = std::min(m, n);
+  if (mn <= kExactMaxMinDim) return SvdMethod::kExact;
+  // 4 * (rank + oversampling) >= mn, without overflow for any inputs.
+  const int64_t quarter_up = mn / 4 + (mn % 4 != 0 ? 1 : 0);  // ceil(mn / 4)
+  if (rank >= quarter_up || options.oversampling >= quarter_up - rank) return SvdMethod::kExact;
+  return SvdMethod::kRandomized;
+}
+
+StatusOr<TruncatedSvd> ComputeTruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank,
+                                           const SvdOptions& options) {
+  if (m < 1 || n < 1) {
+    return InvalidArgument("matrix dimensions " + DimsString(m, n) + " must both be at least 1");
+  }
+  if (m > kInt64Max / n || static_cast<uint64_t>(m * n) > std::vector<double>().max_size()) {
+    return InvalidArgument("matrix " + DimsString(m, n) + " has too many elements to index");
+  }
+  const int64_t mn = std::min(m, n);
+  if (rank < 1 || rank > mn) {
+    return InvalidArgument("rank " + std::to_string(rank) + " must be in [1, " +
+                           std::to_string(mn) + "] for the " + DimsString(m, n) + " matrix");
+  }
+  if (options.oversampling < 0) {
+    return InvalidArgument("SVD oversampling " + std::to_string(options.oversampling) +
+                           " must be at least 0");
+  }
+  if (options.power_iterations < 0) {
+    return InvalidArgument("SVD power iterations " + std::to_string(options.power_iterations) +
+                           " must be at least 0");
+  }
+  const SvdMethod method = ChooseSvdMethod(m, n, rank, options);
+  if (method == SvdMethod::kRandomized) {
+    KFC_RETURN_IF_ERROR(
+        ValidateRandomizedDims(m, n, SketchWidth(m, n, rank, options.oversampling)));
+  } else {
+    KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "matrix"));
+  }
+  if (a == nullptr) return InvalidArgument("matrix " + DimsString(m, n) + " has no data (null)");
+  KFC_RETURN_IF_ERROR(ScanFinite(a, m, n));
+
+  TruncatedSvd out;
+  out.rows = m;
+  out.cols = n;
+  out.rank = rank;
+  if (method == SvdMethod::kRandomized) {
+    KFC_RETURN_IF_ERROR(RandomizedSvd(a, m, n, options, &out));
+  } else {
+    KFC_RETURN_IF_ERROR(ExactSvd(a, m, n, &out));
+  }
+  NormalizeSigns(&out);
+  return out;
+}
+
+}  // namespace kfc::kron

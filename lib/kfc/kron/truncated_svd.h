@@ -1,0 +1,82 @@
+// Top-r singular triplets of a dense matrix: exact (LAPACK dgesdd) or randomized (Halko,
+// Martinsson and Tropp 2011, "Finding structure with randomness", Algorithm 4.4 + 5.1).
+//
+// Conventions, all matrices row-major:
+//   A is m x n (m = rows, n = cols), element A[i, j] at a[i*n + j].
+//   A ~= U_r S_r V_r^T with U_r: m x r, S_r = diag(s_0 >= s_1 >= ... >= s_{r-1} >= 0), V_r: n x r.
+// Randomized path, with l = min(r + oversampling, min(m, n)) sketch columns and q power iterations:
+//   Omega: n x l Gaussian;  Q = orth(A Omega);  repeat q times: Q = orth(A orth(A^T Q));
+//   B = Q^T A (l x n) = U_B S V_B^T exactly;  U = Q U_B;  keep the first r triplets.
+// Its cost is (2q + 2) products of A with an n x l or m x l block plus O((m + n) l^2), against
+// O(m n min(m, n)) for the exact SVD.
+//
+// Both paths return the exact singular triplets of an orthogonal projection of A: the returned
+// U_r S_r V_r^T equals U_r U_r^T A, so ||A - U_r S_r V_r^T||_F^2 = ||A||_F^2 - sum_t s_t^2 holds
+// (up to rounding) for the returned triplets, and each randomized s_t is at most the exact s_t.
+// This header includes no ONNX or protobuf headers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kfc/core/status.h"
+
+namespace kfc::kron {
+
+struct TruncatedSvd {
+  int64_t rows = 0;  // m
+  int64_t cols = 0;  // n
+  int64_t rank = 0;  // r
+  // s[t] = s_t, length r, descending.
+  std::vector<double> s;
+  // U_r, rows x rank, row-major: u[i*rank + t] = U[i, t] (the t-th left singular vector is
+  // strided).
+  std::vector<double> u;
+  // V_r^T, rank x cols, row-major: vt[t*cols + j] = V[j, t] (the t-th right singular vector is
+  // contiguous).
+  std::vector<double> vt;
+};
+
+enum class SvdMethod {
+  kAuto,        // ChooseSvdMethod's rule
+  kExact,       // LAPACK dgesdd of the whole matrix, then truncation
+  kRandomized,  // randomized range finder + dgesdd of the small projected matrix
+};
+
+struct SvdOptions {
+  SvdMethod method = SvdMethod::kAuto;
+  // p: extra sketch columns beyond the rank (randomized path and the kAuto rule); >= 0.
+  int64_t oversampling = 10;
+  // q: power (subspace) iterations, each with re-orthonormalization; >= 0. Sharpens the sketch
+  // when the spectrum decays slowly.
+  int64_t power_iterations = 4;
+  // Seed of the Gaussian test matrix (splitmix64 + Box-Muller, implemented here, so the stream
+  // does not depend on the standard library).
+  uint64_t seed = 0x6b6663;
+};
+
+// The method ComputeTruncatedSvd will use: options.method unless it is kAuto; for kAuto, kExact
+// when min(m, n) <= 512 or 4 * (rank + oversampling) >= min(m, n) (the sketch would not be much
+// smaller than the matrix), else kRandomized. Does not validate its arguments.
+SvdMethod ChooseSvdMethod(int64_t m, int64_t n, int64_t rank, const SvdOptions& options);
+
+// Top-`rank` singular triplets of the m x n row-major matrix `a` (read only, not modified).
+//
+// Singular vectors are defined up to a joint sign per triplet: each U[:, t] is flipped so its
+// largest-magnitude entry is positive (ties to the lowest row), as Factorize does, so both methods
+// agree in sign wherever the singular value is well separated.
+//
+// Deterministic: the same input, options, binary and BLAS thread count give the same bits (the
+// randomized path's test matrix comes from options.seed only; its first columns do not depend on
+// rank or oversampling).
+//
+// Errors (never aborts on bad data):
+//   InvalidArgument: a == nullptr; m or n < 1; m * n overflows; rank < 1 or rank > min(m, n);
+//     oversampling or power_iterations < 0; a NaN or infinity in `a` (the message names the first);
+//     dimensions beyond the 32-bit integers of LAPACK/BLAS (for the exact path: m * n or the
+//     dgesdd workspace; for the randomized path: m, n, or max(m, n) * l).
+//   Internal: a LAPACK routine failed (the message carries its name and info) or memory ran out.
+StatusOr<TruncatedSvd> ComputeTruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank,
+                                           const SvdOptions& options = {});
+
+}  // namespace kfc::kron
