@@ -65,11 +65,8 @@ int main(int argc, char** argv) {
     ++compressed_layers;
     const auto& c = layer.layer;
     std::vector<float> w = kfc::kron::Reconstruct(*layer.factors);  // K x N
-    std::vector<float> stored = w;
-    if (c.trans_b) {  // stored as [N, K]
-      for (int64_t i = 0; i < c.k; ++i)
-        for (int64_t j = 0; j < c.n; ++j) stored[j * c.k + i] = w[i * c.n + j];
-    }
+    // Stored in the initializer's own layout: [N, K] for Gemm transB=1.
+    const std::vector<float> stored = c.trans_b ? kfc::tensor::Transpose(w, c.k, c.n) : w;
     for (auto& init : *reference.mutable_graph()->mutable_initializer()) {
       if (init.name() != c.weight_name) continue;
       std::vector<int64_t> dims(init.dims().begin(), init.dims().end());

@@ -36,10 +36,7 @@ StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
                                           const match::LayerCandidate& c) {
   KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeFloat32(t));
   if (!c.trans_b) return stored;
-  std::vector<float> w(stored.size());
-  for (int64_t j = 0; j < c.n; ++j)
-    for (int64_t i = 0; i < c.k; ++i) w[i * c.n + j] = stored[j * c.k + i];
-  return w;
+  return tensor::Transpose(stored, c.n, c.k);
 }
 
 std::string FirstNonFinite(const std::vector<float>& w, int64_t n) {

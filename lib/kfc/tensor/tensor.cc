@@ -144,6 +144,13 @@ StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t) {
   return std::vector<float>(t.float_data().begin(), t.float_data().end());
 }
 
+std::vector<float> Transpose(const std::vector<float>& m, int64_t rows, int64_t cols) {
+  std::vector<float> t(m.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = m[i * cols + j];
+  return t;
+}
+
 onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
                                 const std::vector<float>& data) {
   onnx::TensorProto t;

@@ -32,6 +32,9 @@ int64_t StoredDataBytes(const onnx::TensorProto& t);
 // "initializer 'W': raw_data has 12 bytes, dims [4, 4] need 16 x 4".
 StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t);
 
+// The cols x rows transpose of a rows x cols row-major matrix (Gemm transB=1 stores W as [N, K]).
+std::vector<float> Transpose(const std::vector<float>& m, int64_t rows, int64_t cols);
+
 // A FLOAT tensor named `name` with `dims`, data stored little-endian in raw_data.
 onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
                                 const std::vector<float>& data);
