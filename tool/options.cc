@@ -66,9 +66,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       ->type_name("N");
   std::string shape = "balanced";
   app.add_option("--shape", shape,
-                 "A-factor shape k1xn1 (e.g. 16x32), used where k1 divides K and n1 divides N; "
-                 "'balanced' (default): fewest parameters per term, ties broken by least error")
-      ->type_name("balanced|k1xn1");
+                 "'balanced' (default): fewest parameters per term, ties broken by least error; "
+                 "'auto': the least-error shape and rank over all divisor pairs within the "
+                 "parameters balanced uses at -r; k1xn1 (e.g. 16x32): this A-factor shape where "
+                 "k1 divides K and n1 divides N")
+      ->type_name("balanced|auto|k1xn1");
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "log errors only");
   app.add_flag("-v,--verbose", o.verbosity, "log each layer's decision (-vv: also trace)");
@@ -89,6 +91,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     return outcome;
   }
   if (quiet) o.verbosity = -1;
+  o.pipeline.record_candidates = o.dry_run || o.verbosity > 0;
 
   auto fail = [&](const std::string& message) {
     outcome.exit_now = true;
@@ -102,11 +105,14 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   if (!ParseInt64(min_params_text, &o.pipeline.min_params)) {
     return fail("--min-params: expected a whole number, got '" + min_params_text + "'");
   }
-  if (shape != "balanced" && shape != "default") {
+  if (shape == "auto") {
+    o.pipeline.auto_shape = true;
+  } else if (shape != "balanced" && shape != "default") {
     std::smatch m;
     static const std::regex kShape("^([0-9]{1,9})x([0-9]{1,9})$");
     if (!std::regex_match(shape, m, kShape)) {
-      return fail("--shape: expected 'balanced' or k1xn1 (e.g. 16x32), got '" + shape + "'");
+      return fail("--shape: expected 'balanced', 'auto' or k1xn1 (e.g. 16x32), got '" + shape +
+                  "'");
     }
     o.pipeline.forced_shape = std::make_pair(std::stoll(m[1]), std::stoll(m[2]));
   }

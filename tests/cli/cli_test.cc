@@ -255,3 +255,26 @@ agraph (float[N, 64] x) => (float[N, 64] y) { y = MatMul(x, W) })");
 
 }  // namespace
 }  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(CliAutoShapeTest, DryRunListsCandidatesAndLowRankComparison) {
+  auto r = Cli({kDigits, "-r", "4", "--shape", "auto", "--dry-run", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("rank 4, shape auto"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(low-rank r="), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("shapes searched for fc1"), std::string::npos) << r.out;
+  // Without --dry-run or -v, the candidates stay out of the report.
+  TempDir dir;
+  r = Cli({kDigits, "-r", "4", "--shape", "auto", "-o", dir.File("a.onnx"), "--json", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.layers(0).candidates_size(), 0);
+  EXPECT_GE(rep.layers(0).lowrank_relative_error(), rep.layers(0).relative_error());
+  EXPECT_GT(rep.layers(0).shapes_compared(), 10);
+}
+
+}  // namespace
+}  // namespace kfc

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "kfc/kron/lapack_limits.h"
+#include "kfc/kron/truncated_svd.h"
 
 namespace kfc::kron {
 namespace {
@@ -224,8 +225,35 @@ StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
   return r;
 }
 
+// The randomized path: top-`rank` triplets of R from ComputeTruncatedSvd, split with sqrt(s_t)
+// like the exact path. Its triplets are those of an orthogonal projection of R, so the error of
+// the returned factors is exactly sqrt(||W||^2 - sum_t s_t^2) (up to rounding; clamped at 0).
+StatusOr<KronFactors> SplitRandomized(const std::vector<double>& r, const KronShape& shape,
+                                      int64_t rank, const FactorizeOptions& options,
+                                      KronFactors out) {
+  const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2;
+  SvdOptions svd = options.svd;
+  svd.method = SvdMethod::kRandomized;
+  KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), m, n, rank, svd));
+  out.a.resize(static_cast<size_t>(rank * m));
+  out.b.resize(static_cast<size_t>(rank * n));
+  double captured = 0.0;
+  for (int64_t k = 0; k < rank; ++k) {
+    const double scale = std::sqrt(t.s[k]);
+    for (int64_t p = 0; p < m; ++p)
+      out.a[k * m + p] = static_cast<float>(scale * t.u[p * rank + k]);
+    for (int64_t q = 0; q < n; ++q) out.b[k * n + q] = static_cast<float>(scale * t.vt[k * n + q]);
+    captured += t.s[k] * t.s[k];
+  }
+  const double total = out.frobenius_norm * out.frobenius_norm;
+  out.relative_error =
+      total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / out.frobenius_norm : 0.0;
+  out.singular_values = std::move(t.s);
+  return out;
+}
+
 StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
-                                int64_t rank) {
+                                int64_t rank, const FactorizeOptions& options) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   const int64_t m = shape.k1 * shape.n1;  // rows of R
   const int64_t n = shape.k2 * shape.n2;  // columns of R
@@ -238,14 +266,19 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
     return InvalidArgument("rank " + std::to_string(rank) + " exceeds the largest useful rank " +
                            std::to_string(mn) + " for shape " + ShapeString(shape));
   }
-  KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
+  const SvdMethod method = ChooseSvdMethod(m, n, rank, options.svd);
+  if (method == SvdMethod::kExact) {
+    KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
+  }
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
 
   KronFactors out;
   out.shape = shape;
   out.rank = rank;
+  out.method = method;
   KFC_RETURN_IF_ERROR(ScanWeight(w, K, N, &out.frobenius_norm));
   KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
+  if (method == SvdMethod::kRandomized) return SplitRandomized(r, shape, rank, options, out);
 
   std::vector<double> s, u_out, vt_out;
   try {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/kron/truncated_svd.h"
 
 namespace kfc::kron {
 
@@ -48,13 +49,22 @@ struct KronFactors {
   // a[t*k1*n1 + i1*n1 + j1] = A_t[i1, j1];  b[t*k2*n2 + i2*n2 + j2] = B_t[i2, j2].
   std::vector<float> a;
   std::vector<float> b;
-  // Singular values of R in descending order that were computed (at least `rank` of them; all of
-  // them on the exact path).
+  // Singular values of R in descending order that were computed (`rank` of them on the randomized
+  // path; all of them on the exact path).
   std::vector<double> singular_values;
   double frobenius_norm = 0.0;  // ||W||_F, accumulated in double
-  // ||W - W_hat||_F / ||W||_F from the spectrum (0 when W == 0). Exact: computed as
-  // sqrt(sum of discarded sigma^2) when the whole spectrum is known.
+  // ||W - W_hat||_F / ||W||_F (0 when W == 0), exact, never an estimate: on the exact path
+  // sqrt(sum of discarded sigma^2) over the whole spectrum; on the randomized path
+  // sqrt(||W||^2 - sum of kept s_t^2), which is exact for its factors (they are an orthogonal
+  // projection of R) up to rounding, i.e. below about 1e-8 relative it reads as 0.
   double relative_error = 0.0;
+  SvdMethod method = SvdMethod::kExact;  // how the triplets were computed
+};
+
+struct FactorizeOptions {
+  // kAuto: exact dgesdd for small rearranged matrices or large ranks, else the randomized range
+  // finder (see ChooseSvdMethod); the seed is fixed, so results are deterministic.
+  SvdOptions svd;
 };
 
 // Every divisor pair (k1 | K, n1 | N) except the two trivial ones (k1 = n1 = 1 and k1 = K, n1 = N),
@@ -92,7 +102,7 @@ StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
 // `rank` must be in [1, shape.MaxRank()]. InvalidArgument on bad dimensions, shape or rank, or on
 // NaN/Inf in W; Internal when LAPACK fails (message carries LAPACK's info).
 StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
-                                int64_t rank);
+                                int64_t rank, const FactorizeOptions& options = {});
 
 // Dense W_hat = sum_t A_t (x) B_t as a K x N row-major matrix (for tests and references),
 // accumulated in double. Empty when the sizes of `a` and `b` disagree with `shape` and `rank`.

@@ -21,20 +21,6 @@
 namespace kfc::kron {
 namespace {
 
-constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-constexpr int64_t kExactMaxMinDim = 512;
-
-std::string DimsString(int64_t rows, int64_t cols) {
-  return std::to_string(rows) + "x" + std::to_string(cols);
-}
-
-// Sketch width l = min(rank + oversampling, min(m, n)) without overflowing.
-int64_t SketchWidth(int64_t m, int64_t n, int64_t rank, int64_t oversampling) {
-  const int64_t mn = std::min(m, n);
-  if (oversampling >= mn - rank) return mn;
-  return rank + oversampling;
-}
-
 // splitmix64 (Steele, Lea and Flood 2014): a tiny generator with a fixed, documented output.
 class SplitMix64 {
  public:
@@ -52,17 +38,18 @@ class SplitMix64 {
   uint64_t state_;
 };
 
-// Fills `out` with standard normal samples, pairwise by Box-Muller, in order.
-void FillGaussian(uint64_t seed, std::vector<double>* out) {
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  SplitMix64 rng(seed);
-  const size_t size = out->size();
-  for (size_t i = 0; i < size; i += 2) {
-    const double radius = std::sqrt(-2.0 * std::log(rng.NextOpenUniform()));
-    const double angle = kTwoPi * rng.NextOpenUniform();
-    (*out)[i] = radius * std::cos(angle);
-    if (i + 1 < size) (*out)[i + 1] = radius * std::sin(angle);
-  }
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+constexpr int64_t kExactMaxMinDim = 512;
+
+std::string DimsString(int64_t rows, int64_t cols) {
+  return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+// Sketch width l = min(rank + oversampling, min(m, n)) without overflowing.
+int64_t SketchWidth(int64_t m, int64_t n, int64_t rank, int64_t oversampling) {
+  const int64_t mn = std::min(m, n);
+  if (oversampling >= mn - rank) return mn;
+  return rank + oversampling;
 }
 
 Status ScanFinite(const double* a, int64_t m, int64_t n) {
@@ -232,6 +219,18 @@ Status RandomizedSvd(const double* a, int64_t m, int64_t n, const SvdOptions& op
 }
 
 }  // namespace
+
+void FillGaussian(uint64_t seed, std::vector<double>* out) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  SplitMix64 rng(seed);
+  const size_t size = out->size();
+  for (size_t i = 0; i < size; i += 2) {
+    const double radius = std::sqrt(-2.0 * std::log(rng.NextOpenUniform()));
+    const double angle = kTwoPi * rng.NextOpenUniform();
+    (*out)[i] = radius * std::cos(angle);
+    if (i + 1 < size) (*out)[i + 1] = radius * std::sin(angle);
+  }
+}
 
 SvdMethod ChooseSvdMethod(int64_t m, int64_t n, int64_t rank, const SvdOptions& options) {
   if (options.method != SvdMethod::kAuto) return options.method;

@@ -55,6 +55,10 @@ struct SvdOptions {
   uint64_t seed = 0x6b6663;
 };
 
+// Fills `out` with standard normal samples from `seed`: splitmix64 + Box-Muller, pairwise, in
+// order. The stream is fixed by this code, not by the standard library.
+void FillGaussian(uint64_t seed, std::vector<double>* out);
+
 // The method ComputeTruncatedSvd will use: options.method unless it is kAuto; for kAuto, kExact
 // when min(m, n) <= 512 or 4 * (rank + oversampling) >= min(m, n) (the sketch would not be much
 // smaller than the matrix), else kRandomized. Does not validate its arguments.

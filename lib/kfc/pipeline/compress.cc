@@ -50,34 +50,96 @@ std::string FirstNonFinite(const std::vector<float>& w, int64_t n) {
   return "";
 }
 
+// Errors go into the report at 10 significant digits: the last digits of a double vary with the
+// BLAS kernel the CPU selects, and reports should be stable across machines.
+double RoundSignificant(double v) {
+  if (v == 0.0 || !std::isfinite(v)) return v;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9e", v);
+  return std::strtod(buf, nullptr);
+}
+
 struct ShapeChoice {
   kron::KronShape shape;
+  int64_t rank = 0;
   int64_t compared = 1;
+  std::optional<kron::ShapeSearchResult> search;  // --shape auto
 };
+
+// --shape auto: the budget is what the balanced shape (fewest parameters per term, squarest)
+// uses at the requested rank, so auto never makes a layer bigger than balanced would.
+StatusOr<ShapeChoice> SearchAuto(const Options& o, const match::LayerCandidate& c,
+                                 const std::vector<float>& w) {
+  KFC_ASSIGN_OR_RETURN(const kron::KronShape balanced, kron::DefaultShape(c.k, c.n));
+  kron::SearchBudget budget;
+  budget.max_params = std::min(o.rank, balanced.MaxRank()) * balanced.ParamsPerTerm();
+  KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                       kron::SearchShape(w.data(), c.k, c.n, budget));
+  if (!search.found) {
+    return InvalidArgument("no shape fits a budget of " + std::to_string(budget.max_params) +
+                           " parameters");
+  }
+  int64_t compared = 0;
+  for (const auto& cand : search.candidates) compared += cand.rank > 0;
+  ShapeChoice choice{search.shape, search.rank, compared, std::nullopt};
+  choice.search = std::move(search);
+  return choice;
+}
+
+void RecordSearch(const kron::ShapeSearchResult& search, const match::LayerCandidate& c,
+                  bool record_candidates, report::LayerReport* lr) {
+  lr->set_shapes_evaluated(static_cast<double>(search.full_evaluations));
+  for (const auto& cand : search.candidates) {
+    if (cand.shape == kron::LowRankShape(c.k, c.n) && cand.evaluated) {
+      lr->set_lowrank_rank(static_cast<double>(cand.rank));
+      lr->set_lowrank_relative_error(RoundSignificant(cand.error));
+    }
+    if (!record_candidates) continue;
+    auto* rc = lr->add_candidates();
+    rc->set_k1(static_cast<double>(cand.shape.k1));
+    rc->set_n1(static_cast<double>(cand.shape.n1));
+    rc->set_k2(static_cast<double>(cand.shape.k2));
+    rc->set_n2(static_cast<double>(cand.shape.n2));
+    rc->set_rank(static_cast<double>(cand.rank));
+    rc->set_params(static_cast<double>(cand.params));
+    rc->set_error_lower(RoundSignificant(cand.error_lower));
+    rc->set_error_upper(RoundSignificant(cand.error_upper));
+    rc->set_evaluated(cand.evaluated);
+    rc->set_error(RoundSignificant(cand.error));
+  }
+}
 
 // The forced shape where it divides the layer (and is not trivial); else the shape with the fewest
 // parameters per term, ties broken by the least error at `rank` for layers up to
 // kTieSearchMaxElements, by squareness above.
 StatusOr<ShapeChoice> ChooseShape(const Options& o, const match::LayerCandidate& c,
                                   const std::vector<float>& w) {
+  if (o.auto_shape) return SearchAuto(o, c, w);
   if (o.forced_shape) {
     const auto [k1, n1] = *o.forced_shape;
     const bool divides = c.k % k1 == 0 && c.n % n1 == 0;
     const bool trivial = (k1 == 1 && n1 == 1) || (k1 == c.k && n1 == c.n);
-    if (divides && !trivial) return ShapeChoice{{k1, n1, c.k / k1, c.n / n1}, 1};
+    if (divides && !trivial) {
+      const kron::KronShape shape{k1, n1, c.k / k1, c.n / n1};
+      return ShapeChoice{shape, std::min(o.rank, shape.MaxRank()), 1, std::nullopt};
+    }
     Logger().warn("layer '{}': --shape {}x{} {} {}x{}; using the default shape", c.node_name, k1,
                   n1, divides ? "is trivial for" : "does not divide", c.k, c.n);
   }
   const std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
   if (tied.empty()) return InvalidArgument("no non-trivial Kronecker shape divides the weight");
-  if (tied.size() == 1 || c.k * c.n > kTieSearchMaxElements) return ShapeChoice{tied.front(), 1};
-  ShapeChoice best{tied.front(), static_cast<int64_t>(tied.size())};
+  // Tied shapes share MaxRank(), so the rank does not depend on which one wins.
+  const int64_t rank = std::min(o.rank, tied.front().MaxRank());
+  if (tied.size() == 1 || c.k * c.n > kTieSearchMaxElements) {
+    return ShapeChoice{tied.front(), rank, 1, std::nullopt};
+  }
+  ShapeChoice best{tied.front(), rank, static_cast<int64_t>(tied.size()), std::nullopt};
   double best_error = 2.0;
   for (const auto& shape : tied) {
     double norm = 0.0;
     KFC_ASSIGN_OR_RETURN(std::vector<double> s,
                          kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
-    const double error = kron::SpectrumError(s, std::min(o.rank, shape.MaxRank()), norm);
+    const double error = kron::SpectrumError(s, rank, norm);
     Logger().trace("layer '{}': shape {}x{} (x) {}x{} error {:.6f} at rank {}", c.node_name,
                    shape.k1, shape.n1, shape.k2, shape.n2, error, o.rank);
     // Shapes whose errors agree to rounding (e.g. K x 1 (x) 1 x N and 1 x N (x) K x 1, whose
@@ -103,15 +165,6 @@ ModelTotals CountInitializers(const onnx::GraphProto& g) {
     t.bytes += static_cast<double>(tensor::StoredDataBytes(init));
   }
   return t;
-}
-
-// Errors go into the report at 10 significant digits: the last digits of a double vary with the
-// BLAS kernel the CPU selects, and reports should be stable across machines.
-double RoundSignificant(double v) {
-  if (v == 0.0 || !std::isfinite(v)) return v;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9e", v);
-  return std::strtod(buf, nullptr);
 }
 
 void Skip(report::LayerReport* lr, const std::string& reason, const std::string& detail) {
@@ -158,9 +211,10 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   rep.set_report_schema_version(report::kSchemaVersion);
   rep.set_tool_version(KFC_VERSION);
   rep.set_rank_requested(static_cast<double>(options.rank));
-  rep.set_shape_policy(options.forced_shape ? std::to_string(options.forced_shape->first) + "x" +
-                                                  std::to_string(options.forced_shape->second)
-                                            : "balanced");
+  rep.set_shape_policy(options.auto_shape     ? "auto"
+                       : options.forced_shape ? std::to_string(options.forced_shape->first) + "x" +
+                                                    std::to_string(options.forced_shape->second)
+                                              : "balanced");
   rep.set_min_params(static_cast<double>(options.min_params));
   rep.set_opset(static_cast<int32_t>(match::DefaultOpset(model)));
 
@@ -181,6 +235,8 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
     lr->set_n(static_cast<double>(c.n));
     lr->set_dtype(c.dtype ? tensor::DTypeName(c.dtype) : "");
     lr->set_rank_requested(static_cast<double>(options.rank));
+    lr->set_lowrank_rank(-1);
+    lr->set_lowrank_relative_error(-1);
     const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
     const double elem_bytes = static_cast<double>(tensor::DTypeSize(c.dtype));
     lr->set_params_before(kn);
@@ -215,14 +271,16 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
       } else {
         const kron::KronShape shape = choice->shape;
         lr->set_shapes_compared(static_cast<double>(choice->compared));
-        const int64_t rank = std::min(options.rank, shape.MaxRank());
+        if (choice->search) RecordSearch(*choice->search, c, options.record_candidates, lr);
+        const int64_t rank = choice->rank;
         const double params_after = static_cast<double>(rank * shape.ParamsPerTerm());
         lr->set_k1(static_cast<double>(shape.k1));
         lr->set_n1(static_cast<double>(shape.n1));
         lr->set_k2(static_cast<double>(shape.k2));
         lr->set_n2(static_cast<double>(shape.n2));
         lr->set_rank(static_cast<double>(rank));
-        lr->set_rank_clamped(rank < options.rank);
+        // Under --shape auto the budget, not a clamp, sets the rank.
+        lr->set_rank_clamped(!options.auto_shape && rank < options.rank);
         if (options.skip_unprofitable && params_after >= kn) {
           Skip(lr, "unprofitable",
                "rank " + std::to_string(rank) + " of " + std::to_string(shape.k1) + "x" +

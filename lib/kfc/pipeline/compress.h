@@ -8,6 +8,7 @@
 
 #include "kfc/core/status.h"
 #include "kfc/kron/factorize.h"
+#include "kfc/kron/shape_search.h"
 #include "kfc/match/match.h"
 #include "kfc_report.pb.h"
 #include "onnx/onnx_pb.h"
@@ -25,6 +26,10 @@ struct Options {
   // Forced A-factor shape k1 x n1, used where k1 | K and n1 | N (and not trivial); elsewhere the
   // default shape (fewest parameters per term).
   std::optional<std::pair<int64_t, int64_t>> forced_shape;
+  // --shape auto: search every divisor pair (kron::SearchShape) under the parameter budget the
+  // balanced shape uses at `rank`; the winner's rank follows from that budget.
+  bool auto_shape = false;
+  bool record_candidates = false;          // put every searched shape into the report (auto only)
   int64_t min_params = kDefaultMinParams;  // layers with fewer weight elements are left alone
   std::vector<std::string> include;  // POSIX extended regexes searched in node and weight names
   std::vector<std::string> exclude;

@@ -51,6 +51,36 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
+// Under --shape auto: the error plain low-rank SVD reaches at the same budget.
+std::string LowRankNote(const LayerReport& l) {
+  if (l.lowrank_relative_error() < 0) return "";
+  return " (low-rank r=" + Int(l.lowrank_rank()) + ": " + Fixed(l.lowrank_relative_error(), 6) +
+         ")";
+}
+
+// Under --shape auto with --dry-run or -v: every shape searched, per layer.
+std::string CandidateTables(const Report& r) {
+  std::string out;
+  for (const auto& l : r.layers()) {
+    if (l.candidates().empty()) continue;
+    out += "\nshapes searched for " + (l.node_name().empty() ? "(unnamed)" : l.node_name()) +
+           ": error bounds from a cheap sketch, error from full-accuracy work\n";
+    std::vector<std::vector<std::string>> rows = {
+        {"  shape", "rank", "params", "error bounds", "error"}};
+    for (const auto& c : l.candidates()) {
+      if (c.rank() < 1) continue;
+      const std::string bounds = c.error_lower() >= 0 ? "[" + Fixed(c.error_lower(), 4) + ", " +
+                                                            Fixed(c.error_upper(), 4) + "]"
+                                                      : "-";
+      rows.push_back(
+          {"  " + Int(c.k1()) + "x" + Int(c.n1()) + " (x) " + Int(c.k2()) + "x" + Int(c.n2()),
+           Int(c.rank()), Int(c.params()), bounds, c.evaluated() ? Fixed(c.error(), 6) : "pruned"});
+    }
+    out += Table(rows);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string ToValidUtf8(const std::string& s) {
@@ -113,7 +143,8 @@ std::string RenderText(const Report& r) {
       rows.push_back({name, l.op_type(), l.weight_name(), kn, l.dtype(),
                       Int(l.k1()) + "x" + Int(l.n1()) + " (x) " + Int(l.k2()) + "x" + Int(l.n2()),
                       rank, BeforeAfter(l.params_before(), l.params_after()),
-                      BeforeAfter(l.macs_before(), l.macs_after()), Fixed(l.relative_error(), 6)});
+                      BeforeAfter(l.macs_before(), l.macs_after()),
+                      Fixed(l.relative_error(), 6) + LowRankNote(l)});
     } else {
       rows.push_back({name, l.op_type(), l.weight_name(), kn, l.dtype(), "-", "-",
                       l.params_before() > 0 ? Int(l.params_before()) : "-",
@@ -123,6 +154,8 @@ std::string RenderText(const Report& r) {
   }
   if (r.layers().empty()) rows.push_back({"(no Gemm or MatMul layers found)"});
   out += Table(rows);
+
+  out += CandidateTables(r);
 
   const Totals& t = r.totals();
   out += "\ntotals: " + Int(t.layers_found()) + " layers, " + Int(t.layers_compressed()) +
