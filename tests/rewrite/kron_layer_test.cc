@@ -391,3 +391,22 @@ TEST(AutoShapeTest, FindsPlantedKroneckerShapeInAModel) {
 
 }  // namespace
 }  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
+  auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64, 21);
+  model.set_ir_version(10);
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.totals().layers_compressed(), 1);
+  EXPECT_EQ(result.model.ir_version(), 10);
+  model.set_ir_version(11);  // newer than this tool knows: the checker's refusal is reported
+  const Status s = pipeline::CheckModel(model, "in");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("ir_version"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace kfc

@@ -16,6 +16,8 @@
 namespace kfc::pipeline {
 
 inline constexpr int64_t kDefaultMinParams = 4096;
+// Newest ONNX IR version accepted (checked as IR 8, the newest ONNX 1.12 knows; see CheckModel).
+inline constexpr int64_t kMaxIrVersion = 10;
 // Up to this many weight elements (1024 x 1024), the default shape is the least-error one among
 // the shapes tied for fewest parameters per term (one singular-value pass each); above it, the
 // squarest of them (the exact search would cost several full SVDs per layer).
