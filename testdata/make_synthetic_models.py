@@ -76,7 +76,7 @@ def finish(name, nodes, in_dims, out_dims, initializers, doc, opset=13, ir_versi
 
 
 def gemm_case(name, k, n, *, trans_b, bias_shape, alpha=None, beta=None, m="batch", relu=False,
-              opset=13, ir_version=8, seed):
+              opset=13, ir_version=8, trans_a=False, seed):
     """Y = alpha * X @ op(B) + beta * C, with B constant ([K,N], or [N,K] when transB=1)."""
     rng = np.random.default_rng(seed)
     w = weight(rng, (k, n))  # W is K x N whatever the storage
@@ -86,6 +86,8 @@ def gemm_case(name, k, n, *, trans_b, bias_shape, alpha=None, beta=None, m="batc
         inits.append(init("C", bias(rng, bias_shape)))
         inputs.append("C")
     attrs = {}
+    if trans_a:  # the input is stored [K, M]
+        attrs["transA"] = 1
     if trans_b:
         attrs["transB"] = 1
     if alpha is not None:
@@ -98,9 +100,10 @@ def gemm_case(name, k, n, *, trans_b, bias_shape, alpha=None, beta=None, m="batc
         nodes.append(helper.make_node("Relu", [gemm_out], [OUTPUT], name="relu"))
     doc = (f"Gemm K={k} N={n} transB={int(trans_b)} bias={bias_shape} alpha={alpha} beta={beta}"
            f"{' + Relu' if relu else ''}; weight initializer 'W'")
-    model = finish(name, nodes, [m, k], [m, n], inits, doc, opset, ir_version)
+    in_dims = [k, m] if trans_a else [m, k]
+    model = finish(name, nodes, in_dims, [m, n], inits, doc, opset, ir_version)
     feed_m = m if isinstance(m, int) else 3
-    return model, {INPUT: [feed_m, k]}, 1
+    return model, {INPUT: [k, feed_m] if trans_a else [feed_m, k]}, 1
 
 
 def matmul_case(name, lead_dims, feed_lead, k, n, *, relu=False, opset=13, ir_version=8, seed):
@@ -172,6 +175,8 @@ def build_cases():
         ("matmul_opset21_ir10", lambda s: matmul_case(
             "matmul_opset21_ir10", ["batch", "seq"], [2, 3], 96, 128, opset=21, ir_version=10,
             seed=s)),
+        ("gemm_transa", lambda s: gemm_case(
+            "gemm_transa", 64, 96, trans_b=True, bias_shape=(96,), trans_a=True, seed=s)),
     ]
 
 

@@ -217,9 +217,6 @@ agraph (float[N, 64] x) => (float[N, 64] y) {
   y = MatMul(t, W)
 })",
                                "weight_shared"},
-                      SkipCase{"trans_a", R"(<ir_version: 8, opset_import: ["" : 13]>
-agraph (float[64, N] x) => (float[N, 64] y) { y = Gemm<transA = 1>(x, W) })",
-                               "gemm_trans_a"},
                       SkipCase{"vector_input", R"(<ir_version: 8, opset_import: ["" : 13]>
 agraph (float[64] x) => (float[64] y) { y = MatMul(x, W) })",
                                "input_rank_1"},
@@ -394,6 +391,18 @@ TEST(AutoShapeTest, FindsPlantedKroneckerShapeInAModel) {
 
 namespace kfc {
 namespace {
+
+TEST(KronRewriteTest, GemmTransAGoesThroughTranspose) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64, N] x) => (float[N, 64] y) { y = Gemm<transA = 1>(x, W) })");
+  AddRandomInitializer(&model, "W", {64, 64}, 5);
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.totals().layers_compressed(), 1);
+  auto ops = OpCounts(result.model.graph());
+  EXPECT_EQ(ops["Transpose"], 1);
+  EXPECT_EQ(result.model.graph().node(0).op_type(), "Transpose");
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
 
 TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
   auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64, 21);

@@ -80,6 +80,7 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
   c->weight_name = node.input(1);
   c->output_name = node.output_size() > 0 ? node.output(0) : "";
   if (is_gemm) {
+    if (const auto* a = FindAttr(node, "transA")) c->trans_a = a->i() != 0;
     if (const auto* a = FindAttr(node, "transB")) c->trans_b = a->i() != 0;
     if (const auto* a = FindAttr(node, "alpha")) c->alpha = a->f();
     if (const auto* a = FindAttr(node, "beta")) c->beta = a->f();
@@ -104,12 +105,6 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
   if (opset < kMinOpset) {
     return Skip(c, "opset_unsupported",
                 "model opset " + std::to_string(opset) + " is below " + std::to_string(kMinOpset));
-  }
-  if (is_gemm) {
-    const auto* ta = FindAttr(node, "transA");
-    if (ta != nullptr && ta->i() != 0) {
-      return Skip(c, "gemm_trans_a", "Gemm with transA=1 is not supported yet");
-    }
   }
   if (w == nullptr) {
     if (facts.constant_node_outputs.count(c->weight_name)) {

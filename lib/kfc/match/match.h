@@ -22,7 +22,8 @@ struct LayerCandidate {
   std::string input_name;   // the activation X (Gemm A, MatMul first input)
   std::string weight_name;  // the constant input (Gemm B, MatMul second input)
   std::string output_name;
-  // Gemm attributes and bias (bias_name empty when absent).
+  // Gemm attributes and bias (bias_name empty when absent). trans_a: X is stored [K, M].
+  bool trans_a = false;
   bool trans_b = false;
   float alpha = 1.0f;
   float beta = 1.0f;

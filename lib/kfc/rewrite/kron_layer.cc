@@ -145,9 +145,18 @@ class LayerEmitter {
     const std::string shape_out = Shape("kfc_shape_out", ReshapeTarget(copied, {layer.n}));
 
     std::vector<onnx::NodeProto> nodes;
+    std::string x = layer.input_name;
+    if (layer.trans_a) {  // Gemm transA=1: X is stored [K, M]
+      x = Value("kfc_x_t");
+      nodes.push_back(MakeNode("Transpose", NodeName("kfc_transpose_in"), {layer.input_name}, x));
+      auto* perm = nodes.back().add_attribute();
+      perm->set_name("perm");
+      perm->set_type(onnx::AttributeProto::INTS);
+      perm->add_ints(1);
+      perm->add_ints(0);
+    }
     const std::string x4 = Value("kfc_x");
-    nodes.push_back(
-        MakeNode("Reshape", NodeName("kfc_reshape_in"), {layer.input_name, shape_in}, x4));
+    nodes.push_back(MakeNode("Reshape", NodeName("kfc_reshape_in"), {x, shape_in}, x4));
     const std::string mid = Value("kfc_mid");
     nodes.push_back(MakeNode(
         "MatMul", NodeName("kfc_matmul_1"),
