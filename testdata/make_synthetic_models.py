@@ -119,6 +119,34 @@ def matmul_case(name, lead_dims, feed_lead, k, n, *, relu=False, opset=13, ir_ve
     return model, {INPUT: feed_lead + [k]}, 1
 
 
+def constant_node_weight(seed):
+    """MatMul whose weight is a Constant node (no node name) reached through an Identity."""
+    rng = np.random.default_rng(seed)
+    w = weight(rng, (64, 96))
+    nodes = [
+        helper.make_node("Constant", [], ["w_const"], value=numpy_helper.from_array(w, "w_value")),
+        helper.make_node("Identity", ["w_const"], ["w_id"], name="weight_identity"),
+        helper.make_node("MatMul", [INPUT, "w_id"], [OUTPUT], name="matmul"),
+    ]
+    doc = "MatMul with its weight in a nameless Constant node, through an Identity"
+    model = finish("matmul_constant_node", nodes, ["batch", 64], ["batch", 96], [], doc)
+    return model, {INPUT: [3, 64]}, 1
+
+
+def cast_fp16_weight(seed):
+    """Gemm(transB=1) whose weight is stored as float16 and Cast to float32."""
+    rng = np.random.default_rng(seed)
+    w16 = weight(rng, (96, 64)).astype(np.float16)  # stored [N, K]
+    inits = [numpy_helper.from_array(w16, "W16"), init("C", bias(rng, (96,)))]
+    nodes = [
+        helper.make_node("Cast", ["W16"], ["W"], name="weight_cast", to=TensorProto.FLOAT),
+        helper.make_node("Gemm", [INPUT, "W", "C"], [OUTPUT], name="gemm", transB=1),
+    ]
+    doc = "Gemm whose weight is a float16 initializer Cast to float32"
+    model = finish("gemm_cast_fp16", nodes, ["batch", 64], ["batch", 96], inits, doc)
+    return model, {INPUT: [3, 64]}, 1
+
+
 def mlp_two_layers(seed):
     """MatMul + Add + Relu + Gemm(transB=1): two compressible layers in a chain."""
     rng = np.random.default_rng(seed)
@@ -177,6 +205,8 @@ def build_cases():
             seed=s)),
         ("gemm_transa", lambda s: gemm_case(
             "gemm_transa", 64, 96, trans_b=True, bias_shape=(96,), trans_a=True, seed=s)),
+        ("matmul_constant_node", constant_node_weight),
+        ("gemm_cast_fp16", cast_fp16_weight),
     ]
 
 

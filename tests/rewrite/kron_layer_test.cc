@@ -2,6 +2,7 @@
 // checker and shape inference, kept interface and metadata, names, and skip reasons.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
 #include <map>
 #include <set>
@@ -206,8 +207,8 @@ INSTANTIATE_TEST_SUITE_P(
 agraph (float[N, 64] x, float[64, 64] w) => (float[N, 64] y) { y = MatMul(x, w) })",
                                "weight_not_constant"},
                       SkipCase{"constant_node", R"(<ir_version: 8, opset_import: ["" : 13]>
-agraph (float[N, 2] x) => (float[N, 2] y) {
-  w = Constant<value = float[2, 2] {1.0, 2.0, 3.0, 4.0}>()
+agraph (float[N, 2] x) => (float[N] y) {
+  w = Constant<value_floats = [1.0, 2.0]>()
   y = MatMul(x, w)
 })",
                                "weight_in_constant_node"},
@@ -415,6 +416,92 @@ TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
   const Status s = pipeline::CheckModel(model, "in");
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("ir_version"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace kfc
+
+namespace kfc {
+namespace {
+
+// A 64 x 64 float tensor with seeded data, as an attribute or an initializer.
+onnx::TensorProto RandomTensor(const std::string& name, int32_t dtype, uint32_t seed) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(dtype);
+  t.add_dims(64);
+  t.add_dims(64);
+  for (float v : testing::RandomVector(64 * 64, seed)) {
+    if (dtype == onnx::TensorProto::FLOAT) {
+      t.add_float_data(v);
+    } else {  // float16 bit patterns, via a float32 -> half truncation good enough for tests
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      const uint32_t sign = (bits >> 16) & 0x8000, exp = (bits >> 23) & 0xFF;
+      const uint32_t half = exp < 113 ? sign : sign | ((exp - 112) << 10) | ((bits >> 13) & 0x3FF);
+      t.add_int32_data(static_cast<int32_t>(half));
+    }
+  }
+  return t;
+}
+
+TEST(WeightSourceTest, ConstantNodeWithEmptyNameIsCompressedAndRemoved) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) {
+  w = Constant<value = float[1] {0.0}>()
+  y = MatMul(x, w)
+})");
+  auto* value = model.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_t();
+  *value = RandomTensor("", onnx::TensorProto::FLOAT, 3);
+  model.mutable_graph()->mutable_node(0)->clear_name();
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.totals().layers_compressed(), 1) << result.report.layers(0).skip_detail();
+  auto ops = OpCounts(result.model.graph());
+  EXPECT_EQ(ops["Constant"], 0) << "the Constant fed only this layer";
+  EXPECT_EQ(ops["MatMul"], 2);
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
+
+TEST(WeightSourceTest, IdentityAndCastChainsFromFloat16AreFollowed) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) {
+  a = Identity(W16)
+  b = Cast<to = 1>(a)
+  c = Identity(b)
+  y = MatMul(x, c)
+})");
+  *model.mutable_graph()->add_initializer() = RandomTensor("W16", onnx::TensorProto::FLOAT16, 4);
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+  auto result = Compress(model, 2);
+  const auto& l = result.report.layers(0);
+  ASSERT_TRUE(l.compressed()) << l.skip_reason() << ": " << l.skip_detail();
+  EXPECT_EQ(l.dtype(), "float32");
+  EXPECT_EQ(OpCounts(result.model.graph())["Cast"], 0);
+  EXPECT_EQ(OpCounts(result.model.graph())["Identity"], 0);
+  EXPECT_FALSE(HasInitializer(result.model.graph(), "W16"));
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
+
+TEST(WeightSourceTest, ChainValueUsedElsewhereIsShared) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y, float[64, 64] z) {
+  b = Cast<to = 1>(W16)
+  y = MatMul(x, b)
+  z = Relu(b)
+})");
+  *model.mutable_graph()->add_initializer() = RandomTensor("W16", onnx::TensorProto::FLOAT16, 4);
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.layers(0).skip_reason(), "weight_shared");
+}
+
+TEST(WeightSourceTest, Float16LayerIsSkippedWithItsDtype) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float16[N, 64] x) => (float16[N, 64] y) { y = MatMul(x, W16) })");
+  *model.mutable_graph()->add_initializer() = RandomTensor("W16", onnx::TensorProto::FLOAT16, 4);
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.layers(0).skip_reason(), "unsupported_dtype");
+  EXPECT_EQ(result.report.layers(0).dtype(), "float16");
 }
 
 }  // namespace

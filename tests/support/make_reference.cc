@@ -67,11 +67,13 @@ int main(int argc, char** argv) {
     std::vector<float> w = kfc::kron::Reconstruct(*layer.factors);  // K x N
     // Stored in the initializer's own layout: [N, K] for Gemm transB=1.
     const std::vector<float> stored = c.trans_b ? kfc::tensor::Transpose(w, c.k, c.n) : w;
-    for (auto& init : *reference.mutable_graph()->mutable_initializer()) {
-      if (init.name() != c.weight_name) continue;
-      std::vector<int64_t> dims(init.dims().begin(), init.dims().end());
-      init = kfc::tensor::EncodeFloat32(init.name(), dims, stored);
-    }
+    // The consumer reads a new float32 initializer, whatever the weight's source (initializer,
+    // Constant node, Identity/Cast chain); the old source stays, unused.
+    const std::string name = "kfc_reference/" + c.weight_name;
+    const std::vector<int64_t> dims =
+        c.trans_b ? std::vector<int64_t>{c.n, c.k} : std::vector<int64_t>{c.k, c.n};
+    *reference.mutable_graph()->add_initializer() = kfc::tensor::EncodeFloat32(name, dims, stored);
+    reference.mutable_graph()->mutable_node(c.node_index)->set_input(1, name);
   }
   if (auto s = Write(result->model, compressed); !s.ok()) return Fail(s.message());
   if (auto s = Write(reference, dense); !s.ok()) return Fail(s.message());

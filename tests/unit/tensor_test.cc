@@ -423,3 +423,54 @@ TEST(TransposeTest, SwapsRowsAndColumns) {
 
 }  // namespace
 }  // namespace kfc::tensor
+
+namespace kfc::tensor {
+namespace {
+
+TEST(DecodeToFloatTest, Float16BFloat16AndDoubleConvertLikeCast) {
+  onnx::TensorProto h;
+  h.set_name("h");
+  h.set_data_type(onnx::TensorProto::FLOAT16);
+  h.add_dims(5);
+  // 1.0, -2.0, 65504 (max half), smallest subnormal 2^-24, +Inf
+  for (int bits : {0x3C00, 0xC000, 0x7BFF, 0x0001, 0x7C00}) h.add_int32_data(bits);
+  auto v = DecodeToFloat(h);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ((*v)[0], 1.0f);
+  EXPECT_EQ((*v)[1], -2.0f);
+  EXPECT_EQ((*v)[2], 65504.0f);
+  EXPECT_EQ((*v)[3], std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::isinf((*v)[4]));
+
+  onnx::TensorProto b;
+  b.set_name("b");
+  b.set_data_type(onnx::TensorProto::BFLOAT16);
+  b.add_dims(2);
+  const uint16_t raw[2] = {0x3F80, 0xC040};  // 1.0, -3.0
+  b.set_raw_data(std::string(reinterpret_cast<const char*>(raw), sizeof(raw)));
+  v = DecodeToFloat(b);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, (std::vector<float>{1.0f, -3.0f}));
+
+  onnx::TensorProto d;
+  d.set_name("d");
+  d.set_data_type(onnx::TensorProto::DOUBLE);
+  d.add_dims(2);
+  d.add_double_data(0.1);
+  d.add_double_data(-1e300);
+  v = DecodeToFloat(d);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ((*v)[0], 0.1f);
+  EXPECT_TRUE(std::isinf((*v)[1]));
+
+  d.add_dims(3);  // dims now [2, 3]: 6 values needed, 2 present
+  EXPECT_EQ(DecodeToFloat(d).status().code(), StatusCode::kDataLoss);
+  onnx::TensorProto i;
+  i.set_data_type(onnx::TensorProto::INT8);
+  EXPECT_EQ(DecodeToFloat(i).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(DecodableAsFloat(onnx::TensorProto::BFLOAT16));
+  EXPECT_FALSE(DecodableAsFloat(onnx::TensorProto::INT8));
+}
+
+}  // namespace
+}  // namespace kfc::tensor

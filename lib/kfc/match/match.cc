@@ -50,6 +50,7 @@ struct GraphFacts {
   std::unordered_set<std::string> graph_inputs;
   std::unordered_set<std::string> constant_node_outputs;
   std::unordered_set<std::string> sparse_initializers;
+  std::unordered_map<std::string, int> producer;  // value name -> index of the node writing it
 };
 
 GraphFacts FactsOf(const onnx::GraphProto& g) {
@@ -57,7 +58,9 @@ GraphFacts FactsOf(const onnx::GraphProto& g) {
   for (const auto& t : g.initializer()) f.initializers[t.name()] = &t;
   for (const auto& vi : g.input()) f.graph_inputs.insert(vi.name());
   for (const auto& sp : g.sparse_initializer()) f.sparse_initializers.insert(sp.values().name());
-  for (const auto& node : g.node()) {
+  for (int i = 0; i < g.node_size(); ++i) {
+    const auto& node = g.node(i);
+    for (const auto& out : node.output()) f.producer[out] = i;
     if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx")) {
       for (const auto& out : node.output()) f.constant_node_outputs.insert(out);
     }
@@ -70,10 +73,46 @@ void Skip(LayerCandidate* c, const std::string& reason, const std::string& detai
   c->skip_detail = detail;
 }
 
+bool IsStd(const onnx::NodeProto& n) { return n.domain().empty() || n.domain() == "ai.onnx"; }
+
+// Follows the weight input back through Identity and Cast nodes to an initializer or a Constant
+// node's `value`. Records the source and chain in `c` (and the dtype the first Cast produces);
+// `path` gets every value name from the consumer's input to the source. nullptr when the weight
+// is computed at run time (or the Constant holds no tensor).
+const onnx::TensorProto* ResolveWeight(const onnx::GraphProto& g, const GraphFacts& facts,
+                                       LayerCandidate* c, std::vector<std::string>* path) {
+  std::string name = c->weight_name;
+  for (int hops = 0; hops <= g.node_size(); ++hops) {
+    path->push_back(name);
+    if (auto it = facts.initializers.find(name); it != facts.initializers.end()) {
+      c->weight_tensor_name = name;
+      return it->second;
+    }
+    auto p = facts.producer.find(name);
+    if (p == facts.producer.end()) return nullptr;
+    const onnx::NodeProto& node = g.node(p->second);
+    if (!IsStd(node)) return nullptr;
+    if (node.op_type() == "Constant") {
+      c->constant_node = p->second;
+      const onnx::AttributeProto* value = FindAttr(node, "value");
+      return value != nullptr && value->has_t() ? &value->t() : nullptr;
+    }
+    if ((node.op_type() != "Identity" && node.op_type() != "Cast") || node.input_size() < 1) {
+      return nullptr;
+    }
+    if (node.op_type() == "Cast" && c->dtype == 0) {
+      if (const auto* to = FindAttr(node, "to")) c->dtype = static_cast<int32_t>(to->i());
+    }
+    c->chain.push_back(p->second);
+    name = node.input(0);
+  }
+  return nullptr;
+}
+
 // Fills the candidate for a Gemm/MatMul node of the main graph.
-void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCount& uses,
-              const std::unordered_map<std::string, int64_t>& ranks, int64_t opset,
-              int64_t ir_version, LayerCandidate* c) {
+void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const GraphFacts& facts,
+              const NameCount& uses, const std::unordered_map<std::string, int64_t>& ranks,
+              int64_t opset, int64_t ir_version, LayerCandidate* c) {
   const bool is_gemm = c->op_type == "Gemm";
   if (node.input_size() < 2) return Skip(c, "malformed_node", "node has fewer than 2 inputs");
   c->input_name = node.input(0);
@@ -92,10 +131,11 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
   }
 
   // Facts about the weight come first so the report can show K x N even for skipped layers.
-  auto init = facts.initializers.find(c->weight_name);
-  const onnx::TensorProto* w = init == facts.initializers.end() ? nullptr : init->second;
+  std::vector<std::string> path;  // values from the consumer's input to the source
+  const onnx::TensorProto* w = ResolveWeight(g, facts, c, &path);
   if (w != nullptr) {
-    c->dtype = w->data_type();
+    c->stored_dtype = w->data_type();
+    if (c->dtype == 0) c->dtype = w->data_type();
     if (w->dims_size() == 2) {
       c->k = c->trans_b ? w->dims(1) : w->dims(0);
       c->n = c->trans_b ? w->dims(0) : w->dims(1);
@@ -107,9 +147,9 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
                 "model opset " + std::to_string(opset) + " is below " + std::to_string(kMinOpset));
   }
   if (w == nullptr) {
-    if (facts.constant_node_outputs.count(c->weight_name)) {
+    if (c->constant_node >= 0) {
       return Skip(c, "weight_in_constant_node",
-                  "weight comes from a Constant node; only initializers are supported yet");
+                  "the Constant node holds no tensor `value` (value_float and the like)");
     }
     if (facts.sparse_initializers.count(c->weight_name)) {
       return Skip(c, "weight_sparse", "weight is a sparse initializer (not supported)");
@@ -119,7 +159,7 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
                 x_const ? "only the first input is constant (W X form is not supported)"
                         : "second input is computed at run time");
   }
-  if (ir_version >= 4 && facts.graph_inputs.count(c->weight_name)) {
+  if (ir_version >= 4 && facts.graph_inputs.count(c->weight_tensor_name)) {
     return Skip(c, "weight_is_graph_input",
                 "the initializer is also a graph input, so callers may override it");
   }
@@ -127,20 +167,26 @@ void Classify(const onnx::NodeProto& node, const GraphFacts& facts, const NameCo
     return Skip(c, "external_data",
                 "weight data is stored in an external file (not supported yet)");
   }
-  if (w->data_type() != onnx::TensorProto::FLOAT) {
+  if (c->dtype != onnx::TensorProto::FLOAT || !tensor::DecodableAsFloat(w->data_type())) {
     return Skip(c, "unsupported_dtype",
-                "weight dtype " + tensor::DTypeName(w->data_type()) + " (only float32 yet)");
+                "weight dtype " + tensor::DTypeName(c->dtype) +
+                    (c->dtype == w->data_type()
+                         ? ""
+                         : " (cast from " + tensor::DTypeName(w->data_type()) + ")") +
+                    " (only float32 layers yet)");
   }
   if (w->dims_size() != 2) {
     return Skip(c, "weight_not_2d",
                 "weight has rank " + std::to_string(w->dims_size()) + ", expected 2");
   }
   if (c->k <= 0 || c->n <= 0) return Skip(c, "empty_weight", "weight has a zero dimension");
-  auto use = uses.find(c->weight_name);
-  if (use != uses.end() && use->second > 1) {
-    return Skip(c, "weight_shared",
-                "weight is used " + std::to_string(use->second) +
-                    " times (by other nodes or as a graph output)");
+  for (const auto& value : path) {
+    auto use = uses.find(value);
+    if (use != uses.end() && use->second > 1) {
+      return Skip(c, "weight_shared",
+                  "'" + value + "' is used " + std::to_string(use->second) +
+                      " times (by other nodes or as a graph output)");
+    }
   }
   if (c->input_rank == 0) {
     return Skip(c, "unknown_input_rank",
@@ -229,7 +275,7 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     c.node_index = i;
     c.node_name = node.name();
     c.op_type = node.op_type();
-    Classify(node, facts, uses, ranks, opset, model.ir_version(), &c);
+    Classify(g, node, facts, uses, ranks, opset, model.ir_version(), &c);
     layers.push_back(std::move(c));
   }
   ScanSubgraphs(g, "main", &layers);

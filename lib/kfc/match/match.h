@@ -31,10 +31,18 @@ struct LayerCandidate {
   // W as the K x N matrix of y = x W (primer convention); 0 when unknown.
   int64_t k = 0;
   int64_t n = 0;
-  int32_t dtype = 0;        // weight element type (onnx::TensorProto::DataType); 0 when unknown
-  int64_t input_rank = 0;   // rank of X; 0 when unknown
-  std::string skip_reason;  // snake_case; empty when eligible
-  std::string skip_detail;  // one sentence for people
+  int32_t dtype = 0;  // weight element type as the layer consumes it; 0 when unknown
+  // Where the weight's data lives: an initializer named weight_tensor_name, or the `value` tensor
+  // of the Constant node at index constant_node, reached through `chain`: Identity/Cast node
+  // indices from the consumer towards the source. Every value on that path has this layer as its
+  // only use, so the whole path can go once the layer is rewritten.
+  std::string weight_tensor_name;
+  int constant_node = -1;
+  std::vector<int> chain;
+  int32_t stored_dtype = 0;  // element type of the source tensor (before any Cast)
+  int64_t input_rank = 0;    // rank of X; 0 when unknown
+  std::string skip_reason;   // snake_case; empty when eligible
+  std::string skip_detail;   // one sentence for people
 
   bool eligible() const { return skip_reason.empty(); }
 };

@@ -31,10 +31,21 @@ const onnx::TensorProto* FindInitializer(const onnx::GraphProto& g, const std::s
   return nullptr;
 }
 
+// The tensor holding the layer's weight data: an initializer or a Constant node's `value`.
+const onnx::TensorProto* WeightSource(const onnx::GraphProto& g, const match::LayerCandidate& c) {
+  if (c.constant_node >= 0 && c.constant_node < g.node_size()) {
+    for (const auto& a : g.node(c.constant_node).attribute()) {
+      if (a.name() == "value" && a.has_t()) return &a.t();
+    }
+    return nullptr;
+  }
+  return FindInitializer(g, c.weight_tensor_name);
+}
+
 // W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
 StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
                                           const match::LayerCandidate& c) {
-  KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeFloat32(t));
+  KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeToFloat(t));
   if (!c.trans_b) return stored;
   return tensor::Transpose(stored, c.n, c.k);
 }
@@ -267,8 +278,8 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
       Skip(lr, "below_min_params",
            std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
     } else {
-      const onnx::TensorProto* init = FindInitializer(model.graph(), c.weight_name);
-      if (init == nullptr) return Internal("initializer '" + c.weight_name + "' disappeared");
+      const onnx::TensorProto* init = WeightSource(model.graph(), c);
+      if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
       KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
       const std::string bad = FirstNonFinite(w, c.n);
       auto choice = bad.empty() ? ChooseShape(options, c, w) : StatusOr<ShapeChoice>(ShapeChoice{});

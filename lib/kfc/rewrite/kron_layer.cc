@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <unordered_set>
 
 #include "kfc/core/names.h"
@@ -179,7 +180,7 @@ class LayerEmitter {
     } else if (gemm && !layer.bias_name.empty()) {
       maybe_unused_->insert(layer.bias_name);  // beta == 0: the bias no longer contributes
     }
-    maybe_unused_->insert(layer.weight_name);
+    maybe_unused_->insert(layer.weight_tensor_name);
     return nodes;
   }
 
@@ -258,6 +259,9 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
   CollectNames(model->graph(), &names);
   std::unordered_set<std::string> maybe_unused;
   std::map<int, std::vector<onnx::NodeProto>> replacements;
+  // Identity/Cast/Constant nodes that only fed a rewritten layer's weight (match checked that
+  // every value on that path has the layer as its only use).
+  std::set<int> dead;
   {
     LayerEmitter emitter(model, &names, &maybe_unused);
     for (const auto& rw : rewrites) {
@@ -267,11 +271,14 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
       }
       KFC_ASSIGN_OR_RETURN(auto nodes, emitter.Emit(rw));
       replacements[rw.layer.node_index] = std::move(nodes);
+      dead.insert(rw.layer.chain.begin(), rw.layer.chain.end());
+      if (rw.layer.constant_node >= 0) dead.insert(rw.layer.constant_node);
     }
   }
   google::protobuf::RepeatedPtrField<onnx::NodeProto> rebuilt;
   auto* old_nodes = model->mutable_graph()->mutable_node();
   for (int i = 0; i < old_nodes->size(); ++i) {
+    if (dead.count(i)) continue;
     auto it = replacements.find(i);
     if (it == replacements.end()) {
       rebuilt.Add()->Swap(old_nodes->Mutable(i));

@@ -21,6 +21,35 @@ void AppendRaw(const std::vector<T>& data, std::string* raw) {
   if (!data.empty()) std::memcpy(raw->data(), data.data(), raw->size());
 }
 
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (mant << 13);  // Inf / NaN
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant == 0) {
+    bits = sign;
+  } else {  // subnormal half: normalize
+    exp = 113;
+    while ((mant & 0x400) == 0) {
+      mant <<= 1;
+      --exp;
+    }
+    bits = sign | (exp << 23) | ((mant & 0x3FF) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+float BFloat16ToFloat(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
 }  // namespace
 
 std::string DTypeName(int32_t t) {
@@ -149,6 +178,63 @@ std::vector<float> Transpose(const std::vector<float>& m, int64_t rows, int64_t 
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = m[i * cols + j];
   return t;
+}
+
+bool DecodableAsFloat(int32_t t) {
+  using TP = onnx::TensorProto;
+  return t == TP::FLOAT || t == TP::FLOAT16 || t == TP::BFLOAT16 || t == TP::DOUBLE;
+}
+
+StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
+  using TP = onnx::TensorProto;
+  if (t.data_type() == TP::FLOAT) return DecodeFloat32(t);
+  const std::string what = "tensor '" + t.name() + "'";
+  if (!DecodableAsFloat(t.data_type())) {
+    return InvalidArgument(what + ": dtype " + DTypeName(t.data_type()) +
+                           " cannot be read as float");
+  }
+  if (HasExternalData(t)) return InvalidArgument(what + ": data is stored externally");
+  KFC_ASSIGN_OR_RETURN(int64_t n, NumElements(t.dims(), what));
+  const int64_t size = DTypeSize(t.data_type());
+  std::vector<float> out;
+  if (t.has_raw_data()) {
+    const std::string& raw = t.raw_data();
+    if (n > static_cast<int64_t>(raw.size()) / size ||
+        static_cast<int64_t>(raw.size()) != n * size) {
+      return DataLoss(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, dims " +
+                      DimsString(t.dims()) + " need " + std::to_string(n) + " x " +
+                      std::to_string(size));
+    }
+    out.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const char* p = raw.data() + i * size;
+      if (t.data_type() == TP::DOUBLE) {
+        double d;
+        std::memcpy(&d, p, sizeof(d));
+        out[i] = static_cast<float>(d);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, p, sizeof(h));
+        out[i] = t.data_type() == TP::FLOAT16 ? HalfToFloat(h) : BFloat16ToFloat(h);
+      }
+    }
+    return out;
+  }
+  const int64_t have = t.data_type() == TP::DOUBLE ? t.double_data_size() : t.int32_data_size();
+  if (have != n) {
+    return DataLoss(what + ": typed data has " + std::to_string(have) + " values, dims " +
+                    DimsString(t.dims()) + " need " + std::to_string(n));
+  }
+  out.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (t.data_type() == TP::DOUBLE) {
+      out[i] = static_cast<float>(t.double_data(static_cast<int>(i)));
+    } else {
+      const auto h = static_cast<uint16_t>(t.int32_data(static_cast<int>(i)));
+      out[i] = t.data_type() == TP::FLOAT16 ? HalfToFloat(h) : BFloat16ToFloat(h);
+    }
+  }
+  return out;
 }
 
 onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,

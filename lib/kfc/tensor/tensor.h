@@ -35,6 +35,15 @@ StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t);
 // The cols x rows transpose of a rows x cols row-major matrix (Gemm transB=1 stores W as [N, K]).
 std::vector<float> Transpose(const std::vector<float>& m, int64_t rows, int64_t cols);
 
+// Element types DecodeToFloat reads: float32, float16, bfloat16, float64.
+bool DecodableAsFloat(int32_t onnx_elem_type);
+
+// Elements of `t` converted to float32 the way ONNX Cast(to=FLOAT) converts them (exact for
+// float16 and bfloat16; float64 rounds to nearest), row-major in the order of t.dims(). Inline
+// data only (raw_data or the typed field: float_data, int32_data holding 16-bit patterns,
+// double_data). DataLoss when the data size disagrees with the dims.
+StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t);
+
 // A FLOAT tensor named `name` with `dims`, data stored little-endian in raw_data.
 onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
                                 const std::vector<float>& data);
