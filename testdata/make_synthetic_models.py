@@ -147,6 +147,20 @@ def cast_fp16_weight(seed):
     return model, {INPUT: [3, 64]}, 1
 
 
+def shared_weight(seed):
+    """Two MatMuls reading one weight (x W, Relu, then W again): factorized once, shared."""
+    rng = np.random.default_rng(seed)
+    inits = [init("W", weight(rng, (96, 96)))]
+    nodes = [
+        helper.make_node("MatMul", [INPUT, "W"], ["h"], name="first"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "W"], [OUTPUT], name="second"),
+    ]
+    doc = "One 96x96 weight used by two MatMul layers"
+    model = finish("matmul_shared_weight", nodes, ["batch", 96], ["batch", 96], inits, doc)
+    return model, {INPUT: [4, 96]}, 2
+
+
 def mlp_two_layers(seed):
     """MatMul + Add + Relu + Gemm(transB=1): two compressible layers in a chain."""
     rng = np.random.default_rng(seed)
@@ -207,6 +221,7 @@ def build_cases():
             "gemm_transa", 64, 96, trans_b=True, bias_shape=(96,), trans_a=True, seed=s)),
         ("matmul_constant_node", constant_node_weight),
         ("gemm_cast_fp16", cast_fp16_weight),
+        ("matmul_shared_weight", shared_weight),
     ]
 
 

@@ -213,9 +213,9 @@ agraph (float[N, 2] x) => (float[N] y) {
 })",
                                "weight_in_constant_node"},
                       SkipCase{"shared", R"(<ir_version: 8, opset_import: ["" : 13]>
-agraph (float[N, 64] x) => (float[N, 64] y) {
-  t = MatMul(x, W)
-  y = MatMul(t, W)
+agraph (float[N, 64] x, int64[N] ids) => (float[N, 64] y, float[N, 64] e) {
+  y = MatMul(x, W)
+  e = Gather(W, ids)
 })",
                                "weight_shared"},
                       SkipCase{"vector_input", R"(<ir_version: 8, opset_import: ["" : 13]>
@@ -502,6 +502,62 @@ agraph (float16[N, 64] x) => (float16[N, 64] y) { y = MatMul(x, W16) })");
   auto result = Compress(model, 2);
   EXPECT_EQ(result.report.layers(0).skip_reason(), "unsupported_dtype");
   EXPECT_EQ(result.report.layers(0).dtype(), "float16");
+}
+
+}  // namespace
+}  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(SharedWeightTest, FactorizedOnceAndCountedOnce) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) {
+  t = MatMul(x, W)
+  y = MatMul(t, W)
+})");
+  model.mutable_graph()->mutable_node(0)->set_name("first");
+  model.mutable_graph()->mutable_node(1)->set_name("second");
+  AddRandomInitializer(&model, "W", {64, 64}, 8);
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.totals().layers_compressed(), 2);
+  const auto& a = result.report.layers(0);
+  const auto& b = result.report.layers(1);
+  EXPECT_EQ(a.shares_factors_with(), "");
+  EXPECT_EQ(b.shares_factors_with(), "first");
+  EXPECT_GT(a.params_after(), 0);
+  EXPECT_EQ(b.params_after(), 0);
+  EXPECT_EQ(a.relative_error(), b.relative_error());
+  EXPECT_FALSE(HasInitializer(result.model.graph(), "W"));
+  // One A stack and one B stack serve both layers.
+  int factor_tensors = 0;
+  for (const auto& t : result.model.graph().initializer()) factor_tensors += t.data_type() == 1;
+  EXPECT_EQ(factor_tensors, 2);
+  // Plus the three shared Reshape shapes: [0, k1, k2], [0, mid, mid] and [0, N].
+  EXPECT_EQ(result.report.totals().model_params_after(), a.params_after() + 3 + 3 + 2);
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
+
+TEST(SharedWeightTest, SharedConstantStaysWhileAnotherLayerReadsIt) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 64] x) => (float[N, 64] y) {
+  w = Constant<value = float[1] {0.0}>()
+  t = MatMul(x, w)
+  y = MatMul(t, w)
+})");
+  model.mutable_graph()->mutable_node(1)->set_name("keep_me_dense");
+  model.mutable_graph()->mutable_node(2)->set_name("compress_me");
+  *model.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_t() =
+      RandomTensor("", onnx::TensorProto::FLOAT, 2);
+  pipeline::Options options;
+  options.rank = 2;
+  options.min_params = 0;
+  options.exclude = {"keep_me"};
+  auto result = pipeline::CompressModel(model, options);
+  ASSERT_TRUE(result.ok()) << result.status().message();
+  EXPECT_EQ(result->report.layers(0).skip_reason(), "excluded");
+  EXPECT_TRUE(result->report.layers(1).compressed());
+  EXPECT_EQ(OpCounts(result->model.graph())["Constant"], 1) << "the dense layer still reads it";
 }
 
 }  // namespace

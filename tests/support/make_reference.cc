@@ -72,7 +72,12 @@ int main(int argc, char** argv) {
     const std::string name = "kfc_reference/" + c.weight_name;
     const std::vector<int64_t> dims =
         c.trans_b ? std::vector<int64_t>{c.n, c.k} : std::vector<int64_t>{c.k, c.n};
-    *reference.mutable_graph()->add_initializer() = kfc::tensor::EncodeFloat32(name, dims, stored);
+    bool present = false;  // layers sharing a weight share its reconstruction
+    for (const auto& t : reference.graph().initializer()) present |= t.name() == name;
+    if (!present) {
+      *reference.mutable_graph()->add_initializer() =
+          kfc::tensor::EncodeFloat32(name, dims, stored);
+    }
     reference.mutable_graph()->mutable_node(c.node_index)->set_input(1, name);
   }
   if (auto s = Write(result->model, compressed); !s.ok()) return Fail(s.message());

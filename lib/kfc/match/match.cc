@@ -133,6 +133,7 @@ void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const Grap
   // Facts about the weight come first so the report can show K x N even for skipped layers.
   std::vector<std::string> path;  // values from the consumer's input to the source
   const onnx::TensorProto* w = ResolveWeight(g, facts, c, &path);
+  if (w != nullptr) c->source_value = path.back();
   if (w != nullptr) {
     c->stored_dtype = w->data_type();
     if (c->dtype == 0) c->dtype = w->data_type();
@@ -180,7 +181,10 @@ void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const Grap
                 "weight has rank " + std::to_string(w->dims_size()) + ", expected 2");
   }
   if (c->k <= 0 || c->n <= 0) return Skip(c, "empty_weight", "weight has a zero dimension");
-  for (const auto& value : path) {
+  // Values between the layer and the source must be its alone; the source itself may be shared
+  // by several layers (FindLayers checks that after every layer is classified).
+  for (size_t i = 0; i + 1 < path.size(); ++i) {
+    const std::string& value = path[i];
     auto use = uses.find(value);
     if (use != uses.end() && use->second > 1) {
       return Skip(c, "weight_shared",
@@ -277,6 +281,24 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     c.op_type = node.op_type();
     Classify(g, node, facts, uses, ranks, opset, model.ir_version(), &c);
     layers.push_back(std::move(c));
+  }
+  // A weight feeding several layers is factorized once and shared; one also read by any other op
+  // (or a graph output) would keep its dense copy, so there is no saving: skipped.
+  std::unordered_map<std::string, int> claims;
+  for (const auto& c : layers) {
+    if (!c.source_value.empty()) ++claims[c.source_value];
+  }
+  for (auto& c : layers) {
+    if (c.source_value.empty() || !c.eligible()) continue;
+    const int claimed = claims[c.source_value];
+    const int used = uses[c.source_value];
+    if (used > claimed) {
+      Skip(&c, "weight_shared",
+           "'" + c.source_value + "' is also used by another op or is a graph output, so its " +
+               "dense copy would stay");
+    } else {
+      c.sharing_layers = claimed;
+    }
   }
   ScanSubgraphs(g, "main", &layers);
   return layers;

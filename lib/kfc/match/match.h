@@ -40,9 +40,13 @@ struct LayerCandidate {
   int constant_node = -1;
   std::vector<int> chain;
   int32_t stored_dtype = 0;  // element type of the source tensor (before any Cast)
-  int64_t input_rank = 0;    // rank of X; 0 when unknown
-  std::string skip_reason;   // snake_case; empty when eligible
-  std::string skip_detail;   // one sentence for people
+  // The source's value name (initializer name or the Constant's output) and how many Gemm/MatMul
+  // weight paths in the main graph end at it: > 1 means the layers share one weight.
+  std::string source_value;
+  int sharing_layers = 1;
+  int64_t input_rank = 0;   // rank of X; 0 when unknown
+  std::string skip_reason;  // snake_case; empty when eligible
+  std::string skip_detail;  // one sentence for people
 
   bool eligible() const { return skip_reason.empty(); }
 };

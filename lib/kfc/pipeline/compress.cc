@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <map>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
@@ -245,6 +246,8 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
 
   start = Clock::now();
   std::vector<rewrite::KronRewrite> rewrites;
+  std::map<std::string, kron::KronFactors> factor_cache;  // by weight, orientation, shape, rank
+  std::map<std::string, std::string> emitted;             // identical stacked factors -> layer
   report::Totals* totals = rep.mutable_totals();
   for (const auto& c : candidates) {
     report::LayerReport* lr = rep.add_layers();
@@ -310,16 +313,35 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
                    std::to_string(static_cast<int64_t>(params_after)) + " parameters, dense has " +
                    std::to_string(c.k * c.n));
         } else {
-          KFC_ASSIGN_OR_RETURN(kron::KronFactors f,
-                               kron::Factorize(w.data(), c.k, c.n, shape, rank));
+          // A weight shared by several layers is factorized once; layers whose stacked factors
+          // come out identical (same orientation, shape, rank, alpha and order) share the
+          // initializers too (the rewriter dedupes by content), and count no new parameters.
+          const std::string factor_key = c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" +
+                                         std::to_string(shape.k1) + "x" + std::to_string(shape.n1) +
+                                         "|" + std::to_string(rank);
+          auto cached = factor_cache.find(factor_key);
+          if (cached == factor_cache.end()) {
+            KFC_ASSIGN_OR_RETURN(kron::KronFactors fresh,
+                                 kron::Factorize(w.data(), c.k, c.n, shape, rank));
+            cached = factor_cache.emplace(factor_key, std::move(fresh)).first;
+          }
+          kron::KronFactors f = cached->second;
           const auto order = kron::CheaperOrder(shape, rank);
+          const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
+          const std::string emitted_key = factor_key + "|" + std::to_string(alpha) + "|" +
+                                          (order == kron::ContractionOrder::kBFirst ? "b" : "a");
+          auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
           lr->set_compressed(true);
           lr->set_params_after(params_after);
+          if (!inserted) {
+            lr->set_shares_factors_with(report::ToValidUtf8(first->second));
+            lr->set_params_after(0);
+          }
           lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
           lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first"
                                                                              : "a_first");
           lr->set_relative_error(RoundSignificant(f.relative_error));
-          lr->set_weight_bytes_after(params_after * elem_bytes);
+          lr->set_weight_bytes_after(lr->params_after() * elem_bytes);
           log.debug("layer '{}': {}x{} -> {}x{} (x) {}x{} rank {}, relative error {:.6f}",
                     c.node_name, c.k, c.n, shape.k1, shape.n1, shape.k2, shape.n2, rank,
                     f.relative_error);

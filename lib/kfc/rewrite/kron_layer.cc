@@ -189,14 +189,24 @@ class LayerEmitter {
   std::string NodeName(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
   std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
                        const std::vector<float>& data) {
+    return Deduped(suffix, tensor::EncodeFloat32("", dims, data));
+  }
+  // Adds `t` under a new name derived from `suffix`, unless an identical tensor (dtype, dims,
+  // bytes) was added before: layers sharing a weight then share its factors.
+  std::string Deduped(const std::string& suffix, onnx::TensorProto t) {
+    std::string key = std::to_string(t.data_type()) + "|";
+    for (int64_t d : t.dims()) key += std::to_string(d) + ",";
+    key += "|" + t.raw_data();
+    auto it = emitted_.find(key);
+    if (it != emitted_.end()) return it->second;
     std::string name = names_->Unique(base_ + "." + suffix);
-    AddInitializer(model_, tensor::EncodeFloat32(name, dims, data));
+    t.set_name(name);
+    AddInitializer(model_, std::move(t));
+    emitted_.emplace(std::move(key), name);
     return name;
   }
   std::string Shape(const std::string& suffix, const std::vector<int64_t>& shape) {
-    std::string name = names_->Unique(base_ + "." + suffix);
-    AddInitializer(model_, tensor::EncodeInt64(name, {static_cast<int64_t>(shape.size())}, shape));
-    return name;
+    return Deduped(suffix, tensor::EncodeInt64("", {static_cast<int64_t>(shape.size())}, shape));
   }
 
   // beta * C: folded into a new initializer when C is an inline fp32 initializer that callers
@@ -226,6 +236,7 @@ class LayerEmitter {
   std::unordered_set<std::string>* maybe_unused_;
   std::map<std::string, const onnx::TensorProto*> initializers_;
   std::unordered_set<std::string> graph_inputs_;
+  std::map<std::string, std::string> emitted_;  // tensor content -> initializer name
   std::string base_;
 };
 
@@ -275,8 +286,37 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
       if (rw.layer.constant_node >= 0) dead.insert(rw.layer.constant_node);
     }
   }
-  google::protobuf::RepeatedPtrField<onnx::NodeProto> rebuilt;
+  // A weight-path node stays while anything else still reads it: a layer sharing the weight may
+  // have been left dense. Candidates can feed each other, so settle that to a fixed point.
   auto* old_nodes = model->mutable_graph()->mutable_node();
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::unordered_set<std::string> read;
+    for (const auto& out : model->graph().output()) read.insert(out.name());
+    for (int i = 0; i < old_nodes->size(); ++i) {
+      if (dead.count(i) || replacements.count(i)) continue;
+      for (const auto& in : old_nodes->Get(i).input()) read.insert(in);
+      for (const auto& attr : old_nodes->Get(i).attribute()) {
+        if (attr.has_g()) CollectUses(attr.g(), &read);
+        for (const auto& sub : attr.graphs()) CollectUses(sub, &read);
+      }
+    }
+    for (const auto& [index, nodes] : replacements) {
+      for (const auto& n : nodes)
+        for (const auto& in : n.input()) read.insert(in);
+    }
+    for (auto it = dead.begin(); it != dead.end();) {
+      const auto& outs = old_nodes->Get(*it).output();
+      if (std::any_of(outs.begin(), outs.end(),
+                      [&](const std::string& o) { return read.count(o); })) {
+        it = dead.erase(it);
+        changed = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> rebuilt;
   for (int i = 0; i < old_nodes->size(); ++i) {
     if (dead.count(i)) continue;
     auto it = replacements.find(i);
