@@ -56,7 +56,15 @@ StatusOr<std::vector<double>> TopSingularValues(const Layer& layer, const KronSh
   return std::move(t.s);
 }
 
-Status Evaluate(const Layer& layer, const SvdOptions& svd, ShapeCandidate* c) {
+// Full-accuracy work on one shape. Under kAuto the randomized method is used wherever its sketch
+// is small against the matrix (its error is within about 0.1% of optimal on flat spectra), not
+// only above ChooseSvdMethod's 512 threshold: comparing many shapes with exact SVDs costs too much.
+Status Evaluate(const Layer& layer, SvdOptions svd, ShapeCandidate* c) {
+  const int64_t m = c->shape.k1 * c->shape.n1, n = c->shape.k2 * c->shape.n2;
+  if (svd.method == SvdMethod::kAuto) {
+    svd.method = 4 * (c->rank + svd.oversampling) < std::min(m, n) ? SvdMethod::kRandomized
+                                                                   : SvdMethod::kExact;
+  }
   KFC_ASSIGN_OR_RETURN(std::vector<double> s, TopSingularValues(layer, c->shape, c->rank, svd));
   c->evaluated = true;
   c->error = ErrorFromEnergy(layer.total, Energy(s, c->rank));
@@ -99,12 +107,17 @@ double ResidualSpectralBound(const std::vector<double>& r, int64_t m, int64_t n,
 // E_r(E) <= min(||E||_F^2, r ||E||_2^2).
 Status Bound(const Layer& layer, const SearchOptions& options, ShapeCandidate* c) {
   const int64_t m = c->shape.k1 * c->shape.n1, n = c->shape.k2 * c->shape.n2;
-  if (ChooseSvdMethod(m, n, c->rank, options.svd) == SvdMethod::kExact) {
-    KFC_RETURN_IF_ERROR(Evaluate(layer, options.svd, c));
+  const int64_t l = std::min(c->rank + options.sketch_oversampling, std::min(m, n));
+  // Only where the sketch would not be much smaller than the matrix is exact work the cheap
+  // option (the full-accuracy method's own 512 threshold is far too eager for a mere bound).
+  if (options.svd.method == SvdMethod::kExact || 4 * l >= std::min(m, n)) {
+    SvdOptions exact =
+        options.svd;  // bounds must be exact here: a randomized error is no lower bound
+    exact.method = SvdMethod::kExact;
+    KFC_RETURN_IF_ERROR(Evaluate(layer, exact, c));
     c->error_lower = c->error_upper = c->error;
     return Status::Ok();
   }
-  const int64_t l = std::min(c->rank + options.sketch_oversampling, std::min(m, n));
   SvdOptions sketch = options.svd;
   sketch.method = SvdMethod::kRandomized;
   sketch.oversampling = 0;
