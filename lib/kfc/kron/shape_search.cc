@@ -56,14 +56,24 @@ StatusOr<std::vector<double>> TopSingularValues(const Layer& layer, const KronSh
   return std::move(t.s);
 }
 
+// An exact SVD of an m x n matrix costs about m n min(m, n) flops: up to 2^27 (a 64 x 2048 or
+// 512 x 512 matrix) it is cheaper than the randomized machinery, and exact. Exact where cheap also
+// keeps equivalent shapes (whose rearrangements are transposes) tied to rounding, so the margin
+// in ClearlyBelow decides them the same way on every machine.
+bool ExactIsCheap(int64_t m, int64_t n) {
+  return static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::min(m, n)) <=
+         static_cast<double>(int64_t{1} << 27);
+}
+
 // Full-accuracy work on one shape. Under kAuto the randomized method is used wherever its sketch
 // is small against the matrix (its error is within about 0.1% of optimal on flat spectra), not
 // only above ChooseSvdMethod's 512 threshold: comparing many shapes with exact SVDs costs too much.
 Status Evaluate(const Layer& layer, SvdOptions svd, ShapeCandidate* c) {
   const int64_t m = c->shape.k1 * c->shape.n1, n = c->shape.k2 * c->shape.n2;
   if (svd.method == SvdMethod::kAuto) {
-    svd.method = 4 * (c->rank + svd.oversampling) < std::min(m, n) ? SvdMethod::kRandomized
-                                                                   : SvdMethod::kExact;
+    svd.method = ExactIsCheap(m, n) || 4 * (c->rank + svd.oversampling) >= std::min(m, n)
+                     ? SvdMethod::kExact
+                     : SvdMethod::kRandomized;
   }
   KFC_ASSIGN_OR_RETURN(std::vector<double> s, TopSingularValues(layer, c->shape, c->rank, svd));
   c->evaluated = true;
@@ -110,7 +120,8 @@ Status Bound(const Layer& layer, const SearchOptions& options, ShapeCandidate* c
   const int64_t l = std::min(c->rank + options.sketch_oversampling, std::min(m, n));
   // Only where the sketch would not be much smaller than the matrix is exact work the cheap
   // option (the full-accuracy method's own 512 threshold is far too eager for a mere bound).
-  if (options.svd.method == SvdMethod::kExact || 4 * l >= std::min(m, n)) {
+  if (options.svd.method == SvdMethod::kExact || 4 * l >= std::min(m, n) ||
+      (options.svd.method == SvdMethod::kAuto && ExactIsCheap(m, n))) {
     SvdOptions exact =
         options.svd;  // bounds must be exact here: a randomized error is no lower bound
     exact.method = SvdMethod::kExact;
