@@ -16,6 +16,7 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 
 # The same suite again with AddressSanitizer and UndefinedBehaviorSanitizer on our code (the ONNX
 # Runtime cross-checks then drive the sanitized binaries too).
-cmake -S . -B build-asan -DKFC_BUILD_TESTS=ON -DKFC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+cmake -S . -B build-asan -DKFC_BUILD_TESTS=ON -DKFC_BUILD_BENCH=OFF -DKFC_SANITIZE=ON \
+  -DCMAKE_BUILD_TYPE=Debug
 cmake --build build-asan -j"$(nproc)"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
