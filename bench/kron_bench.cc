@@ -11,6 +11,7 @@
 // VmHWM - VmRSS(before): what one layer's factorization adds on top of the weight it reads (the
 // weight itself is shared copy-on-write with the parent). The child warms BLAS up first (one
 // multithreaded dgemm) so OpenBLAS's per-process thread buffers are not charged to the layer.
+// A SearchShape child still running at --search-limit is killed and reported as "> limit".
 //
 // Stdout: a Markdown table and notes. Stderr: progress. --tsv FILE: the same rows as
 // tab-separated values; --dump DIR: each weight as DIR/<kind>_<K>x<N>.npy (float32, C order) and
@@ -34,7 +35,6 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 

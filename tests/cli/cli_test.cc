@@ -212,12 +212,6 @@ TEST(CliTest, OutputEqualToInputIsRefused) {
   EXPECT_EQ(ReadFile(copy), ReadFile(kDigits)) << "input must never be lost";
 }
 
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
-
 TEST(CliRobustnessTest, ReportPathSpelledDifferentlyFromOutputIsRefused) {
   TempDir dir;
   ASSERT_EQ(::mkdir(dir.File("out").c_str(), 0755), 0);
@@ -252,12 +246,6 @@ agraph (float[N, 64] x) => (float[N, 64] y) { y = MatMul(x, W) })");
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.File("out.onnx")));
 }
-
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
 
 TEST(CliAutoShapeTest, DryRunListsCandidatesAndLowRankComparison) {
   auto r = Cli({kDigits, "-r", "4", "--shape", "auto", "--dry-run", "-q"});

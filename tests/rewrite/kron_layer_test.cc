@@ -256,12 +256,6 @@ agraph (bool cond, float[N, 64] x) => (float[N, 64] y) {
   EXPECT_EQ(result.report.layers(0).graph(), "main/#0/then_branch");
 }
 
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
-
 TEST(NameFilterTest, LongNamesDoNotOverflowTheStack) {
   // libstdc++'s std::regex recursed per character and crashed near 50,000 characters.
   auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64);
@@ -328,12 +322,6 @@ TEST(ReportTest, InvalidUtf8NamesAreReplaced) {
   EXPECT_EQ(result.report.layers(0).node_name(), "bad\xEF\xBF\xBD\xEF\xBF\xBDname");
 }
 
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
-
 TEST(AutoShapeTest, NeverBiggerThanBalancedAndNoWorse) {
   auto model = MatMulModel("float[N, 96]", "float[N, 128]", 96, 128);
   for (int64_t rank : {1, 2, 4, 8}) {
@@ -387,12 +375,6 @@ TEST(AutoShapeTest, FindsPlantedKroneckerShapeInAModel) {
   EXPECT_TRUE(l.candidates().empty()) << "candidates only when asked for";
 }
 
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
-
 TEST(KronRewriteTest, GemmTransAGoesThroughTranspose) {
   auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
 agraph (float[64, N] x) => (float[N, 64] y) { y = Gemm<transA = 1>(x, W) })");
@@ -417,12 +399,6 @@ TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("ir_version"), std::string::npos) << s.message();
 }
-
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
 
 // A 64 x 64 float tensor with seeded data, as an attribute or an initializer.
 onnx::TensorProto RandomTensor(const std::string& name, int32_t dtype, uint32_t seed) {
@@ -503,12 +479,6 @@ agraph (float16[N, 64] x) => (float16[N, 64] y) { y = MatMul(x, W16) })");
   EXPECT_EQ(result.report.layers(0).skip_reason(), "unsupported_dtype");
   EXPECT_EQ(result.report.layers(0).dtype(), "float16");
 }
-
-}  // namespace
-}  // namespace kfc
-
-namespace kfc {
-namespace {
 
 TEST(SharedWeightTest, FactorizedOnceAndCountedOnce) {
   auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>

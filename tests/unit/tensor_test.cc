@@ -408,24 +408,12 @@ TEST(TensorStoredBytesTest, BadDimsCountZero) {
   EXPECT_EQ(StoredDataBytes(t), 0);
 }
 
-}  // namespace
-}  // namespace kfc::tensor
-
-namespace kfc::tensor {
-namespace {
-
 TEST(TransposeTest, SwapsRowsAndColumns) {
   // 2 x 3 -> 3 x 2
   const std::vector<float> m = {1, 2, 3, 4, 5, 6};
   EXPECT_EQ(Transpose(m, 2, 3), (std::vector<float>{1, 4, 2, 5, 3, 6}));
   EXPECT_EQ(Transpose(Transpose(m, 2, 3), 3, 2), m);
 }
-
-}  // namespace
-}  // namespace kfc::tensor
-
-namespace kfc::tensor {
-namespace {
 
 TEST(DecodeToFloatTest, Float16BFloat16AndDoubleConvertLikeCast) {
   onnx::TensorProto h;
