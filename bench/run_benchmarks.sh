@@ -9,7 +9,8 @@
 #   NUMPY_LIMIT  seconds allowed per numpy SVD (default 600)
 #   KEEP_NPY=1   keep the dumped .npy weights (they are deleted otherwise; 4096x16384 is 256 MB)
 # OPENBLAS_* variables are passed through untouched; both programs print what they saw.
-# Takes 30-60 min for the default sizes on 2 cores; --quick takes a few minutes.
+# Takes about an hour for the default sizes on 2 cores (SearchShape and numpy's 8192x8192 SVD
+# dominate); --quick takes about a minute; --no-search or --search-limit shorten it.
 set -euo pipefail
 
 src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +23,8 @@ if [[ ! -f $build_dir/CMakeCache.txt ]]; then
   echo "run_benchmarks.sh: $build_dir is not a configured build tree (set BUILD_DIR)" >&2
   exit 2
 fi
-if ! cmake --build "$build_dir" --target kfc_kron_bench -j"$(nproc)" >"$work_dir/build.log" 2>&1; then
+if ! cmake --build "$build_dir" --target kfc_kron_bench -j"$(nproc)" \
+  >"$work_dir/build.log" 2>&1; then
   tail -n 30 "$work_dir/build.log" >&2
   echo "run_benchmarks.sh: building kfc_kron_bench failed (is add_subdirectory(bench) in the" \
     "top-level CMakeLists.txt?); log: $work_dir/build.log" >&2
