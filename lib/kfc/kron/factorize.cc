@@ -59,25 +59,6 @@ Status ValidateDims(int64_t K, int64_t N, const KronShape& shape) {
   return Status::Ok();
 }
 
-// Finite check and ||W||_F in one pass; the error names the first bad element.
-Status ScanWeight(const float* w, int64_t K, int64_t N, double* norm) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < K; ++i) {
-    const float* row = w + i * N;
-    for (int64_t j = 0; j < N; ++j) {
-      const float x = row[j];
-      if (!std::isfinite(x)) {
-        return InvalidArgument(std::string("weight has ") +
-                               (std::isnan(x) ? "a NaN" : "an infinity") + " at row " +
-                               std::to_string(i) + ", column " + std::to_string(j));
-      }
-      sum += static_cast<double>(x) * static_cast<double>(x);
-    }
-  }
-  *norm = std::sqrt(sum);
-  return Status::Ok();
-}
-
 // Divisors of x >= 1 in increasing order, O(sqrt(x)).
 std::vector<int64_t> Divisors(int64_t x) {
   std::vector<int64_t> small, large;
@@ -160,6 +141,23 @@ std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N) {
   return shapes;
 }
 
+StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < K; ++i) {
+    const float* row = w + i * N;
+    for (int64_t j = 0; j < N; ++j) {
+      const float x = row[j];
+      if (!std::isfinite(x)) {
+        return InvalidArgument(std::string("weight has ") +
+                               (std::isnan(x) ? "a NaN" : "an infinity") + " at row " +
+                               std::to_string(i) + ", column " + std::to_string(j));
+      }
+      sum += static_cast<double>(x) * static_cast<double>(x);
+    }
+  }
+  return std::sqrt(sum);
+}
+
 StatusOr<KronShape> DefaultShape(int64_t K, int64_t N) {
   const std::vector<KronShape> tied = TiedDefaultShapes(K, N);
   if (tied.empty()) {
@@ -184,7 +182,7 @@ StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t 
   const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2, mn = std::min(m, n);
   KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
-  KFC_RETURN_IF_ERROR(ScanWeight(w, K, N, frobenius_norm));
+  KFC_ASSIGN_OR_RETURN(*frobenius_norm, CheckedFrobeniusNorm(w, K, N));
   KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
   std::vector<double> s(static_cast<size_t>(mn));
   // Same memory trick as Factorize: R row-major is R^T column-major; singular values agree.
@@ -276,7 +274,7 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
   out.shape = shape;
   out.rank = rank;
   out.method = method;
-  KFC_RETURN_IF_ERROR(ScanWeight(w, K, N, &out.frobenius_norm));
+  KFC_ASSIGN_OR_RETURN(out.frobenius_norm, CheckedFrobeniusNorm(w, K, N));
   KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
   if (method == SvdMethod::kRandomized) return SplitRandomized(r, shape, rank, options, out);
 

@@ -104,6 +104,10 @@ StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
 StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
                                 int64_t rank, const FactorizeOptions& options = {});
 
+// ||W||_F of W (K x N, row-major), accumulated in double. InvalidArgument naming the first
+// non-finite element: "weight has a NaN at row 3, column 7" (or "an infinity").
+StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N);
+
 // Dense W_hat = sum_t A_t (x) B_t as a K x N row-major matrix (for tests and references),
 // accumulated in double. Empty when the sizes of `a` and `b` disagree with `shape` and `rank`.
 std::vector<float> Reconstruct(const KronFactors& factors);

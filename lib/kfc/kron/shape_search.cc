@@ -10,20 +10,6 @@
 namespace kfc::kron {
 namespace {
 
-// Frobenius norm of W in double; InvalidArgument naming the first NaN/Inf.
-StatusOr<double> FrobeniusNorm(const float* w, int64_t K, int64_t N) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < K * N; ++i) {
-    if (!std::isfinite(w[i])) {
-      return InvalidArgument(std::string("weight has ") +
-                             (std::isnan(w[i]) ? "a NaN" : "an infinity") + " at row " +
-                             std::to_string(i / N) + ", column " + std::to_string(i % N));
-    }
-    sum += static_cast<double>(w[i]) * static_cast<double>(w[i]);
-  }
-  return std::sqrt(sum);
-}
-
 double Energy(const std::vector<double>& s, int64_t count) {
   double e = 0.0;
   for (int64_t t = std::min<int64_t>(count, static_cast<int64_t>(s.size())) - 1; t >= 0; --t) {
@@ -246,7 +232,7 @@ StatusOr<ShapeSearchResult> SearchShape(const float* w, int64_t K, int64_t N,
   if (options.sketch_oversampling < 0 || options.sketch_power_iterations < 0) {
     return InvalidArgument("shape search sketch options must be >= 0");
   }
-  KFC_ASSIGN_OR_RETURN(const double norm, FrobeniusNorm(w, K, N));
+  KFC_ASSIGN_OR_RETURN(const double norm, CheckedFrobeniusNorm(w, K, N));
   const Layer layer{w, K, N, norm * norm};
   const std::vector<KronShape> shapes = EnumerateShapes(K, N);
   if (by_params) return SearchParams(layer, shapes, budget.max_params, options);

@@ -51,17 +51,6 @@ StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
   return tensor::Transpose(stored, c.n, c.k);
 }
 
-std::string FirstNonFinite(const std::vector<float>& w, int64_t n) {
-  for (size_t i = 0; i < w.size(); ++i) {
-    if (!std::isfinite(w[i])) {
-      return std::string(std::isnan(w[i]) ? "NaN" : "Inf") + " at row " +
-             std::to_string(static_cast<int64_t>(i) / n) + ", column " +
-             std::to_string(static_cast<int64_t>(i) % n);
-    }
-  }
-  return "";
-}
-
 // Errors go into the report at 10 significant digits: the last digits of a double vary with the
 // BLAS kernel the CPU selects, and reports should be stable across machines.
 double RoundSignificant(double v) {
@@ -284,10 +273,10 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
       const onnx::TensorProto* init = WeightSource(model.graph(), c);
       if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
       KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
-      const std::string bad = FirstNonFinite(w, c.n);
-      auto choice = bad.empty() ? ChooseShape(options, c, w) : StatusOr<ShapeChoice>(ShapeChoice{});
-      if (!bad.empty()) {
-        Skip(lr, "non_finite_weight", "weight has " + bad);
+      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
+      auto choice = finite.ok() ? ChooseShape(options, c, w) : StatusOr<ShapeChoice>(ShapeChoice{});
+      if (!finite.ok()) {
+        Skip(lr, "non_finite_weight", finite.status().message());
       } else if (!choice.ok() && choice.status().code() == StatusCode::kInvalidArgument) {
         Skip(lr, "no_factor_shape", choice.status().message());
       } else if (!choice.ok()) {
