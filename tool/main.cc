@@ -9,6 +9,7 @@
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
+#include "kfc/pipeline/plan.h"
 #include "kfc/report/render.h"
 #include "tool/options.h"
 
@@ -70,21 +71,34 @@ int Run(int argc, char** argv) {
   const kfc::tool::CliOptions& o = parsed.options;
   SetUpLogging(o.verbosity);
 
-  if (!o.report_path.empty()) {
-    if (auto s = kfc::io::CheckOutputPath(o.input, o.report_path); !s.ok()) return Fail(s);
-    if (!o.output.empty() && SameFile(o.report_path, o.output)) {
-      return Fail(kfc::InvalidArgument("--report '" + o.report_path + "' and --output '" +
+  // Side files (--report, --plan-out) must not clobber the input, the model or each other.
+  const std::pair<const char*, const std::string*> side[] = {{"--report", &o.report_path},
+                                                             {"--plan-out", &o.plan_out}};
+  for (const auto& [flag, path] : side) {
+    if (path->empty()) continue;
+    if (auto s = kfc::io::CheckOutputPath(o.input, *path); !s.ok()) return Fail(s);
+    if (!o.output.empty() && SameFile(*path, o.output)) {
+      return Fail(kfc::InvalidArgument(std::string(flag) + " '" + *path + "' and --output '" +
                                        o.output + "' are the same file"));
     }
+  }
+  if (!o.report_path.empty() && !o.plan_out.empty() && SameFile(o.report_path, o.plan_out)) {
+    return Fail(
+        kfc::InvalidArgument("--report and --plan-out are the same file '" + o.plan_out + "'"));
   }
   auto report = kfc::pipeline::CompressFile(o.input, o.output, o.pipeline, o.dry_run);
   if (!report.ok()) return Fail(report.status());
 
   // All or nothing: when the report cannot be delivered, the model written above goes too.
   auto undo = [&](const kfc::Status& s) {
-    if (!o.dry_run) std::remove(o.output.c_str());
+    if (report->output_written()) std::remove(o.output.c_str());
     return Fail(s);
   };
+  if (!o.plan_out.empty()) {
+    auto plan = kfc::pipeline::RenderPlan(*report, kfc::pipeline::IsJsonPath(o.plan_out));
+    if (!plan.ok()) return undo(plan.status());
+    if (auto s = kfc::io::WriteFileAtomic(o.plan_out, *plan); !s.ok()) return undo(s);
+  }
   auto json = kfc::report::RenderJson(*report);
   if (!json.ok()) return undo(json.status());
   if (!o.report_path.empty()) {
@@ -93,6 +107,14 @@ int Run(int argc, char** argv) {
   const std::string text = o.json ? *json : kfc::report::RenderText(*report);
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
     return undo(kfc::IoError("stdout: writing the report failed"));
+  }
+  if (!report->gates_passed()) {
+    for (const auto& g : report->gates()) {
+      if (!g.passed())
+        std::fprintf(stderr, "kfc-compress: gate failed: %s: %s\n", g.gate().c_str(),
+                     g.detail().c_str());
+    }
+    return kfc::tool::kExitGateFailed;
   }
   return kExitOk;
 }

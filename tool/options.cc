@@ -2,8 +2,9 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
-#include <regex>
+#include <cstdlib>
 
 namespace kfc::tool {
 namespace {
@@ -12,7 +13,9 @@ constexpr const char* kFooter = R"(
 Exit codes:
   0  success (layers left uncompressed are listed in the report with the reason)
   1  runtime failure: unreadable, corrupt or invalid model, unwritable output, numerical failure
-  2  usage error: bad or missing options
+  2  usage error: bad or missing options, or an unreadable or invalid --plan file
+  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above) failed: the report says which
+     and by how much; no model is written unless --write-on-gate-failure
 
 The report goes to stdout (a table, or JSON with --json); logs go to stderr.
 Nothing is written on failure: the output is written to a temporary file and renamed into place.)";
@@ -30,6 +33,14 @@ bool ParseInt64(const std::string& text, int64_t* out) {
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
+// A finite decimal number, whole text (no spaces, no hex, no inf/nan).
+bool ParseDouble(const std::string& text, double* out) {
+  if (text.empty() || text.find_first_not_of("0123456789.eE+-") != std::string::npos) return false;
+  char* end = nullptr;
+  *out = std::strtod(text.c_str(), &end);
+  return end == text.c_str() + text.size() && std::isfinite(*out);
+}
+
 }  // namespace
 
 ParseOutcome ParseCommandLine(int argc, char** argv) {
@@ -43,10 +54,37 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kfc-compress ") + KFC_VERSION);
   app.add_option("input", o.input, "ONNX model to compress")->required()->type_name("INPUT.onnx");
   std::string rank_text, min_params_text = std::to_string(pipeline::kDefaultMinParams);
-  app.add_option("-r,--rank", rank_text,
-                 "Kronecker terms per layer (>= 1); clamped per layer to min(k1*n1, k2*n2)")
-      ->required()
+  std::string max_error_text, ratio_text, gate_error_text, gate_ratio_text, plan_path;
+  auto* mode = app.add_option_group("mode", "how much to compress: exactly one of");
+  mode->add_option("-r,--rank", rank_text,
+                   "Kronecker terms per layer (>= 1); clamped per layer to min(k1*n1, k2*n2)")
       ->type_name("R");
+  mode->add_option("--max-error", max_error_text,
+                   "per layer, the fewest parameters whose relative error is <= E (0..1); layers "
+                   "that cannot meet it with a saving are skipped")
+      ->type_name("E");
+  mode->add_option("--ratio", ratio_text,
+                   "the compressible weights end at <= F of their parameters (0 < F <= 1), "
+                   "spread across layers to minimize the size-weighted squared error")
+      ->type_name("F");
+  app.add_option("--plan", plan_path,
+                 "per-layer plan (proto/kfc_plan.proto; JSON if *.json, else text format); "
+                 "with a plan, the mode is optional and applies to layers the plan does not name")
+      ->type_name("FILE");
+  app.add_option("--plan-out", o.plan_out,
+                 "write the plan this run used (shape and rank per layer) to FILE, e.g. with "
+                 "--dry-run, to edit and pin it with --plan")
+      ->type_name("FILE");
+  app.add_option("--fail-if-error-above", gate_error_text,
+                 "quality gate: exit 3 and write no model if any compressed layer's relative "
+                 "error is above E")
+      ->type_name("E");
+  app.add_option("--fail-if-ratio-above", gate_ratio_text,
+                 "quality gate: exit 3 and write no model if the whole model's parameter ratio "
+                 "(totals.param_ratio: all initializers, after / before) is above F")
+      ->type_name("F");
+  app.add_flag("--write-on-gate-failure", o.pipeline.write_on_gate_failure,
+               "write the model even when a gate fails (the exit code is still 3)");
   app.add_option("-o,--output", o.output, "where to write the compressed model")
       ->type_name("OUTPUT.onnx");
   app.add_option("--report", o.report_path, "also write the JSON report to this file")
@@ -64,13 +102,14 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.add_option("--min-params", min_params_text, "leave layers with fewer weight elements alone")
       ->default_val(pipeline::kDefaultMinParams)
       ->type_name("N");
-  std::string shape = "balanced";
+  std::string shape;
   app.add_option("--shape", shape,
-                 "'balanced' (default): fewest parameters per term, ties broken by least error; "
-                 "'auto': the least-error shape and rank over all divisor pairs within the "
-                 "parameters balanced uses at -r; k1xn1 (e.g. 16x32): this A-factor shape where "
-                 "k1 divides K and n1 divides N")
-      ->type_name("balanced|auto|k1xn1");
+                 "'balanced' (default with -r): fewest parameters per term, ties broken by least "
+                 "error; 'lowrank': K x 1 (x) 1 x N, plain truncated SVD; 'auto' (default with "
+                 "--max-error and --ratio): every divisor pair, within the parameters balanced "
+                 "uses at -r; k1xn1 (e.g. 16x32): this A-factor shape where k1 divides K and n1 "
+                 "divides N")
+      ->type_name("balanced|lowrank|auto|k1xn1");
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "log errors only");
   app.add_flag("-v,--verbose", o.verbosity, "log each layer's decision (-vv: also trace)");
@@ -99,22 +138,36 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     return outcome;
   };
   // Integers are parsed here, not by CLI11, which saturates out-of-range values silently.
-  if (!ParseInt64(rank_text, &o.pipeline.rank)) {
+  if (!rank_text.empty() && !ParseInt64(rank_text, &o.pipeline.rank)) {
     return fail("--rank: expected a whole number, got '" + rank_text + "'");
+  }
+  if (!rank_text.empty() && o.pipeline.rank == 0) return fail("rank must be at least 1, got 0");
+  const std::pair<const std::string*, double*> numbers[] = {
+      {&max_error_text, &o.pipeline.max_error},
+      {&ratio_text, &o.pipeline.ratio},
+      {&gate_error_text, &o.pipeline.fail_if_error_above},
+      {&gate_ratio_text, &o.pipeline.fail_if_ratio_above}};
+  const char* names[] = {"--max-error", "--ratio", "--fail-if-error-above",
+                         "--fail-if-ratio-above"};
+  for (size_t i = 0; i < 4; ++i) {
+    const std::string& text = *numbers[i].first;
+    if (text.empty()) continue;
+    if (!ParseDouble(text, numbers[i].second)) {
+      return fail(std::string(names[i]) + ": expected a number, got '" + text + "'");
+    }
   }
   if (!ParseInt64(min_params_text, &o.pipeline.min_params)) {
     return fail("--min-params: expected a whole number, got '" + min_params_text + "'");
   }
-  if (shape == "auto") {
-    o.pipeline.auto_shape = true;
-  } else if (shape != "balanced" && shape != "default") {
-    std::smatch m;
-    static const std::regex kShape("^([0-9]{1,9})x([0-9]{1,9})$");
-    if (!std::regex_match(shape, m, kShape)) {
-      return fail("--shape: expected 'balanced', 'auto' or k1xn1 (e.g. 16x32), got '" + shape +
-                  "'");
-    }
-    o.pipeline.forced_shape = std::make_pair(std::stoll(m[1]), std::stoll(m[2]));
+  if (!shape.empty()) {
+    auto policy = pipeline::ShapePolicy::Parse(shape);
+    if (!policy.ok()) return fail("--" + policy.status().message());
+    o.pipeline.shape = *policy;
+  }
+  if (!plan_path.empty()) {
+    auto plan = pipeline::Plan::Load(plan_path);
+    if (!plan.ok()) return fail(plan.status().message());
+    o.pipeline.plan = std::move(*plan);
   }
   if (o.output.empty() && !o.dry_run) return fail("--output is required (or use --dry-run)");
   if (Status s = pipeline::ValidateOptions(o.pipeline); !s.ok()) return fail(s.message());

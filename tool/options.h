@@ -11,11 +11,13 @@ namespace kfc::tool {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
+inline constexpr int kExitGateFailed = 3;
 
 struct CliOptions {
   std::string input;
   std::string output;
   std::string report_path;  // --report FILE.json
+  std::string plan_out;     // --plan-out FILE
   bool json = false;
   bool dry_run = false;
   int verbosity = 0;  // -1 quiet, 0 default, 1 -v, 2 -vv

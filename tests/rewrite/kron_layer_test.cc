@@ -329,7 +329,7 @@ TEST(AutoShapeTest, NeverBiggerThanBalancedAndNoWorse) {
     balanced.rank = rank;
     balanced.min_params = 0;
     pipeline::Options automatic = balanced;
-    automatic.auto_shape = true;
+    automatic.shape = pipeline::ShapePolicy{pipeline::ShapePolicy::Kind::kAuto};
     automatic.record_candidates = true;
     auto b = pipeline::CompressModel(model, balanced);
     auto a = pipeline::CompressModel(model, automatic);
@@ -363,7 +363,7 @@ TEST(AutoShapeTest, FindsPlantedKroneckerShapeInAModel) {
     }
   pipeline::Options options;
   options.rank = 2;
-  options.auto_shape = true;
+  options.shape = pipeline::ShapePolicy{pipeline::ShapePolicy::Kind::kAuto};
   auto result = pipeline::CompressModel(model, options);
   ASSERT_TRUE(result.ok());
   const auto& l = result->report.layers(0);

@@ -28,17 +28,17 @@ fs::path ParentOf(const std::string& path) {
 
 }  // namespace
 
-StatusOr<onnx::ModelProto> LoadModel(const std::string& path) {
-  const std::string what = "model " + Quote(path);
+StatusOr<std::string> ReadFile(const std::string& path, const std::string& what, int64_t max_bytes,
+                               const std::string& limit_name) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return NotFound(what + ": no such file");
     return IoError(what + ": " + ErrnoText());
   }
-  if (S_ISDIR(st.st_mode)) return InvalidArgument(what + ": is a directory, not a model file");
-  if (st.st_size > INT_MAX) {
-    return InvalidArgument(what + ": " + std::to_string(st.st_size) +
-                           " bytes exceeds protobuf's 2 GiB limit for one message");
+  if (S_ISDIR(st.st_mode)) return InvalidArgument(what + ": is a directory, not a file");
+  if (st.st_size > max_bytes) {
+    return InvalidArgument(what + ": " + std::to_string(st.st_size) + " bytes exceeds " +
+                           limit_name);
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return IoError(what + ": cannot open: " + ErrnoText());
@@ -46,6 +46,13 @@ StatusOr<onnx::ModelProto> LoadModel(const std::string& path) {
   if (!bytes.empty() && !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
     return IoError(what + ": read failed: " + ErrnoText());
   }
+  return bytes;
+}
+
+StatusOr<onnx::ModelProto> LoadModel(const std::string& path) {
+  const std::string what = "model " + Quote(path);
+  KFC_ASSIGN_OR_RETURN(const std::string bytes,
+                       ReadFile(path, what, INT_MAX, "protobuf's 2 GiB limit for one message"));
   if (bytes.empty()) return DataLoss(what + ": file is empty, not an ONNX model");
 
   onnx::ModelProto model;

@@ -2,12 +2,18 @@
 // target folder, which is renamed into place only when complete.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "kfc/core/status.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::io {
+
+// Reads a whole file. Errors name `what` ("plan 'p.json'") and the cause: missing, a directory,
+// unreadable, or larger than `max_bytes` (described as `limit_name`).
+StatusOr<std::string> ReadFile(const std::string& path, const std::string& what, int64_t max_bytes,
+                               const std::string& limit_name);
 
 // Reads and parses an ONNX model. Errors name the path and the cause: missing file, a directory,
 // unreadable, over protobuf's 2 GiB limit, not a protobuf (truncated or corrupt), or a protobuf

@@ -130,8 +130,20 @@ bool DefaultOrder(const KronShape& a, const KronShape& b) {
 
 }  // namespace
 
+bool IsLowRankShape(const KronShape& s, int64_t K, int64_t N) {
+  return s == KronShape{K, 1, 1, N} || s == KronShape{1, N, K, 1};
+}
+
 std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N) {
   std::vector<KronShape> shapes = EnumerateShapes(K, N);
+  // Balanced means Kronecker: the low-rank shapes are plain truncated SVD (--shape lowrank), and
+  // stay only where nothing else divides the layer (prime dimensions).
+  if (std::any_of(shapes.begin(), shapes.end(),
+                  [&](const KronShape& s) { return !IsLowRankShape(s, K, N); })) {
+    shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
+                                [&](const KronShape& s) { return IsLowRankShape(s, K, N); }),
+                 shapes.end());
+  }
   if (shapes.empty()) return shapes;
   std::stable_sort(shapes.begin(), shapes.end(), DefaultOrder);
   const auto best = BalanceKey(shapes.front());

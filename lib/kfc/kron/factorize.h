@@ -72,10 +72,14 @@ struct FactorizeOptions {
 // Empty when K or N < 1 or K*N == 1.
 std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N);
 
-// The shape with the fewest parameters per term ("balanced"); ties go to the shape whose k1*n1 is
-// closest to k2*n2, then to the squarest factors (least (max(k1,k2)*max(n1,n2)) /
-// (min(k1,k2)*min(n1,n2)), so 64x64 gives 8x8 (x) 8x8, not the low-rank 1x64 (x) 64x1), then to the
-// smaller k1, then the smaller n1. InvalidArgument when no shape exists.
+// True for the two low-rank shapes K x 1 (x) 1 x N and 1 x N (x) K x 1 (R is W or W^T: plain SVD).
+bool IsLowRankShape(const KronShape& shape, int64_t K, int64_t N);
+
+// The shape with the fewest parameters per term ("balanced") among the shapes that are not
+// low-rank (those only where no other shape exists, e.g. prime K and N); ties go to the shape
+// whose k1*n1 is closest to k2*n2, then to the squarest factors (least (max(k1,k2)*max(n1,n2)) /
+// (min(k1,k2)*min(n1,n2))), then to the smaller k1, then the smaller n1. InvalidArgument when no
+// shape exists.
 StatusOr<KronShape> DefaultShape(int64_t K, int64_t N);
 
 // Every shape that ties with DefaultShape on parameters per term and on |k1*n1 - k2*n2|, in

@@ -1,14 +1,17 @@
 #include "kfc/pipeline/compress.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <set>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
+#include "kfc/pipeline/allocate.h"
 #include "kfc/pipeline/name_filter.h"
 #include "kfc/report/render.h"
 #include "kfc/rewrite/kron_layer.h"
@@ -60,33 +63,6 @@ double RoundSignificant(double v) {
   return std::strtod(buf, nullptr);
 }
 
-struct ShapeChoice {
-  kron::KronShape shape;
-  int64_t rank = 0;
-  int64_t compared = 1;
-  std::optional<kron::ShapeSearchResult> search;  // --shape auto
-};
-
-// --shape auto: the budget is what the balanced shape (fewest parameters per term, squarest)
-// uses at the requested rank, so auto never makes a layer bigger than balanced would.
-StatusOr<ShapeChoice> SearchAuto(const Options& o, const match::LayerCandidate& c,
-                                 const std::vector<float>& w) {
-  KFC_ASSIGN_OR_RETURN(const kron::KronShape balanced, kron::DefaultShape(c.k, c.n));
-  kron::SearchBudget budget;
-  budget.max_params = std::min(o.rank, balanced.MaxRank()) * balanced.ParamsPerTerm();
-  KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
-                       kron::SearchShape(w.data(), c.k, c.n, budget));
-  if (!search.found) {
-    return InvalidArgument("no shape fits a budget of " + std::to_string(budget.max_params) +
-                           " parameters");
-  }
-  int64_t compared = 0;
-  for (const auto& cand : search.candidates) compared += cand.rank > 0;
-  ShapeChoice choice{search.shape, search.rank, compared, std::nullopt};
-  choice.search = std::move(search);
-  return choice;
-}
-
 void RecordSearch(const kron::ShapeSearchResult& search, const match::LayerCandidate& c,
                   bool record_candidates, report::LayerReport* lr) {
   lr->set_shapes_evaluated(static_cast<double>(search.full_evaluations));
@@ -110,50 +86,6 @@ void RecordSearch(const kron::ShapeSearchResult& search, const match::LayerCandi
   }
 }
 
-// The forced shape where it divides the layer (and is not trivial); else the shape with the fewest
-// parameters per term, ties broken by the least error at `rank` for layers up to
-// kTieSearchMaxElements, by squareness above.
-StatusOr<ShapeChoice> ChooseShape(const Options& o, const match::LayerCandidate& c,
-                                  const std::vector<float>& w) {
-  if (o.auto_shape) return SearchAuto(o, c, w);
-  if (o.forced_shape) {
-    const auto [k1, n1] = *o.forced_shape;
-    const bool divides = c.k % k1 == 0 && c.n % n1 == 0;
-    const bool trivial = (k1 == 1 && n1 == 1) || (k1 == c.k && n1 == c.n);
-    if (divides && !trivial) {
-      const kron::KronShape shape{k1, n1, c.k / k1, c.n / n1};
-      return ShapeChoice{shape, std::min(o.rank, shape.MaxRank()), 1, std::nullopt};
-    }
-    Logger().warn("layer '{}': --shape {}x{} {} {}x{}; using the default shape", c.node_name, k1,
-                  n1, divides ? "is trivial for" : "does not divide", c.k, c.n);
-  }
-  const std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
-  if (tied.empty()) return InvalidArgument("no non-trivial Kronecker shape divides the weight");
-  // Tied shapes share MaxRank(), so the rank does not depend on which one wins.
-  const int64_t rank = std::min(o.rank, tied.front().MaxRank());
-  if (tied.size() == 1 || c.k * c.n > kTieSearchMaxElements) {
-    return ShapeChoice{tied.front(), rank, 1, std::nullopt};
-  }
-  ShapeChoice best{tied.front(), rank, static_cast<int64_t>(tied.size()), std::nullopt};
-  double best_error = 2.0;
-  for (const auto& shape : tied) {
-    double norm = 0.0;
-    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
-                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
-    const double error = kron::SpectrumError(s, rank, norm);
-    Logger().trace("layer '{}': shape {}x{} (x) {}x{} error {:.6f} at rank {}", c.node_name,
-                   shape.k1, shape.n1, shape.k2, shape.n2, error, o.rank);
-    // Shapes whose errors agree to rounding (e.g. K x 1 (x) 1 x N and 1 x N (x) K x 1, whose
-    // rearrangements are transposes) must not be told apart by BLAS threading noise: only a
-    // clearly smaller error displaces the earlier (squarer) shape.
-    if (error < best_error * (1.0 - 1e-9) - 1e-15) {
-      best_error = error;
-      best.shape = shape;
-    }
-  }
-  return best;
-}
-
 struct ModelTotals {
   double params = 0, bytes = 0;
 };
@@ -174,13 +106,464 @@ void Skip(report::LayerReport* lr, const std::string& reason, const std::string&
   lr->set_skip_detail(report::ToValidUtf8(detail));
 }
 
+std::string ShapeText(const kron::KronShape& s) {
+  return std::to_string(s.k1) + "x" + std::to_string(s.n1) + " (x) " + std::to_string(s.k2) + "x" +
+         std::to_string(s.n2);
+}
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.6g", v);
+  return buf;
+}
+
+enum class Budget { kRank, kMaxError, kRatio, kSkip };
+
+// What one layer is asked for, by the plan or the command line.
+struct Directive {
+  Budget budget = Budget::kSkip;
+  int64_t rank = 0;
+  double max_error = -1.0;
+  ShapePolicy shape;
+  int plan_entry = -1;
+  std::string decided_by;  // "rank", "max_error", "ratio" or "plan"
+};
+
+Directive Resolve(const Options& o, const match::LayerCandidate& c) {
+  Directive d;
+  const PlanEntry* entry = nullptr;
+  if (o.plan) {
+    d.plan_entry = o.plan->Match(c.node_name, c.weight_name);
+    if (d.plan_entry >= 0) entry = &o.plan->entries()[static_cast<size_t>(d.plan_entry)];
+  }
+  if (entry != nullptr && entry->SetsBudget()) {
+    d.decided_by = "plan";
+    d.budget = entry->skip ? Budget::kSkip : entry->rank > 0 ? Budget::kRank : Budget::kMaxError;
+    d.rank = entry->rank;
+    d.max_error = entry->max_error;
+  } else if (o.rank > 0) {
+    d.decided_by = "rank";
+    d.budget = Budget::kRank;
+    d.rank = o.rank;
+  } else if (o.max_error >= 0) {
+    d.decided_by = "max_error";
+    d.budget = Budget::kMaxError;
+    d.max_error = o.max_error;
+  } else if (o.ratio > 0) {
+    d.decided_by = "ratio";
+    d.budget = Budget::kRatio;
+  } else {
+    d.decided_by = "plan";  // a plan with no mode: layers it does not name stay dense
+  }
+  ShapePolicy fallback;
+  if (d.budget != Budget::kRank) fallback.kind = ShapePolicy::Kind::kAuto;
+  d.shape = entry != nullptr && entry->shape ? *entry->shape : o.shape.value_or(fallback);
+  return d;
+}
+
+// The shapes a (non-auto) policy allows for the layer: balanced gives the shapes tied for fewest
+// parameters per term (only the squarest above kTieSearchMaxElements), a fixed shape that does
+// not divide the layer falls back to balanced. Empty when no non-trivial shape exists.
+std::vector<kron::KronShape> PolicyShapes(const ShapePolicy& p, const match::LayerCandidate& c) {
+  const std::vector<kron::KronShape> all = kron::EnumerateShapes(c.k, c.n);
+  auto allowed = [&](const kron::KronShape& s) {
+    return std::find(all.begin(), all.end(), s) != all.end();
+  };
+  switch (p.kind) {
+    case ShapePolicy::Kind::kAuto:
+      return all;
+    case ShapePolicy::Kind::kLowRank: {
+      const kron::KronShape s = kron::LowRankShape(c.k, c.n);
+      if (allowed(s)) return {s};
+      return {};
+    }
+    case ShapePolicy::Kind::kFixed: {
+      if (c.k % p.k1 == 0 && c.n % p.n1 == 0) {
+        const kron::KronShape s{p.k1, p.n1, c.k / p.k1, c.n / p.n1};
+        if (allowed(s)) return {s};
+      }
+      Logger().warn(
+          "layer '{}': --shape {} {} {}x{}; using the balanced shape", c.node_name, p.Name(),
+          c.k % p.k1 == 0 && c.n % p.n1 == 0 ? "is trivial for" : "does not divide", c.k, c.n);
+      break;
+    }
+    case ShapePolicy::Kind::kBalanced:
+      break;
+  }
+  std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
+  if (tied.size() > 1 && c.k * c.n > kTieSearchMaxElements) tied.resize(1);
+  return tied;
+}
+
+// How one layer will be compressed, or why not.
+struct Decision {
+  bool compress = false;
+  kron::KronShape shape;
+  int64_t rank = 0;
+  int64_t compared = 1;
+  std::optional<kron::ShapeSearchResult> search;  // --shape auto under -r or --max-error
+  std::string skip_reason, skip_detail;
+};
+
+Decision SkipDecision(const std::string& reason, const std::string& detail) {
+  Decision d;
+  d.skip_reason = reason;
+  d.skip_detail = detail;
+  return d;
+}
+
+Decision FromSearch(kron::ShapeSearchResult search) {
+  Decision d;
+  d.compress = true;
+  d.shape = search.shape;
+  d.rank = search.rank;
+  d.compared = 0;
+  for (const auto& cand : search.candidates) d.compared += cand.rank > 0;
+  d.search = std::move(search);
+  return d;
+}
+
+const char kNoShape[] = "no non-trivial Kronecker shape divides the weight";
+
+// -r with --shape auto: the budget is what the balanced shape (fewest parameters per term,
+// squarest) uses at the requested rank, so auto never makes a layer bigger than balanced would.
+StatusOr<Decision> DecideAutoRank(int64_t rank, const match::LayerCandidate& c,
+                                  const std::vector<float>& w) {
+  auto balanced = kron::DefaultShape(c.k, c.n);
+  if (!balanced.ok()) return SkipDecision("no_factor_shape", kNoShape);
+  kron::SearchBudget budget;
+  budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
+  KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                       kron::SearchShape(w.data(), c.k, c.n, budget));
+  if (!search.found) {
+    return SkipDecision("no_factor_shape", "no shape fits a budget of " +
+                                               std::to_string(budget.max_params) + " parameters");
+  }
+  return FromSearch(std::move(search));
+}
+
+// -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
+StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate& c,
+                              const std::vector<float>& w) {
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(dir.rank, c, w);
+  const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
+  if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
+  Decision best;
+  best.compress = true;
+  best.shape = shapes.front();
+  // Tied shapes share MaxRank(), so the rank does not depend on which one wins.
+  best.rank = std::min(dir.rank, shapes.front().MaxRank());
+  best.compared = static_cast<int64_t>(shapes.size());
+  if (shapes.size() == 1) return best;
+  double best_error = 2.0;
+  for (const auto& shape : shapes) {
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
+                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    const double error = kron::SpectrumError(s, best.rank, norm);
+    Logger().trace("layer '{}': shape {} error {:.6f} at rank {}", c.node_name, ShapeText(shape),
+                   error, best.rank);
+    // Shapes whose errors agree to rounding (e.g. K x 1 (x) 1 x N and 1 x N (x) K x 1, whose
+    // rearrangements are transposes) must not be told apart by BLAS threading noise: only a
+    // clearly smaller error displaces the earlier (squarer) shape.
+    if (error < best_error * (1.0 - 1e-9) - 1e-15) {
+      best_error = error;
+      best.shape = shape;
+    }
+  }
+  return best;
+}
+
+// The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
+int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
+  return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
+}
+
+// --max-error: the fewest parameters whose exact error meets the target, over the policy's shapes
+// (kron::SearchShape for auto) and every profitable rank.
+StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandidate& c,
+                                  const std::vector<float>& w) {
+  const int64_t dense = c.k * c.n;
+  const std::string unmet = "no shape reaches relative error <= " + Num(dir.max_error) +
+                            " with fewer than " + std::to_string(dense) + " parameters";
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto) {
+    kron::SearchBudget budget;
+    budget.max_error = dir.max_error;
+    KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                         kron::SearchShape(w.data(), c.k, c.n, budget));
+    if (!search.found) return SkipDecision("error_target_unmet", unmet);
+    return FromSearch(std::move(search));
+  }
+  const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
+  if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
+  Decision best;
+  best.compared = static_cast<int64_t>(shapes.size());
+  double best_error = 2.0, closest = 2.0;
+  for (const auto& shape : shapes) {
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
+                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    for (int64_t r = 1; r <= MaxProfitableRank(shape, dense); ++r) {
+      const double error = kron::SpectrumError(s, r, norm);
+      closest = std::min(closest, error);
+      if (error > dir.max_error) continue;
+      const int64_t params = r * shape.ParamsPerTerm();
+      const int64_t best_params = best.rank * best.shape.ParamsPerTerm();
+      if (!best.compress || params < best_params ||
+          (params == best_params && error < best_error * (1.0 - 1e-9) - 1e-15)) {
+        best.compress = true;
+        best.shape = shape;
+        best.rank = r;
+        best_error = error;
+      }
+      break;
+    }
+  }
+  if (!best.compress) {
+    return SkipDecision(
+        "error_target_unmet",
+        unmet + (closest <= 1.0 ? " (least error with a saving: " + Num(closest) + ")" : ""));
+  }
+  return best;
+}
+
+// One --ratio allocation unit: the layers sharing one weight in one orientation, decided
+// together; each option is a (shape, rank) or, last, the dense weight.
+struct RatioUnit {
+  std::vector<size_t> layers;  // indices into the pipeline's layer list
+  int64_t dense = 0;           // K * N
+  std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
+  AllocGroup group;
+};
+
+// Options of a unit from the exact spectra of the policy's shapes: every profitable rank.
+Status BuildRatioOptions(const ShapePolicy& policy, const match::LayerCandidate& c,
+                         const std::vector<float>& w, RatioUnit* unit) {
+  unit->dense = c.k * c.n;
+  const double weight = static_cast<double>(unit->dense);
+  for (const auto& shape : PolicyShapes(policy, c)) {
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
+                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    const int64_t r_max = MaxProfitableRank(shape, unit->dense);
+    // Squared error for every rank at once: the energy left after the first r values.
+    double kept = 0.0;
+    const double total = norm * norm;
+    for (int64_t r = 1; r <= r_max; ++r) {
+      const double sv = r - 1 < static_cast<int64_t>(s.size()) ? s[static_cast<size_t>(r - 1)] : 0;
+      kept += sv * sv;
+      const double e2 = total > 0 ? std::max(0.0, total - kept) / total : 0.0;
+      unit->choices.push_back({shape, r});
+      unit->group.options.push_back({r * shape.ParamsPerTerm(), weight * RoundSignificant(e2)});
+    }
+  }
+  unit->group.options.push_back({unit->dense, 0.0});
+  return Status::Ok();
+}
+
+// The key under which identical factors are shared: same weight, orientation, shape and rank.
+std::string FactorKey(const match::LayerCandidate& c, const kron::KronShape& shape, int64_t rank) {
+  return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
+         std::to_string(shape.n1) + "|" + std::to_string(rank);
+}
+
+// Everything the pipeline knows about one Gemm/MatMul while it works.
+struct LayerState {
+  const match::LayerCandidate* c = nullptr;
+  report::LayerReport* lr = nullptr;
+  bool considered = false;  // passed eligibility, filters, min-params and the finite check
+  Directive dir;
+  Decision dec;
+};
+
+bool Profitable(const Options& o, const match::LayerCandidate& c, const Decision& d) {
+  return !o.skip_unprofitable || d.rank * d.shape.ParamsPerTerm() < c.k * c.n;
+}
+
+// Parameters of the compressible weights after compression, each distinct weight counted once:
+// its dense copy if a considered layer leaves it dense, plus each distinct set of factors.
+struct CompressibleCount {
+  std::map<std::string, int64_t> dense;  // source value -> K*N
+  std::set<std::string> dense_kept;
+  std::map<std::string, int64_t> factors;  // factor key -> parameters
+
+  void Add(const Options& o, const LayerState& s) {
+    const match::LayerCandidate& c = *s.c;
+    dense[c.source_value] = c.k * c.n;
+    if (s.dec.compress && Profitable(o, c, s.dec)) {
+      factors[FactorKey(c, s.dec.shape, s.dec.rank)] = s.dec.rank * s.dec.shape.ParamsPerTerm();
+    } else {
+      dense_kept.insert(c.source_value);
+    }
+  }
+  double Before() const {
+    double sum = 0;
+    for (const auto& [name, n] : dense) sum += static_cast<double>(n);
+    return sum;
+  }
+  double After() const {
+    double sum = 0;
+    for (const auto& name : dense_kept) sum += static_cast<double>(dense.at(name));
+    for (const auto& [key, p] : factors) sum += static_cast<double>(p);
+    return sum;
+  }
+};
+
+// --ratio: the layers the ratio decides are grouped by weight, each group's options come from its
+// spectra, and Allocate spreads what the budget leaves after the other (pinned) layers.
+Status AllocateRatio(const Options& o, const onnx::ModelProto& model,
+                     std::vector<LayerState>* states, report::Report* rep) {
+  std::vector<RatioUnit> units;
+  std::map<std::string, size_t> unit_of;
+  CompressibleCount all, pinned;
+  for (size_t i = 0; i < states->size(); ++i) {
+    const LayerState& s = (*states)[i];
+    if (!s.considered) continue;
+    all.dense[s.c->source_value] = s.c->k * s.c->n;
+    if (s.dir.budget != Budget::kRatio) {
+      pinned.Add(o, s);
+      continue;
+    }
+    const std::string key = s.c->source_value + "|" + (s.c->trans_b ? "t" : "n");
+    auto [it, fresh] = unit_of.emplace(key, units.size());
+    if (fresh) {
+      units.emplace_back();
+      KFC_ASSIGN_OR_RETURN(std::vector<float> w,
+                           WeightMatrix(*WeightSource(model.graph(), *s.c), *s.c));
+      KFC_RETURN_IF_ERROR(BuildRatioOptions(s.dir.shape, *s.c, w, &units.back())
+                              .WithContext("layer '" + s.c->node_name + "'"));
+    }
+    units[it->second].layers.push_back(i);
+  }
+  if (units.empty()) return Status::Ok();
+  const double before = all.Before();
+  const int64_t target = static_cast<int64_t>(std::floor(o.ratio * before + 1e-9));
+  const int64_t pinned_after = static_cast<int64_t>(pinned.After());
+  std::vector<AllocGroup> groups;
+  for (const auto& u : units) groups.push_back(u.group);
+  const Allocation alloc = Allocate(groups, target - pinned_after);
+  Logger().info("--ratio {}: {} of {} compressible parameters allocated to {} weights ({})",
+                o.ratio, alloc.params + pinned_after, target, units.size(),
+                alloc.met ? "target met" : "target missed");
+  for (size_t u = 0; u < units.size(); ++u) {
+    const RatioUnit& unit = units[u];
+    const size_t pick = alloc.choice[u];
+    for (size_t i : unit.layers) {
+      Decision& d = (*states)[i].dec;
+      if (pick + 1 == unit.group.options.size()) {
+        d = SkipDecision("kept_dense", unit.choices.empty()
+                                           ? "no Kronecker shape saves parameters"
+                                           : "the --ratio allocation keeps this weight dense");
+        continue;
+      }
+      d.compress = true;
+      d.shape = unit.choices[pick].first;
+      d.rank = unit.choices[pick].second;
+      d.compared =
+          static_cast<int64_t>(PolicyShapes((*states)[i].dir.shape, *(*states)[i].c).size());
+    }
+  }
+  rep->set_ratio_detail(alloc.met
+                            ? ""
+                            : "even the cheapest option of every layer needs " +
+                                  std::to_string(alloc.params + pinned_after) + " parameters");
+  return Status::Ok();
+}
+
+void EvaluateGates(const Options& o, report::Report* rep) {
+  rep->set_gates_passed(true);
+  auto add = [&](const std::string& name, double threshold, double value, const std::string& what) {
+    report::Gate* g = rep->add_gates();
+    g->set_gate(name);
+    g->set_threshold(threshold);
+    g->set_value(value);
+    g->set_passed(value <= threshold);
+    g->set_detail(report::ToValidUtf8(
+        what + " " + Num(value) +
+        (g->passed() ? " is within " + Num(threshold)
+                     : " exceeds " + Num(threshold) + " by " + Num(value - threshold))));
+    if (!g->passed()) rep->set_gates_passed(false);
+  };
+  if (o.fail_if_error_above >= 0) {
+    double worst = 0.0;
+    std::string who = "no compressed layer: error";
+    for (const auto& l : rep->layers()) {
+      if (l.compressed() && l.relative_error() > worst) {
+        worst = l.relative_error();
+        who = "layer '" + l.node_name() + "' relative error";
+      }
+    }
+    if (worst > 0.0) who = "worst " + who;
+    add("fail_if_error_above", o.fail_if_error_above, worst, who);
+  }
+  if (o.fail_if_ratio_above >= 0) {
+    add("fail_if_ratio_above", o.fail_if_ratio_above, rep->totals().param_ratio(),
+        "model param_ratio");
+  }
+}
+
+void InitLayerReport(const match::LayerCandidate& c, report::LayerReport* lr) {
+  lr->set_node_name(report::ToValidUtf8(c.node_name));
+  lr->set_op_type(c.op_type);
+  lr->set_weight_name(report::ToValidUtf8(c.weight_name));
+  lr->set_graph(report::ToValidUtf8(c.graph_path));
+  lr->set_k(static_cast<double>(c.k));
+  lr->set_n(static_cast<double>(c.n));
+  lr->set_dtype(c.dtype ? tensor::DTypeName(c.dtype) : "");
+  lr->set_lowrank_rank(-1);
+  lr->set_lowrank_relative_error(-1);
+  lr->set_plan_entry(-1);
+  lr->set_max_error_target(-1);
+  const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
+  const double elem_bytes = static_cast<double>(tensor::DTypeSize(c.dtype));
+  lr->set_params_before(kn);
+  lr->set_params_after(kn);
+  lr->set_macs_before(kn);
+  lr->set_macs_after(kn);
+  lr->set_weight_bytes_before(kn * elem_bytes);
+  lr->set_weight_bytes_after(kn * elem_bytes);
+}
+
+std::string ModeName(const Options& o) {
+  return o.rank > 0 ? "rank" : o.max_error >= 0 ? "max_error" : o.ratio > 0 ? "ratio" : "plan";
+}
+
 }  // namespace
 
 Status ValidateOptions(const Options& o) {
-  if (o.rank < 1) return InvalidArgument("rank must be at least 1, got " + std::to_string(o.rank));
+  const int modes = (o.rank != 0) + (o.max_error != -1.0) + (o.ratio != -1.0);
+  if (modes > 1) return InvalidArgument("give only one of --rank, --max-error and --ratio");
+  if (modes == 0 && !o.plan) return InvalidArgument("give one of --rank, --max-error or --ratio");
+  if (o.rank != 0 && o.rank < 1) {
+    return InvalidArgument("rank must be at least 1, got " + std::to_string(o.rank));
+  }
+  if (o.max_error != -1.0 && !(o.max_error >= 0.0 && o.max_error <= 1.0)) {
+    return InvalidArgument("max-error must be in [0, 1], got " + Num(o.max_error));
+  }
+  if (o.ratio != -1.0 && !(o.ratio > 0.0 && o.ratio <= 1.0)) {
+    return InvalidArgument("ratio must be in (0, 1], got " + Num(o.ratio));
+  }
+  if (o.fail_if_error_above != -1.0 &&
+      !(o.fail_if_error_above >= 0.0 && o.fail_if_error_above <= 1.0)) {
+    return InvalidArgument("fail-if-error-above must be in [0, 1], got " +
+                           Num(o.fail_if_error_above));
+  }
+  if (o.fail_if_ratio_above != -1.0 && !(o.fail_if_ratio_above > 0.0)) {
+    return InvalidArgument("fail-if-ratio-above must be above 0, got " +
+                           Num(o.fail_if_ratio_above));
+  }
   if (o.min_params < 0) return InvalidArgument("min-params must be >= 0");
-  if (o.forced_shape && (o.forced_shape->first < 1 || o.forced_shape->second < 1)) {
+  if (o.shape && o.shape->kind == ShapePolicy::Kind::kFixed &&
+      (o.shape->k1 < 1 || o.shape->n1 < 1)) {
     return InvalidArgument("shape dims must be at least 1");
+  }
+  if (o.plan && modes == 0) {
+    for (size_t i = 0; i < o.plan->entries().size(); ++i) {
+      if (!o.plan->entries()[i].SetsBudget()) {
+        return InvalidArgument(o.plan->source() + ": entry " + std::to_string(i + 1) +
+                               " sets only a shape; give -r, --max-error or --ratio too");
+      }
+    }
   }
   return NameFilter::Create(o.include, o.exclude).status();
 }
@@ -212,6 +595,113 @@ Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
   return Status::Ok();
 }
 
+namespace {
+
+void SetShape(const LayerState& s, report::LayerReport* lr) {
+  const Decision& d = s.dec;
+  lr->set_k1(static_cast<double>(d.shape.k1));
+  lr->set_n1(static_cast<double>(d.shape.n1));
+  lr->set_k2(static_cast<double>(d.shape.k2));
+  lr->set_n2(static_cast<double>(d.shape.n2));
+  lr->set_rank(static_cast<double>(d.rank));
+  // Only -r at a fixed policy clamps; elsewhere the budget sets the rank.
+  lr->set_rank_clamped(s.dir.budget == Budget::kRank &&
+                       s.dir.shape.kind != ShapePolicy::Kind::kAuto && d.rank < s.dir.rank);
+}
+
+// Factorizes the decided layers (in layer order, shared factors computed once) and fills their
+// reports; returns the rewrites. Under --max-error, a randomized factorization whose error lands
+// above the target gets one more term (while that still saves parameters).
+StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
+                                                      const onnx::ModelProto& model,
+                                                      std::vector<LayerState>* states,
+                                                      std::vector<LayerResult>* results) {
+  std::vector<rewrite::KronRewrite> rewrites;
+  std::map<std::string, kron::KronFactors> factor_cache;  // by FactorKey
+  std::map<std::string, std::string> emitted;             // identical stacked factors -> layer
+  for (size_t i = 0; i < states->size(); ++i) {
+    LayerState& s = (*states)[i];
+    const match::LayerCandidate& c = *s.c;
+    report::LayerReport* lr = s.lr;
+    if (!s.considered) continue;
+    Decision& d = s.dec;
+    if (!d.compress) {
+      Skip(lr, d.skip_reason, d.skip_detail);
+      continue;
+    }
+    lr->set_shapes_compared(static_cast<double>(d.compared));
+    if (d.search) RecordSearch(*d.search, c, o.record_candidates, lr);
+    SetShape(s, lr);
+    if (!Profitable(o, c, d)) {
+      Skip(lr, "unprofitable",
+           "rank " + std::to_string(d.rank) + " of " + ShapeText(d.shape) + " needs " +
+               std::to_string(d.rank * d.shape.ParamsPerTerm()) + " parameters, dense has " +
+               std::to_string(c.k * c.n));
+      continue;
+    }
+    // A weight shared by several layers is factorized once; layers whose stacked factors come out
+    // identical (same orientation, shape, rank, alpha and order) share the initializers too (the
+    // rewriter dedupes by content), and count no new parameters.
+    std::vector<float> w;
+    kron::KronFactors f;
+    for (;;) {
+      const std::string key = FactorKey(c, d.shape, d.rank);
+      auto cached = factor_cache.find(key);
+      if (cached == factor_cache.end()) {
+        if (w.empty()) {
+          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model.graph(), c), c));
+        }
+        auto fresh = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
+        if (!fresh.ok()) return fresh.status().WithContext("layer '" + c.node_name + "'");
+        cached = factor_cache.emplace(key, std::move(*fresh)).first;
+      }
+      f = cached->second;
+      const bool over = s.dir.budget == Budget::kMaxError && f.relative_error > s.dir.max_error;
+      if (!over) break;
+      Decision next = d;
+      ++next.rank;
+      if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
+      Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
+                     c.node_name, f.relative_error, s.dir.max_error, d.rank);
+      d = next;
+    }
+    if (s.dir.budget == Budget::kMaxError && f.relative_error > s.dir.max_error) {
+      d = SkipDecision("error_target_unmet",
+                       "the factorization's relative error " + Num(f.relative_error) +
+                           " stays above " + Num(s.dir.max_error) + " at every profitable rank");
+      Skip(lr, d.skip_reason, d.skip_detail);
+      continue;
+    }
+    const kron::KronShape shape = d.shape;
+    const int64_t rank = d.rank;
+    const double params_after = static_cast<double>(rank * shape.ParamsPerTerm());
+    SetShape(s, lr);
+    const auto order = kron::CheaperOrder(shape, rank);
+    const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
+    const std::string emitted_key = FactorKey(c, shape, rank) + "|" + std::to_string(alpha) + "|" +
+                                    (order == kron::ContractionOrder::kBFirst ? "b" : "a");
+    auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
+    lr->set_compressed(true);
+    lr->set_params_after(params_after);
+    if (!inserted) {
+      lr->set_shares_factors_with(report::ToValidUtf8(first->second));
+      lr->set_params_after(0);
+    }
+    lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
+    lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first" : "a_first");
+    lr->set_relative_error(RoundSignificant(f.relative_error));
+    lr->set_weight_bytes_after(lr->params_after() *
+                               static_cast<double>(tensor::DTypeSize(c.dtype)));
+    Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
+                   ShapeText(shape), rank, f.relative_error);
+    (*results)[i].factors = f;
+    rewrites.push_back({c, std::move(f), order});
+  }
+  return rewrites;
+}
+
+}  // namespace
+
 StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options) {
   KFC_RETURN_IF_ERROR(ValidateOptions(options));
   KFC_ASSIGN_OR_RETURN(const NameFilter filter,
@@ -221,129 +711,96 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   report::Report& rep = result.report;
   rep.set_report_schema_version(report::kSchemaVersion);
   rep.set_tool_version(KFC_VERSION);
+  rep.set_mode(ModeName(options));
   rep.set_rank_requested(static_cast<double>(options.rank));
-  rep.set_shape_policy(options.auto_shape     ? "auto"
-                       : options.forced_shape ? std::to_string(options.forced_shape->first) + "x" +
-                                                    std::to_string(options.forced_shape->second)
-                                              : "balanced");
+  rep.set_max_error(options.max_error);
+  rep.set_ratio_target(options.ratio);
+  if (options.plan) rep.set_plan(report::ToValidUtf8(options.plan->source()));
+  ShapePolicy default_policy;
+  if (options.rank == 0) default_policy.kind = ShapePolicy::Kind::kAuto;
+  rep.set_shape_policy(options.shape.value_or(default_policy).Name());
   rep.set_min_params(static_cast<double>(options.min_params));
   rep.set_opset(static_cast<int32_t>(match::DefaultOpset(model)));
 
   auto start = Clock::now();
-  std::vector<match::LayerCandidate> candidates = match::FindLayers(model);
+  const std::vector<match::LayerCandidate> candidates = match::FindLayers(model);
   log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), SecondsSince(start));
 
+  // Selection, then each layer's decision (--ratio decides its layers together afterwards).
   start = Clock::now();
-  std::vector<rewrite::KronRewrite> rewrites;
-  std::map<std::string, kron::KronFactors> factor_cache;  // by weight, orientation, shape, rank
-  std::map<std::string, std::string> emitted;             // identical stacked factors -> layer
-  report::Totals* totals = rep.mutable_totals();
-  for (const auto& c : candidates) {
-    report::LayerReport* lr = rep.add_layers();
-    lr->set_node_name(report::ToValidUtf8(c.node_name));
-    lr->set_op_type(c.op_type);
-    lr->set_weight_name(report::ToValidUtf8(c.weight_name));
-    lr->set_graph(report::ToValidUtf8(c.graph_path));
-    lr->set_k(static_cast<double>(c.k));
-    lr->set_n(static_cast<double>(c.n));
-    lr->set_dtype(c.dtype ? tensor::DTypeName(c.dtype) : "");
-    lr->set_rank_requested(static_cast<double>(options.rank));
-    lr->set_lowrank_rank(-1);
-    lr->set_lowrank_relative_error(-1);
-    const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
-    const double elem_bytes = static_cast<double>(tensor::DTypeSize(c.dtype));
-    lr->set_params_before(kn);
-    lr->set_params_after(kn);
-    lr->set_macs_before(kn);
-    lr->set_macs_after(kn);
-    lr->set_weight_bytes_before(kn * elem_bytes);
-    lr->set_weight_bytes_after(kn * elem_bytes);
+  std::vector<LayerState> states(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const match::LayerCandidate& c = candidates[i];
+    LayerState& s = states[i];
+    s.c = &c;
+    s.lr = rep.add_layers();
+    InitLayerReport(c, s.lr);
     result.layers.push_back({c, std::nullopt});
-
+    const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
     if (!c.eligible()) {
-      Skip(lr, c.skip_reason, c.skip_detail);
-    } else if (const std::string why = filter.Reject(c.node_name, c.weight_name); !why.empty()) {
-      Skip(lr, why,
+      Skip(s.lr, c.skip_reason, c.skip_detail);
+      continue;
+    }
+    if (const std::string why = filter.Reject(c.node_name, c.weight_name); !why.empty()) {
+      Skip(s.lr, why,
            why == "excluded" ? "name matches an --exclude pattern"
                              : "name matches no --include pattern");
-    } else if (kn < static_cast<double>(options.min_params)) {
-      Skip(lr, "below_min_params",
-           std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
-    } else {
-      const onnx::TensorProto* init = WeightSource(model.graph(), c);
-      if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
-      KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
-      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
-      auto choice = finite.ok() ? ChooseShape(options, c, w) : StatusOr<ShapeChoice>(ShapeChoice{});
-      if (!finite.ok()) {
-        Skip(lr, "non_finite_weight", finite.status().message());
-      } else if (!choice.ok() && choice.status().code() == StatusCode::kInvalidArgument) {
-        Skip(lr, "no_factor_shape", choice.status().message());
-      } else if (!choice.ok()) {
-        return choice.status().WithContext("layer '" + c.node_name + "'");
-      } else {
-        const kron::KronShape shape = choice->shape;
-        lr->set_shapes_compared(static_cast<double>(choice->compared));
-        if (choice->search) RecordSearch(*choice->search, c, options.record_candidates, lr);
-        const int64_t rank = choice->rank;
-        const double params_after = static_cast<double>(rank * shape.ParamsPerTerm());
-        lr->set_k1(static_cast<double>(shape.k1));
-        lr->set_n1(static_cast<double>(shape.n1));
-        lr->set_k2(static_cast<double>(shape.k2));
-        lr->set_n2(static_cast<double>(shape.n2));
-        lr->set_rank(static_cast<double>(rank));
-        // Under --shape auto the budget, not a clamp, sets the rank.
-        lr->set_rank_clamped(!options.auto_shape && rank < options.rank);
-        if (options.skip_unprofitable && params_after >= kn) {
-          Skip(lr, "unprofitable",
-               "rank " + std::to_string(rank) + " of " + std::to_string(shape.k1) + "x" +
-                   std::to_string(shape.n1) + " (x) " + std::to_string(shape.k2) + "x" +
-                   std::to_string(shape.n2) + " needs " +
-                   std::to_string(static_cast<int64_t>(params_after)) + " parameters, dense has " +
-                   std::to_string(c.k * c.n));
-        } else {
-          // A weight shared by several layers is factorized once; layers whose stacked factors
-          // come out identical (same orientation, shape, rank, alpha and order) share the
-          // initializers too (the rewriter dedupes by content), and count no new parameters.
-          const std::string factor_key = c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" +
-                                         std::to_string(shape.k1) + "x" + std::to_string(shape.n1) +
-                                         "|" + std::to_string(rank);
-          auto cached = factor_cache.find(factor_key);
-          if (cached == factor_cache.end()) {
-            KFC_ASSIGN_OR_RETURN(kron::KronFactors fresh,
-                                 kron::Factorize(w.data(), c.k, c.n, shape, rank));
-            cached = factor_cache.emplace(factor_key, std::move(fresh)).first;
-          }
-          kron::KronFactors f = cached->second;
-          const auto order = kron::CheaperOrder(shape, rank);
-          const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
-          const std::string emitted_key = factor_key + "|" + std::to_string(alpha) + "|" +
-                                          (order == kron::ContractionOrder::kBFirst ? "b" : "a");
-          auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
-          lr->set_compressed(true);
-          lr->set_params_after(params_after);
-          if (!inserted) {
-            lr->set_shares_factors_with(report::ToValidUtf8(first->second));
-            lr->set_params_after(0);
-          }
-          lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
-          lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first"
-                                                                             : "a_first");
-          lr->set_relative_error(RoundSignificant(f.relative_error));
-          lr->set_weight_bytes_after(lr->params_after() * elem_bytes);
-          log.debug("layer '{}': {}x{} -> {}x{} (x) {}x{} rank {}, relative error {:.6f}",
-                    c.node_name, c.k, c.n, shape.k1, shape.n1, shape.k2, shape.n2, rank,
-                    f.relative_error);
-          result.layers.back().factors = f;
-          rewrites.push_back({c, std::move(f), order});
-        }
-      }
+      continue;
     }
+    if (kn < static_cast<double>(options.min_params)) {
+      Skip(s.lr, "below_min_params",
+           std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
+      continue;
+    }
+    const onnx::TensorProto* init = WeightSource(model.graph(), c);
+    if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
+    KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
+    const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
+    if (!finite.ok()) {
+      Skip(s.lr, "non_finite_weight", finite.status().message());
+      continue;
+    }
+    s.considered = true;
+    s.dir = Resolve(options, c);
+    s.lr->set_decided_by(s.dir.decided_by);
+    s.lr->set_plan_entry(s.dir.plan_entry);
+    s.lr->set_rank_requested(static_cast<double>(s.dir.rank));
+    s.lr->set_max_error_target(s.dir.max_error);
+    StatusOr<Decision> d = Decision{};
+    switch (s.dir.budget) {
+      case Budget::kSkip:
+        d = s.dir.plan_entry >= 0
+                ? SkipDecision("plan_skip",
+                               "plan entry " + std::to_string(s.dir.plan_entry + 1) + " skips it")
+                : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
+        break;
+      case Budget::kRank:
+        d = DecideRank(s.dir, c, w);
+        break;
+      case Budget::kMaxError:
+        d = DecideMaxError(s.dir, c, w);
+        break;
+      case Budget::kRatio:
+        break;  // below, for all such layers at once
+    }
+    if (!d.ok()) return d.status().WithContext("layer '" + c.node_name + "'");
+    s.dec = std::move(*d);
+  }
+  if (options.ratio > 0) KFC_RETURN_IF_ERROR(AllocateRatio(options, model, &states, &rep));
+
+  KFC_ASSIGN_OR_RETURN(std::vector<rewrite::KronRewrite> rewrites,
+                       Factorize(options, model, &states, &result.layers));
+  report::Totals* totals = rep.mutable_totals();
+  CompressibleCount compressible;
+  for (const LayerState& s : states) {
+    report::LayerReport* lr = s.lr;
     if (!lr->compressed()) {
-      log.debug("layer '{}' skipped: {} ({})", c.node_name, lr->skip_reason(), lr->skip_detail());
+      log.debug("layer '{}' skipped: {} ({})", s.c->node_name, lr->skip_reason(),
+                lr->skip_detail());
       lr->set_params_after(lr->params_before());
     }
-    if (c.k > 0 && c.n > 0) {
+    if (s.considered) compressible.Add(options, s);
+    if (s.c->k > 0 && s.c->n > 0) {
       totals->set_layer_params_before(totals->layer_params_before() + lr->params_before());
       totals->set_layer_params_after(totals->layer_params_after() + lr->params_after());
       totals->set_layer_macs_before(totals->layer_macs_before() + lr->macs_before());
@@ -374,6 +831,22 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   totals->set_file_ratio(totals->file_bytes_before() > 0
                              ? totals->file_bytes_after() / totals->file_bytes_before()
                              : 1.0);
+  const double cb = compressible.Before(), ca = compressible.After();
+  totals->set_compressible_params_before(cb);
+  totals->set_compressible_params_after(ca);
+  totals->set_compressible_ratio(cb > 0 ? ca / cb : 1.0);
+  if (options.ratio > 0) {
+    const bool met = ca <= std::floor(options.ratio * cb + 1e-9);
+    rep.set_ratio_met(met);
+    const std::string achieved = "compressible parameters " + Num(cb) + " -> " + Num(ca) +
+                                 " (ratio " + Num(totals->compressible_ratio()) + ")";
+    rep.set_ratio_detail(met ? achieved + " meets the target " + Num(options.ratio)
+                             : achieved + " misses the target " + Num(options.ratio) + " by " +
+                                   Num(totals->compressible_ratio() - options.ratio) +
+                                   (rep.ratio_detail().empty() ? "" : ": " + rep.ratio_detail()));
+    if (!met) log.warn("--ratio {}: {}", options.ratio, rep.ratio_detail());
+  }
+  EvaluateGates(options, &rep);
   return result;
 }
 
@@ -390,11 +863,17 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   result.report.set_input(report::ToValidUtf8(input));
   result.report.set_dry_run(dry_run);
   if (dry_run) return std::move(result.report);
+  if (!result.report.gates_passed() && !options.write_on_gate_failure) {
+    Logger().warn("a quality gate failed: '{}' not written (--write-on-gate-failure writes it)",
+                  output);
+    return std::move(result.report);
+  }
 
   start = Clock::now();
   result.report.set_output(report::ToValidUtf8(output));
   KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(result.model));
   KFC_RETURN_IF_ERROR(io::WriteFileAtomic(output, bytes));
+  result.report.set_output_written(true);
   Logger().info("wrote '{}' ({} bytes) in {:.3f} s", output, bytes.size(), SecondsSince(start));
   return std::move(result.report);
 }

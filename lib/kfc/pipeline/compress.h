@@ -10,6 +10,7 @@
 #include "kfc/kron/factorize.h"
 #include "kfc/kron/shape_search.h"
 #include "kfc/match/match.h"
+#include "kfc/pipeline/plan.h"
 #include "kfc_report.pb.h"
 #include "onnx/onnx_pb.h"
 
@@ -23,14 +24,20 @@ inline constexpr int64_t kMaxIrVersion = 10;
 // squarest of them (the exact search would cost several full SVDs per layer).
 inline constexpr int64_t kTieSearchMaxElements = int64_t{1} << 20;
 
+// Exactly one mode sets each layer's budget: -r (rank), --max-error, or --ratio; with a --plan,
+// the mode is optional and applies to the layers no plan entry matches.
 struct Options {
-  int64_t rank = 0;  // Kronecker terms per layer, >= 1; clamped per layer to min(k1*n1, k2*n2)
-  // Forced A-factor shape k1 x n1, used where k1 | K and n1 | N (and not trivial); elsewhere the
-  // default shape (fewest parameters per term).
-  std::optional<std::pair<int64_t, int64_t>> forced_shape;
-  // --shape auto: search every divisor pair (kron::SearchShape) under the parameter budget the
-  // balanced shape uses at `rank`; the winner's rank follows from that budget.
-  bool auto_shape = false;
+  int64_t rank = 0;  // -r: Kronecker terms per layer (>= 1), clamped to min(k1*n1, k2*n2); 0: unset
+  // --max-error: per layer, the fewest parameters (over the shape policy's shapes and ranks) whose
+  // relative error is <= max_error, in [0, 1]; layers that cannot meet it with a saving are
+  // skipped (`error_target_unmet`). -1: unset.
+  double max_error = -1.0;
+  // --ratio: the compressible weights end at <= ratio of their parameters, in (0, 1], allocated
+  // across layers to minimize sum_l K_l*N_l * e_l^2 (pipeline/allocate.h). -1: unset.
+  double ratio = -1.0;
+  // --shape. Unset: balanced under -r, auto under --max-error and --ratio.
+  std::optional<ShapePolicy> shape;
+  std::optional<Plan> plan;                // --plan
   bool record_candidates = false;          // put every searched shape into the report (auto only)
   int64_t min_params = kDefaultMinParams;  // layers with fewer weight elements are left alone
   std::vector<std::string> include;  // POSIX extended regexes searched in node and weight names
@@ -38,9 +45,16 @@ struct Options {
   // When false, layers whose factorized form is not smaller are compressed anyway (tests use it to
   // compress at full rank).
   bool skip_unprofitable = true;
+  // Quality gates (-1: off). A failed gate is recorded in the report (gates_passed false); the
+  // path-based CompressFile then writes no model unless write_on_gate_failure.
+  double fail_if_error_above = -1.0;  // any compressed layer's relative error above this
+  double fail_if_ratio_above = -1.0;  // the whole model's param_ratio above this
+  bool write_on_gate_failure = false;
 };
 
-// Checks option values (rank >= 1, min_params >= 0, shape >= 1, regexes compile).
+// Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate
+// errors in [0, 1], ratios in (0, 1], min_params >= 0, shape dims >= 1, regexes compile, and that
+// shape-only plan entries have a mode to go with.
 Status ValidateOptions(const Options& options);
 
 struct LayerResult {
@@ -63,8 +77,9 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
 // `what` names the model in the message ("input model 'a.onnx'").
 Status CheckModel(const onnx::ModelProto& model, const std::string& what);
 
-// Path-based twin: load `input`, compress, write `output` atomically (nothing is written when
-// dry_run is set or on any error). The report carries the paths as given.
+// Path-based twin: load `input`, compress, write `output` atomically. Nothing is written with
+// dry_run, on any error, or when a gate failed (unless write_on_gate_failure); the report says
+// whether the output was written (output_written) and carries the paths as given.
 StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,
                                       const Options& options, bool dry_run);
 

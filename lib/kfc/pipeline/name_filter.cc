@@ -3,8 +3,28 @@
 #include <regex.h>
 
 namespace kfc::pipeline {
+namespace {
 
-struct NameFilter::Compiled {
+StatusOr<std::vector<NamePattern>> CompileAll(const std::vector<std::string>& patterns) {
+  std::vector<NamePattern> out;
+  for (const auto& p : patterns) {
+    KFC_ASSIGN_OR_RETURN(NamePattern compiled, NamePattern::Compile(p));
+    out.push_back(std::move(compiled));
+  }
+  return out;
+}
+
+bool AnyMatch(const std::vector<NamePattern>& patterns, const std::string& node_name,
+              const std::string& weight_name) {
+  for (const auto& p : patterns) {
+    if (p.Matches(node_name, weight_name)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct NamePattern::Compiled {
   regex_t re{};
   bool ok = false;
   ~Compiled() {
@@ -12,21 +32,23 @@ struct NameFilter::Compiled {
   }
 };
 
-StatusOr<std::vector<std::shared_ptr<NameFilter::Compiled>>> NameFilter::CompileAll(
-    const std::vector<std::string>& patterns) {
-  std::vector<std::shared_ptr<Compiled>> out;
-  for (const auto& p : patterns) {
-    auto c = std::make_shared<Compiled>();
-    const int rc = regcomp(&c->re, p.c_str(), REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-      char buf[256];
-      regerror(rc, &c->re, buf, sizeof(buf));
-      return InvalidArgument("regex '" + p + "': " + buf);
-    }
-    c->ok = true;
-    out.push_back(std::move(c));
+StatusOr<NamePattern> NamePattern::Compile(const std::string& pattern) {
+  auto c = std::make_shared<Compiled>();
+  const int rc = regcomp(&c->re, pattern.c_str(), REG_EXTENDED | REG_NOSUB);
+  if (rc != 0) {
+    char buf[256];
+    regerror(rc, &c->re, buf, sizeof(buf));
+    return InvalidArgument("regex '" + pattern + "': " + buf);
   }
-  return out;
+  c->ok = true;
+  NamePattern p;
+  p.compiled_ = std::move(c);
+  return p;
+}
+
+bool NamePattern::Matches(const std::string& node_name, const std::string& weight_name) const {
+  return regexec(&compiled_->re, node_name.c_str(), 0, nullptr, 0) == 0 ||
+         regexec(&compiled_->re, weight_name.c_str(), 0, nullptr, 0) == 0;
 }
 
 StatusOr<NameFilter> NameFilter::Create(const std::vector<std::string>& include,
@@ -35,17 +57,6 @@ StatusOr<NameFilter> NameFilter::Create(const std::vector<std::string>& include,
   KFC_ASSIGN_OR_RETURN(f.include_, CompileAll(include));
   KFC_ASSIGN_OR_RETURN(f.exclude_, CompileAll(exclude));
   return f;
-}
-
-bool NameFilter::AnyMatch(const std::vector<std::shared_ptr<Compiled>>& patterns,
-                          const std::string& node_name, const std::string& weight_name) {
-  for (const auto& p : patterns) {
-    if (regexec(&p->re, node_name.c_str(), 0, nullptr, 0) == 0 ||
-        regexec(&p->re, weight_name.c_str(), 0, nullptr, 0) == 0) {
-      return true;
-    }
-  }
-  return false;
 }
 
 std::string NameFilter::Reject(const std::string& node_name, const std::string& weight_name) const {

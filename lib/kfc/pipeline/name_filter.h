@@ -1,6 +1,7 @@
-// --include / --exclude: POSIX extended regular expressions searched (not anchored) in a layer's
-// node name and weight name. POSIX regexec is used rather than std::regex, whose libstdc++
-// implementation recurses once per character and overflows the stack on long names.
+// Layer selection by name: --include / --exclude and --plan's `regex` entries. Patterns are POSIX
+// extended regular expressions searched (not anchored) in a layer's node name and weight name.
+// POSIX regexec is used rather than std::regex, whose libstdc++ implementation recurses once per
+// character and overflows the stack on long names.
 #pragma once
 
 #include <memory>
@@ -10,6 +11,19 @@
 #include "kfc/core/status.h"
 
 namespace kfc::pipeline {
+
+class NamePattern {
+ public:
+  // InvalidArgument naming the pattern when it does not compile.
+  static StatusOr<NamePattern> Compile(const std::string& pattern);
+
+  // True when the pattern matches somewhere in either name.
+  bool Matches(const std::string& node_name, const std::string& weight_name) const;
+
+ private:
+  struct Compiled;
+  std::shared_ptr<const Compiled> compiled_;
+};
 
 class NameFilter {
  public:
@@ -21,14 +35,8 @@ class NameFilter {
   std::string Reject(const std::string& node_name, const std::string& weight_name) const;
 
  private:
-  struct Compiled;
-  static StatusOr<std::vector<std::shared_ptr<Compiled>>> CompileAll(
-      const std::vector<std::string>& patterns);
-  static bool AnyMatch(const std::vector<std::shared_ptr<Compiled>>& patterns,
-                       const std::string& node_name, const std::string& weight_name);
-
-  std::vector<std::shared_ptr<Compiled>> include_;
-  std::vector<std::shared_ptr<Compiled>> exclude_;
+  std::vector<NamePattern> include_;
+  std::vector<NamePattern> exclude_;
 };
 
 }  // namespace kfc::pipeline

@@ -81,6 +81,35 @@ std::string CandidateTables(const Report& r) {
   return out;
 }
 
+std::string ModeText(const Report& r) {
+  std::string mode = r.mode() == "max_error" ? "max-error " + Fixed(r.max_error(), 6)
+                     : r.mode() == "ratio"   ? "ratio " + Fixed(r.ratio_target(), 6)
+                     : r.mode() == "plan"    ? std::string("plan only")
+                                             : "rank " + Int(r.rank_requested());
+  if (!r.plan().empty()) mode += ", " + r.plan();
+  return mode;
+}
+
+// Budget and gate outcomes under the totals; nothing for a plain -r run.
+std::string Outcomes(const Report& r) {
+  std::string out;
+  const Totals& t = r.totals();
+  if (r.mode() != "rank" || !r.plan().empty()) {
+    out += Table({{"  compressible params",
+                   BeforeAfter(t.compressible_params_before(), t.compressible_params_after()) +
+                       " ratio " + Fixed(t.compressible_ratio(), 4)}});
+  }
+  if (r.mode() == "ratio") {
+    out += std::string("ratio target ") + (r.ratio_met() ? "met: " : "MISSED: ") +
+           r.ratio_detail() + "\n";
+  }
+  for (const auto& g : r.gates()) {
+    out += "gate " + g.gate() + " " + Fixed(g.threshold(), 6) + ": " +
+           (g.passed() ? "passed (" : "FAILED (") + g.detail() + ")\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string ToValidUtf8(const std::string& s) {
@@ -127,7 +156,7 @@ std::string ToValidUtf8(const std::string& s) {
 std::string RenderText(const Report& r) {
   std::string out = "kfc-compress " + r.tool_version() + ": " + r.input();
   out += r.dry_run() ? " (dry run, no output written)" : " -> " + r.output();
-  out += "\nrank " + Int(r.rank_requested()) + ", shape " + r.shape_policy() + ", min-params " +
+  out += "\n" + ModeText(r) + ", shape " + r.shape_policy() + ", min-params " +
          Int(r.min_params()) + ", opset " + std::to_string(r.opset()) + "\n\n";
 
   std::vector<std::vector<std::string>> rows = {
@@ -167,6 +196,7 @@ std::string RenderText(const Report& r) {
       {"  weight bytes", BeforeAfter(t.weight_bytes_before(), t.weight_bytes_after())},
       {"  file bytes", BeforeAfter(t.file_bytes_before(), t.file_bytes_after())},
   });
+  out += Outcomes(r);
   return out;
 }
 

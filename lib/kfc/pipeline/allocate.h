@@ -1,0 +1,45 @@
+// --ratio: spreading a parameter budget across layers.
+//
+// Each group (one weight; layers sharing a weight form one group) offers options: a parameter
+// count and a cost. The pipeline uses cost = K*N * e^2, with e the option's relative Frobenius
+// error, so the total cost is the sum over weight elements of the squared relative error: a
+// large layer's error weighs in proportion to its size, and no layer's error hides behind another
+// layer's larger scale (errors are relative). Every group also offers its dense form (K*N
+// parameters, cost 0).
+//
+// Allocate minimizes the total cost subject to total parameters <= budget:
+//  1. every group starts at its cheapest option (fewest parameters);
+//  2. greedy on each group's lower convex hull of (params, cost), taking the step with the largest
+//     cost reduction per parameter while it fits (this is the Lagrangian solution at the budget);
+//  3. the parameters left over go, one step at a time, to the fitting option with the largest cost
+//     reduction (options off the hull included).
+// Ties go to the lower group index, then to the lower option index, so results are deterministic.
+// No ONNX headers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace kfc::pipeline {
+
+struct AllocOption {
+  int64_t params = 0;
+  double cost = 0.0;
+};
+
+struct AllocGroup {
+  std::vector<AllocOption> options;  // at least one
+};
+
+struct Allocation {
+  std::vector<size_t> choice;  // per group, an index into its options
+  int64_t params = 0;          // total parameters of the choice
+  double cost = 0.0;           // total cost of the choice
+  bool met = false;            // params <= budget (false: even the cheapest options exceed it)
+};
+
+// Groups with no options are an error of the caller (asserted).
+Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget);
+
+}  // namespace kfc::pipeline
