@@ -9,6 +9,7 @@ packages=(
   liblapacke-dev libopenblas-dev
   libspdlog-dev libgtest-dev libcli11-dev
   python3-onnx python3-numpy python3-sklearn
+  dataset-fashion-mnist
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

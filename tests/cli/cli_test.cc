@@ -266,3 +266,90 @@ TEST(CliAutoShapeTest, DryRunListsCandidatesAndLowRankComparison) {
 
 }  // namespace
 }  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(CliBudgetTest, ExactlyOneModeAndValidNumbers) {
+  TempDir dir;
+  const std::string out = dir.File("out.onnx");
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{kDigits, "-o", out}, "give one of --rank, --max-error or --ratio"},
+      {{kDigits, "-r", "4", "--ratio", "0.5", "-o", out}, "give only one of"},
+      {{kDigits, "--max-error", "0.1", "--ratio", "0.5", "-o", out}, "give only one of"},
+      {{kDigits, "--ratio", "0", "-o", out}, "ratio must be in (0, 1]"},
+      {{kDigits, "--ratio", "1.5", "-o", out}, "ratio must be in (0, 1]"},
+      {{kDigits, "--ratio", "nan", "-o", out}, "--ratio: expected a number"},
+      {{kDigits, "--max-error", "-0.1", "-o", out}, "max-error must be in [0, 1]"},
+      {{kDigits, "--max-error", "0x1p-3", "-o", out}, "--max-error: expected a number"},
+      {{kDigits, "-r", "4", "--fail-if-error-above", "2", "-o", out}, "fail-if-error-above"},
+      {{kDigits, "-r", "4", "--fail-if-ratio-above", "0", "-o", out}, "fail-if-ratio-above"},
+      {{kDigits, "-r", "4", "--shape", "3y4", "-o", out}, "got '3y4'"},
+      {{kDigits, "-r", "4", "--plan", dir.File("missing.txt"), "-o", out}, "missing.txt"},
+  };
+  for (const auto& [args, needle] : cases) {
+    ExpectCleanError(Cli(args), 2, needle);
+  }
+  EXPECT_TRUE(dir.List().empty());
+}
+
+TEST(CliBudgetTest, FailedGateExitsThreeAndWritesNoModel) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx"), "--report", dir.File("r.json"),
+                "--fail-if-error-above", "0.5", "-q"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.out.find("gate fail_if_error_above 0.500000: FAILED"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("gate failed: fail_if_error_above: worst layer 'fc1'"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(dir.List(), std::vector<std::string>{"r.json"});  // the report, not the model
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(dir.File("r.json")), &rep).ok());
+  EXPECT_FALSE(rep.gates_passed());
+  EXPECT_FALSE(rep.output_written());
+  EXPECT_EQ(rep.output(), "");
+
+  r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx"), "--fail-if-error-above", "0.5",
+           "--write-on-gate-failure", "-q"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_TRUE(io::LoadModel(dir.File("out.onnx")).ok());
+
+  r = Cli({kDigits, "-r", "4", "-o", dir.File("pass.onnx"), "--fail-if-error-above", "0.9",
+           "--fail-if-ratio-above", "0.5", "-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("gate fail_if_ratio_above 0.500000: passed"), std::string::npos) << r.out;
+  EXPECT_TRUE(io::LoadModel(dir.File("pass.onnx")).ok());
+}
+
+TEST(CliBudgetTest, DryRunPlanOutThenPlanGivesTheSameBytes) {
+  TempDir dir;
+  for (const std::string plan : {"plan.txt", "plan.json"}) {
+    auto r = Cli({kDigits, "--ratio", "0.3", "-o", dir.File("direct.onnx"), "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = Cli({kDigits, "--ratio", "0.3", "--dry-run", "--plan-out", dir.File(plan), "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = Cli({kDigits, "--plan", dir.File(plan), "-o", dir.File("pinned.onnx"), "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("plan only"), std::string::npos) << r.out;
+    EXPECT_EQ(ReadFile(dir.File("direct.onnx")), ReadFile(dir.File("pinned.onnx"))) << plan;
+  }
+}
+
+TEST(CliBudgetTest, InvalidPlanIsAUsageErrorNamingTheEntry) {
+  TempDir dir;
+  testing::WriteText("layers { name: \"fc1\" rank: 2 skip: true }", dir.File("p.txt"));
+  ExpectCleanError(Cli({kDigits, "--plan", dir.File("p.txt"), "-o", dir.File("out.onnx")}), 2,
+                   "entry 1: layer 'fc1': give at most one of");
+  EXPECT_EQ(dir.List(), std::vector<std::string>{"p.txt"});
+}
+
+TEST(CliBudgetTest, PlanOutMayNotOverwriteTheModelOrInput) {
+  TempDir dir;
+  ExpectCleanError(
+      Cli({kDigits, "-r", "4", "-o", dir.File("m.onnx"), "--plan-out", dir.File("m.onnx")}), 1,
+      "are the same file");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "--dry-run", "--plan-out", kDigits}), 1, "");
+  EXPECT_TRUE(dir.List().empty());
+}
+
+}  // namespace
+}  // namespace kfc

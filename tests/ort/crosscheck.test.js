@@ -70,3 +70,34 @@ for (const c of cases) {
   test(`${c.name}: full rank reproduces the original model`, (t) =>
     crossCheck(t, c, FULL_RANK, 'original'));
 }
+
+// Budget modes pick shapes and ranks per layer (and may keep a layer dense); whatever they pick,
+// the emitted subgraphs must compute the reconstruction.
+const BUDGETS = [
+  ['--ratio', '0.3', '--shape', 'auto'],
+  ['--ratio', '0.2', '--shape', 'balanced'],
+  ['--max-error', '0.4', '--shape', 'lowrank'],
+];
+const BUDGET_CASES = cases.filter((c) => ['digits_mlp', 'mlp_two_layers', 'matmul_shared_weight']
+  .includes(c.name));
+
+for (const c of BUDGET_CASES) {
+  for (const budget of BUDGETS) {
+    test(`${c.name}: ${budget.join(' ')} subgraphs compute the dense reconstruction`, async (t) => {
+      const env = h.requireHarnessEnv('crosscheck');
+      const base = path.join(env.workDir, `${c.name}.${budget.join('_').replace(/-/g, '')}`);
+      const layers = h.makeReference(env, c.model, budget, `${base}.c.onnx`, `${base}.d.onnx`);
+      assert.ok(layers >= 1, `${c.name}: ${budget.join(' ')} compressed no layer`);
+      const original = await h.createSession(c.model);
+      const compressed = await h.createSession(`${base}.c.onnx`);
+      const dense = await h.createSession(`${base}.d.onnx`);
+      h.assertSameNames(original, compressed, `${c.name} compressed`);
+      const feeds = h.randomFeeds(h.seedFromString(`${c.name}/${budget.join(' ')}`), c.inputs);
+      const yC = (await h.runSession(compressed, feeds, `${c.name} compressed`))[c.output];
+      const yD = (await h.runSession(dense, feeds, `${c.name} dense`))[c.output];
+      const err = h.relativeError(yC.data, yD.data);
+      t.diagnostic(`${c.name} ${budget.join(' ')}: ${layers} layer(s), |C-D|/|D| = ${err.toExponential(2)}`);
+      assert.ok(err <= TOLERANCE, `${c.name}: compressed vs dense ${err.toExponential(3)} > ${TOLERANCE}`);
+    });
+  }
+}

@@ -216,9 +216,11 @@ function describeRun(file, args, result) {
 }
 
 // kfc_make_reference INPUT --rank R --compressed OUT_C --dense OUT_D; returns layers_compressed.
-function makeReference(env, model, rank, compressedPath, densePath) {
+// `budget`: a rank, or the mode arguments as a list (e.g. ['--ratio', '0.3', '--shape', 'auto']).
+function makeReference(env, model, budget, compressedPath, densePath) {
   for (const p of [compressedPath, densePath]) fs.rmSync(p, { force: true });
-  const args = [model, '--rank', String(rank), '--compressed', compressedPath, '--dense', densePath];
+  const mode = Array.isArray(budget) ? budget : ['--rank', String(budget)];
+  const args = [model, ...mode, '--compressed', compressedPath, '--dense', densePath];
   const result = run(env.makeReference, args);
   assert.equal(result.status, 0, `kfc_make_reference failed:\n${describeRun(env.makeReference, args, result)}`);
   let report;

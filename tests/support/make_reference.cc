@@ -1,7 +1,8 @@
 // Test support for the ONNX Runtime cross-checks (tests/ort):
 //   kfc_make_reference INPUT.onnx --rank R --compressed OUT_C.onnx --dense OUT_D.onnx
+//   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense ..
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
-// compressed too, so full rank can be tested) and writes OUT_C, plus OUT_D: the original model
+// compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C, plus OUT_D: the original model
 // with each compressed weight replaced by its dense reconstruction sum_t A_t (x) B_t, stored in the
 // original layout (transposed back for Gemm transB=1). ONNX Runtime then judges whether the
 // emitted subgraph computes x W_hat. Prints {"layers_compressed": n} on stdout.
@@ -31,11 +32,20 @@ kfc::Status Write(const onnx::ModelProto& model, const std::string& path) {
 int main(int argc, char** argv) {
   std::string input, compressed, dense;
   long long rank = 0;
+  kfc::pipeline::Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value = i + 1 < argc;
     if (arg == "--rank" && has_value) {
       rank = std::atoll(argv[++i]);
+    } else if (arg == "--ratio" && has_value) {
+      options.ratio = std::atof(argv[++i]);
+    } else if (arg == "--max-error" && has_value) {
+      options.max_error = std::atof(argv[++i]);
+    } else if (arg == "--shape" && has_value) {
+      auto shape = kfc::pipeline::ShapePolicy::Parse(argv[++i]);
+      if (!shape.ok()) return Fail(shape.status().message());
+      options.shape = *shape;
     } else if (arg == "--compressed" && has_value) {
       compressed = argv[++i];
     } else if (arg == "--dense" && has_value) {
@@ -46,15 +56,17 @@ int main(int argc, char** argv) {
       return Fail("unexpected argument '" + arg + "'");
     }
   }
-  if (input.empty() || compressed.empty() || dense.empty() || rank < 1) {
-    return Fail("usage: kfc_make_reference INPUT.onnx --rank R --compressed OUT --dense OUT");
+  if (input.empty() || compressed.empty() || dense.empty()) {
+    return Fail(
+        "usage: kfc_make_reference INPUT.onnx (--rank R | --ratio F | --max-error E) "
+        "[--shape POLICY] --compressed OUT --dense OUT");
   }
   auto model = kfc::io::LoadModel(input);
   if (!model.ok()) return Fail(model.status().message());
-  kfc::pipeline::Options options;
   options.rank = rank;
   options.min_params = 0;
-  options.skip_unprofitable = false;
+  // Full rank (which never saves parameters) is only asked for with -r.
+  options.skip_unprofitable = rank == 0;
   auto result = kfc::pipeline::CompressModel(*model, options);
   if (!result.ok()) return Fail(result.status().message());
 
