@@ -54,9 +54,10 @@ def main():
         color, marker = STYLES.get(policy, (None, "D"))
         xs, ys, labels = zip(*points)
         ax.plot(xs, ys, marker=marker, color=color, label=f"--shape {policy}")
-        for x, y, label in points:
-            ax.annotate(f"{flag} {label}", (x, y), textcoords="offset points", xytext=(4, -11),
-                        fontsize=7, color=color or "black")
+        if policy == "balanced":  # one set of labels: the policies share their targets
+            for x, y, label in points:
+                ax.annotate(f"{flag} {label}", (x, y), textcoords="offset points",
+                            xytext=(4, -11), fontsize=7, color=color or "black")
     if original:
         acc = float(original["accuracy"])
         ax.axhline(acc, color="gray", linestyle="--", linewidth=1,

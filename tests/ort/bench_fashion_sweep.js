@@ -6,7 +6,7 @@
 //     --kfc PATH          the kfc-compress binary (default build/kfc-compress)
 //     --model PATH        the model (default testdata/fashion_mlp.onnx)
 //     --out DIR           results folder (default build/fashion-bench)
-//     --ratios LIST       comma-separated targets for --ratio (default 0.5,0.3,0.2,0.1,0.05)
+//     --ratios LIST       comma-separated targets for --ratio (default 0.5,0.3,0.25,0.2,0.1,0.05)
 //     --policies LIST     --shape values (default balanced,lowrank,auto; with --ranks: balanced)
 //     --ranks [LIST]      fallback: sweep -r (default 4,8,16,32,64) instead of --ratio
 //     --no-plot           do not call testdata/plot_fashion_sweep.py
@@ -37,7 +37,7 @@ function parseArgs(argv) {
     kfc: path.join(ROOT, 'build', 'kfc-compress'),
     model: h.testdataPath('fashion_mlp.onnx'),
     out: path.join(ROOT, 'build', 'fashion-bench'),
-    ratios: [0.5, 0.3, 0.2, 0.1, 0.05],
+    ratios: [0.5, 0.3, 0.25, 0.2, 0.1, 0.05],
     ranks: null,
     policies: null,
     plot: true,
