@@ -165,6 +165,13 @@ void CollectInitializers(onnx::GraphProto* graph, std::vector<onnx::TensorProto*
   }
 }
 
+// Scalars and vectors of at most kShapeLikeElements: Reshape shapes, axes, pads, scales. They
+// stay inline whatever the threshold: ONNX Runtime's shape inference reads them while loading
+// and cannot read external data.
+bool IsShapeLike(const onnx::TensorProto& t) {
+  return t.dims_size() <= 1 && (t.dims_size() == 0 || t.dims(0) <= kShapeLikeElements);
+}
+
 // Initializers whose raw_data is in the data file while the header is serialized; the
 // destructor puts everything back.
 class MovedOut {
@@ -239,7 +246,9 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
     CollectInitializers(model->mutable_graph(), &initializers);
     for (onnx::TensorProto* t : initializers) {
       const auto size = static_cast<int64_t>(t->raw_data().size());
-      if (tensor::HasExternalData(*t) || size == 0 || size < options.threshold) continue;
+      if (tensor::HasExternalData(*t) || size == 0 || size < options.threshold || IsShapeLike(*t)) {
+        continue;
+      }
       const int64_t offset = (data.size() + kExternalDataAlignment - 1) / kExternalDataAlignment *
                              kExternalDataAlignment;
       KFC_RETURN_IF_ERROR(data.Write(nullptr, static_cast<size_t>(offset - data.size())));

@@ -42,6 +42,8 @@ Status CheckNotInputData(const std::string& path, const std::vector<std::string>
 // each tensor can be mmapped in place (ONNX Runtime's own writer aligns to it too).
 inline constexpr int64_t kExternalDataAlignment = 4096;
 inline constexpr int64_t kDefaultExternalDataThreshold = 1024;
+// Scalars and vectors up to this many elements always stay inline (see SaveModel).
+inline constexpr int64_t kShapeLikeElements = 64;
 
 struct SaveOptions {
   bool external_data = false;  // --external-data: always write large initializers to data_file
@@ -71,7 +73,9 @@ struct SaveResult {
 };
 
 // Writes `model` to `path`. Inline when it fits and options.external_data is off; else every
-// initializer (main graph and subgraphs) whose raw_data has at least options.threshold bytes goes
+// initializer (main graph and subgraphs) whose raw_data has at least options.threshold bytes,
+// except scalars and vectors of at most kShapeLikeElements (shape-like inputs, which ONNX Runtime
+// must read while it loads), goes
 // to the data file (DataFilePath), in graph order at offsets aligned to kExternalDataAlignment,
 // and the model refers to it by file name (location, offset, length). Both files are written
 // atomically and the data file is renamed first; on any failure neither new file is left behind.
