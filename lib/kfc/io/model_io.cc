@@ -231,9 +231,9 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
     result.model_bytes = static_cast<int64_t>(bytes.size());
     return result;
   }
+  if (!options.data_file.empty()) KFC_RETURN_IF_ERROR(ValidateDataFileName(options.data_file));
   const std::string data_path = DataFilePath(path, options);
   const std::string name = fs::path(data_path).filename().string();
-  KFC_RETURN_IF_ERROR(ValidateDataFileName(name));
   if (name == fs::path(path).filename().string()) {
     return InvalidArgument("output " + Quote(path) + ": the external data file has its name");
   }
