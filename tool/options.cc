@@ -42,6 +42,16 @@ bool ParseDouble(const std::string& text, double* out) {
   return end == text.c_str() + text.size() && std::isfinite(*out);
 }
 
+// Help without the "{/}" that marks --external-data's value-less default.
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* opt, bool positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, positional);
+    if (const size_t at = name.find("{/}"); at != std::string::npos) name.erase(at, 3);
+    return name;
+  }
+};
+
 }  // namespace
 
 ParseOutcome ParseCommandLine(int argc, char** argv) {
@@ -52,6 +62,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       "Kronecker products (KFC layers, Zhou & Wu 2015).",
       "kfc-compress"};
   app.footer(kFooter);
+  app.formatter(std::make_shared<Formatter>());
   app.set_version_flag("--version", std::string("kfc-compress ") + KFC_VERSION);
   app.add_option("input", o.input, "ONNX model to compress")->required()->type_name("INPUT.onnx");
   std::string rank_text, min_params_text = std::to_string(pipeline::kDefaultMinParams);
