@@ -183,6 +183,64 @@ def mlp_two_layers(seed):
     return model, {INPUT: [5, k]}, 2
 
 
+def externalize(tensors, data_file, align, last_without_length=False):
+    """Moves the tensors' raw_data into synthetic/<data_file>, each at an offset aligned to
+    `align`; returns the file's bytes. The last tensor may omit `length` (runs to the end)."""
+    blob = b""
+    for i, t in enumerate(tensors):
+        blob += b"\0" * (-len(blob) % align)
+        offset, raw = len(blob), t.raw_data
+        blob += raw
+        t.ClearField("raw_data")
+        t.data_location = TensorProto.EXTERNAL
+        entries = [("location", data_file), ("offset", str(offset)), ("length", str(len(raw)))]
+        if last_without_length and i == len(tensors) - 1:
+            entries.pop()
+        for key, value in entries:
+            entry = t.external_data.add()
+            entry.key, entry.value = key, value
+    return blob
+
+
+def ext_gemm_matmul(seed):
+    """Gemm(transB=1) + Relu + MatMul with both weights in ext_weights.data (the second without a
+    length: it runs to the end of the file)."""
+    rng = np.random.default_rng(seed)
+    k, h, n = 64, 96, 128
+    w1 = weight(rng, (k, h))
+    b1 = bias(rng, (h,))
+    w2 = weight(rng, (h, n))
+    inits = [init("fc1.weight", w1.T), init("fc1.bias", b1), init("fc2.weight", w2)]
+    nodes = [
+        helper.make_node("Gemm", [INPUT, "fc1.weight", "fc1.bias"], ["fc1_out"], name="fc1",
+                         transB=1),
+        helper.make_node("Relu", ["fc1_out"], ["relu1"], name="relu1"),
+        helper.make_node("MatMul", ["relu1", "fc2.weight"], [OUTPUT], name="fc2"),
+    ]
+    doc = f"Gemm {k} -> {h} + Relu + MatMul -> {n}; weights in external data ext_weights.data"
+    model = finish("ext_gemm_matmul", nodes, ["batch", k], ["batch", n], inits, doc)
+    data = {"ext_weights.data": externalize(
+        [model.graph.initializer[0], model.graph.initializer[2]], "ext_weights.data", 64,
+        last_without_length=True)}
+    return model, {INPUT: [3, k]}, 2, data
+
+
+def ext_constant_node(seed):
+    """MatMul whose weight is a Constant node's value, stored at offset 4096 of ext_const.data."""
+    rng = np.random.default_rng(seed)
+    w = weight(rng, (96, 64))
+    nodes = [
+        helper.make_node("Constant", [], ["w_const"], name="weight_const",
+                         value=numpy_helper.from_array(w, "w_value")),
+        helper.make_node("MatMul", [INPUT, "w_const"], [OUTPUT], name="matmul"),
+    ]
+    doc = "MatMul with its weight in a Constant node whose value is external data"
+    model = finish("ext_constant_node", nodes, ["batch", 96], ["batch", 64], [], doc)
+    value = model.graph.node[0].attribute[0].t
+    data = {"ext_const.data": b"\0" * 4096 + externalize([value], "ext_const.data", 1)}
+    return model, {INPUT: [2, 96]}, 1, data
+
+
 def build_cases():
     # (name, builder) in a fixed order; each builder gets its own seed.
     return [
@@ -222,6 +280,9 @@ def build_cases():
         ("matmul_constant_node", constant_node_weight),
         ("gemm_cast_fp16", cast_fp16_weight),
         ("matmul_shared_weight", shared_weight),
+        # Weights in external data files next to the model (appended last: earlier seeds stay).
+        ("ext_gemm_matmul", ext_gemm_matmul),
+        ("ext_constant_node", ext_constant_node),
     ]
 
 
@@ -229,7 +290,10 @@ def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     cases = []
     for index, (name, build) in enumerate(build_cases()):
-        model, feeds, expected_layers = build(1000 + index)
+        model, feeds, expected_layers, *data = build(1000 + index)
+        for data_name, blob in (data[0] if data else {}).items():
+            with open(os.path.join(OUT_DIR, data_name), "wb") as f:
+                f.write(blob)
         file_name = name + ".onnx"
         with open(os.path.join(OUT_DIR, file_name), "wb") as f:
             f.write(model.SerializeToString())

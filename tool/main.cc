@@ -81,6 +81,12 @@ int Run(int argc, char** argv) {
       return Fail(kfc::InvalidArgument(std::string(flag) + " '" + *path + "' and --output '" +
                                        o.output + "' are the same file"));
     }
+    const std::string data = kfc::io::DataFilePath(o.output, o.pipeline.save);
+    if (!o.output.empty() && SameFile(*path, data)) {
+      return Fail(kfc::InvalidArgument(std::string(flag) + " '" + *path +
+                                       "' and the external data file '" + data +
+                                       "' are the same file"));
+    }
   }
   if (!o.report_path.empty() && !o.plan_out.empty() && SameFile(o.report_path, o.plan_out)) {
     return Fail(
@@ -92,6 +98,7 @@ int Run(int argc, char** argv) {
   // All or nothing: when the report cannot be delivered, the model written above goes too.
   auto undo = [&](const kfc::Status& s) {
     if (report->output_written()) std::remove(o.output.c_str());
+    if (!report->external_data_file().empty()) std::remove(report->external_data_file().c_str());
     return Fail(s);
   };
   if (!o.plan_out.empty()) {

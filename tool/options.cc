@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 namespace kfc::tool {
 namespace {
@@ -41,6 +42,16 @@ bool ParseDouble(const std::string& text, double* out) {
   return end == text.c_str() + text.size() && std::isfinite(*out);
 }
 
+// Help without the "{/}" that marks --external-data's value-less default.
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* opt, bool positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, positional);
+    if (const size_t at = name.find("{/}"); at != std::string::npos) name.erase(at, 3);
+    return name;
+  }
+};
+
 }  // namespace
 
 ParseOutcome ParseCommandLine(int argc, char** argv) {
@@ -51,6 +62,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       "Kronecker products (KFC layers, Zhou & Wu 2015).",
       "kfc-compress"};
   app.footer(kFooter);
+  app.formatter(std::make_shared<Formatter>());
   app.set_version_flag("--version", std::string("kfc-compress ") + KFC_VERSION);
   app.add_option("input", o.input, "ONNX model to compress")->required()->type_name("INPUT.onnx");
   std::string rank_text, min_params_text = std::to_string(pipeline::kDefaultMinParams);
@@ -87,6 +99,19 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                "write the model even when a gate fails (the exit code is still 3)");
   app.add_option("-o,--output", o.output, "where to write the compressed model")
       ->type_name("OUTPUT.onnx");
+  // A flag whose value needs '=': a separate word after it stays the positional input.
+  std::string external_data;
+  auto* external_flag = app.add_flag(
+      "--external-data{/}", external_data,
+      "write initializers of at least --external-data-threshold bytes to FILE (a plain file name, "
+      "written next to the output; default <output file name>.data), at 4096-byte aligned "
+      "offsets; without it, external data is used only when the model would exceed 2 GiB");
+  external_flag->type_name("[=FILE]");
+  std::string threshold_text = std::to_string(io::kDefaultExternalDataThreshold);
+  app.add_option("--external-data-threshold", threshold_text,
+                 "initializers with at least this many bytes go to the external data file")
+      ->default_val(io::kDefaultExternalDataThreshold)
+      ->type_name("BYTES");
   app.add_option("--report", o.report_path, "also write the JSON report to this file")
       ->type_name("FILE.json");
   app.add_flag("--json", o.json, "print the report as JSON on stdout (nothing else goes there)");
@@ -158,6 +183,22 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   }
   if (!ParseInt64(min_params_text, &o.pipeline.min_params)) {
     return fail("--min-params: expected a whole number, got '" + min_params_text + "'");
+  }
+  if (!ParseInt64(threshold_text, &o.pipeline.save.threshold) || o.pipeline.save.threshold < 0) {
+    return fail("--external-data-threshold: expected a whole number >= 0, got '" + threshold_text +
+                "'");
+  }
+  if (external_flag->count() > 0) {
+    o.pipeline.save.external_data = true;
+    if (external_data != "/") {
+      if (Status s = io::ValidateDataFileName(external_data); !s.ok()) {
+        return fail("--external-data: " + s.message());
+      }
+      if (external_data == std::filesystem::path(o.output).filename().string()) {
+        return fail("--external-data: '" + external_data + "' is the output's own name");
+      }
+      o.pipeline.save.data_file = external_data;
+    }
   }
   if (!shape.empty()) {
     auto policy = pipeline::ShapePolicy::Parse(shape);

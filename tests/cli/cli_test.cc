@@ -351,5 +351,153 @@ TEST(CliBudgetTest, PlanOutMayNotOverwriteTheModelOrInput) {
   EXPECT_TRUE(dir.List().empty());
 }
 
+// --- external data ---
+
+constexpr int64_t kWBytes = 64 * 96 * 4;  // testing::WriteExternalModel's W
+
+// Runs the CLI on a bad external data model in `dir`/in, writing to `dir`/out: exit 1, one line on
+// stderr naming the tensor and `file`, nothing on stdout, no output written.
+void ExpectBadExternal(const TempDir& dir, const std::string& model, const std::string& file,
+                       const std::string& cause) {
+  auto r = Cli({model, "-r", "2", "-o", dir.File("out/out.onnx"), "--external-data"});
+  SCOPED_TRACE(file + ": " + cause);
+  ExpectCleanError(r, 1, "initializer 'W'");
+  EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(cause), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.File("out")));
+}
+
+TEST(CliExternalDataTest, BadExternalDataExitsOneNamingTensorAndFile) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  fs::create_directories(dir.File("in"));
+  fs::create_directories(dir.File("out"));
+  const std::string in = dir.File("in");
+  testing::WriteText(std::string(kWBytes, '\0'), dir.File("outside.data"));
+
+  ExpectBadExternal(dir,
+                    testing::WriteExternalModel(in, dir.File("outside.data"), 0, kWBytes, false),
+                    dir.File("outside.data"), "absolute path");
+  ExpectBadExternal(dir, testing::WriteExternalModel(in, "../outside.data", 0, kWBytes, false),
+                    "'../outside.data'", "'..'");
+  fs::create_symlink("../outside.data", dir.File("in/link.data"));
+  ExpectBadExternal(dir, testing::WriteExternalModel(in, "link.data", 0, kWBytes, false),
+                    "'link.data'", "outside the model's folder");
+  ExpectBadExternal(dir, testing::WriteExternalModel(in, "missing.data", 0, kWBytes, false),
+                    "'missing.data'", "does not exist");
+  const std::string past = testing::WriteExternalModel(in, "w.data", 4096, kWBytes, false);
+  testing::WriteText(std::string(8192, '\0'), dir.File("in/w.data"));
+  ExpectBadExternal(dir, past, "'w.data' (8192 bytes)", "[offset 4096, length 24576] exceeds");
+  ExpectBadExternal(dir, testing::WriteExternalModel(in, "w.data", 0, kWBytes - 4, true, 4),
+                    "'w.data'", "dims [64, 96] of float32 need 24576");
+
+  onnx::ModelProto model = testing::ProjModel();
+  auto* w = model.mutable_graph()->mutable_initializer(0);
+  testing::WriteText(testing::MakeExternal(w, "w.data", 0, kWBytes), dir.File("in/w.data"));
+  w->set_dims(0, int64_t{1} << 62);
+  w->set_dims(1, 4);
+  testing::WriteModel(model, dir.File("in/model.onnx"));
+  ExpectBadExternal(dir, dir.File("in/model.onnx"), "initializer 'W'", "overflow int64");
+
+  model = testing::ProjModel();  // inline raw_data of the wrong size
+  w = model.mutable_graph()->mutable_initializer(0);
+  w->clear_float_data();
+  w->set_raw_data(std::string(100, '\0'));
+  testing::WriteModel(model, dir.File("in/model.onnx"));
+  ExpectBadExternal(dir, dir.File("in/model.onnx"), "raw_data has 100 bytes",
+                    "dims [64, 96] of float32 need 24576");
+}
+
+TEST(CliExternalDataTest, ExternalInputCompressesAndWritesInlineOrExternal) {
+  TempDir dir;
+  const std::string input = testing::WriteExternalModel(dir.path(), "w.data", 64, -1);
+  const std::string data_before = ReadFile(dir.File("w.data"));
+  std::filesystem::create_directory(dir.File("o"));
+  auto r = Cli({input, "-r", "2", "-o", dir.File("o/inline.onnx"), "--json", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.totals().layers_compressed(), 1);
+  EXPECT_EQ(rep.external_data_file(), "");
+
+  r = Cli({input, "-r", "2", "-o", dir.File("o/a.onnx"), "--external-data",
+           "--external-data-threshold", "0", "--json", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.external_data_file(), dir.File("o/a.onnx.data"));
+  EXPECT_FALSE(rep.external_data_automatic());
+  r = Cli({input, "-r", "2", "-o", dir.File("o/b.onnx"), "--external-data=b.weights",
+           "--external-data-threshold", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("+ external data " + dir.File("o/b.weights")), std::string::npos) << r.out;
+  EXPECT_EQ(ReadFile(dir.File("o/a.onnx.data")), ReadFile(dir.File("o/b.weights")));
+  std::vector<std::string> expected = {"a.onnx", "a.onnx.data", "b.onnx", "b.weights",
+                                       "inline.onnx"};
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir.File("o"))) {
+    files.push_back(e.path().filename().string());
+  }
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, expected);
+  EXPECT_EQ(ReadFile(dir.File("w.data")), data_before) << "the input's data must not change";
+  for (const std::string name : {"inline.onnx", "a.onnx", "b.onnx"}) {
+    auto model = io::LoadModel(dir.File("o/" + name));
+    ASSERT_TRUE(model.ok()) << name;
+    EXPECT_TRUE(io::LoadExternalData(&*model, dir.File("o/" + name)).ok()) << name;
+  }
+}
+
+TEST(CliExternalDataTest, IdenticalRunsGiveIdenticalModelAndDataBytes) {
+  TempDir dir;
+  for (const std::string name : {"a", "b"}) {
+    ASSERT_EQ(Cli({kDigits, "-r", "3", "-o", dir.File(name + ".onnx"),
+                   "--external-data=" + name + ".data", "-q"})
+                  .exit_code,
+              0);
+  }
+  EXPECT_FALSE(ReadFile(dir.File("a.data")).empty());
+  EXPECT_EQ(ReadFile(dir.File("a.data")), ReadFile(dir.File("b.data")));
+  // The headers differ only in the location they name.
+  std::string a = ReadFile(dir.File("a.onnx")), b = ReadFile(dir.File("b.onnx"));
+  for (std::string* s : {&a, &b}) {
+    for (size_t at; (at = s->find(s == &a ? "a.data" : "b.data")) != std::string::npos;) {
+      s->replace(at, 6, "X.data");
+    }
+  }
+  EXPECT_EQ(a, b);
+}
+
+TEST(CliExternalDataTest, BadFlagsAreUsageErrors) {
+  TempDir dir;
+  const std::string out = dir.File("out.onnx");
+  ExpectCleanError(Cli({kDigits, "-r", "2", "-o", out, "--external-data=a/b.data"}), 2,
+                   "without a folder");
+  ExpectCleanError(Cli({kDigits, "-r", "2", "-o", out, "--external-data=.."}), 2,
+                   "not a file name");
+  ExpectCleanError(Cli({kDigits, "-r", "2", "-o", out, "--external-data=out.onnx"}), 2,
+                   "the output's own name");
+  ExpectCleanError(Cli({kDigits, "-r", "2", "-o", out, "--external-data-threshold", "-1"}), 2,
+                   "--external-data-threshold");
+  // The value needs '=': a separate word is not taken as FILE.
+  ExpectCleanError(Cli({kDigits, "-r", "2", "-o", out, "--external-data", "w.data"}), 2, "w.data");
+  EXPECT_TRUE(dir.List().empty());
+}
+
+TEST(CliExternalDataTest, OutputsMayNotOverwriteTheInputsDataOrEachOther) {
+  TempDir dir;
+  const std::string input = testing::WriteExternalModel(dir.path(), "w.data", 0, kWBytes);
+  const std::string data = ReadFile(dir.File("w.data"));
+  ExpectCleanError(Cli({input, "-r", "2", "-o", dir.File("w.data")}), 1,
+                   "is an external data file of the input model");
+  ExpectCleanError(Cli({input, "-r", "2", "-o", dir.File("out.onnx"), "--external-data=w.data"}), 1,
+                   "is an external data file of the input model");
+  ExpectCleanError(Cli({input, "-r", "2", "-o", dir.File("out.onnx"), "--external-data=r.json",
+                        "--report", dir.File("r.json")}),
+                   1, "are the same file");
+  EXPECT_EQ(ReadFile(dir.File("w.data")), data);
+  EXPECT_EQ(dir.List(), (std::vector<std::string>{"model.onnx", "w.data"}));
+}
+
 }  // namespace
 }  // namespace kfc

@@ -92,3 +92,43 @@ test('kfc-compress -r 16 --shape auto on digits_mlp: runs in ORT, accuracy withi
     assert.ok(after.accuracy >= before.accuracy - MAX_ACCURACY_DROP_AT_R16 - 1e-9,
       `accuracy at -r 16 --shape auto fell from ${before.accuracy} to ${after.accuracy}`);
   });
+
+// The real CLI on the external data cases: the input's data files are read next to it, and the
+// output (inline, or with --external-data, default or named file) runs in ONNX Runtime and
+// computes what kfc_make_reference's dense reconstruction computes at the same rank.
+const EXTERNAL_RUNS = [[], ['--external-data'], ['--external-data=weights.bin']];
+
+for (const c of h.loadCases().filter((x) => x.name.startsWith('ext_'))) {
+  for (const extra of EXTERNAL_RUNS) {
+    test(`kfc-compress -r 2 ${extra.map((a) => `${a} `).join('')}on ${c.name}: runs in ORT, matches the dense ` +
+      'reconstruction', async (t) => {
+      const env = h.requireHarnessEnv('cli');
+      const dir = fs.mkdtempSync(path.join(env.workDir, `${c.name}-`));
+      const inputFiles = fs.readdirSync(path.dirname(c.model))
+        .filter((f) => f.endsWith('.data')).map((f) => path.join(path.dirname(c.model), f));
+      const hashes = inputFiles.map(sha256);
+      const output = path.join(dir, 'out.onnx');
+      const args = [c.model, '-r', '2', ...extra, '-o', output, '-q'];
+      const result = h.run(env.compress, args);
+      assert.equal(result.status, 0, `kfc-compress failed:\n${h.describeRun(env.compress, args, result)}`);
+      const dataName = extra.length === 0 ? null : (extra[0].split('=')[1] || 'out.onnx.data');
+      const expected = ['out.onnx', ...(dataName ? [dataName] : [])].sort();
+      assert.deepEqual(fs.readdirSync(dir).sort(), expected, `${c.name}: files written`);
+      assert.deepEqual(inputFiles.map(sha256), hashes, 'kfc-compress modified input data files');
+
+      const reference = path.join(dir, 'reference');
+      h.makeReference(env, c.model, 2, `${reference}.c.onnx`, `${reference}.d.onnx`);
+      const compressed = await h.createSession(output);
+      const dense = await h.createSession(`${reference}.d.onnx`);
+      const original = await h.createSession(c.model);
+      h.assertSameNames(original, compressed, `${c.name} ${extra.join(' ')}`);
+      const feeds = h.randomFeeds(h.seedFromString(`${c.name}/cli`), c.inputs);
+      const yC = (await h.runSession(compressed, feeds, `${c.name} CLI output`))[c.output];
+      const yD = (await h.runSession(dense, feeds, `${c.name} dense`))[c.output];
+      const err = h.relativeError(yC.data, yD.data);
+      t.diagnostic(`${c.name} ${extra.join(' ')}: |CLI-D|/|D| = ${err.toExponential(2)}`);
+      assert.ok(err <= 1e-5, `${c.name}: CLI output vs dense reconstruction ${err.toExponential(3)}`);
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+  }
+}

@@ -6,6 +6,7 @@
 //   full rank: C must equal the original model (the factorization is exact there)
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const test = require('node:test');
 const h = require('./support');
@@ -100,4 +101,36 @@ for (const c of BUDGET_CASES) {
       assert.ok(err <= TOLERANCE, `${c.name}: compressed vs dense ${err.toExponential(3)} > ${TOLERANCE}`);
     });
   }
+}
+
+// Models whose weights live in external data files: kfc_make_reference reads them, and with
+// --external-data writes both its outputs with external data too, which ONNX Runtime must resolve
+// next to each model.
+const EXTERNAL_CASES = cases.filter((c) => c.name.startsWith('ext_'));
+
+test('cases.json lists the external data cases', () => {
+  assert.deepEqual(EXTERNAL_CASES.map((c) => c.name), ['ext_gemm_matmul', 'ext_constant_node']);
+});
+
+for (const c of EXTERNAL_CASES) {
+  test(`${c.name}: written with --external-data, rank ${LOW_RANK} computes the dense reconstruction`,
+    async (t) => {
+      const env = h.requireHarnessEnv('crosscheck');
+      const base = path.join(env.workDir, `${c.name}.ext`);
+      const budget = ['--rank', String(LOW_RANK), '--external-data'];
+      const layers = h.makeReference(env, c.model, budget, `${base}.c.onnx`, `${base}.d.onnx`);
+      assert.equal(layers, c.expectedLayers, `${c.name}: layers compressed`);
+      for (const p of [`${base}.c.onnx.data`, `${base}.d.onnx.data`]) {
+        assert.ok(fs.existsSync(p), `${c.name}: no external data file ${p}`);
+      }
+      const compressed = await h.createSession(`${base}.c.onnx`);
+      const dense = await h.createSession(`${base}.d.onnx`);
+      const feeds = h.randomFeeds(h.seedFromString(`${c.name}/ext`), c.inputs);
+      const yC = (await h.runSession(compressed, feeds, `${c.name} compressed`))[c.output];
+      const yD = (await h.runSession(dense, feeds, `${c.name} dense`))[c.output];
+      const err = h.relativeError(yC.data, yD.data);
+      t.diagnostic(`${c.name} --external-data: |C-D|/|D| = ${err.toExponential(2)}`);
+      assert.ok(h.frobenius(yD.data) > 0, `${c.name}: dense output is all zeros`);
+      assert.ok(err <= TOLERANCE, `${c.name}: compressed vs dense ${err.toExponential(3)} > ${TOLERANCE}`);
+    });
 }

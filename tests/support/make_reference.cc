@@ -1,11 +1,14 @@
 // Test support for the ONNX Runtime cross-checks (tests/ort):
 //   kfc_make_reference INPUT.onnx --rank R --compressed OUT_C.onnx --dense OUT_D.onnx
-//   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense ..
+//   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense
+//   ..
+//   --external-data: write both outputs with external data (OUT.data next to each).
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
-// compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C, plus OUT_D: the original model
-// with each compressed weight replaced by its dense reconstruction sum_t A_t (x) B_t, stored in the
-// original layout (transposed back for Gemm transB=1). ONNX Runtime then judges whether the
-// emitted subgraph computes x W_hat. Prints {"layers_compressed": n} on stdout.
+// compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C,
+// plus OUT_D: the original model with each compressed weight replaced by its dense reconstruction
+// sum_t A_t (x) B_t, stored in the original layout (transposed back for Gemm transB=1). ONNX
+// Runtime then judges whether the emitted subgraph computes x W_hat. Prints {"layers_compressed":
+// n} on stdout.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -22,9 +25,10 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-kfc::Status Write(const onnx::ModelProto& model, const std::string& path) {
-  KFC_ASSIGN_OR_RETURN(std::string bytes, kfc::io::SerializeModel(model));
-  return kfc::io::WriteFileAtomic(path, bytes);
+kfc::Status Write(onnx::ModelProto model, const std::string& path, bool external_data) {
+  kfc::io::SaveOptions save;
+  save.external_data = external_data;
+  return kfc::io::SaveModel(&model, path, save).status();
 }
 
 }  // namespace
@@ -32,6 +36,7 @@ kfc::Status Write(const onnx::ModelProto& model, const std::string& path) {
 int main(int argc, char** argv) {
   std::string input, compressed, dense;
   long long rank = 0;
+  bool external_data = false;
   kfc::pipeline::Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -46,6 +51,8 @@ int main(int argc, char** argv) {
       auto shape = kfc::pipeline::ShapePolicy::Parse(argv[++i]);
       if (!shape.ok()) return Fail(shape.status().message());
       options.shape = *shape;
+    } else if (arg == "--external-data") {
+      external_data = true;
     } else if (arg == "--compressed" && has_value) {
       compressed = argv[++i];
     } else if (arg == "--dense" && has_value) {
@@ -59,10 +66,13 @@ int main(int argc, char** argv) {
   if (input.empty() || compressed.empty() || dense.empty()) {
     return Fail(
         "usage: kfc_make_reference INPUT.onnx (--rank R | --ratio F | --max-error E) "
-        "[--shape POLICY] --compressed OUT --dense OUT");
+        "[--shape POLICY] [--external-data] --compressed OUT --dense OUT");
   }
   auto model = kfc::io::LoadModel(input);
   if (!model.ok()) return Fail(model.status().message());
+  if (auto s = kfc::io::LoadExternalData(&*model, input); !s.ok()) {
+    return Fail(s.status().message());
+  }
   options.rank = rank;
   options.min_params = 0;
   // Full rank (which never saves parameters) is only asked for with -r.
@@ -92,8 +102,12 @@ int main(int argc, char** argv) {
     }
     reference.mutable_graph()->mutable_node(c.node_index)->set_input(1, name);
   }
-  if (auto s = Write(result->model, compressed); !s.ok()) return Fail(s.message());
-  if (auto s = Write(reference, dense); !s.ok()) return Fail(s.message());
+  if (auto s = Write(std::move(result->model), compressed, external_data); !s.ok()) {
+    return Fail(s.message());
+  }
+  if (auto s = Write(std::move(reference), dense, external_data); !s.ok()) {
+    return Fail(s.message());
+  }
   std::printf("{\"layers_compressed\": %d}\n", compressed_layers);
   return 0;
 }

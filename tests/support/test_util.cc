@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -119,6 +120,51 @@ void WriteModel(const onnx::ModelProto& model, const std::string& path) {
 void WriteText(const std::string& text, const std::string& path) {
   std::ofstream f(path, std::ios::binary);
   f << text;
+}
+
+std::string MakeExternal(onnx::TensorProto* t, const std::string& location, int64_t offset,
+                         int64_t length) {
+  std::string bytes = t->raw_data();
+  if (bytes.empty() && t->float_data_size() > 0) {
+    bytes.resize(sizeof(float) * static_cast<size_t>(t->float_data_size()));
+    std::memcpy(bytes.data(), t->float_data().data(), bytes.size());
+  }
+  t->clear_raw_data();
+  t->clear_float_data();
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  std::vector<std::pair<std::string, std::string>> entries = {{"location", location},
+                                                              {"offset", std::to_string(offset)}};
+  if (length >= 0) entries.emplace_back("length", std::to_string(length));
+  for (const auto& [key, value] : entries) {
+    auto* e = t->add_external_data();
+    e->set_key(key);
+    e->set_value(value);
+  }
+  return bytes;
+}
+
+onnx::ModelProto ProjModel() {
+  auto model = ParseModelText(
+      "<ir_version: 8, opset_import: [\"\" : 13]>\n"
+      "agraph (float[N, 64] x) => (float[N, 96] y) {\n  y = MatMul(x, W)\n}");
+  model.mutable_graph()->mutable_node(0)->set_name("proj");
+  AddRandomInitializer(&model, "W", {64, 96}, 7);
+  return model;
+}
+
+std::string WriteExternalModel(const std::string& dir, const std::string& location, int64_t offset,
+                               int64_t length, bool write_data, int64_t trailing) {
+  onnx::ModelProto model = ProjModel();
+  const std::string bytes =
+      MakeExternal(model.mutable_graph()->mutable_initializer(0), location, offset, length);
+  if (write_data) {
+    WriteText(std::string(static_cast<size_t>(offset), '\0') + bytes +
+                  std::string(static_cast<size_t>(trailing), '\0'),
+              (fs::path(dir) / location).string());
+  }
+  const std::string path = dir + "/model.onnx";
+  WriteModel(model, path);
+  return path;
 }
 
 }  // namespace kfc::testing

@@ -50,6 +50,20 @@ class TempDir {
 };
 
 void WriteModel(const onnx::ModelProto& model, const std::string& path);
+
+// Moves `t`'s data (raw_data or float_data) out of the tensor: data_location EXTERNAL, with
+// external_data entries location, offset, and length unless length < 0. Returns the bytes, for
+// the caller to place at `offset` of the data file.
+std::string MakeExternal(onnx::TensorProto* t, const std::string& location, int64_t offset,
+                         int64_t length);
+
+// The model y = MatMul(x, W), x [N, 64], W [64, 96] float32 (24576 bytes, seed 7; node "proj"),
+// written to `dir`/model.onnx with W stored at `offset` of `location` (relative to `dir`); a
+// negative length leaves the length key out. Unless `write_data` is false, the data file is
+// written too: `offset` zero bytes, W, then `trailing` zero bytes. Returns the model's path.
+onnx::ModelProto ProjModel();
+std::string WriteExternalModel(const std::string& dir, const std::string& location, int64_t offset,
+                               int64_t length, bool write_data = true, int64_t trailing = 0);
 void WriteText(const std::string& text, const std::string& path);
 
 }  // namespace kfc::testing

@@ -1,6 +1,5 @@
 #include "kfc/io/model_io.h"
 
-#include <fcntl.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <sys/stat.h>
@@ -9,8 +8,12 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+
+#include "kfc/io/atomic_file.h"
+#include "kfc/tensor/tensor.h"
 
 namespace kfc::io {
 namespace fs = std::filesystem;
@@ -110,49 +113,164 @@ Status CheckOutputPath(const std::string& input, const std::string& output) {
 }
 
 Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
-  const std::string what = "output " + Quote(path);
-  const fs::path target(path);
-  std::string tmpl = (ParentOf(path) / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-  int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) return IoError(what + ": cannot create a temporary file: " + ErrnoText());
-  auto fail = [&](const std::string& step) {
-    Status s = IoError(what + ": " + step + ": " + ErrnoText());
-    ::close(fd);
-    ::unlink(tmpl.c_str());
-    return s;
-  };
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write failed");
+  AtomicFile file;
+  KFC_RETURN_IF_ERROR(file.Open(path));
+  KFC_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
+  return file.Commit();
+}
+
+Status CheckNotInputData(const std::string& path, const std::vector<std::string>& input_files,
+                         const std::string& what) {
+  std::error_code ec;
+  const fs::path target = fs::weakly_canonical(path, ec);
+  if (ec) return Status::Ok();  // nothing there to clobber
+  for (const auto& file : input_files) {
+    if (target == fs::path(file)) {
+      return InvalidArgument(what + " " + Quote(path) +
+                             " is an external data file of the input model; write to another name");
     }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  // mkstemp creates 0600; give the file the usual permissions for new files (0666 & ~umask).
-  mode_t mask = ::umask(0);
-  ::umask(mask);
-  if (::fchmod(fd, 0666 & ~mask) != 0) return fail("chmod failed");
-  if (::fsync(fd) != 0) return fail("fsync failed");
-  if (::close(fd) != 0) {
-    Status s = IoError(what + ": close failed: " + ErrnoText());
-    ::unlink(tmpl.c_str());
-    return s;
-  }
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
-    Status s = IoError(what + ": rename into place failed: " + ErrnoText());
-    ::unlink(tmpl.c_str());
-    return s;
-  }
-  // Make the rename itself durable; failure here does not undo a complete, valid file.
-  if (int dir = ::open(ParentOf(path).c_str(), O_RDONLY | O_DIRECTORY); dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
   }
   return Status::Ok();
+}
+
+Status ValidateDataFileName(const std::string& name) {
+  const std::string what = "external data file " + Quote(name);
+  if (name.empty()) return InvalidArgument("external data file name is empty");
+  if (name.find('/') != std::string::npos) {
+    return InvalidArgument(what +
+                           ": give a file name without a folder; it is written next to "
+                           "the output");
+  }
+  if (name == "." || name == "..") return InvalidArgument(what + ": not a file name");
+  return Status::Ok();
+}
+
+std::string DataFilePath(const std::string& output, const SaveOptions& options) {
+  const fs::path out(output);
+  const std::string name =
+      options.data_file.empty() ? out.filename().string() + ".data" : options.data_file;
+  return (out.parent_path() / name).string();
+}
+
+namespace {
+
+// Initializers of `graph` and of its subgraphs, in graph order.
+void CollectInitializers(onnx::GraphProto* graph, std::vector<onnx::TensorProto*>* out) {
+  for (auto& t : *graph->mutable_initializer()) out->push_back(&t);
+  for (auto& node : *graph->mutable_node()) {
+    for (auto& a : *node.mutable_attribute()) {
+      if (a.has_g()) CollectInitializers(a.mutable_g(), out);
+      for (auto& g : *a.mutable_graphs()) CollectInitializers(&g, out);
+    }
+  }
+}
+
+// Scalars and vectors of at most kShapeLikeElements: Reshape shapes, axes, pads, scales. They
+// stay inline whatever the threshold: ONNX Runtime's shape inference reads them while loading
+// and cannot read external data.
+bool IsShapeLike(const onnx::TensorProto& t) {
+  return t.dims_size() <= 1 && (t.dims_size() == 0 || t.dims(0) <= kShapeLikeElements);
+}
+
+// Initializers whose raw_data is in the data file while the header is serialized; the
+// destructor puts everything back.
+class MovedOut {
+ public:
+  ~MovedOut() {
+    for (auto& m : moved_) {
+      m.tensor->mutable_raw_data()->swap(m.bytes);
+      m.tensor->mutable_external_data()->Swap(&m.external);
+      if (m.had_location) {
+        m.tensor->set_data_location(m.location);
+      } else {
+        m.tensor->clear_data_location();
+      }
+    }
+  }
+  void Move(onnx::TensorProto* t, const std::string& location, int64_t offset) {
+    Moved& m = moved_.emplace_back();
+    m.tensor = t;
+    m.had_location = t->has_data_location();
+    m.location = t->data_location();
+    t->mutable_raw_data()->swap(m.bytes);
+    t->mutable_external_data()->Swap(&m.external);
+    t->set_data_location(onnx::TensorProto::EXTERNAL);
+    const std::pair<const char*, std::string> entries[] = {
+        {"location", location},
+        {"offset", std::to_string(offset)},
+        {"length", std::to_string(m.bytes.size())}};
+    for (const auto& [key, value] : entries) {
+      auto* e = t->add_external_data();
+      e->set_key(key);
+      e->set_value(value);
+    }
+  }
+  int64_t size() const { return static_cast<int64_t>(moved_.size()); }
+
+ private:
+  struct Moved {
+    onnx::TensorProto* tensor = nullptr;
+    std::string bytes;
+    google::protobuf::RepeatedPtrField<onnx::StringStringEntryProto> external;
+    bool had_location = false;
+    onnx::TensorProto::DataLocation location = onnx::TensorProto::DEFAULT;
+  };
+  std::deque<Moved> moved_;  // stable addresses, no copies of the bytes
+};
+
+}  // namespace
+
+StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
+                               const SaveOptions& options) {
+  SaveResult result;
+  const auto inline_size = static_cast<int64_t>(model->ByteSizeLong());
+  result.automatic = !options.external_data && inline_size > options.inline_limit;
+  if (!options.external_data && !result.automatic) {
+    KFC_ASSIGN_OR_RETURN(const std::string bytes, SerializeModel(*model));
+    KFC_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
+    result.model_bytes = static_cast<int64_t>(bytes.size());
+    return result;
+  }
+  if (!options.data_file.empty()) KFC_RETURN_IF_ERROR(ValidateDataFileName(options.data_file));
+  const std::string data_path = DataFilePath(path, options);
+  const std::string name = fs::path(data_path).filename().string();
+  if (name == fs::path(path).filename().string()) {
+    return InvalidArgument("output " + Quote(path) + ": the external data file has its name");
+  }
+  AtomicFile data, file;
+  KFC_RETURN_IF_ERROR(data.Open(data_path));
+  std::string header;
+  {
+    MovedOut moved;
+    std::vector<onnx::TensorProto*> initializers;
+    CollectInitializers(model->mutable_graph(), &initializers);
+    for (onnx::TensorProto* t : initializers) {
+      const auto size = static_cast<int64_t>(t->raw_data().size());
+      if (tensor::HasExternalData(*t) || size == 0 || size < options.threshold || IsShapeLike(*t)) {
+        continue;
+      }
+      const int64_t offset = (data.size() + kExternalDataAlignment - 1) / kExternalDataAlignment *
+                             kExternalDataAlignment;
+      KFC_RETURN_IF_ERROR(data.Write(nullptr, static_cast<size_t>(offset - data.size())));
+      KFC_RETURN_IF_ERROR(data.Write(t->raw_data().data(), t->raw_data().size()));
+      moved.Move(t, name, offset);
+    }
+    result.data_tensors = moved.size();
+    KFC_ASSIGN_OR_RETURN(header, SerializeModel(*model));
+  }
+  KFC_RETURN_IF_ERROR(file.Open(path));
+  KFC_RETURN_IF_ERROR(file.Write(header.data(), header.size()));
+  KFC_RETURN_IF_ERROR(data.Finish());
+  KFC_RETURN_IF_ERROR(file.Finish());
+  KFC_RETURN_IF_ERROR(data.Rename());
+  if (Status s = file.Rename(); !s.ok()) {
+    ::unlink(data_path.c_str());
+    return s;
+  }
+  result.model_bytes = static_cast<int64_t>(header.size());
+  result.data_path = data_path;
+  result.data_bytes = data.size();
+  return result;
 }
 
 }  // namespace kfc::io

@@ -4,8 +4,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/io/external_data.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::io {
@@ -30,5 +32,56 @@ Status CheckOutputPath(const std::string& input, const std::string& output);
 // Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename). On any
 // failure the temporary file is removed and `path` is left as it was.
 Status WriteFileAtomic(const std::string& path, const std::string& bytes);
+
+// Fails when `path` is one of the input model's external data files (canonical paths, as
+// ExternalDataStats::files lists them): writing it would change the input. `what` names the flag.
+Status CheckNotInputData(const std::string& path, const std::vector<std::string>& input_files,
+                         const std::string& what);
+
+// Offsets of tensors in a data file SaveModel writes are multiples of this: the page size, so
+// each tensor can be mmapped in place (ONNX Runtime's own writer aligns to it too).
+inline constexpr int64_t kExternalDataAlignment = 4096;
+inline constexpr int64_t kDefaultExternalDataThreshold = 1024;
+// Scalars and vectors up to this many elements always stay inline (see SaveModel).
+inline constexpr int64_t kShapeLikeElements = 64;
+
+struct SaveOptions {
+  bool external_data = false;  // --external-data: always write large initializers to data_file
+  // The data file's name, in the output's folder; "" means "<output file name>.data".
+  std::string data_file;
+  // Initializers with at least this many bytes of raw_data go to the data file.
+  int64_t threshold = kDefaultExternalDataThreshold;
+  // Above this serialized size the model is written with external data even when not asked
+  // (protobuf cannot write more). An internal knob: tests lower it to exercise that path.
+  int64_t inline_limit = kProtobufLimit;
+};
+
+// A data file name is a plain file name: not empty, no '/', not "." or "..".
+// InvalidArgument naming the name otherwise.
+Status ValidateDataFileName(const std::string& name);
+
+// Where SaveModel puts the data file for `output`: the output's folder joined with
+// options.data_file, or with "<output file name>.data".
+std::string DataFilePath(const std::string& output, const SaveOptions& options);
+
+struct SaveResult {
+  int64_t model_bytes = 0;  // size of the .onnx file written
+  std::string data_path;    // the data file written ("" when none)
+  int64_t data_bytes = 0;   // its size, padding included
+  int64_t data_tensors = 0;
+  bool automatic = false;  // external data without being asked: inline would exceed inline_limit
+};
+
+// Writes `model` to `path`. Inline when it fits and options.external_data is off; else every
+// initializer (main graph and subgraphs) whose raw_data has at least options.threshold bytes,
+// except scalars and vectors of at most kShapeLikeElements (shape-like inputs, which ONNX Runtime
+// must read while it loads), goes
+// to the data file (DataFilePath), in graph order at offsets aligned to kExternalDataAlignment,
+// and the model refers to it by file name (location, offset, length). Both files are written
+// atomically and the data file is renamed first; on any failure neither new file is left behind.
+// Identical models and options give identical bytes. `model` is modified during the call (raw_data
+// moved out while the header is serialized) and restored before it returns.
+StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
+                               const SaveOptions& options);
 
 }  // namespace kfc::io

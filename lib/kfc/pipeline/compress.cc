@@ -572,13 +572,13 @@ Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
   // ONNX 1.12's checker refuses IR versions above its own (8). IR 9 and 10 only add element types
   // (float8, int4) and function overloads; a model that uses the new types still fails below on
   // its unknown types, so checking the rest as IR 8 loses nothing.
-  onnx::ModelProto clamped;
-  const onnx::ModelProto* checked = &model;
-  if (model.ir_version() > onnx::IR_VERSION && model.ir_version() <= kMaxIrVersion) {
-    clamped = model;
-    clamped.set_ir_version(onnx::IR_VERSION);
-    checked = &clamped;
+  // Large weights are checked through their dims only: the copy holds one element of each, so
+  // checking neither doubles memory nor trips over protobuf's 2 GiB limit.
+  onnx::ModelProto light = io::CopyForChecking(model);
+  if (light.ir_version() > onnx::IR_VERSION && light.ir_version() <= kMaxIrVersion) {
+    light.set_ir_version(onnx::IR_VERSION);
   }
+  const onnx::ModelProto* checked = &light;
   try {
     onnx::checker::check_model(*checked);
   } catch (const std::exception& e) {
@@ -856,8 +856,19 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   if (!dry_run) KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, output));
   auto start = Clock::now();
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external, io::LoadExternalData(&model, input));
+  if (!dry_run) {
+    KFC_RETURN_IF_ERROR(io::CheckNotInputData(output, external.files, "output"));
+    KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),
+                                              external.files, "external data file"));
+  }
   KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
-  Logger().info("loaded '{}' in {:.3f} s", input, SecondsSince(start));
+  if (external.tensors > 0) {
+    Logger().info("loaded '{}' and {} external tensors ({} bytes from {} files) in {:.3f} s", input,
+                  external.tensors, external.bytes, external.files.size(), SecondsSince(start));
+  } else {
+    Logger().info("loaded '{}' in {:.3f} s", input, SecondsSince(start));
+  }
 
   KFC_ASSIGN_OR_RETURN(Result result, CompressModel(model, options));
   result.report.set_input(report::ToValidUtf8(input));
@@ -871,10 +882,23 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
   start = Clock::now();
   result.report.set_output(report::ToValidUtf8(output));
-  KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(result.model));
-  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(output, bytes));
+  KFC_ASSIGN_OR_RETURN(const io::SaveResult saved,
+                       io::SaveModel(&result.model, output, options.save));
   result.report.set_output_written(true);
-  Logger().info("wrote '{}' ({} bytes) in {:.3f} s", output, bytes.size(), SecondsSince(start));
+  result.report.set_external_data_file(report::ToValidUtf8(saved.data_path));
+  result.report.set_external_data_automatic(saved.automatic);
+  if (saved.automatic) {
+    Logger().warn("'{}' would exceed protobuf's 2 GiB limit inline: weights written to '{}'",
+                  output, saved.data_path);
+  }
+  if (saved.data_path.empty()) {
+    Logger().info("wrote '{}' ({} bytes) in {:.3f} s", output, saved.model_bytes,
+                  SecondsSince(start));
+  } else {
+    Logger().info("wrote '{}' ({} bytes) and '{}' ({} bytes, {} tensors) in {:.3f} s", output,
+                  saved.model_bytes, saved.data_path, saved.data_bytes, saved.data_tensors,
+                  SecondsSince(start));
+  }
   return std::move(result.report);
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/io/model_io.h"
 #include "kfc/kron/factorize.h"
 #include "kfc/kron/shape_search.h"
 #include "kfc/match/match.h"
@@ -50,6 +51,9 @@ struct Options {
   double fail_if_error_above = -1.0;  // any compressed layer's relative error above this
   double fail_if_ratio_above = -1.0;  // the whole model's param_ratio above this
   bool write_on_gate_failure = false;
+  // How CompressFile writes the output: --external-data[=FILE], --external-data-threshold, and
+  // the automatic switch to external data above protobuf's 2 GiB limit.
+  io::SaveOptions save;
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate
@@ -77,7 +81,8 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
 // `what` names the model in the message ("input model 'a.onnx'").
 Status CheckModel(const onnx::ModelProto& model, const std::string& what);
 
-// Path-based twin: load `input`, compress, write `output` atomically. Nothing is written with
+// Path-based twin: load `input` and its external data, compress, write `output` atomically (with
+// external data per options.save; both files or neither). Nothing is written with
 // dry_run, on any error, or when a gate failed (unless write_on_gate_failure); the report says
 // whether the output was written (output_written) and carries the paths as given.
 StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,

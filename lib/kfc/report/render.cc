@@ -156,6 +156,10 @@ std::string ToValidUtf8(const std::string& s) {
 std::string RenderText(const Report& r) {
   std::string out = "kfc-compress " + r.tool_version() + ": " + r.input();
   out += r.dry_run() ? " (dry run, no output written)" : " -> " + r.output();
+  if (!r.external_data_file().empty()) {
+    out += " + external data " + r.external_data_file();
+    if (r.external_data_automatic()) out += " (automatic: inline it would exceed 2 GiB)";
+  }
   out += "\n" + ModeText(r) + ", shape " + r.shape_policy() + ", min-params " +
          Int(r.min_params()) + ", opset " + std::to_string(r.opset()) + "\n\n";
 

@@ -9,12 +9,6 @@ namespace {
 // Raw data in ONNX is little-endian; this machine is too (x86_64/arm64 Linux).
 static_assert(sizeof(float) == 4, "float32 expected");
 
-std::string DimsString(const google::protobuf::RepeatedField<int64_t>& dims) {
-  std::string s = "[";
-  for (int i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims.Get(i));
-  return s + "]";
-}
-
 template <typename T>
 void AppendRaw(const std::vector<T>& data, std::string* raw) {
   raw->resize(data.size() * sizeof(T));
@@ -51,6 +45,12 @@ float BFloat16ToFloat(uint16_t b) {
 }
 
 }  // namespace
+
+std::string DimsText(const google::protobuf::RepeatedField<int64_t>& dims) {
+  std::string s = "[";
+  for (int i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims.Get(i));
+  return s + "]";
+}
 
 std::string DTypeName(int32_t t) {
   using TP = onnx::TensorProto;
@@ -124,9 +124,9 @@ StatusOr<int64_t> NumElements(const google::protobuf::RepeatedField<int64_t>& di
                               const std::string& what) {
   int64_t n = 1;
   for (int64_t d : dims) {
-    if (d < 0) return InvalidArgument(what + ": negative dim in " + DimsString(dims));
+    if (d < 0) return InvalidArgument(what + ": negative dim in " + DimsText(dims));
     if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) {
-      return InvalidArgument(what + ": dims " + DimsString(dims) + " overflow int64");
+      return InvalidArgument(what + ": dims " + DimsText(dims) + " overflow int64");
     }
     n *= d;
   }
@@ -135,6 +135,69 @@ StatusOr<int64_t> NumElements(const google::protobuf::RepeatedField<int64_t>& di
 
 bool HasExternalData(const onnx::TensorProto& t) {
   return t.data_location() == onnx::TensorProto::EXTERNAL;
+}
+
+StatusOr<int64_t> ExpectedDataBytes(const onnx::TensorProto& t, const std::string& what) {
+  KFC_ASSIGN_OR_RETURN(const int64_t n, NumElements(t.dims(), what));
+  const int64_t elem = DTypeSize(t.data_type());
+  if (elem == 0) {
+    return InvalidArgument(what + ": dtype " + DTypeName(t.data_type()) +
+                           " has no fixed element size");
+  }
+  if (n > std::numeric_limits<int64_t>::max() / elem) {
+    return InvalidArgument(what + ": dims " + DimsText(t.dims()) + " of " +
+                           DTypeName(t.data_type()) + " need more than 2^63 bytes");
+  }
+  return n * elem;
+}
+
+Status CheckInlineData(const onnx::TensorProto& t, const std::string& what) {
+  using TP = onnx::TensorProto;
+  if (HasExternalData(t) || t.data_type() == TP::STRING) {
+    return NumElements(t.dims(), what).status();
+  }
+  if (t.has_raw_data()) {
+    KFC_ASSIGN_OR_RETURN(const int64_t need, ExpectedDataBytes(t, what));
+    const auto have = static_cast<int64_t>(t.raw_data().size());
+    if (have == need) return Status::Ok();
+    return DataLoss(what + ": raw_data has " + std::to_string(have) + " bytes, dims " +
+                    DimsText(t.dims()) + " of " + DTypeName(t.data_type()) + " need " +
+                    std::to_string(need));
+  }
+  KFC_ASSIGN_OR_RETURN(const int64_t n, NumElements(t.dims(), what));
+  int64_t have = 0, per_element = 1;
+  const char* field = "";
+  switch (t.data_type()) {
+    case TP::COMPLEX64:
+      per_element = 2;
+      [[fallthrough]];
+    case TP::FLOAT:
+      have = t.float_data_size(), field = "float_data";
+      break;
+    case TP::COMPLEX128:
+      per_element = 2;
+      [[fallthrough]];
+    case TP::DOUBLE:
+      have = t.double_data_size(), field = "double_data";
+      break;
+    case TP::INT64:
+      have = t.int64_data_size(), field = "int64_data";
+      break;
+    case TP::UINT32:
+    case TP::UINT64:
+      have = t.uint64_data_size(), field = "uint64_data";
+      break;
+    default:  // int32 and the narrower types, float16 and bfloat16 as 16-bit patterns
+      have = t.int32_data_size(), field = "int32_data";
+      break;
+  }
+  if (have == 0 ||
+      (n <= std::numeric_limits<int64_t>::max() / per_element && have == n * per_element)) {
+    return Status::Ok();
+  }
+  return DataLoss(what + ": " + field + " has " + std::to_string(have) + " values, dims " +
+                  DimsText(t.dims()) + " of " + DTypeName(t.data_type()) + " need " +
+                  std::to_string(n) + (per_element == 2 ? " x 2" : ""));
 }
 
 int64_t StoredDataBytes(const onnx::TensorProto& t) {
@@ -160,7 +223,7 @@ StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t) {
     if (n > static_cast<int64_t>(raw.size() / sizeof(float)) ||
         static_cast<int64_t>(raw.size()) != n * static_cast<int64_t>(sizeof(float))) {
       return DataLoss(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, dims " +
-                      DimsString(t.dims()) + " need " + std::to_string(n) + " x 4");
+                      DimsText(t.dims()) + " need " + std::to_string(n) + " x 4");
     }
     std::vector<float> out(static_cast<size_t>(n));
     if (n > 0) std::memcpy(out.data(), raw.data(), raw.size());
@@ -168,7 +231,7 @@ StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t) {
   }
   if (t.float_data_size() != n) {
     return DataLoss(what + ": float_data has " + std::to_string(t.float_data_size()) +
-                    " values, dims " + DimsString(t.dims()) + " need " + std::to_string(n));
+                    " values, dims " + DimsText(t.dims()) + " need " + std::to_string(n));
   }
   return std::vector<float>(t.float_data().begin(), t.float_data().end());
 }
@@ -202,7 +265,7 @@ StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
     if (n > static_cast<int64_t>(raw.size()) / size ||
         static_cast<int64_t>(raw.size()) != n * size) {
       return DataLoss(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, dims " +
-                      DimsString(t.dims()) + " need " + std::to_string(n) + " x " +
+                      DimsText(t.dims()) + " need " + std::to_string(n) + " x " +
                       std::to_string(size));
     }
     out.resize(static_cast<size_t>(n));
@@ -223,7 +286,7 @@ StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
   const int64_t have = t.data_type() == TP::DOUBLE ? t.double_data_size() : t.int32_data_size();
   if (have != n) {
     return DataLoss(what + ": typed data has " + std::to_string(have) + " values, dims " +
-                    DimsString(t.dims()) + " need " + std::to_string(n));
+                    DimsText(t.dims()) + " need " + std::to_string(n));
   }
   out.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {

@@ -17,11 +17,25 @@ std::string DTypeName(int32_t onnx_elem_type);
 // Bytes per element for fixed-size types; 0 for strings and unknown types.
 int64_t DTypeSize(int32_t onnx_elem_type);
 
+// "[4, 4]": dims as error messages print them.
+std::string DimsText(const google::protobuf::RepeatedField<int64_t>& dims);
+
 // Product of dims. InvalidArgument naming `what` on a negative dim or int64 overflow.
 StatusOr<int64_t> NumElements(const google::protobuf::RepeatedField<int64_t>& dims,
                               const std::string& what);
 
 bool HasExternalData(const onnx::TensorProto& t);
+
+// Bytes the tensor's data must occupy: product of dims x DTypeSize. InvalidArgument naming `what`
+// on a negative dim, a product (elements or bytes) that overflows int64, or a dtype without a
+// fixed size (string, unknown codes).
+StatusOr<int64_t> ExpectedDataBytes(const onnx::TensorProto& t, const std::string& what);
+
+// Checks that inline data agrees with the dims: raw_data holds ExpectedDataBytes bytes, or the
+// typed field of the dtype (float_data, int32_data, ...) holds one value per element (two for
+// complex types). A tensor without inline data passes (the checker judges a missing field).
+// DataLoss naming `what`: "initializer 'W': raw_data has 12 bytes, dims [4, 4] of float32 need 64".
+Status CheckInlineData(const onnx::TensorProto& t, const std::string& what);
 
 // Bytes the tensor's data occupies when stored (raw or typed fields), for reports. Tensors whose
 // data lives in external files count the length their dims and dtype imply.

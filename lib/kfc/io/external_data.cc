@@ -1,0 +1,285 @@
+#include "kfc/io/external_data.h"
+
+#include <fcntl.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+
+#include "kfc/tensor/tensor.h"
+
+namespace kfc::io {
+namespace fs = std::filesystem;
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+// Visits the tensors of `graph`; `suffix` is "" for the main graph, " in graph '..'" below it.
+Status VisitGraph(onnx::GraphProto* graph, const std::string& suffix, const TensorVisitor& fn);
+
+Status VisitNodes(google::protobuf::RepeatedPtrField<onnx::NodeProto>* nodes,
+                  const std::string& suffix, const TensorVisitor& fn) {
+  for (auto& node : *nodes) {
+    const std::string node_what =
+        node.name().empty() ? "the " + node.op_type() + " node writing " +
+                                  Quote(node.output_size() > 0 ? node.output(0) : std::string())
+                            : "node " + Quote(node.name());
+    for (auto& a : *node.mutable_attribute()) {
+      const std::string what = "attribute " + Quote(a.name()) + " of " + node_what + suffix;
+      if (a.has_t()) KFC_RETURN_IF_ERROR(fn(a.mutable_t(), what));
+      for (auto& t : *a.mutable_tensors()) KFC_RETURN_IF_ERROR(fn(&t, what));
+      if (a.has_sparse_tensor()) {
+        KFC_RETURN_IF_ERROR(fn(a.mutable_sparse_tensor()->mutable_values(), what + " (values)"));
+        KFC_RETURN_IF_ERROR(fn(a.mutable_sparse_tensor()->mutable_indices(), what + " (indices)"));
+      }
+      for (auto& s : *a.mutable_sparse_tensors()) {
+        KFC_RETURN_IF_ERROR(fn(s.mutable_values(), what + " (values)"));
+        KFC_RETURN_IF_ERROR(fn(s.mutable_indices(), what + " (indices)"));
+      }
+      if (a.has_g()) {
+        KFC_RETURN_IF_ERROR(VisitGraph(a.mutable_g(), " in graph " + Quote(a.g().name()), fn));
+      }
+      for (auto& g : *a.mutable_graphs()) {
+        KFC_RETURN_IF_ERROR(VisitGraph(&g, " in graph " + Quote(g.name()), fn));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status VisitGraph(onnx::GraphProto* graph, const std::string& suffix, const TensorVisitor& fn) {
+  for (auto& t : *graph->mutable_initializer()) {
+    KFC_RETURN_IF_ERROR(fn(&t, "initializer " + Quote(t.name()) + suffix));
+  }
+  for (auto& s : *graph->mutable_sparse_initializer()) {
+    const std::string what = "sparse initializer " + Quote(s.values().name()) + suffix;
+    KFC_RETURN_IF_ERROR(fn(s.mutable_values(), what + " (values)"));
+    KFC_RETURN_IF_ERROR(fn(s.mutable_indices(), what + " (indices)"));
+  }
+  return VisitNodes(graph->mutable_node(), suffix, fn);
+}
+
+// A whole decimal number >= 0 that fits int64.
+bool ParseOffset(const std::string& text, int64_t* out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  return !text.empty() && ec == std::errc() && ptr == end && *out >= 0;
+}
+
+std::string Range(int64_t offset, int64_t length) {
+  return "[offset " + std::to_string(offset) + ", length " + std::to_string(length) + "]";
+}
+
+// Copies the fields of `from` into the empty `to`, recursing into messages so that large
+// TensorProto raw_data is never copied whole.
+void CopyLight(const Message& from, Message* to) {
+  const Reflection* rf = from.GetReflection();
+  const Reflection* rt = to->GetReflection();
+  const bool is_tensor = from.GetDescriptor() == onnx::TensorProto::descriptor();
+  std::vector<const FieldDescriptor*> fields;
+  rf->ListFields(from, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const bool repeated = f->is_repeated();
+    const int n = repeated ? rf->FieldSize(from, f) : 1;
+    if (is_tensor && f->number() == onnx::TensorProto::kRawDataFieldNumber) {
+      const auto& t = static_cast<const onnx::TensorProto&>(from);
+      const auto size = static_cast<int64_t>(t.raw_data().size());
+      const int64_t elem = std::max<int64_t>(tensor::DTypeSize(t.data_type()), 1);
+      rt->SetString(to, f,
+                    size > kCheckerInlineBytes ? t.raw_data().substr(0, elem) : t.raw_data());
+      continue;
+    }
+    switch (f->cpp_type()) {
+#define KFC_COPY_FIELD(CPPTYPE, Type)                                        \
+  case FieldDescriptor::CPPTYPE:                                             \
+    for (int i = 0; i < n; ++i) {                                            \
+      if (repeated) rt->Add##Type(to, f, rf->GetRepeated##Type(from, f, i)); \
+      if (!repeated) rt->Set##Type(to, f, rf->Get##Type(from, f));           \
+    }                                                                        \
+    break;
+      KFC_COPY_FIELD(CPPTYPE_INT32, Int32)
+      KFC_COPY_FIELD(CPPTYPE_INT64, Int64)
+      KFC_COPY_FIELD(CPPTYPE_UINT32, UInt32)
+      KFC_COPY_FIELD(CPPTYPE_UINT64, UInt64)
+      KFC_COPY_FIELD(CPPTYPE_DOUBLE, Double)
+      KFC_COPY_FIELD(CPPTYPE_FLOAT, Float)
+      KFC_COPY_FIELD(CPPTYPE_BOOL, Bool)
+      KFC_COPY_FIELD(CPPTYPE_ENUM, EnumValue)
+      KFC_COPY_FIELD(CPPTYPE_STRING, String)
+#undef KFC_COPY_FIELD
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        for (int i = 0; i < n; ++i) {
+          if (repeated) CopyLight(rf->GetRepeatedMessage(from, f, i), rt->AddMessage(to, f));
+          if (!repeated) CopyLight(rf->GetMessage(from, f), rt->MutableMessage(to, f));
+        }
+        break;
+    }
+  }
+  rt->MutableUnknownFields(to)->MergeFrom(rf->GetUnknownFields(from));
+}
+
+}  // namespace
+
+Status ForEachTensor(onnx::ModelProto* model, const TensorVisitor& fn) {
+  KFC_RETURN_IF_ERROR(VisitGraph(model->mutable_graph(), "", fn));
+  for (auto& f : *model->mutable_functions()) {
+    KFC_RETURN_IF_ERROR(VisitNodes(f.mutable_node(), " in function " + Quote(f.name()), fn));
+  }
+  return Status::Ok();
+}
+
+ExternalDataReader::ExternalDataReader(const std::string& model_path) {
+  const fs::path parent = fs::path(model_path).parent_path();
+  folder_ = parent.empty() ? "." : parent.string();
+}
+
+ExternalDataReader::~ExternalDataReader() {
+  for (auto& [path, file] : files_) ::close(file.fd);
+}
+
+std::vector<std::string> ExternalDataReader::Files() const {
+  std::vector<std::string> out;
+  for (const auto& [path, file] : files_) out.push_back(path);
+  return out;
+}
+
+StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::string& location,
+                                                                   const std::string& what) {
+  const std::string where = what + ": external data location " + Quote(location);
+  if (location.empty()) return InvalidArgument(what + ": external data has an empty location");
+  const fs::path loc(location);
+  if (loc.is_absolute()) {
+    return InvalidArgument(where +
+                           " is an absolute path; it must be relative to the model's folder");
+  }
+  for (const auto& part : loc) {
+    if (part == "..") {
+      return InvalidArgument(where + " has a '..' component; it must stay in the model's folder");
+    }
+  }
+  const fs::path full = fs::path(folder_) / loc;
+  std::error_code ec;
+  const fs::path canonical = fs::canonical(full, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) {
+      return NotFound(what + ": external data file " + Quote(location) + " does not exist in " +
+                      Quote(folder_));
+    }
+    return IoError(where + ": " + ec.message());
+  }
+  const fs::path folder = fs::canonical(folder_, ec);
+  if (ec) return IoError(where + ": model folder " + Quote(folder_) + ": " + ec.message());
+  const fs::path rel = canonical.lexically_relative(folder);
+  if (rel.empty() || *rel.begin() == "..") {
+    return InvalidArgument(where + " resolves to " + Quote(canonical.string()) +
+                           ", outside the model's folder " + Quote(folder.string()));
+  }
+  if (auto it = files_.find(canonical.string()); it != files_.end()) return &it->second;
+  const int fd = ::open(canonical.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError(where + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return InvalidArgument(where + " is not a regular file");
+  }
+  File& f = files_[canonical.string()];
+  f.fd = fd;
+  f.size = static_cast<int64_t>(st.st_size);
+  return &f;
+}
+
+StatusOr<std::string> ExternalDataReader::Read(const onnx::TensorProto& t,
+                                               const std::string& what) {
+  std::string location;
+  std::string offset_text = "0", length_text;
+  for (const auto& entry : t.external_data()) {
+    if (entry.key() == "location") location = entry.value();
+    if (entry.key() == "offset") offset_text = entry.value();
+    if (entry.key() == "length") length_text = entry.value();
+  }
+  if (!t.raw_data().empty() || t.float_data_size() || t.int32_data_size() || t.int64_data_size() ||
+      t.double_data_size() || t.uint64_data_size() || t.string_data_size()) {
+    return DataLoss(what + ": stored externally but also has inline data");
+  }
+  KFC_ASSIGN_OR_RETURN(const int64_t need, tensor::ExpectedDataBytes(t, what));
+  int64_t offset = 0, length = -1;
+  if (!ParseOffset(offset_text, &offset)) {
+    return InvalidArgument(what + ": external data offset " + Quote(offset_text) +
+                           " is not a whole number >= 0");
+  }
+  if (!length_text.empty() && !ParseOffset(length_text, &length)) {
+    return InvalidArgument(what + ": external data length " + Quote(length_text) +
+                           " is not a whole number >= 0");
+  }
+  KFC_ASSIGN_OR_RETURN(const File* file, Open(location, what));
+  const std::string file_text = Quote(location) + " (" + std::to_string(file->size) + " bytes)";
+  if (offset > file->size || (length >= 0 && length > file->size - offset)) {
+    return DataLoss(
+        what + ": external data " +
+        (length >= 0 ? Range(offset, length) : "[offset " + std::to_string(offset) + "]") +
+        " exceeds " + file_text);
+  }
+  const std::string dims_text = ", dims " + tensor::DimsText(t.dims()) + " of " +
+                                tensor::DTypeName(t.data_type()) + " need " + std::to_string(need);
+  if (length < 0 && file->size - offset != need) {
+    return DataLoss(what + ": external data from offset " + std::to_string(offset) +
+                    " to the end of " + file_text + " is " + std::to_string(file->size - offset) +
+                    " bytes" + dims_text);
+  }
+  if (length >= 0 && length != need) {
+    return DataLoss(what + ": external data " + Range(offset, length) + " in " + Quote(location) +
+                    " has " + std::to_string(length) + " bytes" + dims_text);
+  }
+  std::string bytes(static_cast<size_t>(need), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pread(file->fd, bytes.data() + done,
+                              std::min<size_t>(bytes.size() - done, size_t{1} << 30),
+                              static_cast<off_t>(offset + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return IoError(what + ": reading external data " + Range(offset, need) + " from " +
+                     Quote(location) +
+                     " failed: " + (n < 0 ? std::strerror(errno) : "file shrank"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
+StatusOr<ExternalDataStats> LoadExternalData(onnx::ModelProto* model,
+                                             const std::string& model_path) {
+  ExternalDataReader reader(model_path);
+  ExternalDataStats stats;
+  KFC_RETURN_IF_ERROR(
+      ForEachTensor(model, [&](onnx::TensorProto* t, const std::string& what) -> Status {
+        if (tensor::HasExternalData(*t)) {
+          KFC_ASSIGN_OR_RETURN(std::string bytes, reader.Read(*t, what));
+          stats.bytes += static_cast<int64_t>(bytes.size());
+          ++stats.tensors;
+          t->clear_external_data();
+          t->clear_data_location();
+          t->mutable_raw_data()->swap(bytes);
+        }
+        return tensor::CheckInlineData(*t, what);
+      }));
+  stats.files = reader.Files();
+  return stats;
+}
+
+onnx::ModelProto CopyForChecking(const onnx::ModelProto& model) {
+  onnx::ModelProto copy;
+  CopyLight(model, &copy);
+  return copy;
+}
+
+}  // namespace kfc::io
