@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the small fp32 models that kfc-compress is tested on, plus synthetic/cases.json.
+"""Writes the small models that kfc-compress is tested on, plus synthetic/cases.json.
 
 Run with Debian's interpreter (python3-onnx, python3-numpy):
 
@@ -14,7 +14,9 @@ Kronecker factorization is both possible and profitable. Dynamic dims have symbo
 
 cases.json lists, per model: "name", "file" (relative to testdata/synthetic), "inputs" (input name
 -> the concrete shape to feed), "output" (the graph output's name) and "expected_layers" (how many
-Gemm/MatMul layers in it have a constant weight and static K, N: all of them are eligible).
+Gemm/MatMul layers in it have a constant weight and static K, N: all of them are eligible), and
+optionally "input_types" (input name -> "float16"/"float64"; float32 when absent) and "tolerance"
+(the relative error allowed in the ONNX Runtime cross-check; 1e-5 when absent).
 """
 
 import json
@@ -183,6 +185,60 @@ def mlp_two_layers(seed):
     return model, {INPUT: [5, k]}, 2
 
 
+NP_TYPES = {TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}
+JS_TYPES = {TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
+
+
+def typed_matmul(name, dtype, seed):
+    """MatMul computing in float16 or float64 on a 3-D input: the factors keep the dtype."""
+    rng = np.random.default_rng(seed)
+    k, n = 96, 128
+    inits = [numpy_helper.from_array(weight(rng, (k, n)).astype(NP_TYPES[dtype]), "W")]
+    nodes = [helper.make_node("MatMul", [INPUT, "W"], [OUTPUT], name="matmul")]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info(INPUT, dtype, ["batch", "seq", k])],
+        [helper.make_tensor_value_info(OUTPUT, dtype, ["batch", "seq", n])], initializer=inits,
+        doc_string=f"MatMul in {JS_TYPES[dtype]} on a rank-3 input, K={k} N={n}")
+    return typed_model(name, graph), {INPUT: [2, 3, k]}, 1
+
+
+def typed_gemm(name, dtype, seed):
+    """Gemm(transB=1, alpha, beta) with a bias, computing in float16 or float64."""
+    rng = np.random.default_rng(seed)
+    k, n = 64, 96
+    np_type = NP_TYPES[dtype]
+    inits = [numpy_helper.from_array(weight(rng, (k, n)).T.astype(np_type), "W"),
+             numpy_helper.from_array(bias(rng, (n,)).astype(np_type), "C")]
+    nodes = [helper.make_node("Gemm", [INPUT, "W", "C"], [OUTPUT], name="gemm", transB=1,
+                              alpha=0.5, beta=2.0)]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info(INPUT, dtype, ["batch", k])],
+        [helper.make_tensor_value_info(OUTPUT, dtype, ["batch", n])], initializer=inits,
+        doc_string=f"Gemm in {JS_TYPES[dtype]}, transB=1, alpha=0.5, beta=2, bias [N]")
+    return typed_model(name, graph), {INPUT: [3, k]}, 1
+
+
+def typed_model(name, graph, opset=13):
+    model = helper.make_model(graph, producer_name="kfc-tests", producer_version="1",
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    helper.set_model_props(
+        model, {"author": "kfc-tests", "case": name, "generator": "make_synthetic_models.py"})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+# Per-case extras for cases.json: the input element types ("float32" when absent) and the relative
+# error ONNX Runtime may show between two evaluations of the same map (1e-5 when absent): float16
+# rounds every intermediate to 11 bits.
+CASE_EXTRAS = {
+    "matmul_fp16": {"input_types": {INPUT: "float16"}, "tolerance": 2e-3},
+    "gemm_fp16": {"input_types": {INPUT: "float16"}, "tolerance": 2e-3},
+    "matmul_fp64": {"input_types": {INPUT: "float64"}},
+    "gemm_fp64": {"input_types": {INPUT: "float64"}},
+}
+
+
 def build_cases():
     # (name, builder) in a fixed order; each builder gets its own seed.
     return [
@@ -222,6 +278,10 @@ def build_cases():
         ("matmul_constant_node", constant_node_weight),
         ("gemm_cast_fp16", cast_fp16_weight),
         ("matmul_shared_weight", shared_weight),
+        ("matmul_fp16", lambda s: typed_matmul("matmul_fp16", TensorProto.FLOAT16, s)),
+        ("gemm_fp16", lambda s: typed_gemm("gemm_fp16", TensorProto.FLOAT16, s)),
+        ("matmul_fp64", lambda s: typed_matmul("matmul_fp64", TensorProto.DOUBLE, s)),
+        ("gemm_fp64", lambda s: typed_gemm("gemm_fp64", TensorProto.DOUBLE, s)),
     ]
 
 
@@ -234,7 +294,7 @@ def main():
         with open(os.path.join(OUT_DIR, file_name), "wb") as f:
             f.write(model.SerializeToString())
         cases.append({"name": name, "file": file_name, "inputs": feeds, "output": OUTPUT,
-                      "expected_layers": expected_layers})
+                      "expected_layers": expected_layers, **CASE_EXTRAS.get(name, {})})
     # One case per line: short enough to read, and diffs stay per case.
     with open(os.path.join(OUT_DIR, "cases.json"), "w") as f:
         f.write("[\n" + ",\n".join("  " + json.dumps(c) for c in cases) + "\n]\n")

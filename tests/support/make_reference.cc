@@ -1,11 +1,13 @@
 // Test support for the ONNX Runtime cross-checks (tests/ort):
 //   kfc_make_reference INPUT.onnx --rank R --compressed OUT_C.onnx --dense OUT_D.onnx
-//   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense ..
+//   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense
+//   ..
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
-// compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C, plus OUT_D: the original model
-// with each compressed weight replaced by its dense reconstruction sum_t A_t (x) B_t, stored in the
-// original layout (transposed back for Gemm transB=1). ONNX Runtime then judges whether the
-// emitted subgraph computes x W_hat. Prints {"layers_compressed": n} on stdout.
+// compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C,
+// plus OUT_D: the original model with each compressed weight replaced by its dense reconstruction
+// sum_t A_t (x) B_t, stored in the original layout (transposed back for Gemm transB=1). ONNX
+// Runtime then judges whether the emitted subgraph computes x W_hat. Prints {"layers_compressed":
+// n} on stdout.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -79,8 +81,8 @@ int main(int argc, char** argv) {
     std::vector<float> w = kfc::kron::Reconstruct(*layer.factors);  // K x N
     // Stored in the initializer's own layout: [N, K] for Gemm transB=1.
     const std::vector<float> stored = c.trans_b ? kfc::tensor::Transpose(w, c.k, c.n) : w;
-    // The consumer reads a new float32 initializer, whatever the weight's source (initializer,
-    // Constant node, Identity/Cast chain); the old source stays, unused.
+    // The consumer reads a new initializer of the layer's dtype, whatever the weight's source
+    // (initializer, Constant node, Identity/Cast chain); the old source stays, unused.
     const std::string name = "kfc_reference/" + c.weight_name;
     const std::vector<int64_t> dims =
         c.trans_b ? std::vector<int64_t>{c.n, c.k} : std::vector<int64_t>{c.k, c.n};
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
     for (const auto& t : reference.graph().initializer()) present |= t.name() == name;
     if (!present) {
       *reference.mutable_graph()->add_initializer() =
-          kfc::tensor::EncodeFloat32(name, dims, stored);
+          kfc::tensor::EncodeFromFloat(name, c.dtype, dims, stored);
     }
     reference.mutable_graph()->mutable_node(c.node_index)->set_input(1, name);
   }

@@ -1,11 +1,14 @@
 #include "kfc/match/match.h"
 
+#include <algorithm>
 #include <exception>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "kfc/core/logging.h"
 #include "kfc/tensor/tensor.h"
+#include "onnx/defs/data_type_utils.h"
+#include "onnx/defs/schema.h"
 #include "onnx/shape_inference/implementation.h"
 
 namespace kfc::match {
@@ -109,6 +112,28 @@ const onnx::TensorProto* ResolveWeight(const onnx::GraphProto& g, const GraphFac
   return nullptr;
 }
 
+// The first op the rewrite of `c` would emit whose schema at `opset` rejects c.dtype (bfloat16
+// arrived in MatMul, Reshape, Transpose, Add and Mul at opset 13); empty when all accept it.
+std::string OpLackingDType(const LayerCandidate& c, int64_t opset) {
+  std::vector<std::string> ops = {"Reshape", "MatMul"};
+  if (c.trans_a) ops.push_back("Transpose");
+  if (!c.bias_name.empty()) {
+    ops.push_back("Add");
+    ops.push_back("Mul");
+  }
+  const std::string type = "tensor(" + onnx::Utils::DataTypeUtils::ToDataTypeString(c.dtype) + ")";
+  for (const auto& op : ops) {
+    const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(op, static_cast<int>(opset), "");
+    if (schema == nullptr) return op;
+    for (const auto& param : schema->typeConstraintParams()) {
+      if (param.type_param_str != "T") continue;
+      const auto& allowed = param.allowed_type_strs;
+      if (std::find(allowed.begin(), allowed.end(), type) == allowed.end()) return op;
+    }
+  }
+  return "";
+}
+
 // Fills the candidate for a Gemm/MatMul node of the main graph.
 void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const GraphFacts& facts,
               const NameCount& uses, const std::unordered_map<std::string, int64_t>& ranks,
@@ -168,13 +193,18 @@ void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const Grap
     return Skip(c, "external_data",
                 "weight data is stored in an external file (not supported yet)");
   }
-  if (c->dtype != onnx::TensorProto::FLOAT || !tensor::DecodableAsFloat(w->data_type())) {
+  if (!tensor::DecodableAsFloat(c->dtype) || !tensor::DecodableAsFloat(w->data_type())) {
     return Skip(c, "unsupported_dtype",
                 "weight dtype " + tensor::DTypeName(c->dtype) +
                     (c->dtype == w->data_type()
                          ? ""
                          : " (cast from " + tensor::DTypeName(w->data_type()) + ")") +
-                    " (only float32 layers yet)");
+                    " (only float32, float64, float16 and bfloat16 layers)");
+  }
+  if (const std::string op = OpLackingDType(*c, opset); !op.empty()) {
+    return Skip(c, "dtype_unsupported_at_opset",
+                op + " at opset " + std::to_string(opset) + " does not accept " +
+                    tensor::DTypeName(c->dtype) + " tensors, and the rewrite needs it");
   }
   if (w->dims_size() != 2) {
     return Skip(c, "weight_not_2d",

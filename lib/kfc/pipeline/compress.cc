@@ -54,6 +54,36 @@ StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
   return tensor::Transpose(stored, c.n, c.k);
 }
 
+// ||W - sum_t A_t (x) B_t||_F / ||W||_F for the factors as they are (W is K x N, row-major),
+// accumulated in double one row of W_hat at a time: the exact error of factors rounded to a
+// narrower dtype, which the spectrum no longer gives. 0 when W is 0.
+double FactorsError(const kron::KronFactors& f, const std::vector<float>& w) {
+  const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2;
+  const int64_t n = f.shape.N();
+  std::vector<double> row(static_cast<size_t>(n));
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i1 = 0; i1 < k1; ++i1) {
+    for (int64_t i2 = 0; i2 < k2; ++i2) {
+      std::fill(row.begin(), row.end(), 0.0);
+      for (int64_t t = 0; t < f.rank; ++t) {
+        const float* a = f.a.data() + (t * k1 + i1) * n1;
+        const float* b = f.b.data() + (t * k2 + i2) * n2;
+        for (int64_t j1 = 0; j1 < n1; ++j1) {
+          const double aj = a[j1];
+          for (int64_t j2 = 0; j2 < n2; ++j2) row[j1 * n2 + j2] += aj * b[j2];
+        }
+      }
+      const float* wr = w.data() + (i1 * k2 + i2) * n;
+      for (int64_t j = 0; j < n; ++j) {
+        const double d = wr[j] - row[j];
+        diff += d * d;
+        norm += static_cast<double>(wr[j]) * wr[j];
+      }
+    }
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : 0.0;
+}
+
 // Errors go into the report at 10 significant digits: the last digits of a double vary with the
 // BLAS kernel the CPU selects, and reports should be stable across machines.
 double RoundSignificant(double v) {
@@ -656,6 +686,16 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
         cached = factor_cache.emplace(key, std::move(*fresh)).first;
       }
       f = cached->second;
+      if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
+        // The factors are stored in the layer's dtype: report (and budget) the error they have
+        // after rounding, not the float32 factorization's.
+        if (w.empty()) {
+          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model.graph(), c), c));
+        }
+        f.a = tensor::RoundToDType(c.dtype, std::move(f.a));
+        f.b = tensor::RoundToDType(c.dtype, std::move(f.b));
+        f.relative_error = FactorsError(f, w);
+      }
       const bool over = s.dir.budget == Budget::kMaxError && f.relative_error > s.dir.max_error;
       if (!over) break;
       Decision next = d;
@@ -679,7 +719,8 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     const auto order = kron::CheaperOrder(shape, rank);
     const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
     const std::string emitted_key = FactorKey(c, shape, rank) + "|" + std::to_string(alpha) + "|" +
-                                    (order == kron::ContractionOrder::kBFirst ? "b" : "a");
+                                    (order == kron::ContractionOrder::kBFirst ? "b" : "a") + "|" +
+                                    std::to_string(c.dtype);
     auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
     lr->set_compressed(true);
     lr->set_params_after(params_after);

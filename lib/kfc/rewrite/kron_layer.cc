@@ -132,6 +132,7 @@ class LayerEmitter {
                              std::to_string(layer.k) + " x " + std::to_string(layer.n));
     }
     base_ = layer.node_name.empty() ? layer.output_name : layer.node_name;
+    dtype_ = layer.dtype;
     const int64_t copied = layer.input_rank - 1;
     const bool gemm = layer.op_type == "Gemm";
     const float alpha = gemm ? layer.alpha : 1.0f;
@@ -187,9 +188,10 @@ class LayerEmitter {
  private:
   std::string Value(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
   std::string NodeName(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
+  // A constant of the layer's dtype (factors, bias, beta), rounded the way Cast rounds.
   std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
                        const std::vector<float>& data) {
-    return Deduped(suffix, tensor::EncodeFloat32("", dims, data));
+    return Deduped(suffix, tensor::EncodeFromFloat("", dtype_, dims, data));
   }
   // Adds `t` under a new name derived from `suffix`, unless an identical tensor (dtype, dims,
   // bytes) was added before: layers sharing a weight then share its factors.
@@ -209,17 +211,18 @@ class LayerEmitter {
     return Deduped(suffix, tensor::EncodeInt64("", {static_cast<int64_t>(shape.size())}, shape));
   }
 
-  // beta * C: folded into a new initializer when C is an inline fp32 initializer that callers
-  // cannot override, else computed with a Mul node.
+  // beta * C: folded into a new initializer when C is an inline initializer of the layer's dtype
+  // that callers cannot override and that float32 holds exactly (not float64), else computed with
+  // a Mul node.
   StatusOr<std::string> ScaledBias(const match::LayerCandidate& layer,
                                    std::vector<onnx::NodeProto>* nodes) {
     if (layer.beta == 1.0f) return layer.bias_name;
     auto it = initializers_.find(layer.bias_name);
     const bool foldable = it != initializers_.end() && !graph_inputs_.count(layer.bias_name) &&
                           !tensor::HasExternalData(*it->second) &&
-                          it->second->data_type() == onnx::TensorProto::FLOAT;
+                          it->second->data_type() == dtype_ && dtype_ != onnx::TensorProto::DOUBLE;
     if (foldable) {
-      KFC_ASSIGN_OR_RETURN(std::vector<float> c, tensor::DecodeFloat32(*it->second));
+      KFC_ASSIGN_OR_RETURN(std::vector<float> c, tensor::DecodeToFloat(*it->second));
       for (float& v : c) v *= layer.beta;
       std::vector<int64_t> dims(it->second->dims().begin(), it->second->dims().end());
       maybe_unused_->insert(layer.bias_name);
@@ -238,6 +241,7 @@ class LayerEmitter {
   std::unordered_set<std::string> graph_inputs_;
   std::map<std::string, std::string> emitted_;  // tensor content -> initializer name
   std::string base_;
+  int32_t dtype_ = onnx::TensorProto::FLOAT;
 };
 
 // Removes initializers in `names` that no node of any graph reads and that are not graph outputs,

@@ -11,8 +11,10 @@
 //   Y = Reshape(Y4, [0..,N]) (+ beta*C). The stacked terms make the sum over t part of the
 //   second MatMul's contraction, so no ReduceSum (whose signature changed at opset 13) is needed;
 //   "0" in a Reshape shape copies that leading dim, so symbolic batch/sequence dims stay symbolic.
-// Preconditions: W an fp32 initializer used only by this node; rank of X known and >= 2;
-// opset >= 7; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
+// Factors, a folded bias and beta are stored in the layer's dtype (float32, float64, float16 or
+// bfloat16), so every op computes in the dtype the layer did.
+// Preconditions: W a constant used only by this node; rank of X known and >= 2; opset >= 7, and
+// >= 13 for bfloat16; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
 #pragma once
 
 #include <vector>
