@@ -185,6 +185,16 @@ def mlp_two_layers(seed):
     return model, {INPUT: [5, k]}, 2
 
 
+def weight_first_case(name, lead_dims, feed_lead, k, m, cols, feed_cols, *, seed):
+    """Y = W @ X with W constant [M, K] first and X [..., K, C]: Y [..., M, C]."""
+    rng = np.random.default_rng(seed)
+    inits = [init("W", weight(rng, (k, m)).T)]
+    nodes = [helper.make_node("MatMul", ["W", INPUT], [OUTPUT], name="matmul_wx")]
+    doc = f"MatMul(W, X), W constant [{m}, {k}], X rank {len(lead_dims) + 2}, C={cols}"
+    model = finish(name, nodes, lead_dims + [k, cols], lead_dims + [m, cols], inits, doc)
+    return model, {INPUT: feed_lead + [k, feed_cols]}, 1
+
+
 NP_TYPES = {TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}
 JS_TYPES = {TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
 
@@ -236,6 +246,10 @@ CASE_EXTRAS = {
     "gemm_fp16": {"input_types": {INPUT: "float16"}, "tolerance": 2e-3},
     "matmul_fp64": {"input_types": {INPUT: "float64"}},
     "gemm_fp64": {"input_types": {INPUT: "float64"}},
+    # W X maps [..., K, C] to [..., M, C]; "output_dims" is the output shape for the given feed.
+    "matmul_wx_2d": {"output_dims": [96, 5]},
+    "matmul_wx_3d_static": {"output_dims": [2, 128, 7]},
+    "matmul_wx_4d": {"output_dims": [2, 2, 64, 3]},
 }
 
 
@@ -282,6 +296,12 @@ def build_cases():
         ("gemm_fp16", lambda s: typed_gemm("gemm_fp16", TensorProto.FLOAT16, s)),
         ("matmul_fp64", lambda s: typed_matmul("matmul_fp64", TensorProto.DOUBLE, s)),
         ("gemm_fp64", lambda s: typed_gemm("gemm_fp64", TensorProto.DOUBLE, s)),
+        ("matmul_wx_2d", lambda s: weight_first_case(
+            "matmul_wx_2d", [], [], 64, 96, "cols", 5, seed=s)),
+        ("matmul_wx_3d_static", lambda s: weight_first_case(
+            "matmul_wx_3d_static", ["batch"], [2], 96, 128, 7, 7, seed=s)),
+        ("matmul_wx_4d", lambda s: weight_first_case(
+            "matmul_wx_4d", ["batch", 2], [2, 2], 128, 64, "cols", 3, seed=s)),
     ]
 
 

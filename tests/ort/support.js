@@ -83,6 +83,7 @@ function loadCases() {
       expectedLayers: c.expected_layers,
       inputTypes: c.input_types || {},
       tolerance: c.tolerance,
+      outputDims: c.output_dims,
     };
   });
   out.push({

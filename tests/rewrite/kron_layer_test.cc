@@ -391,6 +391,57 @@ agraph (float[64, N] x) => (float[N, 64] y) { y = Gemm<transA = 1>(x, W) })");
   EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
 }
 
+TEST(WeightFirstTest, MatMulWithConstantFirstInputNeedsNoTranspose) {
+  const std::vector<std::pair<std::string, std::string>> types = {
+      {"float[64, C]", "float[96, C]"},
+      {"float[B, 64, C]", "float[B, 96, C]"},
+      {"float[B, 3, 64, 5]", "float[B, 3, 96, 5]"}};
+  for (const auto& [x_type, y_type] : types) {
+    auto model = ParseModelText("<ir_version: 8, opset_import: [\"\" : 13]>\nagraph (" + x_type +
+                                " x) => (" + y_type + " y) { y = MatMul(W, x) }");
+    AddRandomInitializer(&model, "W", {96, 64}, 4);
+    ASSERT_TRUE(pipeline::CheckModel(model, "in").ok()) << x_type;
+    for (int64_t rank : {1, 2, 4}) {
+      auto result = Compress(model, rank);
+      const auto& l = result.report.layers(0);
+      ASSERT_TRUE(l.compressed()) << x_type << ": " << l.skip_reason() << " " << l.skip_detail();
+      EXPECT_EQ(l.k(), 64);
+      EXPECT_EQ(l.n(), 96);
+      EXPECT_TRUE(result.layers[0].layer.weight_first);
+      auto ops = OpCounts(result.model.graph());
+      EXPECT_EQ(ops["MatMul"], 2);
+      EXPECT_EQ(ops["Reshape"], 3);
+      EXPECT_EQ(ops.size(), 2u) << "no Transpose";
+      EXPECT_FALSE(HasInitializer(result.model.graph(), "W"));
+      const Status check = pipeline::CheckModel(result.model, "out");
+      EXPECT_TRUE(check.ok()) << x_type << ": " << check.message();
+      EXPECT_EQ(result.model.graph().output(0).DebugString(),
+                model.graph().output(0).DebugString());
+      // Both MatMuls take the constant first.
+      for (const auto& n : result.model.graph().node()) {
+        if (n.op_type() == "MatMul") {
+          EXPECT_TRUE(HasInitializer(result.model.graph(), n.input(0))) << n.name();
+        }
+      }
+    }
+  }
+}
+
+TEST(WeightFirstTest, UnsupportedFormsSayWhy) {
+  auto gemm = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64, N] x) => (float[96, N] y) { y = Gemm(W, x) })");
+  AddRandomInitializer(&gemm, "W", {96, 64}, 4);
+  const auto result = Compress(gemm, 2);
+  const auto& g = result.report.layers(0);
+  EXPECT_EQ(g.skip_reason(), "weight_not_constant");
+  EXPECT_NE(g.skip_detail().find("MatMul only"), std::string::npos) << g.skip_detail();
+
+  auto vector = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64] x) => (float[96] y) { y = MatMul(W, x) })");
+  AddRandomInitializer(&vector, "W", {96, 64}, 4);
+  EXPECT_EQ(Compress(vector, 2).report.layers(0).skip_reason(), "input_rank_1");
+}
+
 TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
   auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64, 21);
   model.set_ir_version(10);

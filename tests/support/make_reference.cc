@@ -5,9 +5,9 @@
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
 // compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C,
 // plus OUT_D: the original model with each compressed weight replaced by its dense reconstruction
-// sum_t A_t (x) B_t, stored in the original layout (transposed back for Gemm transB=1). ONNX
-// Runtime then judges whether the emitted subgraph computes x W_hat. Prints {"layers_compressed":
-// n} on stdout.
+// sum_t A_t (x) B_t, stored in the original layout (transposed back for Gemm transB=1 and MatMul(W,
+// X)). ONNX Runtime then judges whether the emitted subgraph computes x W_hat. Prints
+// {"layers_compressed": n} on stdout.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
       *reference.mutable_graph()->add_initializer() =
           kfc::tensor::EncodeFromFloat(name, c.dtype, dims, stored);
     }
-    reference.mutable_graph()->mutable_node(c.node_index)->set_input(1, name);
+    reference.mutable_graph()->mutable_node(c.node_index)->set_input(c.weight_first ? 0 : 1, name);
   }
   if (auto s = Write(result->model, compressed); !s.ok()) return Fail(s.message());
   if (auto s = Write(reference, dense); !s.ok()) return Fail(s.message());

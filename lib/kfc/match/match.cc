@@ -27,18 +27,24 @@ void CountUses(const onnx::GraphProto& g, NameCount* uses) {
   }
 }
 
-// Rank of every value whose shape is known, from graph inputs, value_info and outputs.
-std::unordered_map<std::string, int64_t> KnownRanks(const onnx::GraphProto& g) {
-  std::unordered_map<std::string, int64_t> ranks;
+// Dims of every value whose shape is known (-1 for a dim without a static value), from graph
+// inputs, value_info and outputs.
+using ShapeMap = std::unordered_map<std::string, std::vector<int64_t>>;
+
+ShapeMap KnownShapes(const onnx::GraphProto& g) {
+  ShapeMap shapes;
   auto add = [&](const onnx::ValueInfoProto& vi) {
-    if (vi.type().has_tensor_type() && vi.type().tensor_type().has_shape()) {
-      ranks[vi.name()] = vi.type().tensor_type().shape().dim_size();
+    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape()) return;
+    std::vector<int64_t>& dims = shapes[vi.name()];
+    dims.clear();
+    for (const auto& d : vi.type().tensor_type().shape().dim()) {
+      dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
     }
   };
   for (const auto& vi : g.input()) add(vi);
   for (const auto& vi : g.value_info()) add(vi);
   for (const auto& vi : g.output()) add(vi);
-  return ranks;
+  return shapes;
 }
 
 const onnx::AttributeProto* FindAttr(const onnx::NodeProto& node, const std::string& name) {
@@ -136,8 +142,8 @@ std::string OpLackingDType(const LayerCandidate& c, int64_t opset) {
 
 // Fills the candidate for a Gemm/MatMul node of the main graph.
 void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const GraphFacts& facts,
-              const NameCount& uses, const std::unordered_map<std::string, int64_t>& ranks,
-              int64_t opset, int64_t ir_version, LayerCandidate* c) {
+              const NameCount& uses, const ShapeMap& shapes, int64_t opset, int64_t ir_version,
+              LayerCandidate* c) {
   const bool is_gemm = c->op_type == "Gemm";
   if (node.input_size() < 2) return Skip(c, "malformed_node", "node has fewer than 2 inputs");
   c->input_name = node.input(0);
@@ -150,14 +156,37 @@ void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const Grap
     if (const auto* a = FindAttr(node, "beta")) c->beta = a->f();
     if (node.input_size() > 2) c->bias_name = node.input(2);
     c->input_rank = 2;
-  } else {
-    auto it = ranks.find(c->input_name);
-    if (it != ranks.end()) c->input_rank = it->second;
   }
 
   // Facts about the weight come first so the report can show K x N even for skipped layers.
   std::vector<std::string> path;  // values from the consumer's input to the source
   const onnx::TensorProto* w = ResolveWeight(g, facts, c, &path);
+  if (w == nullptr && !is_gemm && c->constant_node < 0 &&
+      !facts.sparse_initializers.count(c->weight_name)) {
+    // MatMul(W, X): the constant may be the first input. Y = W X is Y^T = X^T W^T, so the
+    // layer's K x N matrix (primer convention) is W^T, stored [N, K] like Gemm's transB=1.
+    LayerCandidate swapped = *c;
+    swapped.chain.clear();
+    swapped.dtype = 0;
+    swapped.weight_tensor_name.clear();
+    swapped.input_name = node.input(1);
+    swapped.weight_name = node.input(0);
+    std::vector<std::string> swapped_path;
+    if (const onnx::TensorProto* w0 = ResolveWeight(g, facts, &swapped, &swapped_path)) {
+      *c = std::move(swapped);
+      c->weight_first = true;
+      c->trans_b = true;
+      path = std::move(swapped_path);
+      w = w0;
+    }
+  }
+  if (!is_gemm) {
+    auto it = shapes.find(c->input_name);
+    if (it != shapes.end()) {
+      c->input_rank = static_cast<int64_t>(it->second.size());
+      if (c->weight_first && !it->second.empty()) c->input_cols = it->second.back();
+    }
+  }
   if (w != nullptr) c->source_value = path.back();
   if (w != nullptr) {
     c->stored_dtype = w->data_type();
@@ -180,10 +209,11 @@ void Classify(const onnx::GraphProto& g, const onnx::NodeProto& node, const Grap
     if (facts.sparse_initializers.count(c->weight_name)) {
       return Skip(c, "weight_sparse", "weight is a sparse initializer (not supported)");
     }
-    const bool x_const = facts.initializers.count(c->input_name) > 0;
+    const bool a_const = is_gemm && facts.initializers.count(c->input_name) > 0;
     return Skip(c, "weight_not_constant",
-                x_const ? "only the first input is constant (W X form is not supported)"
-                        : "second input is computed at run time");
+                a_const ? "only Gemm's first input A is constant (the A X form is handled for "
+                          "MatMul only)"
+                        : "neither input is a constant");
   }
   if (ir_version >= 4 && facts.graph_inputs.count(c->weight_tensor_name)) {
     return Skip(c, "weight_is_graph_input",
@@ -282,7 +312,7 @@ int64_t DefaultOpset(const onnx::ModelProto& model) {
 
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
   const onnx::GraphProto& g = model.graph();
-  std::unordered_map<std::string, int64_t> ranks;
+  ShapeMap shapes;
   {
     // Ranks come from an inferred copy; a model that inference rejects still gets scanned, and
     // its MatMul layers with unknown input rank are skipped with that reason.
@@ -292,7 +322,7 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     } catch (const std::exception& e) {
       Logger().warn("shape inference on the input failed: {}", e.what());
     }
-    ranks = KnownRanks(inferred.graph());
+    shapes = KnownShapes(inferred.graph());
   }
   NameCount uses;
   CountUses(g, &uses);
@@ -309,7 +339,7 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     c.node_index = i;
     c.node_name = node.name();
     c.op_type = node.op_type();
-    Classify(g, node, facts, uses, ranks, opset, model.ir_version(), &c);
+    Classify(g, node, facts, uses, shapes, opset, model.ir_version(), &c);
     layers.push_back(std::move(c));
   }
   // A weight feeding several layers is factorized once and shared; one also read by any other op

@@ -19,12 +19,18 @@ struct LayerCandidate {
   int node_index = -1;              // position in its graph's node list
   std::string node_name;
   std::string op_type;      // "Gemm" or "MatMul"
-  std::string input_name;   // the activation X (Gemm A, MatMul first input)
-  std::string weight_name;  // the constant input (Gemm B, MatMul second input)
+  std::string input_name;   // the activation X (Gemm A, MatMul's non-constant input)
+  std::string weight_name;  // the constant input (Gemm B, MatMul's constant input)
   std::string output_name;
   // Gemm attributes and bias (bias_name empty when absent). trans_a: X is stored [K, M].
+  // trans_b: the weight is stored [N, K] (Gemm transB=1, or the W of a weight-first MatMul).
   bool trans_a = false;
   bool trans_b = false;
+  // MatMul(W, X) with W constant [M, K] and X [..., K, C]: Y[..., M, C] = W X. The layer's K x N
+  // matrix is then W^T (N = M), acting on X's second-to-last axis; trans_b is set as well.
+  // input_cols is C when static, -1 when not.
+  bool weight_first = false;
+  int64_t input_cols = -1;
   float alpha = 1.0f;
   float beta = 1.0f;
   std::string bias_name;

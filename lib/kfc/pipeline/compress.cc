@@ -720,7 +720,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
     const std::string emitted_key = FactorKey(c, shape, rank) + "|" + std::to_string(alpha) + "|" +
                                     (order == kron::ContractionOrder::kBFirst ? "b" : "a") + "|" +
-                                    std::to_string(c.dtype);
+                                    std::to_string(c.dtype) + (c.weight_first ? "|wx" : "");
     auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
     lr->set_compressed(true);
     lr->set_params_after(params_after);

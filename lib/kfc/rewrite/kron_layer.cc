@@ -115,6 +115,38 @@ StackedFactors Stack(const KronFactors& f, float alpha, ContractionOrder order) 
   return s;
 }
 
+struct ReshapeTargets {
+  std::vector<int64_t> in, mid, out;
+};
+
+// X [.., K] -> [.., k1, k2];  mid as the stacking needs;  [.., N].
+ReshapeTargets RowTargets(const match::LayerCandidate& layer, const KronFactors& f,
+                          const StackedFactors& s) {
+  const int64_t copied = layer.input_rank - 1;
+  return {ReshapeTarget(copied, {f.shape.k1, f.shape.k2}), ReshapeTarget(copied, s.mid_tail),
+          ReshapeTarget(copied, {layer.n})};
+}
+
+// MatMul(W, X) with X [.., K, C]: the same contractions act on X's second-to-last axis, with C
+// carried along as the last axis (-1 when it is not static, so Reshape infers it):
+//   B first: [.., k1, k2, C] -> MatMul(Bcat^T, .) [.., k1, r*n2, C] -> [.., k1*r, n2*C]
+//            -> MatMul(Acat, .) [.., n1, n2*C] -> [.., N, C]
+//   A first: [.., k1, k2*C] -> MatMul(Acat, .) [.., n1*r, k2*C] -> [.., n1, r*k2, C]
+//            -> MatMul(Bstack^T, .) [.., n1, n2, C] -> [.., N, C]
+ReshapeTargets WeightFirstTargets(const match::LayerCandidate& layer, const KronFactors& f,
+                                  bool b_first) {
+  const int64_t copied = layer.input_rank - 2;
+  const int64_t c = layer.input_cols > 0 ? layer.input_cols : -1;
+  auto times_c = [&](int64_t d) { return c > 0 ? d * c : -1; };
+  const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2, r = f.rank;
+  if (b_first) {
+    return {ReshapeTarget(copied, {k1, k2, c}), ReshapeTarget(copied, {k1 * r, times_c(n2)}),
+            ReshapeTarget(copied, {layer.n, c})};
+  }
+  return {ReshapeTarget(copied, {k1, times_c(k2)}), ReshapeTarget(copied, {n1, r * k2, c}),
+          ReshapeTarget(copied, {layer.n, c})};
+}
+
 class LayerEmitter {
  public:
   LayerEmitter(onnx::ModelProto* model, NameGenerator* names,
@@ -133,18 +165,25 @@ class LayerEmitter {
     }
     base_ = layer.node_name.empty() ? layer.output_name : layer.node_name;
     dtype_ = layer.dtype;
-    const int64_t copied = layer.input_rank - 1;
     const bool gemm = layer.op_type == "Gemm";
     const float alpha = gemm ? layer.alpha : 1.0f;
     StackedFactors s = Stack(f, alpha, rw.order);
     const bool b_first = rw.order == ContractionOrder::kBFirst;
 
+    if (layer.weight_first) {
+      // The B stack multiplies from the left too: it goes in transposed.
+      std::vector<float>& bs = b_first ? s.first : s.second;
+      std::vector<int64_t>& dims = b_first ? s.first_dims : s.second_dims;
+      bs = tensor::Transpose(bs, dims[0], dims[1]);
+      std::swap(dims[0], dims[1]);
+    }
     const std::string first_w = Constant(b_first ? "kfc_b" : "kfc_a", s.first_dims, s.first);
     const std::string second_w = Constant(b_first ? "kfc_a" : "kfc_b", s.second_dims, s.second);
-    const std::string shape_in =
-        Shape("kfc_shape_in", ReshapeTarget(copied, {f.shape.k1, f.shape.k2}));
-    const std::string shape_mid = Shape("kfc_shape_mid", ReshapeTarget(copied, s.mid_tail));
-    const std::string shape_out = Shape("kfc_shape_out", ReshapeTarget(copied, {layer.n}));
+    const ReshapeTargets targets =
+        layer.weight_first ? WeightFirstTargets(layer, f, b_first) : RowTargets(layer, f, s);
+    const std::string shape_in = Shape("kfc_shape_in", targets.in);
+    const std::string shape_mid = Shape("kfc_shape_mid", targets.mid);
+    const std::string shape_out = Shape("kfc_shape_out", targets.out);
 
     std::vector<onnx::NodeProto> nodes;
     std::string x = layer.input_name;
@@ -160,16 +199,19 @@ class LayerEmitter {
     const std::string x4 = Value("kfc_x");
     nodes.push_back(MakeNode("Reshape", NodeName("kfc_reshape_in"), {x, shape_in}, x4));
     const std::string mid = Value("kfc_mid");
+    const bool x_left =
+        b_first && !layer.weight_first;  // else the constant multiplies from the left
     nodes.push_back(MakeNode(
         "MatMul", NodeName("kfc_matmul_1"),
-        b_first ? std::vector<std::string>{x4, first_w} : std::vector<std::string>{first_w, x4},
+        x_left ? std::vector<std::string>{x4, first_w} : std::vector<std::string>{first_w, x4},
         mid));
     const std::string mid2 = Value("kfc_mid_reshaped");
     nodes.push_back(MakeNode("Reshape", NodeName("kfc_reshape_mid"), {mid, shape_mid}, mid2));
     const std::string y4 = Value("kfc_y4");
+    const bool w_left = b_first || layer.weight_first;
     nodes.push_back(MakeNode("MatMul", NodeName("kfc_matmul_2"),
-                             b_first ? std::vector<std::string>{second_w, mid2}
-                                     : std::vector<std::string>{mid2, second_w},
+                             w_left ? std::vector<std::string>{second_w, mid2}
+                                    : std::vector<std::string>{mid2, second_w},
                              y4));
 
     const bool add_bias = gemm && !layer.bias_name.empty() && layer.beta != 0.0f;
