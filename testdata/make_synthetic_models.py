@@ -195,6 +195,70 @@ def weight_first_case(name, lead_dims, feed_lead, k, m, cols, feed_cols, *, seed
     return model, {INPUT: feed_lead + [k, feed_cols]}, 1
 
 
+def if_gemm_branches(seed):
+    """If with a Gemm in each branch: the then-branch's weight is the branch's own initializer,
+    the else-branch's an initializer of the main graph (visible in subgraphs)."""
+    rng = np.random.default_rng(seed)
+    k, n = 64, 96
+    then_g = helper.make_graph(
+        [helper.make_node("Gemm", [INPUT, "W_then", "C_then"], ["a"], name="fc", transB=1)],
+        "then_branch", [], [value_info("a", ["batch", n])],
+        initializer=[init("W_then", weight(rng, (k, n)).T), init("C_then", bias(rng, (n,)))])
+    else_g = helper.make_graph(
+        [helper.make_node("Relu", [INPUT], ["r"], name="relu"),
+         helper.make_node("Gemm", ["r", "W_else"], ["b"], name="fc_else", alpha=0.5)],
+        "else_branch", [], [value_info("b", ["batch", n])])
+    nodes = [helper.make_node("If", ["cond"], [OUTPUT], name="branch", then_branch=then_g,
+                              else_branch=else_g)]
+    graph = helper.make_graph(
+        nodes, "if_gemm_branches",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, []), value_info(INPUT, ["batch", k])],
+        [value_info(OUTPUT, ["batch", n])], initializer=[init("W_else", weight(rng, (k, n)))],
+        doc_string="If with a Gemm in each branch (branch initializer / main-graph initializer)")
+    return typed_model("if_gemm_branches", graph), {"cond": [], INPUT: [3, k]}, 2
+
+
+def loop_matmul_outer(seed):
+    """Loop (3 iterations) whose body multiplies the carried state by a main-graph initializer."""
+    rng = np.random.default_rng(seed)
+    k = 96
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+         helper.make_node("MatMul", ["h", "W"], ["m"], name="step"),
+         helper.make_node("Tanh", ["m"], ["h_next"], name="tanh")],
+        "loop_body",
+        [helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         value_info("h", ["batch", k])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         value_info("h_next", ["batch", k])])
+    inits = [init("W", weight(rng, (k, k))),
+             numpy_helper.from_array(np.array(3, dtype=np.int64), "trip_count"),
+             numpy_helper.from_array(np.array(True), "keep_going_init")]
+    nodes = [helper.make_node("Loop", ["trip_count", "keep_going_init", INPUT], [OUTPUT],
+                              name="loop", body=body)]
+    graph = helper.make_graph(nodes, "loop_matmul_outer", [value_info(INPUT, ["batch", k])],
+                              [value_info(OUTPUT, ["batch", k])], initializer=inits,
+                              doc_string="Loop body MatMul on an outer initializer, 3 iterations")
+    return typed_model("loop_matmul_outer", graph), {INPUT: [4, k]}, 1
+
+
+def scan_matmul(seed):
+    """Scan over the first axis; the body's MatMul weight is the body's own initializer."""
+    rng = np.random.default_rng(seed)
+    k, n = 64, 128
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["x_t", "W_body"], ["y_t"], name="scan_fc")],
+        "scan_body", [value_info("x_t", ["batch", k])], [value_info("y_t", ["batch", n])],
+        initializer=[init("W_body", weight(rng, (k, n)))])
+    nodes = [helper.make_node("Scan", [INPUT], [OUTPUT], name="scan", body=body,
+                              num_scan_inputs=1)]
+    graph = helper.make_graph(nodes, "scan_matmul", [value_info(INPUT, ["time", "batch", k])],
+                              [value_info(OUTPUT, ["time", "batch", n])],
+                              doc_string="Scan whose body holds a MatMul and its weight")
+    return typed_model("scan_matmul", graph), {INPUT: [3, 2, k]}, 1
+
+
 NP_TYPES = {TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}
 JS_TYPES = {TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
 
@@ -250,7 +314,15 @@ CASE_EXTRAS = {
     "matmul_wx_2d": {"output_dims": [96, 5]},
     "matmul_wx_3d_static": {"output_dims": [2, 128, 7]},
     "matmul_wx_4d": {"output_dims": [2, 2, 64, 3]},
+    # "input_values" fixes an input's data: each branch of the If gets a case of its own.
+    "if_gemm_branches": {"input_types": {"cond": "bool"}, "input_values": {"cond": [1]},
+                         "output_dims": [3, 96]},
+    "if_gemm_branches_else": {"input_types": {"cond": "bool"}, "input_values": {"cond": [0]},
+                              "output_dims": [3, 96]},
+    "scan_matmul": {"output_dims": [3, 2, 128]},
 }
+# Second cases for models listed in build_cases(): (case name, model name).
+EXTRA_CASES = [("if_gemm_branches_else", "if_gemm_branches")]
 
 
 def build_cases():
@@ -302,6 +374,9 @@ def build_cases():
             "matmul_wx_3d_static", ["batch"], [2], 96, 128, 7, 7, seed=s)),
         ("matmul_wx_4d", lambda s: weight_first_case(
             "matmul_wx_4d", ["batch", 2], [2, 2], 128, 64, "cols", 3, seed=s)),
+        ("if_gemm_branches", if_gemm_branches),
+        ("loop_matmul_outer", loop_matmul_outer),
+        ("scan_matmul", scan_matmul),
     ]
 
 
@@ -315,6 +390,9 @@ def main():
             f.write(model.SerializeToString())
         cases.append({"name": name, "file": file_name, "inputs": feeds, "output": OUTPUT,
                       "expected_layers": expected_layers, **CASE_EXTRAS.get(name, {})})
+    for name, model_name in EXTRA_CASES:
+        base = next(c for c in cases if c["name"] == model_name)
+        cases.append({**base, "name": name, **CASE_EXTRAS.get(name, {})})
     # One case per line: short enough to read, and diffs stay per case.
     with open(os.path.join(OUT_DIR, "cases.json"), "w") as f:
         f.write("[\n" + ",\n".join("  " + json.dumps(c) for c in cases) + "\n]\n")

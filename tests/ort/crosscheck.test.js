@@ -37,7 +37,7 @@ async function crossCheck(t, c, rank, mode) {
   h.assertSameNames(original, dense, `${c.name} dense`);
   assert.deepEqual(original.outputNames, [c.output], `${c.name}: cases.json output name`);
 
-  const feeds = h.randomFeeds(h.seedFromString(`${c.name}/r${rank}`), c.inputs, c.inputTypes);
+  const feeds = h.randomFeeds(h.seedFromString(`${c.name}/r${rank}`), c.inputs, c.inputTypes, c.inputValues);
   const tolerance = c.tolerance || TOLERANCE;
   const yOriginal = (await h.runSession(original, feeds, `${c.name} original`))[c.output];
   const yCompressed = (await h.runSession(compressed, feeds, `${c.name} compressed`))[c.output];
@@ -95,7 +95,7 @@ for (const c of BUDGET_CASES) {
       const dense = await h.createSession(`${base}.d.onnx`);
       h.assertSameNames(original, compressed, `${c.name} compressed`);
       const feeds = h.randomFeeds(h.seedFromString(`${c.name}/${budget.join(' ')}`), c.inputs,
-        c.inputTypes);
+        c.inputTypes, c.inputValues);
       const yC = (await h.runSession(compressed, feeds, `${c.name} compressed`))[c.output];
       const yD = (await h.runSession(dense, feeds, `${c.name} dense`))[c.output];
       const err = h.relativeError(yC.data, yD.data);

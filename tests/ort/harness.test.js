@@ -73,7 +73,7 @@ for (const c of h.loadCases()) {
     const session = await h.createSession(c.model);
     assert.deepEqual([...session.inputNames].sort(), Object.keys(c.inputs).sort());
     assert.deepEqual(session.outputNames, [c.output]);
-    const feeds = h.randomFeeds(h.seedFromString(c.name), c.inputs, c.inputTypes);
+    const feeds = h.randomFeeds(h.seedFromString(c.name), c.inputs, c.inputTypes, c.inputValues);
     const y = (await h.runSession(session, feeds, c.name))[c.output];
     const x = Object.values(c.inputs)[0];
     // Most cases map [..., K] to [..., N] with the leading dims kept; Gemm with transA=1 takes

@@ -84,6 +84,7 @@ function loadCases() {
       inputTypes: c.input_types || {},
       tolerance: c.tolerance,
       outputDims: c.output_dims,
+      inputValues: c.input_values || {},
     };
   });
   out.push({
@@ -184,12 +185,19 @@ function randomTensor(rng, dims, type = 'float32') {
 }
 
 // One feed per graph input, in sorted-name order so the values do not depend on JSON key order.
-// `types`: input name -> element type, float32 when absent.
-function randomFeeds(seed, inputs, types = {}) {
+// `types`: input name -> element type, float32 when absent. `values`: input name -> fixed data
+// (an If condition, say), used instead of random values.
+function randomFeeds(seed, inputs, types = {}, values = {}) {
   const rng = mulberry32(seed);
   const feeds = {};
   for (const name of Object.keys(inputs).sort()) {
-    feeds[name] = randomTensor(rng, inputs[name], types[name]);
+    const type = types[name] || 'float32';
+    if (name in values) {
+      const data = type === 'bool' ? Uint8Array.from(values[name]) : values[name];
+      feeds[name] = new ort.Tensor(type, data, inputs[name]);
+    } else {
+      feeds[name] = randomTensor(rng, inputs[name], type);
+    }
   }
   return feeds;
 }

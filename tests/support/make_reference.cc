@@ -86,13 +86,26 @@ int main(int argc, char** argv) {
     const std::string name = "kfc_reference/" + c.weight_name;
     const std::vector<int64_t> dims =
         c.trans_b ? std::vector<int64_t>{c.n, c.k} : std::vector<int64_t>{c.k, c.n};
+    // In the main graph, which every subgraph sees; at IR 3 an initializer is a graph input too.
     bool present = false;  // layers sharing a weight share its reconstruction
     for (const auto& t : reference.graph().initializer()) present |= t.name() == name;
     if (!present) {
       *reference.mutable_graph()->add_initializer() =
           kfc::tensor::EncodeFromFloat(name, c.dtype, dims, stored);
+      if (reference.ir_version() < 4) {
+        auto* input = reference.mutable_graph()->add_input();
+        input->set_name(name);
+        auto* type = input->mutable_type()->mutable_tensor_type();
+        type->set_elem_type(c.dtype);
+        for (int64_t d : dims) type->mutable_shape()->add_dim()->set_dim_value(d);
+      }
     }
-    reference.mutable_graph()->mutable_node(c.node_index)->set_input(c.weight_first ? 0 : 1, name);
+    onnx::GraphProto* graph = reference.mutable_graph();
+    for (const auto& step : c.scope) {  // down to the layer's (sub)graph
+      auto* attr = graph->mutable_node(step.node)->mutable_attribute(step.attribute);
+      graph = step.graph < 0 ? attr->mutable_g() : attr->mutable_graphs(step.graph);
+    }
+    graph->mutable_node(c.node_index)->set_input(c.weight_first ? 0 : 1, name);
   }
   if (auto s = Write(result->model, compressed); !s.ok()) return Fail(s.message());
   if (auto s = Write(reference, dense); !s.ok()) return Fail(s.message());

@@ -35,15 +35,20 @@ const onnx::TensorProto* FindInitializer(const onnx::GraphProto& g, const std::s
   return nullptr;
 }
 
-// The tensor holding the layer's weight data: an initializer or a Constant node's `value`.
-const onnx::TensorProto* WeightSource(const onnx::GraphProto& g, const match::LayerCandidate& c) {
-  if (c.constant_node >= 0 && c.constant_node < g.node_size()) {
-    for (const auto& a : g.node(c.constant_node).attribute()) {
+// The tensor holding the layer's weight data: an initializer (of the layer's graph or an
+// enclosing one) or a Constant node's `value`. nullptr when the candidate does not fit the model.
+const onnx::TensorProto* WeightSource(const onnx::ModelProto& model,
+                                      const match::LayerCandidate& c) {
+  if (c.constant_node >= 0) {
+    const onnx::GraphProto* g = match::GraphAt(model, c.scope, c.scope.size());
+    if (g == nullptr || c.constant_node >= g->node_size()) return nullptr;
+    for (const auto& a : g->node(c.constant_node).attribute()) {
       if (a.name() == "value" && a.has_t()) return &a.t();
     }
     return nullptr;
   }
-  return FindInitializer(g, c.weight_tensor_name);
+  const onnx::GraphProto* g = match::GraphAt(model, c.scope, c.source_depth);
+  return g != nullptr ? FindInitializer(*g, c.weight_tensor_name) : nullptr;
 }
 
 // W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
@@ -458,8 +463,7 @@ Status AllocateRatio(const Options& o, const onnx::ModelProto& model,
     auto [it, fresh] = unit_of.emplace(key, units.size());
     if (fresh) {
       units.emplace_back();
-      KFC_ASSIGN_OR_RETURN(std::vector<float> w,
-                           WeightMatrix(*WeightSource(model.graph(), *s.c), *s.c));
+      KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*WeightSource(model, *s.c), *s.c));
       KFC_RETURN_IF_ERROR(BuildRatioOptions(s.dir.shape, *s.c, w, &units.back())
                               .WithContext("layer '" + s.c->node_name + "'"));
     }
@@ -679,7 +683,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
       auto cached = factor_cache.find(key);
       if (cached == factor_cache.end()) {
         if (w.empty()) {
-          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model.graph(), c), c));
+          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
         }
         auto fresh = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
         if (!fresh.ok()) return fresh.status().WithContext("layer '" + c.node_name + "'");
@@ -690,7 +694,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
         // The factors are stored in the layer's dtype: report (and budget) the error they have
         // after rounding, not the float32 factorization's.
         if (w.empty()) {
-          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model.graph(), c), c));
+          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
         }
         f.a = tensor::RoundToDType(c.dtype, std::move(f.a));
         f.b = tensor::RoundToDType(c.dtype, std::move(f.b));
@@ -793,7 +797,7 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
            std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
       continue;
     }
-    const onnx::TensorProto* init = WeightSource(model.graph(), c);
+    const onnx::TensorProto* init = WeightSource(model, c);
     if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
     KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
     const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);

@@ -35,15 +35,18 @@
 namespace kfc::rewrite {
 
 struct KronRewrite {
-  match::LayerCandidate layer;  // must be eligible and in the main graph
+  match::LayerCandidate layer;  // must be eligible; any graph (main or subgraph)
   kron::KronFactors factors;    // approximates W (K x N); alpha is folded in by the rewriter
   kron::ContractionOrder order = kron::ContractionOrder::kBFirst;
 };
 
-// Replaces each layer's node by its Kronecker subgraph, in place of the node so the graph stays
-// topologically sorted, then removes the dense weights (and a Gemm bias folded with beta) that
-// nothing uses any more. New names derive from the node's name (or its output's name when the node
-// has none) and are made unique against every name in the model.
+// Replaces each layer's node by its Kronecker subgraph, in place of the node (inside its If, Loop
+// or Scan body when it is in one) so every graph stays topologically sorted, then removes the dense
+// weights (and a Gemm bias folded with beta) that nothing uses any more, from whichever graph held
+// them. New initializers go into the graph that held the weight: the layer's own graph, or the
+// enclosing graph whose initializer a subgraph read (IR 3: always the main graph, listed as inputs
+// there). New names derive from the node's name (or its output's name when the node has none) and
+// are made unique against every name in every graph of the model.
 Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites);
 
 }  // namespace kfc::rewrite
