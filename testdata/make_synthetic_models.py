@@ -259,6 +259,33 @@ def scan_matmul(seed):
     return typed_model("scan_matmul", graph), {INPUT: [3, 2, k]}, 1
 
 
+def old_opset_mlp(name, opset, ir_version, seed):
+    """Gemm(transA=1, transB=1, alpha, beta, bias) + Relu + MatMul: a two-layer MLP at an old
+    opset; at IR 3 every initializer is listed as a graph input too, as that IR requires."""
+    rng = np.random.default_rng(seed)
+    k, h, n = 64, 96, 128
+    inits = [init("fc1.weight", weight(rng, (k, h)).T), init("fc1.bias", bias(rng, (h,))),
+             init("fc2.weight", weight(rng, (h, n)))]
+    nodes = [
+        helper.make_node("Gemm", [INPUT, "fc1.weight", "fc1.bias"], ["fc1"], name="fc1",
+                         transA=1, transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Relu", ["fc1"], ["relu1"], name="relu1"),
+        helper.make_node("MatMul", ["relu1", "fc2.weight"], [OUTPUT], name="fc2"),
+    ]
+    inputs = [value_info(INPUT, [k, "batch"])]
+    if ir_version < 4:
+        inputs += [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims))
+                   for t in inits]
+    graph = helper.make_graph(nodes, name, inputs, [value_info(OUTPUT, ["batch", n])],
+                              initializer=inits,
+                              doc_string=f"Gemm(transA, transB, alpha, beta) + Relu + MatMul, "
+                                         f"opset {opset}, IR {ir_version}")
+    model = typed_model(name, graph, opset)
+    model.ir_version = ir_version
+    onnx.checker.check_model(model, full_check=True)
+    return model, {INPUT: [k, 3]}, 2
+
+
 NP_TYPES = {TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}
 JS_TYPES = {TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
 
@@ -320,6 +347,8 @@ CASE_EXTRAS = {
     "if_gemm_branches_else": {"input_types": {"cond": "bool"}, "input_values": {"cond": [0]},
                               "output_dims": [3, 96]},
     "scan_matmul": {"output_dims": [3, 2, 128]},
+    "mlp_opset7_ir3": {"output_dims": [3, 128]},
+    "mlp_opset9_ir4": {"output_dims": [3, 128]},
 }
 # Second cases for models listed in build_cases(): (case name, model name).
 EXTRA_CASES = [("if_gemm_branches_else", "if_gemm_branches")]
@@ -377,6 +406,8 @@ def build_cases():
         ("if_gemm_branches", if_gemm_branches),
         ("loop_matmul_outer", loop_matmul_outer),
         ("scan_matmul", scan_matmul),
+        ("mlp_opset7_ir3", lambda s: old_opset_mlp("mlp_opset7_ir3", 7, 3, s)),
+        ("mlp_opset9_ir4", lambda s: old_opset_mlp("mlp_opset9_ir4", 9, 4, s)),
     ]
 
 

@@ -581,6 +581,58 @@ agraph (float[64] x) => (float[96] y) { y = MatMul(W, x) })");
   EXPECT_EQ(Compress(vector, 2).report.layers(0).skip_reason(), "input_rank_1");
 }
 
+// The emitted ops (Reshape with a shape input, MatMul, Transpose, Add, Mul) have the form the
+// rewriter uses at every opset from 7 on; this checks each opset with the IR version exporters
+// paired with it, on a Gemm (transA, computed bias with beta: Transpose, Mul and Add), a batched
+// MatMul and a weight-first MatMul.
+TEST(OpsetTest, EveryOpsetFrom7To21IsCheckedAndKept) {
+  const std::map<int, int> ir_of = {{7, 3},  {8, 3},  {9, 4},  {10, 5}, {11, 6},
+                                    {12, 7}, {13, 7}, {14, 7}, {15, 8}, {16, 8},
+                                    {17, 8}, {18, 8}, {19, 9}, {20, 9}, {21, 10}};
+  for (const auto& [opset, ir] : ir_of) {
+    const std::string label = "opset " + std::to_string(opset) + ", IR " + std::to_string(ir);
+    auto model = ParseModelText("<ir_version: " + std::to_string(ir) +
+                                ", opset_import: [\"\" : " + std::to_string(opset) + R"(]>
+agraph (float[64, N] x, float[96] c, float[B, S, 96] z, float[64, C] v)
+    => (float[N, 96] y, float[B, S, 64] w, float[96, C] u) {
+  y = Gemm<transA = 1, beta = 0.5>(x, W1, c)
+  w = MatMul(z, W2)
+  u = MatMul(W3, v)
+})");
+    AddRandomInitializer(&model, "W1", {64, 96}, 1);
+    AddRandomInitializer(&model, "W2", {96, 64}, 2);
+    AddRandomInitializer(&model, "W3", {96, 64}, 3);
+    if (ir < 4) {  // IR 3: every initializer is a graph input too
+      for (const auto& t : std::vector<onnx::TensorProto>(model.graph().initializer().begin(),
+                                                          model.graph().initializer().end())) {
+        auto* in = model.mutable_graph()->add_input();
+        in->set_name(t.name());
+        auto* tt = in->mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(onnx::TensorProto::FLOAT);
+        for (int64_t d : t.dims()) tt->mutable_shape()->add_dim()->set_dim_value(d);
+      }
+    }
+    const Status in = pipeline::CheckModel(model, "in");
+    ASSERT_TRUE(in.ok()) << label << ": " << in.message();
+    auto result = Compress(model, 2);
+    EXPECT_EQ(result.report.totals().layers_compressed(), 3) << label;
+    const Status out = pipeline::CheckModel(result.model, "out");
+    EXPECT_TRUE(out.ok()) << label << ": " << out.message();
+    EXPECT_EQ(result.model.ir_version(), ir);
+    EXPECT_EQ(result.model.opset_import(0).version(), opset);
+    auto ops = OpCounts(result.model.graph());
+    EXPECT_EQ(ops["Transpose"], 1) << label;
+    EXPECT_EQ(ops["Mul"], 1) << label;
+    EXPECT_EQ(ops["Add"], 1) << label;
+    EXPECT_EQ(ops["MatMul"], 6) << label;
+    EXPECT_EQ(ops["Reshape"], 9) << label;
+    for (const auto& n : result.model.graph().node()) {
+      EXPECT_EQ(n.attribute_size(), n.op_type() == "Transpose" ? 1 : 0)
+          << label << ": " << n.op_type() << " carries no version-specific attribute";
+    }
+  }
+}
+
 TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
   auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64, 21);
   model.set_ir_version(10);

@@ -263,7 +263,9 @@ void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFac
 
   if (opset < kMinOpset) {
     return Skip(c, "opset_unsupported",
-                "model opset " + std::to_string(opset) + " is below " + std::to_string(kMinOpset));
+                "model opset " + std::to_string(opset) + " is below " + std::to_string(kMinOpset) +
+                    ": before opset 7, Add and Mul broadcast only with the `broadcast` attribute "
+                    "and Gemm needs its bias C");
   }
   if (w == nullptr) {
     if (c->constant_node >= 0) {
