@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the small fp32 models that kfc-compress is tested on, plus synthetic/cases.json.
+"""Writes the small models that kfc-compress is tested on, plus synthetic/cases.json.
 
 Run with Debian's interpreter (python3-onnx, python3-numpy):
 
@@ -14,7 +14,9 @@ Kronecker factorization is both possible and profitable. Dynamic dims have symbo
 
 cases.json lists, per model: "name", "file" (relative to testdata/synthetic), "inputs" (input name
 -> the concrete shape to feed), "output" (the graph output's name) and "expected_layers" (how many
-Gemm/MatMul layers in it have a constant weight and static K, N: all of them are eligible).
+Gemm/MatMul layers in it have a constant weight and static K, N: all of them are eligible), and
+optionally "input_types" (input name -> "float16"/"float64"; float32 when absent) and "tolerance"
+(the relative error allowed in the ONNX Runtime cross-check; 1e-5 when absent).
 """
 
 import json
@@ -241,6 +243,175 @@ def ext_constant_node(seed):
     return model, {INPUT: [2, 96]}, 1, data
 
 
+def weight_first_case(name, lead_dims, feed_lead, k, m, cols, feed_cols, *, seed):
+    """Y = W @ X with W constant [M, K] first and X [..., K, C]: Y [..., M, C]."""
+    rng = np.random.default_rng(seed)
+    inits = [init("W", weight(rng, (k, m)).T)]
+    nodes = [helper.make_node("MatMul", ["W", INPUT], [OUTPUT], name="matmul_wx")]
+    doc = f"MatMul(W, X), W constant [{m}, {k}], X rank {len(lead_dims) + 2}, C={cols}"
+    model = finish(name, nodes, lead_dims + [k, cols], lead_dims + [m, cols], inits, doc)
+    return model, {INPUT: feed_lead + [k, feed_cols]}, 1
+
+
+def if_gemm_branches(seed):
+    """If with a Gemm in each branch: the then-branch's weight is the branch's own initializer,
+    the else-branch's an initializer of the main graph (visible in subgraphs)."""
+    rng = np.random.default_rng(seed)
+    k, n = 64, 96
+    then_g = helper.make_graph(
+        [helper.make_node("Gemm", [INPUT, "W_then", "C_then"], ["a"], name="fc", transB=1)],
+        "then_branch", [], [value_info("a", ["batch", n])],
+        initializer=[init("W_then", weight(rng, (k, n)).T), init("C_then", bias(rng, (n,)))])
+    else_g = helper.make_graph(
+        [helper.make_node("Relu", [INPUT], ["r"], name="relu"),
+         helper.make_node("Gemm", ["r", "W_else"], ["b"], name="fc_else", alpha=0.5)],
+        "else_branch", [], [value_info("b", ["batch", n])])
+    nodes = [helper.make_node("If", ["cond"], [OUTPUT], name="branch", then_branch=then_g,
+                              else_branch=else_g)]
+    graph = helper.make_graph(
+        nodes, "if_gemm_branches",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, []), value_info(INPUT, ["batch", k])],
+        [value_info(OUTPUT, ["batch", n])], initializer=[init("W_else", weight(rng, (k, n)))],
+        doc_string="If with a Gemm in each branch (branch initializer / main-graph initializer)")
+    return typed_model("if_gemm_branches", graph), {"cond": [], INPUT: [3, k]}, 2
+
+
+def loop_matmul_outer(seed):
+    """Loop (3 iterations) whose body multiplies the carried state by a main-graph initializer."""
+    rng = np.random.default_rng(seed)
+    k = 96
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+         helper.make_node("MatMul", ["h", "W"], ["m"], name="step"),
+         helper.make_node("Tanh", ["m"], ["h_next"], name="tanh")],
+        "loop_body",
+        [helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         value_info("h", ["batch", k])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         value_info("h_next", ["batch", k])])
+    inits = [init("W", weight(rng, (k, k))),
+             numpy_helper.from_array(np.array(3, dtype=np.int64), "trip_count"),
+             numpy_helper.from_array(np.array(True), "keep_going_init")]
+    nodes = [helper.make_node("Loop", ["trip_count", "keep_going_init", INPUT], [OUTPUT],
+                              name="loop", body=body)]
+    graph = helper.make_graph(nodes, "loop_matmul_outer", [value_info(INPUT, ["batch", k])],
+                              [value_info(OUTPUT, ["batch", k])], initializer=inits,
+                              doc_string="Loop body MatMul on an outer initializer, 3 iterations")
+    return typed_model("loop_matmul_outer", graph), {INPUT: [4, k]}, 1
+
+
+def scan_matmul(seed):
+    """Scan over the first axis; the body's MatMul weight is the body's own initializer."""
+    rng = np.random.default_rng(seed)
+    k, n = 64, 128
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["x_t", "W_body"], ["y_t"], name="scan_fc")],
+        "scan_body", [value_info("x_t", ["batch", k])], [value_info("y_t", ["batch", n])],
+        initializer=[init("W_body", weight(rng, (k, n)))])
+    nodes = [helper.make_node("Scan", [INPUT], [OUTPUT], name="scan", body=body,
+                              num_scan_inputs=1)]
+    graph = helper.make_graph(nodes, "scan_matmul", [value_info(INPUT, ["time", "batch", k])],
+                              [value_info(OUTPUT, ["time", "batch", n])],
+                              doc_string="Scan whose body holds a MatMul and its weight")
+    return typed_model("scan_matmul", graph), {INPUT: [3, 2, k]}, 1
+
+
+def old_opset_mlp(name, opset, ir_version, seed):
+    """Gemm(transA=1, transB=1, alpha, beta, bias) + Relu + MatMul: a two-layer MLP at an old
+    opset; at IR 3 every initializer is listed as a graph input too, as that IR requires."""
+    rng = np.random.default_rng(seed)
+    k, h, n = 64, 96, 128
+    inits = [init("fc1.weight", weight(rng, (k, h)).T), init("fc1.bias", bias(rng, (h,))),
+             init("fc2.weight", weight(rng, (h, n)))]
+    nodes = [
+        helper.make_node("Gemm", [INPUT, "fc1.weight", "fc1.bias"], ["fc1"], name="fc1",
+                         transA=1, transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Relu", ["fc1"], ["relu1"], name="relu1"),
+        helper.make_node("MatMul", ["relu1", "fc2.weight"], [OUTPUT], name="fc2"),
+    ]
+    inputs = [value_info(INPUT, [k, "batch"])]
+    if ir_version < 4:
+        inputs += [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims))
+                   for t in inits]
+    graph = helper.make_graph(nodes, name, inputs, [value_info(OUTPUT, ["batch", n])],
+                              initializer=inits,
+                              doc_string=f"Gemm(transA, transB, alpha, beta) + Relu + MatMul, "
+                                         f"opset {opset}, IR {ir_version}")
+    model = typed_model(name, graph, opset)
+    model.ir_version = ir_version
+    onnx.checker.check_model(model, full_check=True)
+    return model, {INPUT: [k, 3]}, 2
+
+
+NP_TYPES = {TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}
+JS_TYPES = {TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64"}
+
+
+def typed_matmul(name, dtype, seed):
+    """MatMul computing in float16 or float64 on a 3-D input: the factors keep the dtype."""
+    rng = np.random.default_rng(seed)
+    k, n = 96, 128
+    inits = [numpy_helper.from_array(weight(rng, (k, n)).astype(NP_TYPES[dtype]), "W")]
+    nodes = [helper.make_node("MatMul", [INPUT, "W"], [OUTPUT], name="matmul")]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info(INPUT, dtype, ["batch", "seq", k])],
+        [helper.make_tensor_value_info(OUTPUT, dtype, ["batch", "seq", n])], initializer=inits,
+        doc_string=f"MatMul in {JS_TYPES[dtype]} on a rank-3 input, K={k} N={n}")
+    return typed_model(name, graph), {INPUT: [2, 3, k]}, 1
+
+
+def typed_gemm(name, dtype, seed):
+    """Gemm(transB=1, alpha, beta) with a bias, computing in float16 or float64."""
+    rng = np.random.default_rng(seed)
+    k, n = 64, 96
+    np_type = NP_TYPES[dtype]
+    inits = [numpy_helper.from_array(weight(rng, (k, n)).T.astype(np_type), "W"),
+             numpy_helper.from_array(bias(rng, (n,)).astype(np_type), "C")]
+    nodes = [helper.make_node("Gemm", [INPUT, "W", "C"], [OUTPUT], name="gemm", transB=1,
+                              alpha=0.5, beta=2.0)]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info(INPUT, dtype, ["batch", k])],
+        [helper.make_tensor_value_info(OUTPUT, dtype, ["batch", n])], initializer=inits,
+        doc_string=f"Gemm in {JS_TYPES[dtype]}, transB=1, alpha=0.5, beta=2, bias [N]")
+    return typed_model(name, graph), {INPUT: [3, k]}, 1
+
+
+def typed_model(name, graph, opset=13):
+    model = helper.make_model(graph, producer_name="kfc-tests", producer_version="1",
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    helper.set_model_props(
+        model, {"author": "kfc-tests", "case": name, "generator": "make_synthetic_models.py"})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+# Per-case extras for cases.json: the input element types ("float32" when absent) and the relative
+# error ONNX Runtime may show between two evaluations of the same map (1e-5 when absent): float16
+# rounds every intermediate to 11 bits.
+CASE_EXTRAS = {
+    "matmul_fp16": {"input_types": {INPUT: "float16"}, "tolerance": 2e-3},
+    "gemm_fp16": {"input_types": {INPUT: "float16"}, "tolerance": 2e-3},
+    "matmul_fp64": {"input_types": {INPUT: "float64"}},
+    "gemm_fp64": {"input_types": {INPUT: "float64"}},
+    # W X maps [..., K, C] to [..., M, C]; "output_dims" is the output shape for the given feed.
+    "matmul_wx_2d": {"output_dims": [96, 5]},
+    "matmul_wx_3d_static": {"output_dims": [2, 128, 7]},
+    "matmul_wx_4d": {"output_dims": [2, 2, 64, 3]},
+    # "input_values" fixes an input's data: each branch of the If gets a case of its own.
+    "if_gemm_branches": {"input_types": {"cond": "bool"}, "input_values": {"cond": [1]},
+                         "output_dims": [3, 96]},
+    "if_gemm_branches_else": {"input_types": {"cond": "bool"}, "input_values": {"cond": [0]},
+                              "output_dims": [3, 96]},
+    "scan_matmul": {"output_dims": [3, 2, 128]},
+    "mlp_opset7_ir3": {"output_dims": [3, 128]},
+    "mlp_opset9_ir4": {"output_dims": [3, 128]},
+}
+# Second cases for models listed in build_cases(): (case name, model name).
+EXTRA_CASES = [("if_gemm_branches_else", "if_gemm_branches")]
+
+
 def build_cases():
     # (name, builder) in a fixed order; each builder gets its own seed.
     return [
@@ -283,6 +454,21 @@ def build_cases():
         # Weights in external data files next to the model (appended last: earlier seeds stay).
         ("ext_gemm_matmul", ext_gemm_matmul),
         ("ext_constant_node", ext_constant_node),
+        ("matmul_fp16", lambda s: typed_matmul("matmul_fp16", TensorProto.FLOAT16, s)),
+        ("gemm_fp16", lambda s: typed_gemm("gemm_fp16", TensorProto.FLOAT16, s)),
+        ("matmul_fp64", lambda s: typed_matmul("matmul_fp64", TensorProto.DOUBLE, s)),
+        ("gemm_fp64", lambda s: typed_gemm("gemm_fp64", TensorProto.DOUBLE, s)),
+        ("matmul_wx_2d", lambda s: weight_first_case(
+            "matmul_wx_2d", [], [], 64, 96, "cols", 5, seed=s)),
+        ("matmul_wx_3d_static", lambda s: weight_first_case(
+            "matmul_wx_3d_static", ["batch"], [2], 96, 128, 7, 7, seed=s)),
+        ("matmul_wx_4d", lambda s: weight_first_case(
+            "matmul_wx_4d", ["batch", 2], [2, 2], 128, 64, "cols", 3, seed=s)),
+        ("if_gemm_branches", if_gemm_branches),
+        ("loop_matmul_outer", loop_matmul_outer),
+        ("scan_matmul", scan_matmul),
+        ("mlp_opset7_ir3", lambda s: old_opset_mlp("mlp_opset7_ir3", 7, 3, s)),
+        ("mlp_opset9_ir4", lambda s: old_opset_mlp("mlp_opset9_ir4", 9, 4, s)),
     ]
 
 
@@ -298,7 +484,10 @@ def main():
         with open(os.path.join(OUT_DIR, file_name), "wb") as f:
             f.write(model.SerializeToString())
         cases.append({"name": name, "file": file_name, "inputs": feeds, "output": OUTPUT,
-                      "expected_layers": expected_layers})
+                      "expected_layers": expected_layers, **CASE_EXTRAS.get(name, {})})
+    for name, model_name in EXTRA_CASES:
+        base = next(c for c in cases if c["name"] == model_name)
+        cases.append({**base, "name": name, **CASE_EXTRAS.get(name, {})})
     # One case per line: short enough to read, and diffs stay per case.
     with open(os.path.join(OUT_DIR, "cases.json"), "w") as f:
         f.write("[\n" + ",\n".join("  " + json.dumps(c) for c in cases) + "\n]\n")

@@ -81,6 +81,10 @@ function loadCases() {
       inputs: c.inputs,
       output: c.output,
       expectedLayers: c.expected_layers,
+      inputTypes: c.input_types || {},
+      tolerance: c.tolerance,
+      outputDims: c.output_dims,
+      inputValues: c.input_values || {},
     };
   });
   out.push({
@@ -134,18 +138,67 @@ function numElements(dims) {
   return dims.reduce((a, b) => a * b, 1);
 }
 
-// Uniform values in [-1, 1) from a seeded generator.
-function randomTensor(rng, dims) {
-  const data = new Float32Array(numElements(dims));
-  for (let i = 0; i < data.length; ++i) data[i] = 2 * rng() - 1;
-  return new ort.Tensor('float32', data, dims);
+// float32 <-> IEEE half bits (round to nearest even), for float16 feeds and outputs: Node 20 has
+// no Float16Array, so onnxruntime-node passes float16 data as Uint16Array bit patterns.
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function floatToHalf(value) {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const abs = x & 0x7fffffff;
+  if (abs > 0x7f800000) return sign | 0x7e00;
+  if (abs >= 0x477ff000) return sign | 0x7c00;
+  if (abs < 0x38800000) {
+    f32[0] = Math.abs(value) * 16777216;
+    const v = f32[0];
+    const r = Math.round(v);
+    return sign | (r - v === 0.5 && r % 2 === 1 ? r - 1 : r);  // half to even
+  }
+  let h = ((((abs >>> 23) - 112) << 10) | ((abs & 0x7fffff) >>> 13)) >>> 0;
+  const rest = abs & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h += 1;
+  return sign | h;
+}
+
+function halfToFloat(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+// Uniform values in [-1, 1) from a seeded generator, as `type` (float32, float16 or float64).
+function randomTensor(rng, dims, type = 'float32') {
+  const n = numElements(dims);
+  if (type === 'float16') {
+    const data = new Uint16Array(n);
+    for (let i = 0; i < n; ++i) data[i] = floatToHalf(2 * rng() - 1);
+    return new ort.Tensor('float16', data, dims);
+  }
+  const data = type === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  for (let i = 0; i < n; ++i) data[i] = 2 * rng() - 1;
+  return new ort.Tensor(type, data, dims);
 }
 
 // One feed per graph input, in sorted-name order so the values do not depend on JSON key order.
-function randomFeeds(seed, inputs) {
+// `types`: input name -> element type, float32 when absent. `values`: input name -> fixed data
+// (an If condition, say), used instead of random values.
+function randomFeeds(seed, inputs, types = {}, values = {}) {
   const rng = mulberry32(seed);
   const feeds = {};
-  for (const name of Object.keys(inputs).sort()) feeds[name] = randomTensor(rng, inputs[name]);
+  for (const name of Object.keys(inputs).sort()) {
+    const type = types[name] || 'float32';
+    if (name in values) {
+      const data = type === 'bool' ? Uint8Array.from(values[name]) : values[name];
+      feeds[name] = new ort.Tensor(type, data, inputs[name]);
+    } else {
+      feeds[name] = randomTensor(rng, inputs[name], type);
+    }
+  }
   return feeds;
 }
 
@@ -159,7 +212,8 @@ async function createSession(modelPath) {
   }
 }
 
-// Runs the session and returns {name: {dims, data}} for every output.
+// Runs the session and returns {name: {dims, data}} for every output; float16 data comes back as
+// numbers.
 async function runSession(session, feeds, label) {
   let results;
   try {
@@ -169,7 +223,9 @@ async function runSession(session, feeds, label) {
   }
   const out = {};
   for (const name of session.outputNames) {
-    out[name] = { dims: Array.from(results[name].dims, Number), data: results[name].data };
+    const r = results[name];
+    const data = r.type === 'float16' ? Float64Array.from(r.data, halfToFloat) : r.data;
+    out[name] = { dims: Array.from(r.dims, Number), data };
   }
   return out;
 }
@@ -266,6 +322,8 @@ module.exports = {
   mulberry32,
   seedFromString,
   randomFeeds,
+  floatToHalf,
+  halfToFloat,
   createSession,
   runSession,
   relativeError,

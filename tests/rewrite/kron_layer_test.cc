@@ -2,14 +2,18 @@
 // checker and shape inference, kept interface and metadata, names, and skip reasons.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <set>
 
 #include "kfc/io/model_io.h"
+#include "kfc/kron/factorize.h"
 #include "kfc/match/match.h"
 #include "kfc/pipeline/compress.h"
+#include "kfc/tensor/tensor.h"
+#include "onnx/defs/data_type_utils.h"
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/test_util.h"
 
@@ -241,19 +245,158 @@ TEST(KronSkipTest, SmallAndUnprofitableAndNonFinite) {
       << result.report.layers(0).skip_detail();
 }
 
-TEST(KronSkipTest, LayersInSubgraphsAreReported) {
+// Every initializer name in every graph, and every node name, must stay unique across scopes.
+void CollectAllNames(const onnx::GraphProto& g, std::multiset<std::string>* inits,
+                     std::multiset<std::string>* nodes) {
+  for (const auto& t : g.initializer()) inits->insert(t.name());
+  for (const auto& n : g.node()) {
+    if (!n.name().empty()) nodes->insert(n.name());
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) CollectAllNames(a.g(), inits, nodes);
+      for (const auto& sub : a.graphs()) CollectAllNames(sub, inits, nodes);
+    }
+  }
+}
+
+void ExpectUniqueNames(const onnx::ModelProto& model) {
+  std::multiset<std::string> inits, nodes;
+  CollectAllNames(model.graph(), &inits, &nodes);
+  for (const auto& n : inits) EXPECT_EQ(inits.count(n), 1u) << "initializer " << n;
+  for (const auto& n : nodes) EXPECT_EQ(nodes.count(n), 1u) << "node " << n;
+}
+
+TEST(SubgraphTest, GemmInEachIfBranchIsRewrittenInPlace) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (bool cond, float[N, 64] x) => (float[N, 96] y) {
+  y = If(cond) <
+    then_branch = g1 () => (float[N, 96] a) {
+      a = Gemm<transB = 1>(x, Wt, C)
+    },
+    else_branch = g2 () => (float[N, 96] b) {
+      r = Relu(x)
+      b = Gemm(r, We)
+    }
+  >
+})");
+  auto* if_node = model.mutable_graph()->mutable_node(0);
+  if_node->set_name("branch");
+  onnx::ModelProto holder;  // AddRandomInitializer works on a model's main graph
+  AddRandomInitializer(&holder, "Wt", {96, 64}, 1);
+  AddRandomInitializer(&holder, "C", {96}, 2);
+  AddRandomInitializer(&holder, "We", {64, 96}, 3);
+  auto* then_g = if_node->mutable_attribute(0)->mutable_g();
+  auto* else_g = if_node->mutable_attribute(1)->mutable_g();
+  *then_g->add_initializer() = holder.graph().initializer(0);
+  *then_g->add_initializer() = holder.graph().initializer(1);
+  *else_g->add_initializer() = holder.graph().initializer(2);
+  then_g->mutable_node(0)->set_name("fc");  // the same node name in both branches
+  else_g->mutable_node(1)->set_name("fc");
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.layers_size(), 2);
+  for (const auto& l : result.report.layers()) {
+    EXPECT_TRUE(l.compressed()) << l.graph() << ": " << l.skip_reason() << " " << l.skip_detail();
+  }
+  EXPECT_EQ(result.report.layers(0).graph(), "main/branch/then_branch");
+  EXPECT_EQ(result.report.layers(1).graph(), "main/branch/else_branch");
+  const Status check = pipeline::CheckModel(result.model, "out");
+  EXPECT_TRUE(check.ok()) << check.message();
+  const auto& out_if = result.model.graph().node(0);
+  for (const auto& attr : out_if.attribute()) {
+    auto ops = OpCounts(attr.g());
+    EXPECT_EQ(ops["Gemm"], 0) << attr.name();
+    EXPECT_EQ(ops["MatMul"], 2) << attr.name();
+    // The factors live in the branch that held the weight; the dense weight is gone.
+    EXPECT_FALSE(HasInitializer(attr.g(), "Wt"));
+    EXPECT_FALSE(HasInitializer(attr.g(), "We"));
+    EXPECT_GE(attr.g().initializer_size(), 5) << attr.name();
+  }
+  EXPECT_EQ(result.model.graph().initializer_size(), 0);
+  ExpectUniqueNames(result.model);
+}
+
+TEST(SubgraphTest, LoopBodyOnAnOuterInitializerGetsFactorsInTheMainGraph) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (int64 trip, bool cond, float[N, 64] x) => (float[N, 64] y) {
+  y = Loop(trip, cond, x) <
+    body = loop_body (int64 i, bool c_in, float[N, 64] h) => (bool c_out, float[N, 64] h_out) {
+      c_out = Identity(c_in)
+      m = MatMul(h, W)
+      h_out = Relu(m)
+    }
+  >
+})");
+  AddRandomInitializer(&model, "W", {64, 64}, 4);
+  model.mutable_graph()
+      ->mutable_node(0)
+      ->mutable_attribute(0)
+      ->mutable_g()
+      ->mutable_node(1)
+      ->set_name("step");
+  ASSERT_TRUE(pipeline::CheckModel(model, "in").ok());
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.layers_size(), 1);
+  const auto& l = result.report.layers(0);
+  ASSERT_TRUE(l.compressed()) << l.skip_reason() << " " << l.skip_detail();
+  EXPECT_EQ(l.graph(), "main/#0/body");
+  const Status check = pipeline::CheckModel(result.model, "out");
+  EXPECT_TRUE(check.ok()) << check.message();
+  EXPECT_FALSE(HasInitializer(result.model.graph(), "W"));
+  EXPECT_TRUE(HasInitializer(result.model.graph(), "step.kfc_a"));
+  const auto& body = result.model.graph().node(0).attribute(0).g();
+  EXPECT_EQ(body.initializer_size(), 0);
+  EXPECT_EQ(body.input_size(), 3) << "Loop binds body inputs by position";
+  EXPECT_EQ(OpCounts(body)["MatMul"], 2);
+  EXPECT_EQ(OpCounts(body)["Reshape"], 3);
+}
+
+TEST(SubgraphTest, OuterWeightSharedByTwoBranchesIsFactorizedOnce) {
   auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
 agraph (bool cond, float[N, 64] x) => (float[N, 64] y) {
+  y = If(cond) <
+    then_branch = g1 () => (float[N, 64] a) { a = MatMul(x, W) },
+    else_branch = g2 () => (float[N, 64] b) { r = Relu(x)  b = MatMul(r, W) }
+  >
+})");
+  AddRandomInitializer(&model, "W", {64, 64}, 5);
+  auto result = Compress(model, 2);
+  ASSERT_EQ(result.report.totals().layers_compressed(), 2);
+  EXPECT_EQ(result.report.layers(1).params_after(), 0) << "shares the first branch's factors";
+  EXPECT_FALSE(HasInitializer(result.model.graph(), "W"));
+  int factors = 0;
+  for (const auto& t : result.model.graph().initializer()) factors += t.data_type() == 1;
+  EXPECT_EQ(factors, 2);
+  EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
+}
+
+TEST(SubgraphTest, OuterWeightAlsoReadDenseInTheMainGraphStays) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (bool cond, float[N, 64] x) => (float[N, 64] y, float[64, 64] w_out) {
+  w_out = Relu(W)
   y = If(cond) <
     then_branch = g1 () => (float[N, 64] a) { a = MatMul(x, W) },
     else_branch = g2 () => (float[N, 64] b) { b = Relu(x) }
   >
 })");
-  AddRandomInitializer(&model, "W", {64, 64}, 9);
+  AddRandomInitializer(&model, "W", {64, 64}, 5);
   auto result = Compress(model, 2);
-  ASSERT_EQ(result.report.layers_size(), 1);
-  EXPECT_EQ(result.report.layers(0).skip_reason(), "in_subgraph");
-  EXPECT_EQ(result.report.layers(0).graph(), "main/#0/then_branch");
+  EXPECT_EQ(result.report.layers(0).skip_reason(), "weight_shared");
+}
+
+TEST(SubgraphTest, WeightFromAnOuterNodeIsSkippedWithTheOp) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (bool cond, float[N, 64] x) => (float[N, 64] y) {
+  w = Identity(W)
+  y = If(cond) <
+    then_branch = g1 () => (float[N, 64] a) { a = MatMul(x, w) },
+    else_branch = g2 () => (float[N, 64] b) { b = Relu(x) }
+  >
+})");
+  AddRandomInitializer(&model, "W", {64, 64}, 5);
+  auto result = Compress(model, 2);
+  EXPECT_EQ(result.report.layers(0).skip_reason(), "weight_outer_node");
+  EXPECT_NE(result.report.layers(0).skip_detail().find("Identity"), std::string::npos);
 }
 
 TEST(NameFilterTest, LongNamesDoNotOverflowTheStack) {
@@ -387,6 +530,109 @@ agraph (float[64, N] x) => (float[N, 64] y) { y = Gemm<transA = 1>(x, W) })");
   EXPECT_TRUE(pipeline::CheckModel(result.model, "out").ok());
 }
 
+TEST(WeightFirstTest, MatMulWithConstantFirstInputNeedsNoTranspose) {
+  const std::vector<std::pair<std::string, std::string>> types = {
+      {"float[64, C]", "float[96, C]"},
+      {"float[B, 64, C]", "float[B, 96, C]"},
+      {"float[B, 3, 64, 5]", "float[B, 3, 96, 5]"}};
+  for (const auto& [x_type, y_type] : types) {
+    auto model = ParseModelText("<ir_version: 8, opset_import: [\"\" : 13]>\nagraph (" + x_type +
+                                " x) => (" + y_type + " y) { y = MatMul(W, x) }");
+    AddRandomInitializer(&model, "W", {96, 64}, 4);
+    ASSERT_TRUE(pipeline::CheckModel(model, "in").ok()) << x_type;
+    for (int64_t rank : {1, 2, 4}) {
+      auto result = Compress(model, rank);
+      const auto& l = result.report.layers(0);
+      ASSERT_TRUE(l.compressed()) << x_type << ": " << l.skip_reason() << " " << l.skip_detail();
+      EXPECT_EQ(l.k(), 64);
+      EXPECT_EQ(l.n(), 96);
+      EXPECT_TRUE(result.layers[0].layer.weight_first);
+      auto ops = OpCounts(result.model.graph());
+      EXPECT_EQ(ops["MatMul"], 2);
+      EXPECT_EQ(ops["Reshape"], 3);
+      EXPECT_EQ(ops.size(), 2u) << "no Transpose";
+      EXPECT_FALSE(HasInitializer(result.model.graph(), "W"));
+      const Status check = pipeline::CheckModel(result.model, "out");
+      EXPECT_TRUE(check.ok()) << x_type << ": " << check.message();
+      EXPECT_EQ(result.model.graph().output(0).DebugString(),
+                model.graph().output(0).DebugString());
+      // Both MatMuls take the constant first.
+      for (const auto& n : result.model.graph().node()) {
+        if (n.op_type() == "MatMul") {
+          EXPECT_TRUE(HasInitializer(result.model.graph(), n.input(0))) << n.name();
+        }
+      }
+    }
+  }
+}
+
+TEST(WeightFirstTest, UnsupportedFormsSayWhy) {
+  auto gemm = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64, N] x) => (float[96, N] y) { y = Gemm(W, x) })");
+  AddRandomInitializer(&gemm, "W", {96, 64}, 4);
+  const auto result = Compress(gemm, 2);
+  const auto& g = result.report.layers(0);
+  EXPECT_EQ(g.skip_reason(), "weight_not_constant");
+  EXPECT_NE(g.skip_detail().find("MatMul only"), std::string::npos) << g.skip_detail();
+
+  auto vector = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[64] x) => (float[96] y) { y = MatMul(W, x) })");
+  AddRandomInitializer(&vector, "W", {96, 64}, 4);
+  EXPECT_EQ(Compress(vector, 2).report.layers(0).skip_reason(), "input_rank_1");
+}
+
+// The emitted ops (Reshape with a shape input, MatMul, Transpose, Add, Mul) have the form the
+// rewriter uses at every opset from 7 on; this checks each opset with the IR version exporters
+// paired with it, on a Gemm (transA, computed bias with beta: Transpose, Mul and Add), a batched
+// MatMul and a weight-first MatMul.
+TEST(OpsetTest, EveryOpsetFrom7To21IsCheckedAndKept) {
+  const std::map<int, int> ir_of = {{7, 3},  {8, 3},  {9, 4},  {10, 5}, {11, 6},
+                                    {12, 7}, {13, 7}, {14, 7}, {15, 8}, {16, 8},
+                                    {17, 8}, {18, 8}, {19, 9}, {20, 9}, {21, 10}};
+  for (const auto& [opset, ir] : ir_of) {
+    const std::string label = "opset " + std::to_string(opset) + ", IR " + std::to_string(ir);
+    auto model = ParseModelText("<ir_version: " + std::to_string(ir) +
+                                ", opset_import: [\"\" : " + std::to_string(opset) + R"(]>
+agraph (float[64, N] x, float[96] c, float[B, S, 96] z, float[64, C] v)
+    => (float[N, 96] y, float[B, S, 64] w, float[96, C] u) {
+  y = Gemm<transA = 1, beta = 0.5>(x, W1, c)
+  w = MatMul(z, W2)
+  u = MatMul(W3, v)
+})");
+    AddRandomInitializer(&model, "W1", {64, 96}, 1);
+    AddRandomInitializer(&model, "W2", {96, 64}, 2);
+    AddRandomInitializer(&model, "W3", {96, 64}, 3);
+    if (ir < 4) {  // IR 3: every initializer is a graph input too
+      for (const auto& t : std::vector<onnx::TensorProto>(model.graph().initializer().begin(),
+                                                          model.graph().initializer().end())) {
+        auto* in = model.mutable_graph()->add_input();
+        in->set_name(t.name());
+        auto* tt = in->mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(onnx::TensorProto::FLOAT);
+        for (int64_t d : t.dims()) tt->mutable_shape()->add_dim()->set_dim_value(d);
+      }
+    }
+    const Status in = pipeline::CheckModel(model, "in");
+    ASSERT_TRUE(in.ok()) << label << ": " << in.message();
+    auto result = Compress(model, 2);
+    EXPECT_EQ(result.report.totals().layers_compressed(), 3) << label;
+    const Status out = pipeline::CheckModel(result.model, "out");
+    EXPECT_TRUE(out.ok()) << label << ": " << out.message();
+    EXPECT_EQ(result.model.ir_version(), ir);
+    EXPECT_EQ(result.model.opset_import(0).version(), opset);
+    auto ops = OpCounts(result.model.graph());
+    EXPECT_EQ(ops["Transpose"], 1) << label;
+    EXPECT_EQ(ops["Mul"], 1) << label;
+    EXPECT_EQ(ops["Add"], 1) << label;
+    EXPECT_EQ(ops["MatMul"], 6) << label;
+    EXPECT_EQ(ops["Reshape"], 9) << label;
+    for (const auto& n : result.model.graph().node()) {
+      EXPECT_EQ(n.attribute_size(), n.op_type() == "Transpose" ? 1 : 0)
+          << label << ": " << n.op_type() << " carries no version-specific attribute";
+    }
+  }
+}
+
 TEST(KronRewriteTest, IrVersion10IsCheckedAndKept) {
   auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64, 21);
   model.set_ir_version(10);
@@ -471,13 +717,91 @@ agraph (float[N, 64] x) => (float[N, 64] y, float[64, 64] z) {
   EXPECT_EQ(result.report.layers(0).skip_reason(), "weight_shared");
 }
 
-TEST(WeightSourceTest, Float16LayerIsSkippedWithItsDtype) {
-  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
-agraph (float16[N, 64] x) => (float16[N, 64] y) { y = MatMul(x, W16) })");
-  *model.mutable_graph()->add_initializer() = RandomTensor("W16", onnx::TensorProto::FLOAT16, 4);
-  auto result = Compress(model, 2);
-  EXPECT_EQ(result.report.layers(0).skip_reason(), "unsupported_dtype");
-  EXPECT_EQ(result.report.layers(0).dtype(), "float16");
+// A model whose layer computes in `dtype`: MatMul, or Gemm(transB=1) with a bias and beta.
+onnx::ModelProto DTypeModel(int32_t dtype, bool gemm, int opset = 13) {
+  const std::string t = onnx::Utils::DataTypeUtils::ToDataTypeString(dtype);
+  auto model = ParseModelText(
+      "<ir_version: 8, opset_import: [\"\" : " + std::to_string(opset) + "]>\nagraph (" + t +
+      "[N, 64] x) => (" + t + "[N, 96] y) {\n" +
+      (gemm ? "  y = Gemm<transB = 1, beta = 0.5>(x, W, C)\n" : "  y = MatMul(x, W)\n") + "}");
+  const auto w = testing::RandomVector(64 * 96, 11), c = testing::RandomVector(96, 12);
+  std::vector<int64_t> w_dims = gemm ? std::vector<int64_t>{96, 64} : std::vector<int64_t>{64, 96};
+  *model.mutable_graph()->add_initializer() = tensor::EncodeFromFloat("W", dtype, w_dims, w);
+  if (gemm)
+    *model.mutable_graph()->add_initializer() = tensor::EncodeFromFloat("C", dtype, {96}, c);
+  return model;
+}
+
+TEST(DTypeTest, LayersComputeAndStoreFactorsInTheirOwnDtype) {
+  for (int32_t dtype :
+       {onnx::TensorProto::FLOAT16, onnx::TensorProto::BFLOAT16, onnx::TensorProto::DOUBLE}) {
+    for (bool gemm : {false, true}) {
+      const std::string label = tensor::DTypeName(dtype) + (gemm ? " Gemm" : " MatMul");
+      auto model = DTypeModel(dtype, gemm);
+      ASSERT_TRUE(pipeline::CheckModel(model, "in").ok()) << label;
+      auto result = Compress(model, 3);
+      const auto& l = result.report.layers(0);
+      ASSERT_TRUE(l.compressed()) << label << ": " << l.skip_reason() << " " << l.skip_detail();
+      EXPECT_EQ(l.dtype(), tensor::DTypeName(dtype));
+      EXPECT_EQ(l.weight_bytes_after(), l.params_after() * tensor::DTypeSize(dtype)) << label;
+      const Status check = pipeline::CheckModel(result.model, "out");
+      EXPECT_TRUE(check.ok()) << label << ": " << check.message();
+      for (const auto& t : result.model.graph().initializer()) {
+        if (t.data_type() == onnx::TensorProto::INT64) continue;  // Reshape shapes
+        EXPECT_EQ(t.data_type(), dtype) << label << ": initializer " << t.name();
+        auto values = tensor::DecodeToFloat(t);
+        ASSERT_TRUE(values.ok());
+        EXPECT_EQ(*values, tensor::RoundToDType(dtype, *values));
+      }
+      EXPECT_FALSE(HasInitializer(result.model.graph(), "W"));
+      // beta is folded into C, except in float64, which the float32 decoder would round.
+      EXPECT_EQ(OpCounts(result.model.graph())["Mul"], gemm && dtype == onnx::TensorProto::DOUBLE)
+          << label;
+      EXPECT_EQ(OpCounts(result.model.graph())["Cast"], 0) << label;
+    }
+  }
+}
+
+// The reported error is that of the factors as stored: rounding to float16 or bfloat16 shows up
+// at full rank, where the float32 factorization is exact.
+TEST(DTypeTest, ReportedErrorIsThatOfTheStoredFactors) {
+  for (int32_t dtype : {onnx::TensorProto::FLOAT16, onnx::TensorProto::BFLOAT16}) {
+    auto model = DTypeModel(dtype, false);
+    pipeline::Options options;
+    options.rank = 1000;
+    options.min_params = 0;
+    options.skip_unprofitable = false;
+    auto result = pipeline::CompressModel(model, options);
+    ASSERT_TRUE(result.ok()) << result.status().message();
+    const auto& l = result->report.layers(0);
+    ASSERT_TRUE(l.compressed());
+    const auto& f = *result->layers[0].factors;
+    EXPECT_EQ(f.a, tensor::RoundToDType(dtype, f.a));
+    EXPECT_EQ(f.b, tensor::RoundToDType(dtype, f.b));
+    auto w = tensor::DecodeToFloat(model.graph().initializer(0));
+    ASSERT_TRUE(w.ok());
+    const std::vector<float> w_hat = kron::Reconstruct(f);
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < w->size(); ++i) {
+      diff += (double{(*w)[i]} - w_hat[i]) * (double{(*w)[i]} - w_hat[i]);
+      norm += double{(*w)[i]} * (*w)[i];
+    }
+    const double expected = std::sqrt(diff / norm);
+    const double unit = dtype == onnx::TensorProto::FLOAT16 ? 1e-3 : 1e-2;  // about 2^-11, 2^-8
+    EXPECT_GT(l.relative_error(), unit / 10) << tensor::DTypeName(dtype);
+    EXPECT_LT(l.relative_error(), unit * 10) << tensor::DTypeName(dtype);
+    EXPECT_NEAR(l.relative_error(), expected, 1e-6 * expected) << tensor::DTypeName(dtype);
+  }
+}
+
+TEST(DTypeTest, Bfloat16BelowOpset13IsSkippedWithTheOp) {
+  // ONNX 1.12's checker rejects this model (MatMul-9 has no bfloat16), so ask the matcher.
+  auto model = DTypeModel(onnx::TensorProto::BFLOAT16, false, 11);
+  auto layers = match::FindLayers(model);
+  ASSERT_EQ(layers.size(), 1u);
+  EXPECT_EQ(layers[0].skip_reason, "dtype_unsupported_at_opset");
+  EXPECT_NE(layers[0].skip_detail.find("opset 11"), std::string::npos) << layers[0].skip_detail;
+  EXPECT_NE(layers[0].skip_detail.find("bfloat16"), std::string::npos) << layers[0].skip_detail;
 }
 
 TEST(SharedWeightTest, FactorizedOnceAndCountedOnce) {

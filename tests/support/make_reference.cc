@@ -6,9 +6,9 @@
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
 // compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C,
 // plus OUT_D: the original model with each compressed weight replaced by its dense reconstruction
-// sum_t A_t (x) B_t, stored in the original layout (transposed back for Gemm transB=1). ONNX
-// Runtime then judges whether the emitted subgraph computes x W_hat. Prints {"layers_compressed":
-// n} on stdout.
+// sum_t A_t (x) B_t, stored in the original layout (transposed back for Gemm transB=1 and MatMul(W,
+// X)). ONNX Runtime then judges whether the emitted subgraph computes x W_hat. Prints
+// {"layers_compressed": n} on stdout.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -89,18 +89,31 @@ int main(int argc, char** argv) {
     std::vector<float> w = kfc::kron::Reconstruct(*layer.factors);  // K x N
     // Stored in the initializer's own layout: [N, K] for Gemm transB=1.
     const std::vector<float> stored = c.trans_b ? kfc::tensor::Transpose(w, c.k, c.n) : w;
-    // The consumer reads a new float32 initializer, whatever the weight's source (initializer,
-    // Constant node, Identity/Cast chain); the old source stays, unused.
+    // The consumer reads a new initializer of the layer's dtype, whatever the weight's source
+    // (initializer, Constant node, Identity/Cast chain); the old source stays, unused.
     const std::string name = "kfc_reference/" + c.weight_name;
     const std::vector<int64_t> dims =
         c.trans_b ? std::vector<int64_t>{c.n, c.k} : std::vector<int64_t>{c.k, c.n};
+    // In the main graph, which every subgraph sees; at IR 3 an initializer is a graph input too.
     bool present = false;  // layers sharing a weight share its reconstruction
     for (const auto& t : reference.graph().initializer()) present |= t.name() == name;
     if (!present) {
       *reference.mutable_graph()->add_initializer() =
-          kfc::tensor::EncodeFloat32(name, dims, stored);
+          kfc::tensor::EncodeFromFloat(name, c.dtype, dims, stored);
+      if (reference.ir_version() < 4) {
+        auto* input = reference.mutable_graph()->add_input();
+        input->set_name(name);
+        auto* type = input->mutable_type()->mutable_tensor_type();
+        type->set_elem_type(c.dtype);
+        for (int64_t d : dims) type->mutable_shape()->add_dim()->set_dim_value(d);
+      }
     }
-    reference.mutable_graph()->mutable_node(c.node_index)->set_input(1, name);
+    onnx::GraphProto* graph = reference.mutable_graph();
+    for (const auto& step : c.scope) {  // down to the layer's (sub)graph
+      auto* attr = graph->mutable_node(step.node)->mutable_attribute(step.attribute);
+      graph = step.graph < 0 ? attr->mutable_g() : attr->mutable_graphs(step.graph);
+    }
+    graph->mutable_node(c.node_index)->set_input(c.weight_first ? 0 : 1, name);
   }
   if (auto s = Write(std::move(result->model), compressed, external_data); !s.ok()) {
     return Fail(s.message());

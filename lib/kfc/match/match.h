@@ -14,17 +14,32 @@ namespace kfc::match {
 // and Mul with multidirectional broadcasting) exist in the form the rewriter uses.
 inline constexpr int64_t kMinOpset = 7;
 
+// One step from a graph into one of its subgraphs: node `node` of the enclosing graph, its
+// attribute `attribute`, and `graph`, the index into a GRAPHS attribute (-1 for a GRAPH one).
+struct ScopeStep {
+  int node = -1;
+  int attribute = -1;
+  int graph = -1;
+};
+
 struct LayerCandidate {
   std::string graph_path = "main";  // "main", or "main/<node>/<attribute>" for subgraphs
+  std::vector<ScopeStep> scope;     // steps from the main graph to the node's graph (empty: main)
   int node_index = -1;              // position in its graph's node list
   std::string node_name;
   std::string op_type;      // "Gemm" or "MatMul"
-  std::string input_name;   // the activation X (Gemm A, MatMul first input)
-  std::string weight_name;  // the constant input (Gemm B, MatMul second input)
+  std::string input_name;   // the activation X (Gemm A, MatMul's non-constant input)
+  std::string weight_name;  // the constant input (Gemm B, MatMul's constant input)
   std::string output_name;
   // Gemm attributes and bias (bias_name empty when absent). trans_a: X is stored [K, M].
+  // trans_b: the weight is stored [N, K] (Gemm transB=1, or the W of a weight-first MatMul).
   bool trans_a = false;
   bool trans_b = false;
+  // MatMul(W, X) with W constant [M, K] and X [..., K, C]: Y[..., M, C] = W X. The layer's K x N
+  // matrix is then W^T (N = M), acting on X's second-to-last axis; trans_b is set as well.
+  // input_cols is C when static, -1 when not.
+  bool weight_first = false;
+  int64_t input_cols = -1;
   float alpha = 1.0f;
   float beta = 1.0f;
   std::string bias_name;
@@ -34,14 +49,18 @@ struct LayerCandidate {
   int32_t dtype = 0;  // weight element type as the layer consumes it; 0 when unknown
   // Where the weight's data lives: an initializer named weight_tensor_name, or the `value` tensor
   // of the Constant node at index constant_node, reached through `chain`: Identity/Cast node
-  // indices from the consumer towards the source. Every value on that path has this layer as its
-  // only use, so the whole path can go once the layer is rewritten.
+  // indices from the consumer towards the source. Chain and Constant nodes are in the node's own
+  // graph; the initializer is in the graph `source_depth` steps into `scope` (0: the main graph;
+  // scope.size(): the node's graph), since a subgraph sees the initializers of enclosing graphs.
+  // Every value on that path has this layer as its only use, so the whole path can go once the
+  // layer is rewritten.
   std::string weight_tensor_name;
   int constant_node = -1;
   std::vector<int> chain;
+  size_t source_depth = 0;
   int32_t stored_dtype = 0;  // element type of the source tensor (before any Cast)
   // The source's value name (initializer name or the Constant's output) and how many Gemm/MatMul
-  // weight paths in the main graph end at it: > 1 means the layers share one weight.
+  // weight paths (in any graph) end at it: > 1 means the layers share one weight.
   std::string source_value;
   int sharing_layers = 1;
   int64_t input_rank = 0;   // rank of X; 0 when unknown
@@ -55,7 +74,13 @@ struct LayerCandidate {
 int64_t DefaultOpset(const onnx::ModelProto& model);
 
 // Scans every Gemm and MatMul in the model, in graph order (main graph first, then subgraphs in
-// the order their nodes appear). Runs ONNX shape inference on a copy to learn activation ranks.
+// the order their nodes appear, each graph's layers before those of its subgraphs). Runs ONNX
+// shape inference on a copy to learn activation ranks.
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
+
+// The graph `depth` steps into `scope` (0: the main graph); nullptr when the model has no such
+// graph (a scope from another model, or depth > scope.size()).
+const onnx::GraphProto* GraphAt(const onnx::ModelProto& model, const std::vector<ScopeStep>& scope,
+                                size_t depth);
 
 }  // namespace kfc::match

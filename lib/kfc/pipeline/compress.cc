@@ -35,15 +35,20 @@ const onnx::TensorProto* FindInitializer(const onnx::GraphProto& g, const std::s
   return nullptr;
 }
 
-// The tensor holding the layer's weight data: an initializer or a Constant node's `value`.
-const onnx::TensorProto* WeightSource(const onnx::GraphProto& g, const match::LayerCandidate& c) {
-  if (c.constant_node >= 0 && c.constant_node < g.node_size()) {
-    for (const auto& a : g.node(c.constant_node).attribute()) {
+// The tensor holding the layer's weight data: an initializer (of the layer's graph or an
+// enclosing one) or a Constant node's `value`. nullptr when the candidate does not fit the model.
+const onnx::TensorProto* WeightSource(const onnx::ModelProto& model,
+                                      const match::LayerCandidate& c) {
+  if (c.constant_node >= 0) {
+    const onnx::GraphProto* g = match::GraphAt(model, c.scope, c.scope.size());
+    if (g == nullptr || c.constant_node >= g->node_size()) return nullptr;
+    for (const auto& a : g->node(c.constant_node).attribute()) {
       if (a.name() == "value" && a.has_t()) return &a.t();
     }
     return nullptr;
   }
-  return FindInitializer(g, c.weight_tensor_name);
+  const onnx::GraphProto* g = match::GraphAt(model, c.scope, c.source_depth);
+  return g != nullptr ? FindInitializer(*g, c.weight_tensor_name) : nullptr;
 }
 
 // W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
@@ -52,6 +57,36 @@ StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
   KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeToFloat(t));
   if (!c.trans_b) return stored;
   return tensor::Transpose(stored, c.n, c.k);
+}
+
+// ||W - sum_t A_t (x) B_t||_F / ||W||_F for the factors as they are (W is K x N, row-major),
+// accumulated in double one row of W_hat at a time: the exact error of factors rounded to a
+// narrower dtype, which the spectrum no longer gives. 0 when W is 0.
+double FactorsError(const kron::KronFactors& f, const std::vector<float>& w) {
+  const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2;
+  const int64_t n = f.shape.N();
+  std::vector<double> row(static_cast<size_t>(n));
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i1 = 0; i1 < k1; ++i1) {
+    for (int64_t i2 = 0; i2 < k2; ++i2) {
+      std::fill(row.begin(), row.end(), 0.0);
+      for (int64_t t = 0; t < f.rank; ++t) {
+        const float* a = f.a.data() + (t * k1 + i1) * n1;
+        const float* b = f.b.data() + (t * k2 + i2) * n2;
+        for (int64_t j1 = 0; j1 < n1; ++j1) {
+          const double aj = a[j1];
+          for (int64_t j2 = 0; j2 < n2; ++j2) row[j1 * n2 + j2] += aj * b[j2];
+        }
+      }
+      const float* wr = w.data() + (i1 * k2 + i2) * n;
+      for (int64_t j = 0; j < n; ++j) {
+        const double d = wr[j] - row[j];
+        diff += d * d;
+        norm += static_cast<double>(wr[j]) * wr[j];
+      }
+    }
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : 0.0;
 }
 
 // Errors go into the report at 10 significant digits: the last digits of a double vary with the
@@ -428,8 +463,7 @@ Status AllocateRatio(const Options& o, const onnx::ModelProto& model,
     auto [it, fresh] = unit_of.emplace(key, units.size());
     if (fresh) {
       units.emplace_back();
-      KFC_ASSIGN_OR_RETURN(std::vector<float> w,
-                           WeightMatrix(*WeightSource(model.graph(), *s.c), *s.c));
+      KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*WeightSource(model, *s.c), *s.c));
       KFC_RETURN_IF_ERROR(BuildRatioOptions(s.dir.shape, *s.c, w, &units.back())
                               .WithContext("layer '" + s.c->node_name + "'"));
     }
@@ -649,13 +683,23 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
       auto cached = factor_cache.find(key);
       if (cached == factor_cache.end()) {
         if (w.empty()) {
-          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model.graph(), c), c));
+          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
         }
         auto fresh = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
         if (!fresh.ok()) return fresh.status().WithContext("layer '" + c.node_name + "'");
         cached = factor_cache.emplace(key, std::move(*fresh)).first;
       }
       f = cached->second;
+      if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
+        // The factors are stored in the layer's dtype: report (and budget) the error they have
+        // after rounding, not the float32 factorization's.
+        if (w.empty()) {
+          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
+        }
+        f.a = tensor::RoundToDType(c.dtype, std::move(f.a));
+        f.b = tensor::RoundToDType(c.dtype, std::move(f.b));
+        f.relative_error = FactorsError(f, w);
+      }
       const bool over = s.dir.budget == Budget::kMaxError && f.relative_error > s.dir.max_error;
       if (!over) break;
       Decision next = d;
@@ -679,7 +723,8 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     const auto order = kron::CheaperOrder(shape, rank);
     const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
     const std::string emitted_key = FactorKey(c, shape, rank) + "|" + std::to_string(alpha) + "|" +
-                                    (order == kron::ContractionOrder::kBFirst ? "b" : "a");
+                                    (order == kron::ContractionOrder::kBFirst ? "b" : "a") + "|" +
+                                    std::to_string(c.dtype) + (c.weight_first ? "|wx" : "");
     auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
     lr->set_compressed(true);
     lr->set_params_after(params_after);
@@ -752,7 +797,7 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
            std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
       continue;
     }
-    const onnx::TensorProto* init = WeightSource(model.graph(), c);
+    const onnx::TensorProto* init = WeightSource(model, c);
     if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
     KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
     const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);

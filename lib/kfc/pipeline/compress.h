@@ -63,7 +63,9 @@ Status ValidateOptions(const Options& options);
 
 struct LayerResult {
   match::LayerCandidate layer;
-  std::optional<kron::KronFactors> factors;  // set when compressed; approximates W (alpha excluded)
+  // Set when compressed; approximates W (alpha excluded). For float16 and bfloat16 layers the
+  // factors are already rounded to that dtype, and relative_error is theirs.
+  std::optional<kron::KronFactors> factors;
 };
 
 struct Result {

@@ -8,11 +8,21 @@
 //   A first:  U = MatMul(Acat[n1*r, k1], X4); U2 = Reshape(U, [0..,n1,r*k2])
 //             Y4 = MatMul(U2, Bstack[r*k2, n2])
 //             with Acat[j1*r+t, i1] = alpha*A_t[i1,j1] and Bstack[t*k2+i2, j2] = B_t[i2,j2]
-//   Y = Reshape(Y4, [0..,N]) (+ beta*C). The stacked terms make the sum over t part of the
-//   second MatMul's contraction, so no ReduceSum (whose signature changed at opset 13) is needed;
-//   "0" in a Reshape shape copies that leading dim, so symbolic batch/sequence dims stay symbolic.
-// Preconditions: W an fp32 initializer used only by this node; rank of X known and >= 2;
-// opset >= 7; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
+//   Y = Reshape(Y4, [0..,N]) (+ beta*C).
+//         Y[..,M,C] = MatMul(W[M,K], X[..,K,C]), W X form: W^T (K x M) is factorized, N = M, and
+//   the same contractions act on X's second-to-last axis with both constants on the left:
+//   B first:  X5 = Reshape(X, [0..,k1,k2,C]); T = MatMul(Bcat^T, X5); T2 = Reshape(T,
+//             [0..,k1*r,n2*C]); Y4 = MatMul(Acat, T2); Y = Reshape(Y4, [0..,N,C])
+//   A first:  X4 = Reshape(X, [0..,k1,k2*C]); U = MatMul(Acat, X4); U2 = Reshape(U,
+//             [0..,n1,r*k2,C]); Y4 = MatMul(Bstack^T, U2); Y = Reshape(Y4, [0..,N,C])
+//   with -1 for C (and n2*C, k2*C) when C is not static. No Transpose is needed. The stacked terms
+//   make the sum over t part of the second MatMul's contraction, so no ReduceSum (whose signature
+//   changed at opset 13) is needed; "0" in a Reshape shape copies that leading dim, so symbolic
+//   batch/sequence dims stay symbolic.
+// Factors, a folded bias and beta are stored in the layer's dtype (float32, float64, float16 or
+// bfloat16), so every op computes in the dtype the layer did.
+// Preconditions: W a constant used only by this node; rank of X known and >= 2; opset >= 7, and
+// >= 13 for bfloat16; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
 #pragma once
 
 #include <vector>
@@ -25,15 +35,18 @@
 namespace kfc::rewrite {
 
 struct KronRewrite {
-  match::LayerCandidate layer;  // must be eligible and in the main graph
+  match::LayerCandidate layer;  // must be eligible; any graph (main or subgraph)
   kron::KronFactors factors;    // approximates W (K x N); alpha is folded in by the rewriter
   kron::ContractionOrder order = kron::ContractionOrder::kBFirst;
 };
 
-// Replaces each layer's node by its Kronecker subgraph, in place of the node so the graph stays
-// topologically sorted, then removes the dense weights (and a Gemm bias folded with beta) that
-// nothing uses any more. New names derive from the node's name (or its output's name when the node
-// has none) and are made unique against every name in the model.
+// Replaces each layer's node by its Kronecker subgraph, in place of the node (inside its If, Loop
+// or Scan body when it is in one) so every graph stays topologically sorted, then removes the dense
+// weights (and a Gemm bias folded with beta) that nothing uses any more, from whichever graph held
+// them. New initializers go into the graph that held the weight: the layer's own graph, or the
+// enclosing graph whose initializer a subgraph read (IR 3: always the main graph, listed as inputs
+// there). New names derive from the node's name (or its output's name when the node has none) and
+// are made unique against every name in every graph of the model.
 Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites);
 
 }  // namespace kfc::rewrite

@@ -1,5 +1,7 @@
 #include "kfc/tensor/tensor.h"
 
+#include <cassert>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -318,6 +320,65 @@ onnx::TensorProto EncodeInt64(const std::string& name, const std::vector<int64_t
   for (int64_t d : dims) t.add_dims(d);
   AppendRaw(data, t.mutable_raw_data());
   return t;
+}
+
+uint16_t FloatToHalfBits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  const auto sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t abs = x & 0x7FFFFFFFu;
+  if (abs > 0x7F800000u) return sign | 0x7E00 | ((abs >> 13) & 0x3FF);  // NaN, kept quiet
+  if (abs >= 0x477FF000u) return sign | 0x7C00;  // >= 65520 rounds to Inf (and Inf itself)
+  if (abs < 0x38800000u) {
+    // Below 2^-14, the smallest normal half: a multiple of 2^-24. Scaling by 2^24 is exact, and
+    // nearbyint rounds half to even in the default rounding mode. 0x400 is the smallest normal.
+    float v;
+    std::memcpy(&v, &abs, sizeof(v));
+    return sign | static_cast<uint16_t>(std::nearbyint(v * 16777216.0f));
+  }
+  const uint32_t mant = abs & 0x7FFFFFu;
+  uint32_t h = (((abs >> 23) - 112) << 10) | (mant >> 13);
+  const uint32_t rest = mant & 0x1FFFu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry correctly bumps the exponent
+  return sign | static_cast<uint16_t>(h);
+}
+
+uint16_t FloatToBFloat16Bits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN
+  return static_cast<uint16_t>((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+onnx::TensorProto EncodeFromFloat(const std::string& name, int32_t dtype,
+                                  const std::vector<int64_t>& dims,
+                                  const std::vector<float>& data) {
+  using TP = onnx::TensorProto;
+  if (dtype == TP::FLOAT) return EncodeFloat32(name, dims, data);
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(dtype);
+  for (int64_t d : dims) t.add_dims(d);
+  if (dtype == TP::DOUBLE) {
+    AppendRaw(std::vector<double>(data.begin(), data.end()), t.mutable_raw_data());
+    return t;
+  }
+  assert(dtype == TP::FLOAT16 || dtype == TP::BFLOAT16);
+  std::vector<uint16_t> bits(data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    bits[i] = dtype == TP::FLOAT16 ? FloatToHalfBits(data[i]) : FloatToBFloat16Bits(data[i]);
+  }
+  AppendRaw(bits, t.mutable_raw_data());
+  return t;
+}
+
+std::vector<float> RoundToDType(int32_t dtype, std::vector<float> data) {
+  if (dtype == onnx::TensorProto::FLOAT16) {
+    for (float& v : data) v = HalfToFloat(FloatToHalfBits(v));
+  } else if (dtype == onnx::TensorProto::BFLOAT16) {
+    for (float& v : data) v = BFloat16ToFloat(FloatToBFloat16Bits(v));
+  }
+  return data;
 }
 
 }  // namespace kfc::tensor

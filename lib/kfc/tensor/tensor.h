@@ -66,4 +66,19 @@ onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64
 onnx::TensorProto EncodeInt64(const std::string& name, const std::vector<int64_t>& dims,
                               const std::vector<int64_t>& data);
 
+// float32 -> IEEE half bits and -> bfloat16 bits, rounding to nearest even the way ONNX
+// Cast(to=FLOAT16 / BFLOAT16) does: too large for the type gives +-Inf, NaN stays NaN (quiet).
+uint16_t FloatToHalfBits(float f);
+uint16_t FloatToBFloat16Bits(float f);
+
+// A tensor of `dtype` (float32, float64, float16 or bfloat16) holding `data` converted the way
+// Cast(to=dtype) converts float32 (exact for float64), little-endian in raw_data. Any other dtype
+// is a programmer error (asserts).
+onnx::TensorProto EncodeFromFloat(const std::string& name, int32_t dtype,
+                                  const std::vector<int64_t>& dims, const std::vector<float>& data);
+
+// Each value rounded to the nearest one `dtype` can hold, as float32 again: what EncodeFromFloat
+// then DecodeToFloat gives. Identity for float32 and float64 (float64 holds every float32).
+std::vector<float> RoundToDType(int32_t dtype, std::vector<float> data);
+
 }  // namespace kfc::tensor
