@@ -101,9 +101,9 @@ int main(int argc, char** argv) {
       *reference.mutable_graph()->add_initializer() =
           kfc::tensor::EncodeFromFloat(name, c.dtype, dims, stored);
       if (reference.ir_version() < 4) {
-        auto* input = reference.mutable_graph()->add_input();
-        input->set_name(name);
-        auto* type = input->mutable_type()->mutable_tensor_type();
+        auto* graph_input = reference.mutable_graph()->add_input();
+        graph_input->set_name(name);
+        auto* type = graph_input->mutable_type()->mutable_tensor_type();
         type->set_elem_type(c.dtype);
         for (int64_t d : dims) type->mutable_shape()->add_dim()->set_dim_value(d);
       }
