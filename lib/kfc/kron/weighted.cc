@@ -360,6 +360,32 @@ StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape&
                 &res[static_cast<size_t>(i * k2 * N)], I(N));
   }
   out.w.assign(res.begin(), res.end());
+  out.energy = WeightedEnergy(wd, c, K, N);
+  if (!out.exact) {
+    // Power iteration on M = L^-1 C L^-T with L = L1 (x) L2, applied to a k1 x k2 matrix V
+    // (row-major vec): L^-T v = vec(L1^-T V L2^-1), L^-1 v = vec(L1^-1 V L2^-T).
+    std::vector<double> v(static_cast<size_t>(K), 1.0 / std::sqrt(static_cast<double>(K))), y(v);
+    double lambda = 1.0;
+    for (int it = 0; it < 30; ++it) {
+      y = v;
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2), 1.0,
+                  out.l1.data(), I(k1), y.data(), I(k2));
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, out.l2.data(), I(k2), y.data(), I(k2));
+      std::vector<double> cy(static_cast<size_t>(K));
+      cblas_dgemv(CblasRowMajor, CblasNoTrans, I(K), I(K), 1.0, c.data(), I(K), y.data(), 1, 0.0,
+                  cy.data(), 1);
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, out.l1.data(), I(k1), cy.data(), I(k2));
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, out.l2.data(), I(k2), cy.data(), I(k2));
+      lambda = cblas_dnrm2(I(K), cy.data(), 1);
+      if (!(lambda > 0.0)) break;
+      for (int64_t i = 0; i < K; ++i)
+        v[static_cast<size_t>(i)] = cy[static_cast<size_t>(i)] / lambda;
+    }
+    out.beta = std::max(1.0, lambda);
+  }
   return out;
 }
 

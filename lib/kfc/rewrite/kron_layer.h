@@ -28,6 +28,9 @@ struct KronRewrite {
   match::LayerCandidate layer;  // must be eligible and in the main graph
   kron::KronFactors factors;    // approximates W (K x N); alpha is folded in by the rewriter
   kron::ContractionOrder order = kron::ContractionOrder::kBFirst;
+  // Calibration: mu^T (W - W_hat) (length N, alpha excluded), added to the output with one more
+  // Add so the layer's expected output on the calibration data is unchanged. Empty: none.
+  std::vector<float> bias_correction;
 };
 
 // Replaces each layer's node by its Kronecker subgraph, in place of the node so the graph stays
