@@ -71,6 +71,12 @@ int Run(int argc, char** argv) {
   const kfc::tool::CliOptions& o = parsed.options;
   SetUpLogging(o.verbosity);
 
+  if (!o.calibration_probe.empty()) {
+    auto summary = kfc::pipeline::WriteCalibrationProbe(o.input, o.calibration_probe);
+    if (!summary.ok()) return Fail(summary.status());
+    std::fputs(summary->c_str(), stdout);
+    return kExitOk;
+  }
   // Side files (--report, --plan-out) must not clobber the input, the model or each other.
   const std::pair<const char*, const std::string*> side[] = {{"--report", &o.report_path},
                                                              {"--plan-out", &o.plan_out}};

@@ -87,6 +87,14 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "write the plan this run used (shape and rank per layer) to FILE, e.g. with "
                  "--dry-run, to edit and pin it with --plan")
       ->type_name("FILE");
+  app.add_option("--calibration", o.pipeline.calibration_dir,
+                 "minimize each layer's error on its recorded inputs in DIR (.npy files and "
+                 "kfc_calibration.json, from --calibration-probe and tool/run_probe.js)")
+      ->type_name("DIR");
+  app.add_option("--calibration-probe", o.calibration_probe,
+                 "write a copy of the model that also outputs every candidate layer's input "
+                 "(and PROBE.calib.json), then exit; run it on calibration data")
+      ->type_name("PROBE.onnx");
   app.add_option("--fail-if-error-above", gate_error_text,
                  "quality gate: exit 3 and write no model if any compressed layer's relative "
                  "error is above E")
@@ -210,6 +218,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     if (!plan.ok()) return fail(plan.status().message());
     o.pipeline.plan = std::move(*plan);
   }
+  if (!o.calibration_probe.empty()) return outcome;  // no compression options needed
   if (o.output.empty() && !o.dry_run) return fail("--output is required (or use --dry-run)");
   if (Status s = pipeline::ValidateOptions(o.pipeline); !s.ok()) return fail(s.message());
   return outcome;

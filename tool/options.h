@@ -18,6 +18,7 @@ struct CliOptions {
   std::string output;
   std::string report_path;  // --report FILE.json
   std::string plan_out;     // --plan-out FILE
+  std::string calibration_probe;  // --calibration-probe FILE: write the probe and exit
   bool json = false;
   bool dry_run = false;
   int verbosity = 0;  // -1 quiet, 0 default, 1 -v, 2 -vv

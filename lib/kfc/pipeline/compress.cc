@@ -1,5 +1,7 @@
 #include "kfc/pipeline/compress.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,7 +13,9 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
+#include "kfc/kron/weighted.h"
 #include "kfc/pipeline/allocate.h"
+#include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/name_filter.h"
 #include "kfc/report/render.h"
 #include "kfc/rewrite/kron_layer.h"
@@ -260,14 +264,62 @@ Decision FromSearch(kron::ShapeSearchResult search) {
 
 const char kNoShape[] = "no non-trivial Kronecker shape divides the weight";
 
+// The spectrum that rates `shape`: of W's rearrangement, or with calibration statistics of the
+// whitened weight's (kron::Whiten), whose tail energy is the data-weighted error (exact for the
+// low-rank shapes, through the Kronecker-factored covariance for the others).
+StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std::vector<float>& w,
+                                       const kron::InputStats* stats, const kron::KronShape& shape,
+                                       double* norm) {
+  if (stats == nullptr) return kron::SingularValues(w.data(), c.k, c.n, shape, norm);
+  KFC_ASSIGN_OR_RETURN(kron::Whitened white, kron::Whiten(w.data(), c.k, c.n, shape, *stats));
+  double whitened_norm = 0.0;
+  KFC_ASSIGN_OR_RETURN(std::vector<double> s,
+                       kron::SingularValues(white.w.data(), c.k, c.n, shape, &whitened_norm));
+  // Scaled so that sqrt(tail energy) / norm bounds the data-weighted error from above: exact for
+  // the low-rank shapes, through beta for the Kronecker-factored metric of the others.
+  for (double& v : s) v *= std::sqrt(white.beta);
+  *norm = std::sqrt(white.energy);
+  return s;
+}
+
+// -r --shape auto with calibration: every shape at the largest rank the budget allows, rated by its
+// whitened spectrum (SearchShape's pruning works on one matrix; each shape whitens differently).
+StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, const match::LayerCandidate& c,
+                                            const std::vector<float>& w,
+                                            const kron::InputStats& stats) {
+  Decision best;
+  double best_error = 2.0;
+  best.compared = 0;
+  for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
+    const int64_t rank = std::min(max_params / shape.ParamsPerTerm(), shape.MaxRank());
+    if (rank < 1) continue;
+    ++best.compared;
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, &stats, shape, &norm));
+    const double error = kron::SpectrumError(s, rank, norm);
+    if (error < best_error * (1.0 - 1e-9) - 1e-15) {
+      best_error = error;
+      best.compress = true;
+      best.shape = shape;
+      best.rank = rank;
+    }
+  }
+  if (!best.compress) {
+    return SkipDecision("no_factor_shape",
+                        "no shape fits a budget of " + std::to_string(max_params) + " parameters");
+  }
+  return best;
+}
+
 // -r with --shape auto: the budget is what the balanced shape (fewest parameters per term,
 // squarest) uses at the requested rank, so auto never makes a layer bigger than balanced would.
 StatusOr<Decision> DecideAutoRank(int64_t rank, const match::LayerCandidate& c,
-                                  const std::vector<float>& w) {
+                                  const std::vector<float>& w, const kron::InputStats* stats) {
   auto balanced = kron::DefaultShape(c.k, c.n);
   if (!balanced.ok()) return SkipDecision("no_factor_shape", kNoShape);
   kron::SearchBudget budget;
   budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
+  if (stats != nullptr) return DecideAutoRankCalibrated(budget.max_params, c, w, *stats);
   KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
                        kron::SearchShape(w.data(), c.k, c.n, budget));
   if (!search.found) {
@@ -279,8 +331,8 @@ StatusOr<Decision> DecideAutoRank(int64_t rank, const match::LayerCandidate& c,
 
 // -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
 StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate& c,
-                              const std::vector<float>& w) {
-  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(dir.rank, c, w);
+                              const std::vector<float>& w, const kron::InputStats* stats) {
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(dir.rank, c, w, stats);
   const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
   if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
   Decision best;
@@ -293,8 +345,7 @@ StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate&
   double best_error = 2.0;
   for (const auto& shape : shapes) {
     double norm = 0.0;
-    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
-                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
     const double error = kron::SpectrumError(s, best.rank, norm);
     Logger().trace("layer '{}': shape {} error {:.6f} at rank {}", c.node_name, ShapeText(shape),
                    error, best.rank);
@@ -317,11 +368,11 @@ int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
 // --max-error: the fewest parameters whose exact error meets the target, over the policy's shapes
 // (kron::SearchShape for auto) and every profitable rank.
 StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandidate& c,
-                                  const std::vector<float>& w) {
+                                  const std::vector<float>& w, const kron::InputStats* stats) {
   const int64_t dense = c.k * c.n;
   const std::string unmet = "no shape reaches relative error <= " + Num(dir.max_error) +
                             " with fewer than " + std::to_string(dense) + " parameters";
-  if (dir.shape.kind == ShapePolicy::Kind::kAuto) {
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto && stats == nullptr) {
     kron::SearchBudget budget;
     budget.max_error = dir.max_error;
     KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
@@ -336,8 +387,7 @@ StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandid
   double best_error = 2.0, closest = 2.0;
   for (const auto& shape : shapes) {
     double norm = 0.0;
-    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
-                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
     for (int64_t r = 1; r <= MaxProfitableRank(shape, dense); ++r) {
       const double error = kron::SpectrumError(s, r, norm);
       closest = std::min(closest, error);
@@ -373,33 +423,28 @@ struct RatioUnit {
 
 // Options of a unit from the exact spectra of the policy's shapes: every profitable rank.
 Status BuildRatioOptions(const ShapePolicy& policy, const match::LayerCandidate& c,
-                         const std::vector<float>& w, RatioUnit* unit) {
+                         const std::vector<float>& w, const kron::InputStats* stats,
+                         RatioUnit* unit) {
   unit->dense = c.k * c.n;
   const double weight = static_cast<double>(unit->dense);
   for (const auto& shape : PolicyShapes(policy, c)) {
     double norm = 0.0;
-    KFC_ASSIGN_OR_RETURN(std::vector<double> s,
-                         kron::SingularValues(w.data(), c.k, c.n, shape, &norm));
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
     const int64_t r_max = MaxProfitableRank(shape, unit->dense);
     // Squared error for every rank at once: the energy left after the first r values.
-    double kept = 0.0;
-    const double total = norm * norm;
+    double kept = 0.0, total = 0.0;
+    for (double v : s) total += v * v;
+    const double denominator = norm * norm;
     for (int64_t r = 1; r <= r_max; ++r) {
       const double sv = r - 1 < static_cast<int64_t>(s.size()) ? s[static_cast<size_t>(r - 1)] : 0;
       kept += sv * sv;
-      const double e2 = total > 0 ? std::max(0.0, total - kept) / total : 0.0;
+      const double e2 = denominator > 0 ? std::max(0.0, total - kept) / denominator : 0.0;
       unit->choices.push_back({shape, r});
       unit->group.options.push_back({r * shape.ParamsPerTerm(), weight * RoundSignificant(e2)});
     }
   }
   unit->group.options.push_back({unit->dense, 0.0});
   return Status::Ok();
-}
-
-// The key under which identical factors are shared: same weight, orientation, shape and rank.
-std::string FactorKey(const match::LayerCandidate& c, const kron::KronShape& shape, int64_t rank) {
-  return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
-         std::to_string(shape.n1) + "|" + std::to_string(rank);
 }
 
 // Everything the pipeline knows about one Gemm/MatMul while it works.
@@ -409,7 +454,19 @@ struct LayerState {
   bool considered = false;  // passed eligibility, filters, min-params and the finite check
   Directive dir;
   Decision dec;
+  std::optional<kron::InputStats> stats;  // --calibration data for this layer's input
 };
+
+const kron::InputStats* StatsOf(const LayerState& s) { return s.stats ? &*s.stats : nullptr; }
+
+// The key under which identical factors are shared: same weight, orientation, shape and rank (and,
+// when calibrated, the same input data).
+std::string FactorKey(const LayerState& s, const kron::KronShape& shape, int64_t rank) {
+  const match::LayerCandidate& c = *s.c;
+  return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
+         std::to_string(shape.n1) + "|" + std::to_string(rank) +
+         (s.stats ? "|calibrated:" + c.input_name : "");
+}
 
 bool Profitable(const Options& o, const match::LayerCandidate& c, const Decision& d) {
   return !o.skip_unprofitable || d.rank * d.shape.ParamsPerTerm() < c.k * c.n;
@@ -426,7 +483,7 @@ struct CompressibleCount {
     const match::LayerCandidate& c = *s.c;
     dense[c.source_value] = c.k * c.n;
     if (s.dec.compress && Profitable(o, c, s.dec)) {
-      factors[FactorKey(c, s.dec.shape, s.dec.rank)] = s.dec.rank * s.dec.shape.ParamsPerTerm();
+      factors[FactorKey(s, s.dec.shape, s.dec.rank)] = s.dec.rank * s.dec.shape.ParamsPerTerm();
     } else {
       dense_kept.insert(c.source_value);
     }
@@ -459,12 +516,13 @@ Status AllocateRatio(const Options& o, const onnx::ModelProto& model,
       pinned.Add(o, s);
       continue;
     }
-    const std::string key = s.c->source_value + "|" + (s.c->trans_b ? "t" : "n");
+    const std::string key = s.c->source_value + "|" + (s.c->trans_b ? "t" : "n") +
+                            (s.stats ? "|" + s.c->input_name : "");
     auto [it, fresh] = unit_of.emplace(key, units.size());
     if (fresh) {
       units.emplace_back();
       KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*WeightSource(model, *s.c), *s.c));
-      KFC_RETURN_IF_ERROR(BuildRatioOptions(s.dir.shape, *s.c, w, &units.back())
+      KFC_RETURN_IF_ERROR(BuildRatioOptions(s.dir.shape, *s.c, w, StatsOf(s), &units.back())
                               .WithContext("layer '" + s.c->node_name + "'"));
     }
     units[it->second].layers.push_back(i);
@@ -522,9 +580,11 @@ void EvaluateGates(const Options& o, report::Report* rep) {
     double worst = 0.0;
     std::string who = "no compressed layer: error";
     for (const auto& l : rep->layers()) {
-      if (l.compressed() && l.relative_error() > worst) {
-        worst = l.relative_error();
-        who = "layer '" + l.node_name() + "' relative error";
+      const double e = l.calibrated() ? l.data_relative_error() : l.relative_error();
+      if (l.compressed() && e > worst) {
+        worst = e;
+        who = "layer '" + l.node_name() + "' " + (l.calibrated() ? "data-weighted " : "") +
+              "relative error";
       }
     }
     if (worst > 0.0) who = "worst " + who;
@@ -548,6 +608,8 @@ void InitLayerReport(const match::LayerCandidate& c, report::LayerReport* lr) {
   lr->set_lowrank_relative_error(-1);
   lr->set_plan_entry(-1);
   lr->set_max_error_target(-1);
+  lr->set_data_relative_error(-1);
+  lr->set_weight_only_data_relative_error(-1);
   const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
   const double elem_bytes = static_cast<double>(tensor::DTypeSize(c.dtype));
   lr->set_params_before(kn);
@@ -651,8 +713,8 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
                                                       std::vector<LayerState>* states,
                                                       std::vector<LayerResult>* results) {
   std::vector<rewrite::KronRewrite> rewrites;
-  std::map<std::string, kron::KronFactors> factor_cache;  // by FactorKey
-  std::map<std::string, std::string> emitted;             // identical stacked factors -> layer
+  std::map<std::string, kron::WeightedFactors> factor_cache;  // by FactorKey
+  std::map<std::string, std::string> emitted;                 // identical stacked factors -> layer
   for (size_t i = 0; i < states->size(); ++i) {
     LayerState& s = (*states)[i];
     const match::LayerCandidate& c = *s.c;
@@ -677,42 +739,55 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     // identical (same orientation, shape, rank, alpha and order) share the initializers too (the
     // rewriter dedupes by content), and count no new parameters.
     std::vector<float> w;
-    kron::KronFactors f;
+    kron::WeightedFactors wf;
+    // The error the targets and gates see: data-weighted when calibrated.
+    auto judged = [&](const kron::WeightedFactors& x) {
+      return s.stats ? x.data_error : x.factors.relative_error;
+    };
     for (;;) {
-      const std::string key = FactorKey(c, d.shape, d.rank);
+      const std::string key = FactorKey(s, d.shape, d.rank);
       auto cached = factor_cache.find(key);
       if (cached == factor_cache.end()) {
         if (w.empty()) {
           KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
         }
-        auto fresh = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
-        if (!fresh.ok()) return fresh.status().WithContext("layer '" + c.node_name + "'");
-        cached = factor_cache.emplace(key, std::move(*fresh)).first;
+        kron::WeightedFactors fresh;
+        if (s.stats) {
+          auto weighted = kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats);
+          if (!weighted.ok()) return weighted.status().WithContext("layer '" + c.node_name + "'");
+          fresh = std::move(*weighted);
+        } else {
+          auto plain = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
+          if (!plain.ok()) return plain.status().WithContext("layer '" + c.node_name + "'");
+          fresh.factors = std::move(*plain);
+        }
+        cached = factor_cache.emplace(key, std::move(fresh)).first;
       }
-      f = cached->second;
+      wf = cached->second;
       if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
         // The factors are stored in the layer's dtype: report (and budget) the error they have
         // after rounding, not the float32 factorization's.
         if (w.empty()) {
           KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
         }
-        f.a = tensor::RoundToDType(c.dtype, std::move(f.a));
-        f.b = tensor::RoundToDType(c.dtype, std::move(f.b));
-        f.relative_error = FactorsError(f, w);
+        wf.factors.a = tensor::RoundToDType(c.dtype, std::move(wf.factors.a));
+        wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
+        wf.factors.relative_error = FactorsError(wf.factors, w);
       }
-      const bool over = s.dir.budget == Budget::kMaxError && f.relative_error > s.dir.max_error;
+      const bool over = s.dir.budget == Budget::kMaxError && judged(wf) > s.dir.max_error;
       if (!over) break;
       Decision next = d;
       ++next.rank;
       if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
       Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
-                     c.node_name, f.relative_error, s.dir.max_error, d.rank);
+                     c.node_name, judged(wf), s.dir.max_error, d.rank);
       d = next;
     }
-    if (s.dir.budget == Budget::kMaxError && f.relative_error > s.dir.max_error) {
+    kron::KronFactors& f = wf.factors;
+    if (s.dir.budget == Budget::kMaxError && judged(wf) > s.dir.max_error) {
       d = SkipDecision("error_target_unmet",
-                       "the factorization's relative error " + Num(f.relative_error) +
-                           " stays above " + Num(s.dir.max_error) + " at every profitable rank");
+                       "the factorization's relative error " + Num(judged(wf)) + " stays above " +
+                           Num(s.dir.max_error) + " at every profitable rank");
       Skip(lr, d.skip_reason, d.skip_detail);
       continue;
     }
@@ -722,7 +797,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     SetShape(s, lr);
     const auto order = kron::CheaperOrder(shape, rank);
     const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
-    const std::string emitted_key = FactorKey(c, shape, rank) + "|" + std::to_string(alpha) + "|" +
+    const std::string emitted_key = FactorKey(s, shape, rank) + "|" + std::to_string(alpha) + "|" +
                                     (order == kron::ContractionOrder::kBFirst ? "b" : "a") + "|" +
                                     std::to_string(c.dtype) + (c.weight_first ? "|wx" : "");
     auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
@@ -735,12 +810,20 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
     lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first" : "a_first");
     lr->set_relative_error(RoundSignificant(f.relative_error));
+    if (s.stats) {
+      lr->set_data_relative_error(RoundSignificant(wf.data_error));
+      lr->set_weight_only_data_relative_error(RoundSignificant(wf.weight_only_data_error));
+      if (wf.used_weight_only) {
+        lr->set_calibration_note("the weight-only factors had the smaller data error; kept");
+      }
+    }
     lr->set_weight_bytes_after(lr->params_after() *
                                static_cast<double>(tensor::DTypeSize(c.dtype)));
     Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
                    ShapeText(shape), rank, f.relative_error);
     (*results)[i].factors = f;
-    rewrites.push_back({c, std::move(f), order});
+    (*results)[i].bias_correction = wf.bias_correction;
+    rewrites.push_back({c, std::move(f), order, std::move(wf.bias_correction)});
   }
   return rewrites;
 }
@@ -767,6 +850,12 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   rep.set_min_params(static_cast<double>(options.min_params));
   rep.set_opset(static_cast<int32_t>(match::DefaultOpset(model)));
 
+  std::shared_ptr<Calibration> calibration;
+  if (!options.calibration_dir.empty()) {
+    KFC_ASSIGN_OR_RETURN(calibration, Calibration::Load(options.calibration_dir, model));
+    rep.set_calibration(report::ToValidUtf8(options.calibration_dir));
+  }
+
   auto start = Clock::now();
   const std::vector<match::LayerCandidate> candidates = match::FindLayers(model);
   log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), SecondsSince(start));
@@ -780,7 +869,7 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
     s.c = &c;
     s.lr = rep.add_layers();
     InitLayerReport(c, s.lr);
-    result.layers.push_back({c, std::nullopt});
+    result.layers.push_back({c, std::nullopt, {}});
     const double kn = static_cast<double>(c.k) * static_cast<double>(c.n);
     if (!c.eligible()) {
       Skip(s.lr, c.skip_reason, c.skip_detail);
@@ -806,6 +895,17 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
       continue;
     }
     s.considered = true;
+    if (calibration) {
+      std::string note;
+      auto stats = calibration->Stats(c, &note);
+      if (!stats.ok()) return stats.status().WithContext("layer '" + c.node_name + "'");
+      s.stats = std::move(*stats);
+      s.lr->set_calibrated(s.stats.has_value());
+      if (!s.stats) {
+        s.lr->set_calibration_note("weight-only: " + note);
+        log.warn("layer '{}': calibration falls back to weight-only: {}", c.node_name, note);
+      }
+    }
     s.dir = Resolve(options, c);
     s.lr->set_decided_by(s.dir.decided_by);
     s.lr->set_plan_entry(s.dir.plan_entry);
@@ -820,10 +920,10 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
                 : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
         break;
       case Budget::kRank:
-        d = DecideRank(s.dir, c, w);
+        d = DecideRank(s.dir, c, w, StatsOf(s));
         break;
       case Budget::kMaxError:
-        d = DecideMaxError(s.dir, c, w);
+        d = DecideMaxError(s.dir, c, w, StatsOf(s));
         break;
       case Budget::kRatio:
         break;  // below, for all such layers at once
@@ -893,6 +993,34 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   }
   EvaluateGates(options, &rep);
   return result;
+}
+
+StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe) {
+  KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, probe));
+  const std::string sidecar = SidecarPathFor(probe);
+  KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, sidecar));
+  KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  KFC_ASSIGN_OR_RETURN(Probe p, BuildProbe(model, input));
+  KFC_RETURN_IF_ERROR(CheckModel(p.model, "probe model"));
+  KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(p.model));
+  google::protobuf::util::JsonPrintOptions json_options;
+  json_options.add_whitespace = true;
+  json_options.preserve_proto_field_names = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(p.sidecar, &json, json_options).ok()) {
+    return Internal("calibration sidecar: JSON rendering failed");
+  }
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(sidecar, json));
+  if (Status s = io::WriteFileAtomic(probe, bytes); !s.ok()) {
+    std::remove(sidecar.c_str());
+    return s;
+  }
+  int layers = 0;
+  for (const auto& t : p.sidecar.tensors()) layers += t.layers_size();
+  return "probe '" + probe + "': " + std::to_string(p.sidecar.tensors_size()) +
+         " exposed activations for " + std::to_string(layers) + " layers; sidecar '" + sidecar +
+         "'\n";
 }
 
 StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,

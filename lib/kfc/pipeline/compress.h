@@ -38,7 +38,9 @@ struct Options {
   double ratio = -1.0;
   // --shape. Unset: balanced under -r, auto under --max-error and --ratio.
   std::optional<ShapePolicy> shape;
-  std::optional<Plan> plan;                // --plan
+  std::optional<Plan> plan;  // --plan
+  // --calibration DIR: minimize the error on the layers' recorded inputs (pipeline/calibration.h).
+  std::string calibration_dir;
   bool record_candidates = false;          // put every searched shape into the report (auto only)
   int64_t min_params = kDefaultMinParams;  // layers with fewer weight elements are left alone
   std::vector<std::string> include;  // POSIX extended regexes searched in node and weight names
@@ -66,6 +68,7 @@ struct LayerResult {
   // Set when compressed; approximates W (alpha excluded). For float16 and bfloat16 layers the
   // factors are already rounded to that dtype, and relative_error is theirs.
   std::optional<kron::KronFactors> factors;
+  std::vector<float> bias_correction;  // calibration: mu^T (W - W_hat); empty otherwise
 };
 
 struct Result {
@@ -89,5 +92,9 @@ Status CheckModel(const onnx::ModelProto& model, const std::string& what);
 // whether the output was written (output_written) and carries the paths as given.
 StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,
                                       const Options& options, bool dry_run);
+
+// --calibration-probe: writes the probe model (pipeline/calibration.h) to `probe` and its sidecar
+// next to it, both atomically. Returns a one-line summary for stdout.
+StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe);
 
 }  // namespace kfc::pipeline

@@ -277,6 +277,15 @@ class LayerEmitter {
     } else if (gemm && !layer.bias_name.empty()) {
       maybe_unused_->insert(layer.bias_name);  // beta == 0: the bias no longer contributes
     }
+    if (!rw.bias_correction.empty()) {
+      const std::string uncorrected = Value("kfc_y_uncorrected");
+      nodes.back().set_output(0, uncorrected);
+      std::vector<float> correction = rw.bias_correction;
+      for (float& v : correction) v *= alpha;
+      const std::string c = Constant("kfc_bias_correction", {layer.n}, correction);
+      nodes.push_back(MakeNode("Add", NodeName("kfc_add_bias_correction"), {uncorrected, c},
+                               layer.output_name));
+    }
     maybe_unused_->insert(layer.weight_tensor_name);
     return nodes;
   }

@@ -38,6 +38,9 @@ struct KronRewrite {
   match::LayerCandidate layer;  // must be eligible; any graph (main or subgraph)
   kron::KronFactors factors;    // approximates W (K x N); alpha is folded in by the rewriter
   kron::ContractionOrder order = kron::ContractionOrder::kBFirst;
+  // Calibration: mu^T (W - W_hat) (length N, alpha excluded), added to the output with one more
+  // Add so the layer's expected output on the calibration data is unchanged. Empty: none.
+  std::vector<float> bias_correction;
 };
 
 // Replaces each layer's node by its Kronecker subgraph, in place of the node (inside its If, Loop

@@ -1,0 +1,444 @@
+// Calibrated factorization; see weighted.h for the method. Matrices are row-major doubles unless
+// named otherwise; the index conventions are factorize.h's.
+#include "kfc/kron/weighted.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace kfc::kron {
+namespace {
+
+int I(int64_t v) { return static_cast<int>(v); }
+
+// Rearrangement of a double K x N matrix for shape (k1, n1, k2, n2): R[i1*n1+j1, i2*n2+j2] =
+// M[i1*k2+i2, j1*n2+j2], as kron::Rearrange does for float weights.
+std::vector<double> RearrangeD(const std::vector<double>& m, const KronShape& s) {
+  const int64_t N = s.n1 * s.n2, cols = s.k2 * s.n2;
+  std::vector<double> r(static_cast<size_t>(s.k1 * s.n1 * cols));
+  for (int64_t i1 = 0; i1 < s.k1; ++i1) {
+    for (int64_t j1 = 0; j1 < s.n1; ++j1) {
+      double* row = &r[static_cast<size_t>((i1 * s.n1 + j1) * cols)];
+      for (int64_t i2 = 0; i2 < s.k2; ++i2) {
+        const double* src = &m[static_cast<size_t>((i1 * s.k2 + i2) * N + j1 * s.n2)];
+        std::copy(src, src + s.n2, row + i2 * s.n2);
+      }
+    }
+  }
+  return r;
+}
+
+std::vector<double> Regularized(const InputStats& st) {
+  const int64_t K = st.k;
+  double mean_diag = 0.0;
+  for (int64_t i = 0; i < K; ++i) mean_diag += st.covariance[static_cast<size_t>(i * K + i)];
+  mean_diag /= static_cast<double>(K);
+  if (!(mean_diag > 0.0)) mean_diag = 1.0;
+  std::vector<double> c = st.covariance;
+  for (int64_t i = 0; i < K; ++i)
+    c[static_cast<size_t>(i * K + i)] += kCalibrationRegularization * mean_diag;
+  return c;
+}
+
+// Lower Cholesky factor of the symmetric n x n matrix `a`; a ridge is added when it is not
+// numerically positive definite.
+StatusOr<std::vector<double>> Cholesky(std::vector<double> a, int64_t n, const char* what) {
+  double mean_diag = 0.0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += a[static_cast<size_t>(i * n + i)];
+  mean_diag = std::max(mean_diag / static_cast<double>(n), 1e-300);
+  double ridge = 0.0;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::vector<double> l = a;
+    for (int64_t i = 0; i < n; ++i) l[static_cast<size_t>(i * n + i)] += ridge;
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', I(n), l.data(), I(n)) == 0) {
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = i + 1; j < n; ++j) l[static_cast<size_t>(i * n + j)] = 0.0;
+      }
+      return l;
+    }
+    ridge = ridge == 0.0 ? 1e-8 * mean_diag : ridge * 100.0;
+  }
+  return Internal(std::string("calibration: the ") + what +
+                  " covariance factor is not positive definite even with a ridge");
+}
+
+// Nearest Kronecker product C ~= C1 (x) C2 of the SPD K x K matrix c (K = k1*k2): the top singular
+// pair of its rearrangement, by power iteration.
+void NearestKronecker(const std::vector<double>& c, int64_t k1, int64_t k2, std::vector<double>* c1,
+                      std::vector<double>* c2) {
+  const KronShape sq{k1, k1, k2, k2};
+  const std::vector<double> r = RearrangeD(c, sq);  // (k1*k1) x (k2*k2)
+  const int64_t m = k1 * k1, n = k2 * k2;
+  std::vector<double> u(static_cast<size_t>(m)), v(static_cast<size_t>(n), 0.0);
+  for (int64_t p = 0; p < k2; ++p) v[static_cast<size_t>(p * k2 + p)] = 1.0 / std::sqrt(double(k2));
+  double sigma = 0.0;
+  for (int it = 0; it < 100; ++it) {
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, I(m), I(n), 1.0, r.data(), I(n), v.data(), 1, 0.0,
+                u.data(), 1);
+    const double nu = cblas_dnrm2(I(m), u.data(), 1);
+    if (nu == 0.0) break;
+    cblas_dscal(I(m), 1.0 / nu, u.data(), 1);
+    std::vector<double> next(static_cast<size_t>(n));
+    cblas_dgemv(CblasRowMajor, CblasTrans, I(m), I(n), 1.0, r.data(), I(n), u.data(), 1, 0.0,
+                next.data(), 1);
+    const double s = cblas_dnrm2(I(n), next.data(), 1);
+    if (s == 0.0) break;
+    cblas_dscal(I(n), 1.0 / s, next.data(), 1);
+    double change = 0.0;
+    for (int64_t i = 0; i < n; ++i) change = std::max(change, std::fabs(next[i] - v[i]));
+    v.swap(next);
+    sigma = s;
+    if (change < 1e-12) break;
+  }
+  const double scale = std::sqrt(std::max(sigma, 0.0));
+  c1->assign(u.begin(), u.end());
+  c2->assign(v.begin(), v.end());
+  double trace1 = 0.0;
+  for (int64_t i = 0; i < k1; ++i) trace1 += (*c1)[static_cast<size_t>(i * k1 + i)];
+  const double sign = trace1 < 0 ? -1.0 : 1.0;
+  for (auto* f : {c1, c2}) {
+    const int64_t d = f == c1 ? k1 : k2;
+    for (auto& x : *f) x *= sign * scale;
+    for (int64_t i = 0; i < d; ++i) {  // symmetrize
+      for (int64_t j = 0; j < i; ++j) {
+        const double avg =
+            0.5 * ((*f)[static_cast<size_t>(i * d + j)] + (*f)[static_cast<size_t>(j * d + i)]);
+        (*f)[static_cast<size_t>(i * d + j)] = avg;
+        (*f)[static_cast<size_t>(j * d + i)] = avg;
+      }
+    }
+  }
+}
+
+// tr(D^T C D) for D = W - W_hat (double), with C K x K.
+double WeightedEnergy(const std::vector<double>& d, const std::vector<double>& c, int64_t K,
+                      int64_t N) {
+  std::vector<double> cd(static_cast<size_t>(K * N));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(K), I(N), I(K), 1.0, c.data(), I(K),
+              d.data(), I(N), 0.0, cd.data(), I(N));
+  return cblas_ddot(I(K * N), d.data(), 1, cd.data(), 1);
+}
+
+std::vector<double> Difference(const float* w, const std::vector<float>& w_hat, int64_t n) {
+  std::vector<double> d(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) d[i] = double(w[i]) - double(w_hat[static_cast<size_t>(i)]);
+  return d;
+}
+
+// Solves the SPD system G X = B in place (G n x n, B n x nrhs), with a tiny ridge on failure.
+bool SolveSpd(std::vector<double> g, int64_t n, std::vector<double>* b, int64_t nrhs) {
+  double mean_diag = 0.0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += g[static_cast<size_t>(i * n + i)];
+  mean_diag = std::max(mean_diag / static_cast<double>(n), 1e-300);
+  for (double ridge : {0.0, 1e-10, 1e-7}) {
+    std::vector<double> gg = g, bb = *b;
+    for (int64_t i = 0; i < n; ++i) gg[static_cast<size_t>(i * n + i)] += ridge * mean_diag;
+    if (LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', I(n), I(nrhs), gg.data(), I(n), bb.data(), I(nrhs)) ==
+        0) {
+      *b = std::move(bb);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Alternating least squares on the factors (double, A: r x k1 x n1, B: r x k2 x n2) for the exact
+// objective tr(D^T C D). Returns the iterations run.
+int RefineAls(const std::vector<double>& c, const std::vector<double>& w, const KronShape& s,
+              int64_t r, int max_iterations, std::vector<double>* a, std::vector<double>* b) {
+  const int64_t K = s.K(), N = s.N(), k1 = s.k1, n1 = s.n1, k2 = s.k2, n2 = s.n2;
+  const std::vector<double> rc = RearrangeD(c, KronShape{k1, k1, k2, k2});  // k1^2 x k2^2
+  std::vector<double> cw(static_cast<size_t>(K * N));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(K), I(N), I(K), 1.0, c.data(), I(K),
+              w.data(), I(N), 0.0, cw.data(), I(N));
+  const std::vector<double> rcw = RearrangeD(cw, s);  // (k1 n1) x (k2 n2)
+  const int64_t sa = k1 * n1, sb = k2 * n2;
+  auto objective = [&]() {
+    std::vector<double> d = w;
+    for (int64_t t = 0; t < r; ++t) {
+      for (int64_t i1 = 0; i1 < k1; ++i1)
+        for (int64_t j1 = 0; j1 < n1; ++j1) {
+          const double av = (*a)[static_cast<size_t>(t * sa + i1 * n1 + j1)];
+          for (int64_t i2 = 0; i2 < k2; ++i2)
+            for (int64_t j2 = 0; j2 < n2; ++j2)
+              d[static_cast<size_t>((i1 * k2 + i2) * N + j1 * n2 + j2)] -=
+                  av * (*b)[static_cast<size_t>(t * sb + i2 * n2 + j2)];
+        }
+    }
+    return WeightedEnergy(d, c, K, N);
+  };
+  double last = objective();
+  int it = 0;
+  for (; it < max_iterations; ++it) {
+    // A-step: G[(t,i),(s,k)] = (R_C vec(B_t B_s^T))[(i,k)], rhs[(t,i), j] = (R_CW vec B_t)[(i,j)].
+    {
+      std::vector<double> p(static_cast<size_t>(k2 * k2 * r * r));
+      std::vector<double> pts(static_cast<size_t>(k2 * k2));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t u = 0; u < r; ++u) {
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k2), I(k2), I(n2), 1.0,
+                      &(*b)[static_cast<size_t>(t * sb)], I(n2), &(*b)[static_cast<size_t>(u * sb)],
+                      I(n2), 0.0, pts.data(), I(k2));
+          for (int64_t e = 0; e < k2 * k2; ++e)
+            p[static_cast<size_t>(e * r * r + t * r + u)] = pts[e];
+        }
+      std::vector<double> m(static_cast<size_t>(k1 * k1 * r * r));
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(k1 * k1), I(r * r), I(k2 * k2), 1.0,
+                  rc.data(), I(k2 * k2), p.data(), I(r * r), 0.0, m.data(), I(r * r));
+      const int64_t n = r * k1;
+      std::vector<double> g(static_cast<size_t>(n * n));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t i = 0; i < k1; ++i)
+          for (int64_t u = 0; u < r; ++u)
+            for (int64_t k = 0; k < k1; ++k)
+              g[static_cast<size_t>((t * k1 + i) * n + u * k1 + k)] =
+                  m[static_cast<size_t>((i * k1 + k) * r * r + t * r + u)];
+      std::vector<double> bmat(static_cast<size_t>(sb * r));  // column t = vec(B_t)
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t e = 0; e < sb; ++e)
+          bmat[static_cast<size_t>(e * r + t)] = (*b)[static_cast<size_t>(t * sb + e)];
+      std::vector<double> rhs_a(static_cast<size_t>(sa * r));
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(sa), I(r), I(sb), 1.0, rcw.data(),
+                  I(sb), bmat.data(), I(r), 0.0, rhs_a.data(), I(r));
+      std::vector<double> x(static_cast<size_t>(n * n1));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t i = 0; i < k1; ++i)
+          for (int64_t j = 0; j < n1; ++j)
+            x[static_cast<size_t>((t * k1 + i) * n1 + j)] =
+                rhs_a[static_cast<size_t>((i * n1 + j) * r + t)];
+      if (!SolveSpd(std::move(g), n, &x, n1)) break;
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t i = 0; i < k1; ++i)
+          for (int64_t j = 0; j < n1; ++j)
+            (*a)[static_cast<size_t>(t * sa + i * n1 + j)] =
+                x[static_cast<size_t>((t * k1 + i) * n1 + j)];
+    }
+    // B-step: G[(t,p),(s,u)] = (R_C^T vec(A_t A_s^T))[(p,u)], rhs[(t,p), q] = (R_CW^T vec
+    // A_t)[(p,q)].
+    {
+      std::vector<double> qm(static_cast<size_t>(k1 * k1 * r * r));
+      std::vector<double> qts(static_cast<size_t>(k1 * k1));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t u = 0; u < r; ++u) {
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k1), I(k1), I(n1), 1.0,
+                      &(*a)[static_cast<size_t>(t * sa)], I(n1), &(*a)[static_cast<size_t>(u * sa)],
+                      I(n1), 0.0, qts.data(), I(k1));
+          for (int64_t e = 0; e < k1 * k1; ++e)
+            qm[static_cast<size_t>(e * r * r + t * r + u)] = qts[e];
+        }
+      std::vector<double> m(static_cast<size_t>(k2 * k2 * r * r));
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k2 * k2), I(r * r), I(k1 * k1), 1.0,
+                  rc.data(), I(k2 * k2), qm.data(), I(r * r), 0.0, m.data(), I(r * r));
+      const int64_t n = r * k2;
+      std::vector<double> g(static_cast<size_t>(n * n));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t pp = 0; pp < k2; ++pp)
+          for (int64_t u = 0; u < r; ++u)
+            for (int64_t uu = 0; uu < k2; ++uu)
+              g[static_cast<size_t>((t * k2 + pp) * n + u * k2 + uu)] =
+                  m[static_cast<size_t>((pp * k2 + uu) * r * r + t * r + u)];
+      std::vector<double> amat(static_cast<size_t>(sa * r));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t e = 0; e < sa; ++e)
+          amat[static_cast<size_t>(e * r + t)] = (*a)[static_cast<size_t>(t * sa + e)];
+      std::vector<double> rhs_b(static_cast<size_t>(sb * r));
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(sb), I(r), I(sa), 1.0, rcw.data(),
+                  I(sb), amat.data(), I(r), 0.0, rhs_b.data(), I(r));
+      std::vector<double> x(static_cast<size_t>(n * n2));
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t pp = 0; pp < k2; ++pp)
+          for (int64_t q = 0; q < n2; ++q)
+            x[static_cast<size_t>((t * k2 + pp) * n2 + q)] =
+                rhs_b[static_cast<size_t>((pp * n2 + q) * r + t)];
+      if (!SolveSpd(std::move(g), n, &x, n2)) break;
+      for (int64_t t = 0; t < r; ++t)
+        for (int64_t pp = 0; pp < k2; ++pp)
+          for (int64_t q = 0; q < n2; ++q)
+            (*b)[static_cast<size_t>(t * sb + pp * n2 + q)] =
+                x[static_cast<size_t>((t * k2 + pp) * n2 + q)];
+    }
+    const double now = objective();
+    const bool small_gain = last - now <= 1e-6 * last;
+    last = now;
+    if (small_gain) {
+      ++it;
+      break;
+    }
+  }
+  return it;
+}
+
+}  // namespace
+
+StatsAccumulator::StatsAccumulator(int64_t k)
+    : k_(k), sum_(static_cast<size_t>(k), 0.0), second_(static_cast<size_t>(k * k), 0.0) {}
+
+Status StatsAccumulator::Add(const float* x, int64_t rows) {
+  constexpr int64_t kChunk = 256;
+  std::vector<double> chunk;
+  for (int64_t first = 0; first < rows; first += kChunk) {
+    const int64_t n = std::min(kChunk, rows - first);
+    chunk.resize(static_cast<size_t>(n * k_));
+    for (int64_t i = 0; i < n * k_; ++i) {
+      const float v = x[first * k_ + i];
+      if (!std::isfinite(v)) {
+        return InvalidArgument(std::string("activation has ") +
+                               (std::isnan(v) ? "a NaN" : "an infinity") + " at row " +
+                               std::to_string(count_ + first + i / k_) + ", column " +
+                               std::to_string(i % k_));
+      }
+      chunk[static_cast<size_t>(i)] = v;
+      sum_[static_cast<size_t>(i % k_)] += v;
+    }
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, I(k_), I(n), 1.0, chunk.data(), I(k_), 1.0,
+                second_.data(), I(k_));
+  }
+  count_ += rows;
+  return Status::Ok();
+}
+
+StatusOr<InputStats> StatsAccumulator::Finish() const {
+  if (count_ < 2) {
+    return InvalidArgument("calibration needs at least 2 rows, got " + std::to_string(count_));
+  }
+  InputStats st;
+  st.k = k_;
+  st.count = count_;
+  const double n = static_cast<double>(count_);
+  st.mean.resize(static_cast<size_t>(k_));
+  for (int64_t i = 0; i < k_; ++i) st.mean[i] = sum_[i] / n;
+  st.covariance.resize(static_cast<size_t>(k_ * k_));
+  for (int64_t i = 0; i < k_; ++i) {
+    for (int64_t j = i; j < k_; ++j) {
+      const double v = second_[static_cast<size_t>(i * k_ + j)] / n - st.mean[i] * st.mean[j];
+      st.covariance[static_cast<size_t>(i * k_ + j)] = v;
+      st.covariance[static_cast<size_t>(j * k_ + i)] = v;
+    }
+  }
+  return st;
+}
+
+double DataRelativeError(const float* w, const std::vector<float>& w_hat, int64_t K, int64_t N,
+                         const InputStats& stats) {
+  std::vector<double> wd(w, w + K * N);
+  const double total = WeightedEnergy(wd, stats.covariance, K, N);
+  if (!(total > 0.0)) return 0.0;
+  const double err = WeightedEnergy(Difference(w, w_hat, K * N), stats.covariance, K, N);
+  return std::sqrt(std::max(0.0, err) / total);
+}
+
+StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          const InputStats& stats) {
+  if (stats.k != K || static_cast<int64_t>(stats.covariance.size()) != K * K) {
+    return InvalidArgument("calibration statistics have K = " + std::to_string(stats.k) +
+                           ", the weight has K = " + std::to_string(K));
+  }
+  const int64_t k1 = shape.k1, k2 = shape.k2;
+  const std::vector<double> c = Regularized(stats);
+  std::vector<double> c1, c2;
+  Whitened out;
+  if (k1 == 1 || k2 == 1) {
+    out.exact = true;
+    (k1 == 1 ? c2 : c1) = c;
+    (k1 == 1 ? c1 : c2) = {1.0};
+  } else {
+    NearestKronecker(c, k1, k2, &c1, &c2);
+  }
+  KFC_ASSIGN_OR_RETURN(out.l1, Cholesky(std::move(c1), k1, "first"));
+  KFC_ASSIGN_OR_RETURN(out.l2, Cholesky(std::move(c2), k2, "second"));
+  // T = L1^T W viewed as k1 x (k2*N); then each of the k1 slices k2 x N gets L2^T.
+  std::vector<double> wd(w, w + K * N), t(static_cast<size_t>(K * N)),
+      res(static_cast<size_t>(K * N));
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k1), I(k2 * N), I(k1), 1.0, out.l1.data(),
+              I(k1), wd.data(), I(k2 * N), 0.0, t.data(), I(k2 * N));
+  for (int64_t i = 0; i < k1; ++i) {
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k2), I(N), I(k2), 1.0, out.l2.data(),
+                I(k2), &t[static_cast<size_t>(i * k2 * N)], I(N), 0.0,
+                &res[static_cast<size_t>(i * k2 * N)], I(N));
+  }
+  out.w.assign(res.begin(), res.end());
+  out.energy = WeightedEnergy(wd, c, K, N);
+  if (!out.exact) {
+    // Power iteration on M = L^-1 C L^-T with L = L1 (x) L2, applied to a k1 x k2 matrix V
+    // (row-major vec): L^-T v = vec(L1^-T V L2^-1), L^-1 v = vec(L1^-1 V L2^-T).
+    std::vector<double> v(static_cast<size_t>(K), 1.0 / std::sqrt(static_cast<double>(K))), y(v);
+    double lambda = 1.0;
+    for (int it = 0; it < 30; ++it) {
+      y = v;
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2), 1.0,
+                  out.l1.data(), I(k1), y.data(), I(k2));
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, out.l2.data(), I(k2), y.data(), I(k2));
+      std::vector<double> cy(static_cast<size_t>(K));
+      cblas_dgemv(CblasRowMajor, CblasNoTrans, I(K), I(K), 1.0, c.data(), I(K), y.data(), 1, 0.0,
+                  cy.data(), 1);
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, out.l1.data(), I(k1), cy.data(), I(k2));
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, out.l2.data(), I(k2), cy.data(), I(k2));
+      lambda = cblas_dnrm2(I(K), cy.data(), 1);
+      if (!(lambda > 0.0)) break;
+      for (int64_t i = 0; i < K; ++i)
+        v[static_cast<size_t>(i)] = cy[static_cast<size_t>(i)] / lambda;
+    }
+    out.beta = std::max(1.0, lambda);
+  }
+  return out;
+}
+
+StatusOr<WeightedFactors> FactorizeWeighted(const float* w, int64_t K, int64_t N,
+                                            const KronShape& shape, int64_t rank,
+                                            const InputStats& stats, int max_als_iterations) {
+  KFC_ASSIGN_OR_RETURN(KronFactors plain, Factorize(w, K, N, shape, rank));
+  WeightedFactors out;
+  out.weight_only_data_error = DataRelativeError(w, Reconstruct(plain), K, N, stats);
+
+  KFC_ASSIGN_OR_RETURN(Whitened wh, Whiten(w, K, N, shape, stats));
+  KFC_ASSIGN_OR_RETURN(KronFactors f, Factorize(wh.w.data(), K, N, shape, rank));
+  const int64_t r = f.rank, sa = shape.k1 * shape.n1, sb = shape.k2 * shape.n2;
+  std::vector<double> a(f.a.begin(), f.a.end()), b(f.b.begin(), f.b.end());
+  for (int64_t t = 0; t < r; ++t) {  // A_t = L1^-T A'_t, B_t = L2^-T B'_t
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k1),
+                I(shape.n1), 1.0, wh.l1.data(), I(shape.k1), &a[static_cast<size_t>(t * sa)],
+                I(shape.n1));
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k2),
+                I(shape.n2), 1.0, wh.l2.data(), I(shape.k2), &b[static_cast<size_t>(t * sb)],
+                I(shape.n2));
+  }
+  if (!wh.exact && max_als_iterations > 0 && r * shape.k1 <= kMaxAlsUnknowns &&
+      r * shape.k2 <= kMaxAlsUnknowns) {
+    const std::vector<double> wd(w, w + K * N);
+    out.als_iterations = RefineAls(Regularized(stats), wd, shape, r, max_als_iterations, &a, &b);
+  }
+  f.a.assign(a.begin(), a.end());
+  f.b.assign(b.begin(), b.end());
+  std::vector<float> w_hat = Reconstruct(f);
+  out.data_error = DataRelativeError(w, w_hat, K, N, stats);
+  if (out.data_error > out.weight_only_data_error) {
+    out.used_weight_only = true;
+    out.data_error = out.weight_only_data_error;
+    f = std::move(plain);
+    w_hat = Reconstruct(f);
+  }
+  // Exact plain error of the factors kept, and the bias correction mu^T (W - W_hat).
+  double diff2 = 0.0, norm2 = 0.0;
+  std::vector<double> corr(static_cast<size_t>(N), 0.0);
+  for (int64_t i = 0; i < K; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      const double d = double(w[i * N + j]) - double(w_hat[static_cast<size_t>(i * N + j)]);
+      diff2 += d * d;
+      norm2 += double(w[i * N + j]) * double(w[i * N + j]);
+      corr[static_cast<size_t>(j)] += stats.mean[static_cast<size_t>(i)] * d;
+    }
+  }
+  f.frobenius_norm = std::sqrt(norm2);
+  f.relative_error = norm2 > 0 ? std::sqrt(diff2 / norm2) : 0.0;
+  out.bias_correction.assign(corr.begin(), corr.end());
+  out.factors = std::move(f);
+  return out;
+}
+
+}  // namespace kfc::kron

@@ -1,0 +1,206 @@
+#include "kfc/pipeline/calibration.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "kfc/core/names.h"
+#include "kfc/io/model_io.h"
+#include "kfc/io/npy.h"
+#include "onnx/shape_inference/implementation.h"
+
+namespace kfc::pipeline {
+namespace {
+
+constexpr int kSidecarSchemaVersion = 1;
+
+// The type of value `name` after shape inference (graph inputs, value_info, outputs).
+std::optional<onnx::TypeProto> TypeOf(const onnx::GraphProto& g, const std::string& name) {
+  for (const auto* list : {&g.input(), &g.value_info(), &g.output()}) {
+    for (const auto& vi : *list) {
+      if (vi.name() == name && vi.has_type()) return vi.type();
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+StatusOr<std::string> ModelFingerprint(const onnx::ModelProto& model) {
+  KFC_ASSIGN_OR_RETURN(const std::string bytes, io::SerializeModel(model));
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : bytes) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return std::string(buf);
+}
+
+std::string SidecarPathFor(const std::string& probe_path) {
+  const std::string ext = ".onnx";
+  if (probe_path.size() > ext.size() &&
+      probe_path.compare(probe_path.size() - ext.size(), ext.size(), ext) == 0) {
+    return probe_path.substr(0, probe_path.size() - ext.size()) + ".calib.json";
+  }
+  return probe_path + ".calib.json";
+}
+
+StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& model_path) {
+  Probe probe;
+  probe.model = model;
+  KFC_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(model));
+  probe.sidecar.set_calibration_schema_version(kSidecarSchemaVersion);
+  probe.sidecar.set_model_fingerprint(fingerprint);
+  probe.sidecar.set_model(model_path);
+
+  onnx::ModelProto inferred = model;
+  try {
+    onnx::ShapeInferenceOptions options(false, 0, false);
+    onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(), options);
+  } catch (const std::exception& e) {
+    return FailedPrecondition(std::string("probe: shape inference failed: ") + e.what());
+  }
+  NameGenerator names;
+  for (const auto& g : {model.graph()}) {
+    for (const auto& n : g.node()) {
+      names.Reserve(n.name());
+      for (const auto& o : n.output()) names.Reserve(o);
+      for (const auto& i : n.input()) names.Reserve(i);
+    }
+    for (const auto& v : g.input()) names.Reserve(v.name());
+    for (const auto& v : g.output()) names.Reserve(v.name());
+    for (const auto& t : g.initializer()) names.Reserve(t.name());
+  }
+  std::map<std::string, int> by_source;
+  onnx::GraphProto* graph = probe.model.mutable_graph();
+  for (const auto& c : match::FindLayers(model)) {
+    if (!c.eligible() || c.graph_path != "main" || c.trans_a || c.weight_first || c.k < 1) {
+      continue;
+    }
+    auto it = by_source.find(c.input_name);
+    if (it == by_source.end()) {
+      std::optional<onnx::TypeProto> type = TypeOf(inferred.graph(), c.input_name);
+      if (!type) continue;
+      const std::string name = names.Unique("kfc_calib_" + std::to_string(by_source.size()));
+      auto* node = graph->add_node();
+      node->set_op_type("Identity");
+      node->set_name(names.Unique(name + "/identity"));
+      node->add_input(c.input_name);
+      node->add_output(name);
+      auto* out = graph->add_output();
+      out->set_name(name);
+      *out->mutable_type() = *type;
+      it = by_source.emplace(c.input_name, probe.sidecar.tensors_size()).first;
+      auto* t = probe.sidecar.add_tensors();
+      t->set_name(name);
+      t->set_source(c.input_name);
+      t->set_k(static_cast<double>(c.k));
+    }
+    probe.sidecar.mutable_tensors(it->second)->add_layers(c.node_name);
+  }
+  return probe;
+}
+
+StatusOr<std::shared_ptr<Calibration>> Calibration::Load(const std::string& dir,
+                                                         const onnx::ModelProto& model) {
+  namespace fs = std::filesystem;
+  const std::string what = "calibration '" + dir + "'";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return NotFound(what + ": not a folder");
+  const std::string sidecar_path = (fs::path(dir) / kSidecarName).string();
+  auto text = io::ReadFile(sidecar_path, what, int64_t{64} << 20, "the 64 MiB limit");
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) {
+      return NotFound(what + ": no " + kSidecarName +
+                      " (copy the probe's PROBE.calib.json there; tool/run_probe.js does)");
+    }
+    return text.status();
+  }
+  auto cal = std::make_shared<Calibration>();
+  cal->dir_ = dir;
+  google::protobuf::util::JsonParseOptions options;
+  auto st = google::protobuf::util::JsonStringToMessage(*text, &cal->sidecar_, options);
+  if (!st.ok()) {
+    return InvalidArgument(what + ": " + kSidecarName +
+                           " is not a valid sidecar: " + std::string(st.message()));
+  }
+  KFC_ASSIGN_OR_RETURN(const std::string fingerprint, ModelFingerprint(model));
+  if (cal->sidecar_.model_fingerprint() != fingerprint) {
+    return InvalidArgument(what + ": " + kSidecarName + " was made for a different model ('" +
+                           cal->sidecar_.model() + "', fingerprint " +
+                           cal->sidecar_.model_fingerprint() + "; this model's is " + fingerprint +
+                           ")");
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) {
+      cal->files_.push_back(name);
+    }
+  }
+  std::sort(cal->files_.begin(), cal->files_.end());
+  return cal;
+}
+
+StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerCandidate& c,
+                                                             std::string* note) {
+  const calibration::ProbeTensor* tensor = nullptr;
+  for (const auto& t : sidecar_.tensors()) {
+    if (t.source() == c.input_name) tensor = &t;
+  }
+  if (tensor == nullptr || c.graph_path != "main" || c.trans_a || c.weight_first) {
+    *note = c.weight_first
+                ? "the W·X form is not calibrated (its rows are not the input's last axis)"
+            : c.graph_path != "main" ? "layers in subgraphs are not calibrated"
+            : c.trans_a              ? "Gemm with transA=1 is not calibrated"
+                                     : "no calibration tensor for this layer's input";
+    return std::optional<kron::InputStats>();
+  }
+  if (c.k > kMaxCalibratedK) {
+    *note = "K = " + std::to_string(c.k) + " is above " + std::to_string(kMaxCalibratedK) +
+            ": its K x K statistics would take " + std::to_string(8 * c.k * c.k >> 20) + " MiB";
+    return std::optional<kron::InputStats>();
+  }
+  auto cached = cache_.find(tensor->name());
+  if (cached != cache_.end()) return std::optional<kron::InputStats>(cached->second);
+  std::vector<std::string> files;
+  for (const auto& f : files_) {
+    if (f == tensor->name() + ".npy" || f.rfind(tensor->name() + ".", 0) == 0) files.push_back(f);
+  }
+  if (files.empty()) {
+    *note = "no " + tensor->name() + "*.npy files in '" + dir_ + "'";
+    return std::optional<kron::InputStats>();
+  }
+  const int64_t K = c.k;
+  kron::StatsAccumulator acc(K);
+  std::vector<float> buf;
+  for (const auto& f : files) {
+    const std::string path = (std::filesystem::path(dir_) / f).string();
+    KFC_ASSIGN_OR_RETURN(io::NpyReader reader, io::NpyReader::Open(path));
+    if (reader.shape().empty() || reader.shape().back() != K) {
+      std::string dims;
+      for (int64_t d : reader.shape()) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+      return InvalidArgument("activation file '" + path + "': shape [" + dims +
+                             "] does not end in K = " + std::to_string(K) + " (layer '" +
+                             c.node_name + "')");
+    }
+    const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{8} << 20) / K);
+    for (;;) {
+      KFC_RETURN_IF_ERROR(reader.Read(chunk_rows * K, &buf));
+      if (buf.empty()) break;
+      Status s = acc.Add(buf.data(), static_cast<int64_t>(buf.size()) / K);
+      if (!s.ok()) return InvalidArgument("activation file '" + path + "': " + s.message());
+    }
+  }
+  auto st = acc.Finish();
+  if (!st.ok())
+    return InvalidArgument("calibration tensor '" + tensor->name() + "': " + st.status().message());
+  cache_.emplace(tensor->name(), *st);
+  return std::optional<kron::InputStats>(std::move(*st));
+}
+
+}  // namespace kfc::pipeline
