@@ -5,6 +5,7 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <new>
 
 namespace kfc::kron {
 namespace {
@@ -69,20 +70,65 @@ Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& wha
   return Status::Ok();
 }
 
-StatusOr<std::vector<double>> GramEigenvalues(const double* y, int64_t rows, int64_t l, int64_t ld,
-                                              const std::string& what) {
-  std::vector<double> gram(static_cast<size_t>(l * l), 0.0), eig(static_cast<size_t>(l));
-  cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, static_cast<int>(l), static_cast<int>(rows),
-              1.0, y, static_cast<int>(ld), 0.0, gram.data(), static_cast<int>(l));
-  const lapack_int info = LAPACKE_dsyev(LAPACK_COL_MAJOR, 'N', 'U', static_cast<lapack_int>(l),
-                                        gram.data(), static_cast<lapack_int>(l), eig.data());
+namespace {
+
+// Eigenvalues of the symmetric d x d column-major `gram` (upper triangle set; destroyed),
+// descending, clamped at 0.
+StatusOr<std::vector<double>> SymmetricEigenvalues(std::vector<double>* gram, int64_t d,
+                                                   const std::string& what) {
+  std::vector<double> eig(static_cast<size_t>(d));
+  const lapack_int info = LAPACKE_dsyev(LAPACK_COL_MAJOR, 'N', 'U', static_cast<lapack_int>(d),
+                                        gram->data(), static_cast<lapack_int>(d), eig.data());
   if (info != 0) {
     return Internal("LAPACK dsyev failed with info=" + std::to_string(info) +
-                    " on the Gram matrix " + "of the " + what);
+                    " on the Gram matrix of the " + what);
   }
   std::reverse(eig.begin(), eig.end());  // dsyev sorts ascending
   for (double& e : eig) e = std::max(0.0, e);
   return eig;
+}
+
+}  // namespace
+
+StatusOr<std::vector<double>> GramEigenvalues(const double* y, int64_t rows, int64_t l, int64_t ld,
+                                              const std::string& what) {
+  std::vector<double> gram(static_cast<size_t>(l * l), 0.0);
+  cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, static_cast<int>(l), static_cast<int>(rows),
+              1.0, y, static_cast<int>(ld), 0.0, gram.data(), static_cast<int>(l));
+  return SymmetricEigenvalues(&gram, l, what);
+}
+
+StatusOr<std::vector<double>> SquaredSingularValues(const float* a, int64_t m, int64_t n,
+                                                    const std::string& what) {
+  const int64_t d = std::min(m, n);
+  std::vector<double> gram, chunk;
+  try {
+    gram.assign(static_cast<size_t>(d * d), 0.0);
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the Gram matrix of the " + what);
+  }
+  const int bd = static_cast<int>(d);
+  if (m > n) {  // A^T A = At At^T: column blocks of At (n x m) are row blocks of A, contiguous
+    const int64_t step = std::max<int64_t>(1, kChunkDoubles / n);
+    for (int64_t i0 = 0; i0 < m; i0 += step) {
+      const int64_t rc = std::min(step, m - i0);
+      chunk.assign(a + i0 * n, a + (i0 + rc) * n);
+      cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, bd, static_cast<int>(rc), 1.0,
+                  chunk.data(), bd, 1.0, gram.data(), bd);
+    }
+  } else {  // A A^T = At^T At: row blocks of At (n x m) are column blocks of A, gathered
+    const int64_t step = std::max<int64_t>(1, kChunkDoubles / m);
+    for (int64_t j0 = 0; j0 < n; j0 += step) {
+      const int64_t jc = std::min(step, n - j0);
+      chunk.resize(static_cast<size_t>(jc * m));
+      for (int64_t i = 0; i < m; ++i) {
+        std::copy(a + i * n + j0, a + i * n + j0 + jc, chunk.begin() + i * jc);
+      }
+      cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, bd, static_cast<int>(jc), 1.0,
+                  chunk.data(), static_cast<int>(jc), 1.0, gram.data(), bd);
+    }
+  }
+  return SymmetricEigenvalues(&gram, d, what);
 }
 
 }  // namespace kfc::kron

@@ -45,4 +45,11 @@ Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& wha
 StatusOr<std::vector<double>> GramEigenvalues(const double* y, int64_t rows, int64_t l, int64_t ld,
                                               const std::string& what);
 
+// Every squared singular value of A (min(m, n) of them), descending: the eigenvalues of the Gram
+// matrix of A's shorter side, accumulated in double (chunks of A converted to double, dsyrk), so
+// every energy sum_{t<k} s_t^2 is exact to double rounding. Costs m n min(m, n) flops and
+// min(m, n)^2 doubles. Internal naming `what` when LAPACK fails or memory runs out.
+StatusOr<std::vector<double>> SquaredSingularValues(const float* a, int64_t m, int64_t n,
+                                                    const std::string& what);
+
 }  // namespace kfc::kron
