@@ -25,6 +25,10 @@ constexpr uint64_t kProbeSeed = 0x70726f6265ULL;
 // Unit roundoff of float32: products with R in float32 are off by about this times sqrt(inner
 // dimension), relative; the energy margin below is 8x that, against ||W||^2.
 constexpr double kFloat32Unit = 0x1.0p-24;
+// The iteration stops early once one more pass gains less than this fraction of the remaining
+// error energy (about 5e-4 of the error), well inside the randomized method's own gap.
+constexpr double kConvergedChange = 1e-3;
+
 // Above this many flops (m n min(m, n)), an exact spectrum costs more than the iteration.
 constexpr double kExactMaxFlops = static_cast<double>(int64_t{1} << 27);
 
@@ -250,17 +254,19 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
   FillGaussian(options.svd.seed, &v);
   KFC_RETURN_IF_ERROR(Orthonormalize(n, l, v.data(), "start block of the " + what));
   const double margin = 8.0 * kFloat32Unit * std::sqrt(static_cast<double>(std::max(m, n))) * total;
-  std::vector<ProbeChain> chains;     // [0] anchored at V_0, [1] at V_1
-  std::vector<size_t> anchor_record;  // index in *bounds of passes 0 and 1's records
+  constexpr int64_t late = 1;         // the second chain's anchor pass
+  std::vector<ProbeChain> chains;     // [0] anchored at V_0, [1] at V_late
+  std::vector<size_t> anchor_record;  // index in *bounds of the anchor passes' records
   chains.emplace_back(n, pa, options.svd.seed ^ kProbeSeed, v, l);
   const int64_t passes = options.svd.power_iterations + 1;
+  double previous = -1.0;  // captured[r] of the previous pass
   for (int64_t j = 0; j < passes; ++j) {
-    if (j == 1) chains.emplace_back(n, pb, options.svd.seed ^ (kProbeSeed + 1), v, l);
+    if (j == late) chains.emplace_back(n, pb, options.svd.seed ^ (kProbeSeed + 1), v, l);
     // X = [V | probes]; Y = R X; Z = R^T Y.
-    const int64_t cols = l + (j == 0 ? pa : p);
+    const int64_t cols = l + (j < late ? pa : p);
     std::copy(v.begin(), v.end(), x.begin());
     chains[0].Load(x.data() + n * l);
-    if (j > 0) chains[1].Load(x.data() + n * (l + pa));
+    if (j >= late) chains[1].Load(x.data() + n * (l + pa));
     MultiplyA(R.data(), m, n, x.data(), cols, y.data(), PassPrecision::kFloat32);
     MultiplyAt(R.data(), m, n, y.data(), cols, z.data(), PassPrecision::kFloat32);
 
@@ -272,7 +278,7 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
     b.margin = margin;
     const double upper = ErrorFromEnergy(total, b.captured[static_cast<size_t>(r)] - margin);
     c->error_upper = c->error_upper < 0.0 ? upper : std::min(c->error_upper, upper);
-    if (j <= 1) anchor_record.push_back(bounds->size());
+    if (j == 0 || j == late) anchor_record.push_back(bounds->size());
     bounds->push_back(b);
     for (size_t g = 0; g < chains.size(); ++g) {
       EnergyBound probed = (*bounds)[anchor_record[g]];  // the anchor pass's V and residual
@@ -284,6 +290,10 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
 
     std::copy(z.begin(), z.begin() + n * l, v.begin());  // V = orth(R^T R V)
     KFC_RETURN_IF_ERROR(Orthonormalize(n, l, v.data(), "co-sketch of the " + what));
+    // Converged: the last pass moved the error by under kConvergedChange of its square.
+    const double kept = b.captured[static_cast<size_t>(r)];
+    if (j > 0 && kept - previous <= kConvergedChange * (total - kept)) break;
+    previous = kept;
   }
   // The error of (R V)_r V^T, with R V accumulated in double: exact for that factorization.
   MultiplyA(R.data(), m, n, v.data(), l, y.data(), PassPrecision::kFloat64);

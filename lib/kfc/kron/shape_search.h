@@ -17,20 +17,22 @@
 //
 // Pruning keeps the best shape. Each pass j of the iteration (products with R in float32) also
 // proves, for every r', an upper bound on E_r'(R):
-//   E_r'(R) <= E_r'(R V_j) + E_r'(E),   E = R (I - V_j V_j^T)
-// (Ky Fan: R R^T = (R V)(R V)^T + E E^T), with E_r'(E) <= min(||E||_F^2, r' ||E||_2^2,
-// sqrt(r') ||E^T E||_F); ||E||_F^2 = ||W||^2 - ||R V_j||_F^2 exactly, and the other two come from
-// p Gaussian probes w_i riding along in the same products (E^T E w_i): ||E||_2^2 <=
-// a sqrt(2/pi) max_i ||E^T E w_i|| (Halko, Martinsson and Tropp 2011, Lemma 4.1) and a Chernoff
-// bound on the mean of ||E^T E w_i||^2, each failing with probability below 2e-11 (about 1e-8 for a
-// whole search). A float32 rounding margin is added. The same bounds reach other shapes: a rank-r
-// sum for shape s is a rank-(f r) sum for any shape c whose k1 divides or is divided by s's (ratio
-// f_k) and likewise n1 (ratio f_n), f = f_k f_n, so E_r(R_s) <= E_{f r}(R_c). A shape whose lower
-// bound on the error clearly exceeds the least error of a fully worked shape cannot win: its
-// iteration stops there, or never starts when another shape's bounds already rule it out. Shapes
-// are tried in promise order: the low-rank shape, the balanced one, then the largest ranks first.
-// The low-rank shape is always fully worked (the report compares the winner with it); its twin
-// 1 x N (x) K x 1 has R = W^T and takes its numbers.
+//   E_r'(R) <= E_r'(R V) + E_r'(E),   E = R (I - V V^T)
+// (Ky Fan: R R^T = (R V)(R V)^T + E E^T), for V = V_0 and V = V_1, with E_r'(E) bounded by
+// ||E||_F^2 = ||W||^2 - ||R V||_F^2 (exact), r' ||E||_2^2 and r'^(1 - 1/(2k)) ||(E^T
+// E)^k||_F^(1/k). The last two come from Gaussian probes w_i (two chains of p/2, anchored at V_0
+// and V_1) that ride along in the same products and get one more power of E^T E per pass: ||(E^T
+// E)^k|| <= a sqrt(2/pi) max_i ||(E^T E)^k w_i|| (Halko, Martinsson and Tropp 2011, Lemma 4.1) and
+// a Chernoff bound on the mean of ||(E^T E)^k w_i||^2, each failing with probability below 1e-11
+// (below 1e-7 for a whole search). A float32 rounding margin is added. The same bounds reach other
+// shapes: a rank-r sum for shape s is a rank-(f r) sum for any shape c whose k1 divides or is
+// divided by s's (ratio f_k) and likewise n1 (ratio f_n), f = f_k f_n, so E_r(R_s) <= E_{f r}(R_c).
+// A shape whose lower bound on the error clearly exceeds the least error of a fully worked shape
+// cannot win: its iteration stops there, or never starts when other shapes' bounds already rule it
+// out. Shapes are tried in promise order: the low-rank shape, the balanced one, then the largest
+// ranks first. The low-rank shape is always fully worked (the report compares the winner with it);
+// its twin 1 x N (x) K x 1 has R = W^T and takes its numbers. The iteration also stops once a pass
+// moves the captured energy by less than 1e-3 of the remaining error energy (converged).
 //
 // Error target: every shape gets the smallest rank whose error meets the target (among ranks that
 // still save parameters); the shape with the fewest parameters wins, ties to the least error. No
@@ -55,10 +57,11 @@ struct SearchBudget {
 };
 
 struct SearchOptions {
-  // Full work: oversampling, power iterations and seed of the subspace iteration; kExact forces
-  // exact spectra, kRandomized the iteration wherever the sketch is smaller than R.
+  // Full work: oversampling, power iterations (at most power_iterations + 1 passes) and seed of
+  // the subspace iteration; kExact forces exact spectra, kRandomized the iteration wherever the
+  // sketch is much smaller than R.
   SvdOptions svd;
-  int64_t probe_vectors = 16;  // p Gaussian probes per pass for the bounds on E (>= 4)
+  int64_t probe_vectors = 32;  // p Gaussian probes per pass for the bounds on E (>= 4)
   bool prune = true;           // false: full work on every shape (tests compare against this)
 };
 
