@@ -227,17 +227,17 @@ void RearrangeInto(const float* w, int64_t N, const KronShape& shape, T* r) {
 }
 
 template <typename T>
-StatusOr<std::vector<T>> RearrangeAs(const float* w, int64_t K, int64_t N, const KronShape& shape) {
+Status RearrangeIntoVector(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                           std::vector<T>* r) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
-  std::vector<T> r;
   try {
-    r.resize(static_cast<size_t>(K * N));
+    r->resize(static_cast<size_t>(K * N));
   } catch (const std::bad_alloc&) {
     return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
   }
-  RearrangeInto(w, N, shape, r.data());
-  return r;
+  RearrangeInto(w, N, shape, r->data());
+  return Status::Ok();
 }
 
 // A_t = reshape(sqrt(s_t) U[:, t]), B_t = reshape(sqrt(s_t) V[:, t]) from triplets whose signs
@@ -260,12 +260,21 @@ void SplitFactors(const TruncatedSvd& t, KronFactors* out) {
 
 StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
                                         const KronShape& shape) {
-  return RearrangeAs<double>(w, K, N, shape);
+  std::vector<double> r;
+  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
+  return r;
 }
 
 StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
                                             const KronShape& shape) {
-  return RearrangeAs<float>(w, K, N, shape);
+  std::vector<float> r;
+  KFC_RETURN_IF_ERROR(RearrangeFloatInto(w, K, N, shape, &r));
+  return r;
+}
+
+Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          std::vector<float>* r) {
+  return RearrangeIntoVector(w, K, N, shape, r);
 }
 
 StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,

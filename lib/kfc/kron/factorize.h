@@ -105,6 +105,9 @@ StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
 // The same R in float32 (exact: a permutation of W's elements).
 StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
                                             const KronShape& shape);
+// The same into *r (resized to K*N; its memory is reused when large enough).
+Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          std::vector<float>* r);
 
 // Best rank-`rank` sum of Kronecker products of `shape` for W (K x N, row-major), via the SVD of R.
 // `rank` must be in [1, shape.MaxRank()]. InvalidArgument on bad dimensions, shape or rank, or on

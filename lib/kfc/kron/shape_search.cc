@@ -47,26 +47,20 @@ struct Layer {
   double total;  // ||W||_F^2
 };
 
-// R for one shape: W itself where the rearrangement is a reshape (n1 == 1 or k2 == 1: each row of
-// R is a run of W), else a float32 copy.
-class Rearranged {
- public:
-  static StatusOr<Rearranged> Make(const Layer& layer, const KronShape& shape) {
-    Rearranged r;
-    if (shape.n1 == 1 || shape.k2 == 1) {
-      r.data_ = layer.w;
-      return r;
-    }
-    KFC_ASSIGN_OR_RETURN(r.storage_, RearrangeFloat(layer.w, layer.K, layer.N, shape));
-    r.data_ = r.storage_.data();
-    return r;
-  }
-  const float* data() const { return data_; }
-
- private:
-  std::vector<float> storage_;
-  const float* data_ = nullptr;
+// The R buffer, reused from shape to shape (always K*N floats), so the allocator does not hand out
+// a fresh one per shape.
+struct Workspace {
+  std::vector<float> r;
 };
+
+// R for one shape: W itself where the rearrangement is a reshape (n1 == 1 or k2 == 1: each row of
+// R is a run of W), else a float32 copy in *storage.
+StatusOr<const float*> RearrangedData(const Layer& layer, const KronShape& shape,
+                                      std::vector<float>* storage) {
+  if (shape.n1 == 1 || shape.k2 == 1) return layer.w;
+  KFC_RETURN_IF_ERROR(RearrangeFloatInto(layer.w, layer.K, layer.N, shape, storage));
+  return static_cast<const float*>(storage->data());
+}
 
 std::string Describe(const KronShape& s) {
   return std::to_string(s.k1 * s.n1) + "x" + std::to_string(s.k2 * s.n2) +
@@ -207,7 +201,7 @@ bool UseExactSpectrum(int64_t m, int64_t n, int64_t l, SvdMethod method) {
 // at the random start V_0 (from pass 0, bounding R's own top energy), one at V_1 (from pass 1,
 // bounding what V_1 missed); each gets one more power of M per pass.
 Status Work(const Layer& layer, const SearchOptions& options, double best, bool may_stop,
-            ShapeCandidate* c, std::vector<EnergyBound>* bounds) {
+            Workspace* ws, ShapeCandidate* c, std::vector<EnergyBound>* bounds) {
   const KronShape& s = c->shape;
   const int64_t m = s.k1 * s.n1, n = s.k2 * s.n2, r = c->rank;
   const int64_t l = std::min(r + options.svd.oversampling, std::min(m, n));
@@ -219,7 +213,7 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
     return InvalidArgument("the " + what + " is too large for the shape search: BLAS uses 32-bit " +
                            "integers");
   }
-  KFC_ASSIGN_OR_RETURN(const Rearranged R, Rearranged::Make(layer, s));
+  KFC_ASSIGN_OR_RETURN(const float* const rd, RearrangedData(layer, s, &ws->r));
   auto finish = [&](std::vector<double> squared) {
     EnergyBound b;
     b.captured = PrefixSums(squared);
@@ -236,43 +230,62 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
   };
 
   if (UseExactSpectrum(m, n, l, options.svd.method)) {
-    KFC_ASSIGN_OR_RETURN(std::vector<double> squared, SquaredSingularValues(R.data(), m, n, what));
+    KFC_ASSIGN_OR_RETURN(std::vector<double> squared, SquaredSingularValues(rd, m, n, what));
     finish(std::move(squared));
     c->error_lower = c->error;
     return Status::Ok();
   }
 
+  // The iteration runs on the shorter side: on R' = R (V in R^n) when n <= m, else on R' = R^T
+  // (V in R^m), so the blocks that live through the passes (V, X, Z, the probes) are short and only
+  // the intermediate Y = R' X is long. The spectrum, and with it every bound, is the same.
+  const bool flip = n > m;
+  const int64_t lo = flip ? n : m, sh = flip ? m : n;  // R' is lo x sh
+  auto times = [&](const double* in, int64_t k, double* out, PassPrecision precision) {
+    if (flip) {
+      MultiplyAt(rd, m, n, in, k, out, precision);
+    } else {
+      MultiplyA(rd, m, n, in, k, out, precision);
+    }
+  };
+  auto times_t = [&](const double* in, int64_t k, double* out) {
+    if (flip) {
+      MultiplyA(rd, m, n, in, k, out, PassPrecision::kFloat32);
+    } else {
+      MultiplyAt(rd, m, n, in, k, out, PassPrecision::kFloat32);
+    }
+  };
   std::vector<double> v, x, y, z;
   try {
-    v.resize(static_cast<size_t>(n * l));
-    x.resize(static_cast<size_t>(n * w));
-    y.resize(static_cast<size_t>(m * w));
-    z.resize(static_cast<size_t>(n * w));
+    v.resize(static_cast<size_t>(sh * l));
+    x.resize(static_cast<size_t>(sh * w));
+    y.resize(static_cast<size_t>(lo * w));
+    z.resize(static_cast<size_t>(sh * w));
   } catch (const std::bad_alloc&) {
     return Internal("cannot allocate the sketches of the " + what);
   }
   FillGaussian(options.svd.seed, &v);
-  KFC_RETURN_IF_ERROR(Orthonormalize(n, l, v.data(), "start block of the " + what));
-  const double margin = 8.0 * kFloat32Unit * std::sqrt(static_cast<double>(std::max(m, n))) * total;
+  KFC_RETURN_IF_ERROR(Orthonormalize(sh, l, v.data(), "start block of the " + what));
+  const double margin = 8.0 * kFloat32Unit * std::sqrt(static_cast<double>(lo)) * total;
   constexpr int64_t late = 1;         // the second chain's anchor pass
   std::vector<ProbeChain> chains;     // [0] anchored at V_0, [1] at V_late
   std::vector<size_t> anchor_record;  // index in *bounds of the anchor passes' records
-  chains.emplace_back(n, pa, options.svd.seed ^ kProbeSeed, v, l);
+  chains.emplace_back(sh, pa, options.svd.seed ^ kProbeSeed, v, l);
   const int64_t passes = options.svd.power_iterations + 1;
   double previous = -1.0;  // captured[r] of the previous pass
   for (int64_t j = 0; j < passes; ++j) {
-    if (j == late) chains.emplace_back(n, pb, options.svd.seed ^ (kProbeSeed + 1), v, l);
+    if (j == late) chains.emplace_back(sh, pb, options.svd.seed ^ (kProbeSeed + 1), v, l);
     // X = [V | probes]; Y = R X; Z = R^T Y.
     const int64_t cols = l + (j < late ? pa : p);
     std::copy(v.begin(), v.end(), x.begin());
-    chains[0].Load(x.data() + n * l);
-    if (j >= late) chains[1].Load(x.data() + n * (l + pa));
-    MultiplyA(R.data(), m, n, x.data(), cols, y.data(), PassPrecision::kFloat32);
-    MultiplyAt(R.data(), m, n, y.data(), cols, z.data(), PassPrecision::kFloat32);
+    chains[0].Load(x.data() + sh * l);
+    if (j >= late) chains[1].Load(x.data() + sh * (l + pa));
+    times(x.data(), cols, y.data(), PassPrecision::kFloat32);
+    times_t(y.data(), cols, z.data());
 
     EnergyBound b;
     KFC_ASSIGN_OR_RETURN(const std::vector<double> squared,
-                         GramEigenvalues(y.data(), m, l, m, "sketch of the " + what));
+                         GramEigenvalues(y.data(), lo, l, lo, "sketch of the " + what));
     b.captured = PrefixSums(squared);
     b.residual = std::max(0.0, total - b.captured.back());
     b.margin = margin;
@@ -282,23 +295,23 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
     bounds->push_back(b);
     for (size_t g = 0; g < chains.size(); ++g) {
       EnergyBound probed = (*bounds)[anchor_record[g]];  // the anchor pass's V and residual
-      chains[g].Absorb(z.data() + n * (l + (g == 0 ? 0 : pa)), &probed);
+      chains[g].Absorb(z.data() + sh * (l + (g == 0 ? 0 : pa)), &probed);
       bounds->push_back(std::move(probed));
     }
     own_lower();
     if (may_stop && ClearlyBelow(best, c->error_lower)) return Status::Ok();
 
-    std::copy(z.begin(), z.begin() + n * l, v.begin());  // V = orth(R^T R V)
-    KFC_RETURN_IF_ERROR(Orthonormalize(n, l, v.data(), "co-sketch of the " + what));
+    std::copy(z.begin(), z.begin() + sh * l, v.begin());  // V = orth(R^T R V)
+    KFC_RETURN_IF_ERROR(Orthonormalize(sh, l, v.data(), "co-sketch of the " + what));
     // Converged: the last pass moved the error by under kConvergedChange of its square.
     const double kept = b.captured[static_cast<size_t>(r)];
     if (j > 0 && kept - previous <= kConvergedChange * (total - kept)) break;
     previous = kept;
   }
   // The error of (R V)_r V^T, with R V accumulated in double: exact for that factorization.
-  MultiplyA(R.data(), m, n, v.data(), l, y.data(), PassPrecision::kFloat64);
+  times(v.data(), l, y.data(), PassPrecision::kFloat64);
   KFC_ASSIGN_OR_RETURN(std::vector<double> squared,
-                       GramEigenvalues(y.data(), m, l, m, "projection of the " + what));
+                       GramEigenvalues(y.data(), lo, l, lo, "projection of the " + what));
   finish(std::move(squared));
   own_lower();
   return Status::Ok();
@@ -351,7 +364,8 @@ StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<K
   std::vector<ShapeCandidate>& cands = result.candidates;
   std::vector<std::vector<EnergyBound>> bounds(cands.size());
   std::vector<size_t> done;  // candidates with bounds, in work order
-  double best = kInfinity;   // least error of a fully worked shape
+  Workspace workspace;
+  double best = kInfinity;  // least error of a fully worked shape
   size_t low_rank_index = cands.size();
   for (size_t i : PromiseOrder(layer, cands)) {
     ShapeCandidate& c = cands[i];
@@ -374,7 +388,8 @@ StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<K
       }
       if (ClearlyBelow(best, c.error_lower)) continue;
     }
-    KFC_RETURN_IF_ERROR(Work(layer, options, best, options.prune && !always, &c, &bounds[i]));
+    KFC_RETURN_IF_ERROR(
+        Work(layer, options, best, options.prune && !always, &workspace, &c, &bounds[i]));
     done.push_back(i);
     if (always) low_rank_index = i;
     if (c.evaluated) best = std::min(best, c.error);
@@ -393,9 +408,10 @@ StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<K
 // Singular values of R for `shape`: the top `rank` of them by `svd`, from a float32 R.
 StatusOr<std::vector<double>> TopSingularValues(const Layer& layer, const KronShape& shape,
                                                 int64_t rank, const SvdOptions& svd) {
-  KFC_ASSIGN_OR_RETURN(const Rearranged r, Rearranged::Make(layer, shape));
-  KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), shape.k1 * shape.n1,
-                                                           shape.k2 * shape.n2, rank, svd));
+  std::vector<float> storage;
+  KFC_ASSIGN_OR_RETURN(const float* const r, RearrangedData(layer, shape, &storage));
+  KFC_ASSIGN_OR_RETURN(TruncatedSvd t,
+                       ComputeTruncatedSvd(r, shape.k1 * shape.n1, shape.k2 * shape.n2, rank, svd));
   return std::move(t.s);
 }
 
