@@ -68,7 +68,9 @@ struct KronFactors {
 
 struct FactorizeOptions {
   // kAuto: exact dgesdd for small rearranged matrices or large ranks, else the randomized range
-  // finder (see ChooseSvdMethod); the seed is fixed, so results are deterministic.
+  // finder (see ChooseSvdMethod) on a float32 R, its subspace passes in float32 unless
+  // svd.precision says otherwise or the result is too accurate for float32 (see
+  // kFloat32MinRelativeError); the seed is fixed, so results are deterministic.
   SvdOptions svd;
 };
 

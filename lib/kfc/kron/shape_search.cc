@@ -1,6 +1,7 @@
 // Shape search under a parameter budget or an error target; see shape_search.h for the iteration
-// and the bounds. Symbols as there: R is m x n (row-major, float32), V is n x l and the probes are
-// n x p (column-major, double), E = R (I - V V^T).
+// and the bounds. Symbols as there: R is m x n (row-major, float32); the iteration runs on
+// R' = R or R^T, whichever has fewer columns, so V (l columns) and the probes (p columns) live on
+// R's shorter side (column-major, double); E = R' (I - V V^T).
 #include "kfc/kron/shape_search.h"
 
 #include <cblas.h>
