@@ -217,6 +217,7 @@ bool WriteNpy(const std::string& path, const Weight& w) {
 struct Measurement {
   int ok = 0;
   int method = 0;   // SvdMethod the Factorize call used
+  int float32 = 0;  // its randomized subspace passes ran in float32
   int repeats = 0;  // timed runs; seconds is their median
   double seconds = 0.0;
   double error = -1.0;
@@ -375,10 +376,12 @@ void TimeRepeated(int max_repeats, const std::function<bool(Measurement*)>& once
 }
 
 Measurement MeasureFactorize(const Weight& w, int64_t rank, SvdMethod method,
-                             const std::vector<int64_t>& ranks, int max_repeats) {
+                             kfc::kron::SvdPrecision precision, const std::vector<int64_t>& ranks,
+                             int max_repeats) {
   return RunInChild([&](Measurement* m) {
     FactorizeOptions options;
     options.svd.method = method;
+    options.svd.precision = precision;
     TimeRepeated(
         max_repeats,
         [&](Measurement* out) {
@@ -390,6 +393,7 @@ Measurement MeasureFactorize(const Weight& w, int64_t rank, SvdMethod method,
           const KronFactors& factors = f.value();
           out->error = factors.relative_error;
           out->method = static_cast<int>(factors.method);
+          out->float32 = factors.float32_passes ? 1 : 0;
           if (factors.method == SvdMethod::kExact) {
             for (size_t i = 0; i < ranks.size() && i < kMaxRanks; ++i) {
               out->rank_errors[i] = kfc::kron::SpectrumError(factors.singular_values, ranks[i],
@@ -454,6 +458,7 @@ struct Options {
   int repeats = 5;
   std::string dump_dir;
   std::string tsv_path;
+  std::string precision = "auto";  // SvdOptions::precision of the auto Factorize runs
 };
 
 std::string Seconds(double s) {
@@ -482,6 +487,13 @@ const char* MethodName(int method) {
     default:
       return "auto";
   }
+}
+
+// "randomized (float32)" etc. for the table: the method and, when randomized, the pass precision.
+std::string MethodText(const Measurement& m) {
+  const std::string name = MethodName(m.method);
+  if (static_cast<SvdMethod>(m.method) != SvdMethod::kRandomized) return name;
+  return name + (m.float32 ? " (float32)" : " (float64)");
 }
 
 bool ParseSize(const std::string& text, int64_t* K, int64_t* N) {
@@ -529,6 +541,10 @@ int main(int argc, char** argv) {
       ->type_name("KIND,...");
   app.add_flag("--quick", o.quick, "1024x1024 only");
   app.add_flag("--no-exact", o.no_exact, "skip the exact-SVD reference");
+  app.add_option("--precision", o.precision,
+                 "precision of the auto runs' randomized subspace passes: auto (float32, float64 "
+                 "below a relative error of 1e-3), float32 or float64")
+      ->check(CLI::IsMember({"auto", "float32", "float64"}));
   app.add_flag("--no-search", o.no_search, "skip SearchShape");
   app.add_option("--exact-limit", o.exact_limit,
                  "skip the exact SVD where its time, extrapolated from a smaller measured one as "
@@ -555,6 +571,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.repeats < 1) o.repeats = 1;
+  const kfc::kron::SvdPrecision precision =
+      o.precision == "float32"   ? kfc::kron::SvdPrecision::kFloat32
+      : o.precision == "float64" ? kfc::kron::SvdPrecision::kFloat64
+                                 : kfc::kron::SvdPrecision::kAuto;
   if (!o.dump_dir.empty() && o.tsv_path.empty()) o.tsv_path = o.dump_dir + "/kfc_results.tsv";
 #ifndef KFC_BENCH_HAVE_SHAPE_SEARCH
   o.no_search = true;
@@ -628,7 +648,8 @@ int main(int argc, char** argv) {
                           Fmt("%.0f", estimate) + " s from a smaller measured run, over the " +
                           Fmt("%.0f", o.exact_limit) + " s limit");
         } else {
-          exact = MeasureFactorize(w, ranks.front(), SvdMethod::kExact, ranks, o.repeats);
+          exact =
+              MeasureFactorize(w, ranks.front(), SvdMethod::kExact, precision, ranks, o.repeats);
           if (exact.ok) {
             exact_state = "measured";
             if (unit >= exact_calibration_unit) {
@@ -651,7 +672,7 @@ int main(int argc, char** argv) {
         row.N = N;
         row.shape = s;
         row.rank = ranks[i];
-        row.fixed = MeasureFactorize(w, row.rank, SvdMethod::kAuto, ranks, o.repeats);
+        row.fixed = MeasureFactorize(w, row.rank, SvdMethod::kAuto, precision, ranks, o.repeats);
         if (!row.fixed.ok) {
           notes.push_back("Factorize failed for " + kind + " " + size + " rank " +
                           std::to_string(row.rank) + ": " + row.fixed.message);
@@ -694,7 +715,7 @@ int main(int argc, char** argv) {
                             : ", search skipped";
         }
         std::fprintf(stderr, "[%s %s] rank %lld: auto %s %.3f s err %.6f%s\n", kind.c_str(),
-                     size.c_str(), static_cast<long long>(row.rank), MethodName(row.fixed.method),
+                     size.c_str(), static_cast<long long>(row.rank), MethodText(row.fixed).c_str(),
                      row.fixed.seconds, row.fixed.error, search_text.c_str());
         rows.push_back(row);
       }
@@ -740,7 +761,7 @@ int main(int argc, char** argv) {
         r.kind.c_str(), static_cast<long long>(r.K), static_cast<long long>(r.N),
         ShapeText(s.k1, s.n1, s.k2, s.n2).c_str(), static_cast<long long>(s.k1 * s.n1),
         static_cast<long long>(s.k2 * s.n2), static_cast<long long>(r.rank),
-        r.fixed.ok ? MethodName(r.fixed.method) : "failed",
+        r.fixed.ok ? MethodText(r.fixed).c_str() : "failed",
         r.fixed.ok ? Seconds(r.fixed.seconds).c_str() : "n/a", exact_s.c_str(),
         r.fixed.ok ? Fmt("%.6f", r.fixed.error).c_str() : "n/a",
         r.exact_error >= 0 ? Fmt("%.6f", r.exact_error).c_str() : "n/a", gap.c_str(),
@@ -753,7 +774,10 @@ int main(int argc, char** argv) {
       "- auto = kfc::kron::Factorize with default FactorizeOptions (SvdMethod::kAuto); exact = "
       "svd.method = kExact (dgesdd of the whole R). The exact SVD computes every singular value "
       "whatever the rank, so it is timed once per weight (at the smallest rank, marked measured) "
-      "and that time and its spectrum serve every rank (marked reused).\n");
+      "and that time and its spectrum serve every rank (marked reused). The randomized method "
+      "names the precision of its subspace passes (--precision, here %s); its last pass and its "
+      "error are double either way.\n",
+      o.precision.c_str());
   std::printf(
       "- gap %% = (auto error - exact error) / exact error; errors are ||W - W_hat||_F / "
       "||W||_F as Factorize reports them (exact for the returned factors).\n");
@@ -795,11 +819,11 @@ int main(int argc, char** argv) {
                                  : r.search.seconds > 0 ? "timed_out"
                                                         : "skipped";
       tsv << r.kind << '\t' << r.K << '\t' << r.N << '\t' << s.k1 << '\t' << s.n1 << '\t' << s.k2
-          << '\t' << s.n2 << '\t' << r.rank << '\t'
-          << (r.fixed.ok ? MethodName(r.fixed.method) : "failed") << '\t'
-          << (r.fixed.ok ? r.fixed.seconds : -1.0) << '\t' << (r.fixed.ok ? r.fixed.error : -1.0)
-          << '\t' << r.fixed.extra_bytes << '\t' << r.exact_state << '\t' << r.exact_seconds << '\t'
-          << r.exact_error << '\t' << r.exact_extra << '\t' << search_state << '\t'
+          << '\t' << s.n2 << '\t' << r.rank << '\t' << (r.fixed.ok ? MethodText(r.fixed) : "failed")
+          << '\t' << (r.fixed.ok ? r.fixed.seconds : -1.0) << '\t'
+          << (r.fixed.ok ? r.fixed.error : -1.0) << '\t' << r.fixed.extra_bytes << '\t'
+          << r.exact_state << '\t' << r.exact_seconds << '\t' << r.exact_error << '\t'
+          << r.exact_extra << '\t' << search_state << '\t'
           << (search_ok || r.search.timed_out ? r.search.seconds : -1.0) << '\t'
           << (search_ok ? ShapeText(r.search.k1, r.search.n1, r.search.k2, r.search.n2) : "n/a")
           << '\t' << (search_ok ? r.search.rank : -1) << '\t' << (search_ok ? r.search.error : -1.0)

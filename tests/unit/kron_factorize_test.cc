@@ -368,6 +368,40 @@ TEST(KronFactorizeTest, ReportedErrorEqualsDenseError) {
   }
 }
 
+// The randomized path with float32 subspace passes: its reported error is the exact error of the
+// factors it returns (a dense reconstruction's, in double), for a weight far from low Kronecker
+// rank and for one close to it; float64 passes give the same error to float32 accuracy.
+TEST(KronFactorizeTest, RandomizedFloat32ErrorEqualsDenseErrorAndMatchesFloat64) {
+  const KronShape s{24, 32, 32, 24};  // R is 768 x 768: randomized under kAuto
+  std::mt19937 rng(4321);
+  const std::vector<float> noise = RandomVector(s.K() * s.N(), &rng);
+  const std::vector<float> a = RandomVector(6 * s.k1 * s.n1, &rng);
+  const std::vector<float> b = RandomVector(6 * s.k2 * s.n2, &rng);
+  const std::vector<float> planted = KronSum(s, 6, a, b);
+  const double ratio = FrobeniusNorm(planted) / FrobeniusNorm(noise);
+  for (double level : {10.0, 0.01}) {  // noise / planted
+    std::vector<float> w(planted);
+    for (size_t i = 0; i < w.size(); ++i) w[i] += static_cast<float>(level * ratio * noise[i]);
+    for (int64_t rank : {int64_t{1}, int64_t{6}}) {
+      SCOPED_TRACE("noise " + std::to_string(level) + " rank " + std::to_string(rank));
+      FactorizeOptions f32_options, f64_options;
+      f64_options.svd.precision = SvdPrecision::kFloat64;
+      StatusOr<KronFactors> f32 = Factorize(w.data(), s.K(), s.N(), s, rank, f32_options);
+      StatusOr<KronFactors> f64 = Factorize(w.data(), s.K(), s.N(), s, rank, f64_options);
+      ASSERT_TRUE(f32.ok() && f64.ok());
+      EXPECT_EQ(f32->method, SvdMethod::kRandomized);
+      EXPECT_TRUE(f32->float32_passes);
+      EXPECT_FALSE(f64->float32_passes);
+      for (const KronFactors* f : {&*f32, &*f64}) {
+        const double dense = DenseRelativeError(w, KronSum(s, rank, f->a, f->b));
+        // Float factors add at most about 6e-8 relative; the identity itself holds to 1e-8.
+        EXPECT_NEAR(f->relative_error, dense, 2e-7);
+      }
+      EXPECT_NEAR(f32->relative_error, f64->relative_error, 1e-6 * f64->relative_error);
+    }
+  }
+}
+
 TEST(KronFactorizeTest, SignsAndBitsAreDeterministic) {
   const KronShape s{4, 6, 5, 3};
   std::mt19937 rng(99);

@@ -410,7 +410,8 @@ TEST(TruncatedSvdTest, RejectsBadInput) {
   };
   for (SvdMethod method : {SvdMethod::kAuto, SvdMethod::kExact, SvdMethod::kRandomized}) {
     const SvdOptions options = WithMethod(method);
-    expect_invalid(ComputeTruncatedSvd(nullptr, 6, 4, 1, options), "null");
+    expect_invalid(ComputeTruncatedSvd(static_cast<const double*>(nullptr), 6, 4, 1, options),
+                   "null");
     expect_invalid(ComputeTruncatedSvd(a.data(), 0, 4, 1, options), "at least 1");
     expect_invalid(ComputeTruncatedSvd(a.data(), 6, -3, 1, options), "at least 1");
     expect_invalid(ComputeTruncatedSvd(a.data(), 6, 4, 0, options), "rank 0 must be in [1, 4]");
@@ -483,6 +484,116 @@ TEST(TruncatedSvdTest, ZeroMatrixGivesZeroSingularValues) {
     for (double x : svd.u) EXPECT_TRUE(std::isfinite(x));
     for (double x : svd.vt) EXPECT_TRUE(std::isfinite(x));
   }
+}
+
+std::vector<float> ToFloat(const Matrix& a) { return std::vector<float>(a.begin(), a.end()); }
+
+Matrix ToDouble(const std::vector<float>& a) { return Matrix(a.begin(), a.end()); }
+
+TruncatedSvd MustFloatSvd(const std::vector<float>& a, int64_t m, int64_t n, int64_t rank,
+                          SvdPrecision precision) {
+  SvdOptions options = WithMethod(SvdMethod::kRandomized);
+  options.precision = precision;
+  StatusOr<TruncatedSvd> svd = ComputeTruncatedSvd(a.data(), m, n, rank, options);
+  EXPECT_TRUE(svd.ok()) << svd.status().message();
+  if (!svd.ok()) return TruncatedSvd{};
+  return std::move(svd).value();
+}
+
+// Float32 subspace passes against float64 ones on the same float matrix: the same singular values
+// to float32 accuracy, errors that agree to far better than the method's own gap, and in both the
+// error from the header's identity equals the dense reconstruction error in double.
+TEST(TruncatedSvdFloatTest, Float32AgreesWithFloat64AndErrorsAreExact) {
+  for (const Case& c : kCases) {
+    const std::vector<float> a = ToFloat(CaseMatrix(c));
+    const Matrix ad = ToDouble(a);  // the float matrix exactly, in double
+    const double norm = FrobeniusNorm(ad);
+    for (int64_t r : {1, 4, 16}) {
+      SCOPED_TRACE(std::to_string(c.m) + "x" + std::to_string(c.n) + " rank " + std::to_string(r));
+      const TruncatedSvd f32 = MustFloatSvd(a, c.m, c.n, r, SvdPrecision::kFloat32);
+      const TruncatedSvd f64 = MustFloatSvd(a, c.m, c.n, r, SvdPrecision::kFloat64);
+      EXPECT_TRUE(f32.float32_passes);
+      EXPECT_FALSE(f64.float32_passes);
+      for (int64_t t = 0; t < r; ++t) EXPECT_NEAR(f32.s[t], f64.s[t], 1e-6 * f64.s[0]) << t;
+      double errors[2];
+      int i = 0;
+      for (const TruncatedSvd* svd : {&f32, &f64}) {
+        double kept = 0.0;
+        for (double s : svd->s) kept += s * s;
+        const double reported = std::sqrt(std::max(0.0, norm * norm - kept));
+        const double dense = ReconstructionError(ad, *svd);
+        EXPECT_NEAR(reported, dense, 1e-9 * norm);
+        EXPECT_LT(OrthonormalityError(*svd, /*left=*/true), 1e-12);
+        EXPECT_LT(OrthonormalityError(*svd, /*left=*/false), 1e-12);
+        errors[i++] = dense;
+      }
+      EXPECT_NEAR(errors[0], errors[1], 1e-6 * errors[1]);
+    }
+  }
+}
+
+// The double overload and the float overload at float64 see the same numbers (the matrix is
+// exactly representable in both), so they agree to double rounding.
+TEST(TruncatedSvdFloatTest, Float64PassesMatchTheDoubleOverload) {
+  const Case& c = kCases[1];
+  const std::vector<float> a = ToFloat(CaseMatrix(c));
+  const TruncatedSvd from_double =
+      MustSvd(ToDouble(a), c.m, c.n, 8, WithMethod(SvdMethod::kRandomized));
+  const TruncatedSvd from_float = MustFloatSvd(a, c.m, c.n, 8, SvdPrecision::kFloat64);
+  for (int64_t t = 0; t < 8; ++t) {
+    EXPECT_NEAR(from_float.s[t], from_double.s[t], 1e-12 * from_double.s[0]) << t;
+  }
+}
+
+// Nearly exact low rank: float32 rounding would dominate the tiny error, so kAuto redoes the
+// passes in float64 and reaches the float64 error; forced float32 stays measurably worse.
+TEST(TruncatedSvdFloatTest, AutoFallsBackToFloat64WhenTheErrorIsTiny) {
+  const int64_t m = 600, n = 500, r = 12;
+  const std::vector<float> a = ToFloat(LowRankPlusNoise(m, n, r, 10.0, 0.8, 1e-9, 71));
+  const Matrix ad = ToDouble(a);
+  const TruncatedSvd automatic = MustFloatSvd(a, m, n, r, SvdPrecision::kAuto);
+  const TruncatedSvd f32 = MustFloatSvd(a, m, n, r, SvdPrecision::kFloat32);
+  const TruncatedSvd f64 = MustFloatSvd(a, m, n, r, SvdPrecision::kFloat64);
+  EXPECT_FALSE(automatic.float32_passes);
+  EXPECT_TRUE(f32.float32_passes);
+  const double norm = FrobeniusNorm(ad);
+  const double auto_error = ReconstructionError(ad, automatic) / norm;
+  EXPECT_LT(auto_error, kFloat32MinRelativeError);
+  EXPECT_NEAR(auto_error, ReconstructionError(ad, f64) / norm, 1e-3 * auto_error);
+  EXPECT_GT(ReconstructionError(ad, f32) / norm, 1.1 * auto_error);
+  // A matrix far from low rank keeps float32 under kAuto.
+  const std::vector<float> noisy = ToFloat(CaseMatrix(kCases[0]));
+  EXPECT_TRUE(MustFloatSvd(noisy, kCases[0].m, kCases[0].n, 4, SvdPrecision::kAuto).float32_passes);
+}
+
+TEST(TruncatedSvdFloatTest, RejectsNonFiniteAndNull) {
+  std::vector<float> a = ToFloat(GaussianMatrix(6, 4, 3));
+  a[9] = std::numeric_limits<float>::infinity();
+  auto got = ComputeTruncatedSvd(a.data(), 6, 4, 1);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("an infinity at row 2, column 1"), std::string::npos)
+      << got.status().message();
+  EXPECT_EQ(ComputeTruncatedSvd(static_cast<const float*>(nullptr), 6, 4, 1).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// ExactSvdInPlace (the exact path Factorize uses) returns the whole spectrum with the top triplets.
+TEST(TruncatedSvdTest, ExactPathReturnsTheWholeSpectrum) {
+  const Case& c = kCases[0];
+  const Matrix a = CaseMatrix(c);
+  const std::vector<double> spectrum = FullSpectrum(a, c.m, c.n);
+  const TruncatedSvd exact = MustSvd(a, c.m, c.n, 5, WithMethod(SvdMethod::kExact));
+  ASSERT_EQ(exact.spectrum.size(), spectrum.size());
+  for (size_t t = 0; t < spectrum.size(); ++t) {
+    EXPECT_NEAR(exact.spectrum[t], spectrum[t], 1e-12 * spectrum[0]) << t;
+  }
+  Matrix work(a);
+  auto in_place = ExactSvdInPlace(work.data(), c.m, c.n, 5);
+  ASSERT_TRUE(in_place.ok());
+  EXPECT_TRUE(SameBits(in_place->s, exact.s));
+  EXPECT_TRUE(SameBits(in_place->u, exact.u));
+  EXPECT_TRUE(SameBits(in_place->spectrum, exact.spectrum));
+  EXPECT_TRUE(MustSvd(a, c.m, c.n, 5, WithMethod(SvdMethod::kRandomized)).spectrum.empty());
 }
 
 // Information only, disabled by default (timed assertions and slow runs do not belong in the

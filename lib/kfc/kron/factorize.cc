@@ -208,58 +208,85 @@ StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t 
   return s;
 }
 
-StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
-                                        const KronShape& shape) {
-  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
-  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+namespace {
+
+// Writes R for `shape` (validated) into `r` (K*N elements). W[i1*k2 + i2, j1*n2 + j2] ->
+// R[i1*n1 + j1, i2*n2 + j2]: each run of n2 contiguous elements of W lands contiguously in R. For
+// one i1 this moves a k2 x n1 grid of such runs to an n1 x k2 grid (a transpose of runs), done in
+// tiles so short runs (n2 = 1 makes R a plain transpose of W's panels) stay cache-friendly.
+template <typename T>
+void RearrangeInto(const float* w, int64_t N, const KronShape& shape, T* r) {
   const int64_t k1 = shape.k1, n1 = shape.n1, k2 = shape.k2, n2 = shape.n2;
   const int64_t r_cols = k2 * n2;
-  std::vector<double> r;
-  try {
-    r.resize(static_cast<size_t>(K * N));
-  } catch (const std::bad_alloc&) {
-    return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
-  }
-  // Walk W row by row; each run of n2 contiguous elements of W lands contiguously in R:
-  // W[i1*k2 + i2, j1*n2 + j2] -> R[i1*n1 + j1, i2*n2 + j2].
+  // Tile edge in runs: about 4 KB of source per tile row.
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(64, 1024 / n2));
   for (int64_t i1 = 0; i1 < k1; ++i1) {
-    for (int64_t i2 = 0; i2 < k2; ++i2) {
-      const float* w_row = w + (i1 * k2 + i2) * N;
-      for (int64_t j1 = 0; j1 < n1; ++j1) {
-        const float* src = w_row + j1 * n2;
-        double* dst = r.data() + (i1 * n1 + j1) * r_cols + i2 * n2;
-        for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] = static_cast<double>(src[j2]);
+    for (int64_t i2_0 = 0; i2_0 < k2; i2_0 += tile) {
+      const int64_t i2_end = std::min(k2, i2_0 + tile);
+      for (int64_t j1_0 = 0; j1_0 < n1; j1_0 += tile) {
+        const int64_t j1_end = std::min(n1, j1_0 + tile);
+        for (int64_t i2 = i2_0; i2 < i2_end; ++i2) {
+          const float* w_row = w + (i1 * k2 + i2) * N;
+          for (int64_t j1 = j1_0; j1 < j1_end; ++j1) {
+            const float* src = w_row + j1 * n2;
+            T* dst = r + (i1 * n1 + j1) * r_cols + i2 * n2;
+            for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] = static_cast<T>(src[j2]);
+          }
+        }
       }
     }
   }
+}
+
+template <typename T>
+Status RearrangeIntoVector(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                           std::vector<T>* r) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  try {
+    r->resize(static_cast<size_t>(K * N));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
+  }
+  RearrangeInto(w, N, shape, r->data());
+  return Status::Ok();
+}
+
+// A_t = reshape(sqrt(s_t) U[:, t]), B_t = reshape(sqrt(s_t) V[:, t]) from triplets whose signs
+// ComputeTruncatedSvd normalized.
+void SplitFactors(const TruncatedSvd& t, KronFactors* out) {
+  const int64_t m = t.rows, n = t.cols, rank = t.rank;
+  out->a.resize(static_cast<size_t>(rank * m));
+  out->b.resize(static_cast<size_t>(rank * n));
+  for (int64_t k = 0; k < rank; ++k) {
+    const double scale = std::sqrt(t.s[static_cast<size_t>(k)]);
+    float* a_k = out->a.data() + k * m;
+    for (int64_t p = 0; p < m; ++p) a_k[p] = static_cast<float>(scale * t.u[p * rank + k]);
+    const double* v_k = t.vt.data() + k * n;
+    float* b_k = out->b.data() + k * n;
+    for (int64_t q = 0; q < n; ++q) b_k[q] = static_cast<float>(scale * v_k[q]);
+  }
+}
+
+}  // namespace
+
+StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
+                                        const KronShape& shape) {
+  std::vector<double> r;
+  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
   return r;
 }
 
-// The randomized path: top-`rank` triplets of R from ComputeTruncatedSvd, split with sqrt(s_t)
-// like the exact path. Its triplets are those of an orthogonal projection of R, so the error of
-// the returned factors is exactly sqrt(||W||^2 - sum_t s_t^2) (up to rounding; clamped at 0).
-StatusOr<KronFactors> SplitRandomized(const std::vector<double>& r, const KronShape& shape,
-                                      int64_t rank, const FactorizeOptions& options,
-                                      KronFactors out) {
-  const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2;
-  SvdOptions svd = options.svd;
-  svd.method = SvdMethod::kRandomized;
-  KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), m, n, rank, svd));
-  out.a.resize(static_cast<size_t>(rank * m));
-  out.b.resize(static_cast<size_t>(rank * n));
-  double captured = 0.0;
-  for (int64_t k = 0; k < rank; ++k) {
-    const double scale = std::sqrt(t.s[k]);
-    for (int64_t p = 0; p < m; ++p)
-      out.a[k * m + p] = static_cast<float>(scale * t.u[p * rank + k]);
-    for (int64_t q = 0; q < n; ++q) out.b[k * n + q] = static_cast<float>(scale * t.vt[k * n + q]);
-    captured += t.s[k] * t.s[k];
-  }
-  const double total = out.frobenius_norm * out.frobenius_norm;
-  out.relative_error =
-      total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / out.frobenius_norm : 0.0;
-  out.singular_values = std::move(t.s);
-  return out;
+StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
+                                            const KronShape& shape) {
+  std::vector<float> r;
+  KFC_RETURN_IF_ERROR(RearrangeFloatInto(w, K, N, shape, &r));
+  return r;
+}
+
+Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          std::vector<float>* r) {
+  return RearrangeIntoVector(w, K, N, shape, r);
 }
 
 StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
@@ -287,58 +314,35 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
   out.rank = rank;
   out.method = method;
   KFC_ASSIGN_OR_RETURN(out.frobenius_norm, CheckedFrobeniusNorm(w, K, N));
-  KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
-  if (method == SvdMethod::kRandomized) return SplitRandomized(r, shape, rank, options, out);
-
-  std::vector<double> s, u_out, vt_out;
-  try {
-    s.resize(static_cast<size_t>(mn));
-    u_out.resize(static_cast<size_t>(n * mn));
-    vt_out.resize(static_cast<size_t>(mn * m));
-  } catch (const std::bad_alloc&) {
-    return Internal("cannot allocate the SVD of the " + DimsString(m, n) +
-                    " rearranged matrix for shape " + ShapeString(shape));
+  if (method == SvdMethod::kExact) {
+    KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
+    auto t = ExactSvdInPlace(r.data(), m, n, rank);
+    if (!t.ok()) {
+      return Internal(t.status().message() + " (the rearranged matrix for shape " +
+                      ShapeString(shape) + ")");
+    }
+    SplitFactors(*t, &out);
+    out.relative_error = SpectrumError(t->spectrum, rank, out.frobenius_norm);
+    out.singular_values = std::move(t->spectrum);
+    return out;
   }
-  // R (m x n, row-major) is the same memory as M = R^T (n x m, column-major). Factoring M in
-  // LAPACK's native layout avoids the three full-size transposed copies LAPACKE's row-major path
-  // makes: M = V S U^T, so LAPACK's "u" (n x mn, ld n) holds V and its "vt" (mn x m, ld mn) U^T.
-  const lapack_int info =
-      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(m),
-                     r.data(), static_cast<lapack_int>(n), s.data(), u_out.data(),
-                     static_cast<lapack_int>(n), vt_out.data(), static_cast<lapack_int>(mn));
-  if (info != 0) {
-    return Internal("LAPACK dgesdd failed with info=" + std::to_string(info) + " on the " +
-                    DimsString(m, n) + " rearranged matrix for shape " + ShapeString(shape));
-  }
+  // Randomized: float32 R (half the memory of a double one), mixed-precision passes. Its triplets
+  // are those of an orthogonal projection of R, computed to double rounding (see truncated_svd.h),
+  // so the error of the returned factors is exactly sqrt(||W||^2 - sum_t s_t^2) up to rounding.
+  KFC_ASSIGN_OR_RETURN(std::vector<float> r, RearrangeFloat(w, K, N, shape));
+  SvdOptions svd = options.svd;
+  svd.method = SvdMethod::kRandomized;
+  KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), m, n, rank, svd));
   r.clear();
   r.shrink_to_fit();
-
-  // U[p, t] = vt_out[t + p*mn];  V[q, t] = u_out[q + t*n].
-  out.a.resize(static_cast<size_t>(rank * m));
-  out.b.resize(static_cast<size_t>(rank * n));
-  for (int64_t t = 0; t < rank; ++t) {
-    // Singular vectors are defined up to a joint sign: make the largest-magnitude entry of u_t
-    // positive (ties to the lowest index) so results do not depend on LAPACK internals.
-    int64_t arg_max = 0;
-    double max_abs = -1.0;
-    for (int64_t p = 0; p < m; ++p) {
-      const double v = std::fabs(vt_out[t + p * mn]);
-      if (v > max_abs) {
-        max_abs = v;
-        arg_max = p;
-      }
-    }
-    const double sign = vt_out[t + arg_max * mn] < 0.0 ? -1.0 : 1.0;
-    const double scale = sign * std::sqrt(s[t]);
-    float* a_t = out.a.data() + t * m;
-    for (int64_t p = 0; p < m; ++p) a_t[p] = static_cast<float>(scale * vt_out[t + p * mn]);
-    const double* v_t = u_out.data() + t * n;
-    float* b_t = out.b.data() + t * n;
-    for (int64_t q = 0; q < n; ++q) b_t[q] = static_cast<float>(scale * v_t[q]);
-  }
-
-  out.relative_error = SpectrumError(s, rank, out.frobenius_norm);
-  out.singular_values = std::move(s);
+  SplitFactors(t, &out);
+  double captured = 0.0;
+  for (double s : t.s) captured += s * s;
+  const double total = out.frobenius_norm * out.frobenius_norm;
+  out.relative_error =
+      total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / out.frobenius_norm : 0.0;
+  out.singular_values = std::move(t.s);
+  out.float32_passes = t.float32_passes;
   return out;
 }
 

@@ -56,14 +56,21 @@ struct KronFactors {
   // ||W - W_hat||_F / ||W||_F (0 when W == 0), exact, never an estimate: on the exact path
   // sqrt(sum of discarded sigma^2) over the whole spectrum; on the randomized path
   // sqrt(||W||^2 - sum of kept s_t^2), which is exact for its factors (they are an orthogonal
-  // projection of R) up to rounding, i.e. below about 1e-8 relative it reads as 0.
+  // projection of R, and the projection is accumulated in double even when the subspace passes
+  // ran in float32) up to rounding, i.e. below about 1e-8 relative it reads as 0. Both hold for
+  // the double-precision triplets; rounding the factors to float adds at most about 6e-8.
   double relative_error = 0.0;
   SvdMethod method = SvdMethod::kExact;  // how the triplets were computed
+  // Randomized path: the subspace passes ran in float32 (the error is exact either way; see
+  // "Mixed precision" in truncated_svd.h).
+  bool float32_passes = false;
 };
 
 struct FactorizeOptions {
   // kAuto: exact dgesdd for small rearranged matrices or large ranks, else the randomized range
-  // finder (see ChooseSvdMethod); the seed is fixed, so results are deterministic.
+  // finder (see ChooseSvdMethod) on a float32 R, its subspace passes in float32 unless
+  // svd.precision says otherwise or the result is too accurate for float32 (see
+  // kFloat32MinRelativeError); the seed is fixed, so results are deterministic.
   SvdOptions svd;
 };
 
@@ -101,6 +108,12 @@ double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
 // InvalidArgument when shape does not divide W.
 StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
                                         const KronShape& shape);
+// The same R in float32 (exact: a permutation of W's elements).
+StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
+                                            const KronShape& shape);
+// The same into *r (resized to K*N; its memory is reused when large enough).
+Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          std::vector<float>* r);
 
 // Best rank-`rank` sum of Kronecker products of `shape` for W (K x N, row-major), via the SVD of R.
 // `rank` must be in [1, shape.MaxRank()]. InvalidArgument on bad dimensions, shape or rank, or on

@@ -1,22 +1,37 @@
-// Shape search under a parameter budget or an error target; see shape_search.h for the bounds.
+// Shape search under a parameter budget or an error target; see shape_search.h for the iteration
+// and the bounds. Symbols as there: R is m x n (row-major, float32); the iteration runs on
+// R' = R or R^T, whichever has fewer columns, so V (l columns) and the probes (p columns) live on
+// R's shorter side (column-major, double); E = R' (I - V V^T).
 #include "kfc/kron/shape_search.h"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <new>
 #include <string>
+#include <utility>
+
+#include "kfc/kron/matrix_passes.h"
 
 namespace kfc::kron {
 namespace {
 
-double Energy(const std::vector<double>& s, int64_t count) {
-  double e = 0.0;
-  for (int64_t t = std::min<int64_t>(count, static_cast<int64_t>(s.size())) - 1; t >= 0; --t) {
-    e += s[static_cast<size_t>(t)] * s[static_cast<size_t>(t)];
-  }
-  return e;
-}
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
+// Each probabilistic bound may fail with at most this probability.
+constexpr double kProbeFailure = 1e-11;
+// Seed offset of the probes, so they are independent of the iteration's own Gaussian start.
+constexpr uint64_t kProbeSeed = 0x70726f6265ULL;
+// Unit roundoff of float32: products with R in float32 are off by about this times sqrt(inner
+// dimension), relative; the energy margin below is 8x that, against ||W||^2.
+constexpr double kFloat32Unit = 0x1.0p-24;
+// The iteration stops early once one more pass gains less than this fraction of the remaining
+// error energy (about 5e-4 of the error), well inside the randomized method's own gap.
+constexpr double kConvergedChange = 1e-3;
+
+// Above this many flops (m n min(m, n)), an exact spectrum costs more than the iteration.
+constexpr double kExactMaxFlops = static_cast<double>(int64_t{1} << 27);
 
 // Relative error of keeping energy `kept` out of `total` = ||W||^2.
 double ErrorFromEnergy(double total, double kept) {
@@ -33,102 +48,273 @@ struct Layer {
   double total;  // ||W||_F^2
 };
 
-// Singular values of R for `shape`: the top `rank` of them by `svd`.
-StatusOr<std::vector<double>> TopSingularValues(const Layer& layer, const KronShape& shape,
-                                                int64_t rank, const SvdOptions& svd) {
-  KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(layer.w, layer.K, layer.N, shape));
-  KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), shape.k1 * shape.n1,
-                                                           shape.k2 * shape.n2, rank, svd));
-  return std::move(t.s);
+// The R buffer, reused from shape to shape (always K*N floats), so the allocator does not hand out
+// a fresh one per shape.
+struct Workspace {
+  std::vector<float> r;
+};
+
+// R for one shape: W itself where the rearrangement is a reshape (n1 == 1 or k2 == 1: each row of
+// R is a run of W), else a float32 copy in *storage.
+StatusOr<const float*> RearrangedData(const Layer& layer, const KronShape& shape,
+                                      std::vector<float>* storage) {
+  if (shape.n1 == 1 || shape.k2 == 1) return layer.w;
+  KFC_RETURN_IF_ERROR(RearrangeFloatInto(layer.w, layer.K, layer.N, shape, storage));
+  return static_cast<const float*>(storage->data());
 }
 
-// An exact SVD of an m x n matrix costs about m n min(m, n) flops: up to 2^27 (a 64 x 2048 or
-// 512 x 512 matrix) it is cheaper than the randomized machinery, and exact. Exact where cheap also
-// keeps equivalent shapes (whose rearrangements are transposes) tied to rounding, so the margin
-// in ClearlyBelow decides them the same way on every machine.
-bool ExactIsCheap(int64_t m, int64_t n) {
-  return static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::min(m, n)) <=
-         static_cast<double>(int64_t{1} << 27);
+std::string Describe(const KronShape& s) {
+  return std::to_string(s.k1 * s.n1) + "x" + std::to_string(s.k2 * s.n2) +
+         " rearranged matrix of shape " + std::to_string(s.k1) + "x" + std::to_string(s.n1) +
+         " (x) " + std::to_string(s.k2) + "x" + std::to_string(s.n2);
 }
 
-// Full-accuracy work on one shape. Under kAuto the randomized method is used wherever its sketch
-// is small against the matrix (its error is within about 0.1% of optimal on flat spectra), not
-// only above ChooseSvdMethod's 512 threshold: comparing many shapes with exact SVDs costs too much.
-Status Evaluate(const Layer& layer, SvdOptions svd, ShapeCandidate* c) {
-  const int64_t m = c->shape.k1 * c->shape.n1, n = c->shape.k2 * c->shape.n2;
-  if (svd.method == SvdMethod::kAuto) {
-    svd.method = ExactIsCheap(m, n) || 4 * (c->rank + svd.oversampling) >= std::min(m, n)
-                     ? SvdMethod::kExact
-                     : SvdMethod::kRandomized;
+// What one pass proves about E_r'(R) for every r' (shape_search.h), for E = R (I - V V^T) with the
+// V of some pass and probe bounds on M = E^T E after k products (power):
+//   E_r'(R) <= captured[min(r', l)] + min(residual, r' spectral, r'^(1 - 1/(2k)) frobenius)
+//              + margin
+// where spectral bounds ||E||_2^2 and frobenius bounds ||M^k||_F^(1/k) (Hoelder: the top r'
+// eigenvalues of M sum to at most r'^(1 - 1/(2k)) (sum of their 2k-th powers)^(1/(2k))).
+struct EnergyBound {
+  std::vector<double> captured;  // captured[k] = E_k(R V), k = 0..l; or the whole spectrum's
+  double residual = 0.0;         // ||E||_F^2
+  double spectral = kInfinity;
+  double frobenius = kInfinity;
+  int power = 1;
+  double margin = 0.0;  // float32 rounding
+
+  double Upper(double rank) const {
+    const size_t last = captured.size() - 1;
+    const size_t k = rank >= static_cast<double>(last) ? last : static_cast<size_t>(rank);
+    const double hoelder = std::pow(rank, 1.0 - 0.5 / power) * frobenius;
+    return captured[k] + std::min({residual, rank * spectral, hoelder}) + margin;
   }
-  KFC_ASSIGN_OR_RETURN(std::vector<double> s, TopSingularValues(layer, c->shape, c->rank, svd));
-  c->evaluated = true;
-  c->error = ErrorFromEnergy(layer.total, Energy(s, c->rank));
-  return Status::Ok();
+};
+
+// captured[k] = sum of the k largest of `squared` (descending), k = 0..size.
+std::vector<double> PrefixSums(const std::vector<double>& squared) {
+  std::vector<double> sums(squared.size() + 1, 0.0);
+  for (size_t k = 0; k < squared.size(); ++k) sums[k + 1] = sums[k] + squared[k];
+  return sums;
 }
 
-// Probabilistic bound on the spectral norm of the sketch residual E = R - U U^T R (U: m x l,
-// orthonormal, row-major): ||E||_2 <= 10 sqrt(2/pi) max_i ||E w_i|| over kProbeVectors Gaussian
-// w_i, with probability at least 1 - 10^-kProbeVectors (Halko, Martinsson and Tropp 2011, eq. 4.3).
-constexpr int64_t kProbeVectors = 10;
+// x (n x cols) -= V (V^T x), for V n x l orthonormal.
+void ProjectOut(const std::vector<double>& v, int64_t n, int64_t l, double* x, int64_t cols) {
+  std::vector<double> coef(static_cast<size_t>(l * cols));
+  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, static_cast<int>(l), static_cast<int>(cols),
+              static_cast<int>(n), 1.0, v.data(), static_cast<int>(n), x, static_cast<int>(n), 0.0,
+              coef.data(), static_cast<int>(l));
+  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+              static_cast<int>(cols), static_cast<int>(l), -1.0, v.data(), static_cast<int>(n),
+              coef.data(), static_cast<int>(l), 1.0, x, static_cast<int>(n));
+}
 
-double ResidualSpectralBound(const std::vector<double>& r, int64_t m, int64_t n,
-                             const std::vector<double>& u, int64_t l, uint64_t seed) {
-  const int64_t p = kProbeVectors;
-  std::vector<double> omega(static_cast<size_t>(n * p)), y(static_cast<size_t>(m * p)),
-      z(static_cast<size_t>(l * p));
-  FillGaussian(seed ^ 0x70726f6265ULL, &omega);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(p),
-              static_cast<int>(n), 1.0, r.data(), static_cast<int>(n), omega.data(),
-              static_cast<int>(p), 0.0, y.data(), static_cast<int>(p));
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(l), static_cast<int>(p),
-              static_cast<int>(m), 1.0, u.data(), static_cast<int>(l), y.data(),
-              static_cast<int>(p), 0.0, z.data(), static_cast<int>(p));
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(p),
-              static_cast<int>(l), -1.0, u.data(), static_cast<int>(l), z.data(),
-              static_cast<int>(p), 1.0, y.data(), static_cast<int>(p));
-  double worst = 0.0;
-  for (int64_t j = 0; j < p; ++j) {
-    double sq = 0.0;
-    for (int64_t i = 0; i < m; ++i) sq += y[i * p + j] * y[i * p + j];
-    worst = std::max(worst, std::sqrt(sq));
+// p Gaussian probes w_i powered through M = E^T E, E = R (I - V_a V_a^T) for a fixed anchor V_a,
+// riding along in the iteration's products: after k of them the block holds M^k W / scale. With
+// the HMT bound ||M^k|| <= a sqrt(2/pi) max_i ||M^k w_i|| (failing with probability a^-p, Halko,
+// Martinsson and Tropp 2011, Lemma 4.1) the k-th root bounds ||E||_2^2 with an overestimate that
+// shrinks like (a sqrt(n_eff))^(1/k); the Chernoff bound ||M^k||_F^2 <= mean_i ||M^k w_i||^2 / t
+// fails with probability at most (t e^(1-t))^(p/2) (the mean is sum_j mu_j^2 X_j / ||M^k||_F^2
+// for i.i.d. X_j ~ chi^2_p / p, whose Laplace transform is at most one X_j's).
+class ProbeChain {
+ public:
+  ProbeChain(int64_t n, int64_t p, uint64_t seed, const std::vector<double>& anchor, int64_t l)
+      : n_(n), p_(p), l_(l), anchor_(anchor), block_(static_cast<size_t>(n * p)) {
+    FillGaussian(seed, &block_);
+    const double pd = static_cast<double>(p);
+    log_factor_ = -std::log(kProbeFailure) / pd + std::log(0.79788456080286535588);
+    const double target = std::pow(kProbeFailure, 2.0 / pd);  // t e^(1-t) must not exceed it
+    double lo = 0.0, hi = 1.0;                                // t e^(1-t) increases on (0, 1)
+    for (int it = 0; it < 100; ++it) {
+      const double mid = 0.5 * (lo + hi);
+      (mid * std::exp(1.0 - mid) <= target ? lo : hi) = mid;
+    }
+    chernoff_t_ = lo;
   }
-  constexpr double kFactor = 10.0 * 0.79788456080286535588;  // 10 sqrt(2/pi)
-  return kFactor * worst;
+
+  // x (n x p) = (I - V_a V_a^T) times the block: the next product's input.
+  void Load(double* x) const {
+    std::copy(block_.begin(), block_.end(), x);
+    ProjectOut(anchor_, n_, l_, x, p_);
+  }
+
+  // Takes z = R^T R x for the loaded x; fills the probe fields of *b.
+  void Absorb(const double* z, EnergyBound* b) {
+    std::copy(z, z + n_ * p_, block_.begin());
+    ProjectOut(anchor_, n_, l_, block_.data(), p_);
+    ++power_;
+    double max_sq = 0.0, mean_sq = 0.0;
+    for (int64_t i = 0; i < p_; ++i) {
+      double sq = 0.0;
+      for (int64_t k = 0; k < n_; ++k) sq += block_[i * n_ + k] * block_[i * n_ + k];
+      max_sq = std::max(max_sq, sq);
+      mean_sq += sq / static_cast<double>(p_);
+    }
+    b->power = static_cast<int>(power_);
+    if (max_sq == 0.0 || dead_) {  // E is 0 on the probes' span: ||E|| = 0 with the same odds
+      dead_ = true;
+      b->spectral = b->frobenius = 0.0;
+      return;
+    }
+    const double max_norm = std::sqrt(max_sq);
+    log_scale_ += std::log(max_norm);
+    for (double& x : block_) x /= max_norm;
+    const double k = static_cast<double>(power_);
+    b->spectral = std::exp((log_factor_ + log_scale_) / k);
+    b->frobenius = std::exp((log_scale_ + 0.5 * std::log(mean_sq / max_sq / chernoff_t_)) / k);
+  }
+
+ private:
+  int64_t n_, p_, l_;
+  std::vector<double> anchor_;
+  std::vector<double> block_;
+  double log_factor_ = 0.0, chernoff_t_ = 1.0, log_scale_ = 0.0;
+  int64_t power_ = 0;
+  bool dead_ = false;
+};
+
+// Fewest Kronecker terms of shape `to` that can express one term of shape `from` (the product of
+// the factors moved between A and B), or 0 when k1 or n1 of one does not divide the other's.
+double TermMultiplier(const KronShape& from, const KronShape& to) {
+  auto ratio = [](int64_t a, int64_t b) {
+    if (a % b == 0) return static_cast<double>(a / b);
+    if (b % a == 0) return static_cast<double>(b / a);
+    return 0.0;
+  };
+  return ratio(from.k1, to.k1) * ratio(from.n1, to.n1);
 }
 
-// Cheap bounds for a candidate whose full work would be randomized; exact work otherwise.
-// Upper: the error of the sketch's own rank-r factorization. Lower: the Ky Fan (r, 2) norm is
-// subadditive, so with R = Q B + E, sqrt(E_r(R)) <= sqrt(E_r(B)) + sqrt(E_r(E)), and
-// E_r(E) <= min(||E||_F^2, r ||E||_2^2).
-Status Bound(const Layer& layer, const SearchOptions& options, ShapeCandidate* c) {
-  const int64_t m = c->shape.k1 * c->shape.n1, n = c->shape.k2 * c->shape.n2;
-  const int64_t l = std::min(c->rank + options.sketch_oversampling, std::min(m, n));
-  // Only where the sketch would not be much smaller than the matrix is exact work the cheap
-  // option (the full-accuracy method's own 512 threshold is far too eager for a mere bound).
-  if (options.svd.method == SvdMethod::kExact || 4 * l >= std::min(m, n) ||
-      (options.svd.method == SvdMethod::kAuto && ExactIsCheap(m, n))) {
-    SvdOptions exact =
-        options.svd;  // bounds must be exact here: a randomized error is no lower bound
-    exact.method = SvdMethod::kExact;
-    KFC_RETURN_IF_ERROR(Evaluate(layer, exact, c));
-    c->error_lower = c->error_upper = c->error;
+double MinUpper(const std::vector<EnergyBound>& bounds, double rank) {
+  double best = kInfinity;
+  for (const auto& b : bounds) best = std::min(best, b.Upper(rank));
+  return best;
+}
+
+bool UseExactSpectrum(int64_t m, int64_t n, int64_t l, SvdMethod method) {
+  if (method == SvdMethod::kExact || 4 * l >= std::min(m, n)) return true;
+  return method == SvdMethod::kAuto &&
+         static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::min(m, n)) <=
+             kExactMaxFlops;
+}
+
+// Full work on `c`, or its passes until its own bounds rule it out against `best` (when
+// `may_stop`); appends what each pass proves to *bounds. Two probe chains ride along: one anchored
+// at the random start V_0 (from pass 0, bounding R's own top energy), one at V_1 (from pass 1,
+// bounding what V_1 missed); each gets one more power of M per pass.
+Status Work(const Layer& layer, const SearchOptions& options, double best, bool may_stop,
+            Workspace* ws, ShapeCandidate* c, std::vector<EnergyBound>* bounds) {
+  const KronShape& s = c->shape;
+  const int64_t m = s.k1 * s.n1, n = s.k2 * s.n2, r = c->rank;
+  const int64_t l = std::min(r + options.svd.oversampling, std::min(m, n));
+  const int64_t p = options.probe_vectors, pa = p / 2, pb = p - pa, w = l + p;
+  const double total = layer.total;
+  const std::string what = Describe(s);
+  constexpr int64_t kBlasMax = std::numeric_limits<int>::max();
+  if (m > kBlasMax || n > kBlasMax || std::max(m, n) > kBlasMax / w) {
+    return InvalidArgument("the " + what + " is too large for the shape search: BLAS uses 32-bit " +
+                           "integers");
+  }
+  KFC_ASSIGN_OR_RETURN(const float* const rd, RearrangedData(layer, s, &ws->r));
+  auto finish = [&](std::vector<double> squared) {
+    EnergyBound b;
+    b.captured = PrefixSums(squared);
+    b.residual = std::max(0.0, total - b.captured.back());
+    c->evaluated = true;
+    c->error = ErrorFromEnergy(total, b.captured[static_cast<size_t>(r)]);
+    c->error_upper = c->error_upper < 0.0 ? c->error : std::min(c->error_upper, c->error);
+    bounds->push_back(std::move(b));
+  };
+  const double rank = static_cast<double>(r);
+  auto own_lower = [&] {
+    c->error_lower =
+        std::max(c->error_lower, ErrorFromEnergy(total, std::min(total, MinUpper(*bounds, rank))));
+  };
+
+  if (UseExactSpectrum(m, n, l, options.svd.method)) {
+    KFC_ASSIGN_OR_RETURN(std::vector<double> squared, SquaredSingularValues(rd, m, n, what));
+    finish(std::move(squared));
+    c->error_lower = c->error;
     return Status::Ok();
   }
-  SvdOptions sketch = options.svd;
-  sketch.method = SvdMethod::kRandomized;
-  sketch.oversampling = 0;
-  sketch.power_iterations = options.sketch_power_iterations;
-  KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(layer.w, layer.K, layer.N, c->shape));
-  KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), m, n, l, sketch));
-  const double kept = Energy(t.s, c->rank);
-  const double residual_f2 = std::max(0.0, layer.total - Energy(t.s, l));
-  const double spectral = ResidualSpectralBound(r, m, n, t.u, l, options.svd.seed);
-  const double residual_r2 =
-      std::min(residual_f2, static_cast<double>(c->rank) * spectral * spectral);
-  const double kept_bound = std::pow(std::sqrt(kept) + std::sqrt(residual_r2), 2);
-  c->error_upper = ErrorFromEnergy(layer.total, kept);
-  c->error_lower = ErrorFromEnergy(layer.total, std::min(layer.total, kept_bound));
+
+  // The iteration runs on the shorter side: on R' = R (V in R^n) when n <= m, else on R' = R^T
+  // (V in R^m), so the blocks that live through the passes (V, X, Z, the probes) are short and only
+  // the intermediate Y = R' X is long. The spectrum, and with it every bound, is the same.
+  const bool flip = n > m;
+  const int64_t lo = flip ? n : m, sh = flip ? m : n;  // R' is lo x sh
+  auto times = [&](const double* in, int64_t k, double* out, PassPrecision precision) {
+    if (flip) {
+      MultiplyAt(rd, m, n, in, k, out, precision);
+    } else {
+      MultiplyA(rd, m, n, in, k, out, precision);
+    }
+  };
+  auto times_t = [&](const double* in, int64_t k, double* out) {
+    if (flip) {
+      MultiplyA(rd, m, n, in, k, out, PassPrecision::kFloat32);
+    } else {
+      MultiplyAt(rd, m, n, in, k, out, PassPrecision::kFloat32);
+    }
+  };
+  std::vector<double> v, x, y, z;
+  try {
+    v.resize(static_cast<size_t>(sh * l));
+    x.resize(static_cast<size_t>(sh * w));
+    y.resize(static_cast<size_t>(lo * w));
+    z.resize(static_cast<size_t>(sh * w));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the sketches of the " + what);
+  }
+  FillGaussian(options.svd.seed, &v);
+  KFC_RETURN_IF_ERROR(Orthonormalize(sh, l, v.data(), "start block of the " + what));
+  const double margin = 8.0 * kFloat32Unit * std::sqrt(static_cast<double>(lo)) * total;
+  constexpr int64_t late = 1;         // the second chain's anchor pass
+  std::vector<ProbeChain> chains;     // [0] anchored at V_0, [1] at V_late
+  std::vector<size_t> anchor_record;  // index in *bounds of the anchor passes' records
+  chains.emplace_back(sh, pa, options.svd.seed ^ kProbeSeed, v, l);
+  const int64_t passes = options.svd.power_iterations + 1;
+  double previous = -1.0;  // captured[r] of the previous pass
+  for (int64_t j = 0; j < passes; ++j) {
+    if (j == late) chains.emplace_back(sh, pb, options.svd.seed ^ (kProbeSeed + 1), v, l);
+    // X = [V | probes]; Y = R X; Z = R^T Y.
+    const int64_t cols = l + (j < late ? pa : p);
+    std::copy(v.begin(), v.end(), x.begin());
+    chains[0].Load(x.data() + sh * l);
+    if (j >= late) chains[1].Load(x.data() + sh * (l + pa));
+    times(x.data(), cols, y.data(), PassPrecision::kFloat32);
+    times_t(y.data(), cols, z.data());
+
+    EnergyBound b;
+    KFC_ASSIGN_OR_RETURN(const std::vector<double> squared,
+                         GramEigenvalues(y.data(), lo, l, lo, "sketch of the " + what));
+    b.captured = PrefixSums(squared);
+    b.residual = std::max(0.0, total - b.captured.back());
+    b.margin = margin;
+    const double upper = ErrorFromEnergy(total, b.captured[static_cast<size_t>(r)] - margin);
+    c->error_upper = c->error_upper < 0.0 ? upper : std::min(c->error_upper, upper);
+    if (j == 0 || j == late) anchor_record.push_back(bounds->size());
+    bounds->push_back(b);
+    for (size_t g = 0; g < chains.size(); ++g) {
+      EnergyBound probed = (*bounds)[anchor_record[g]];  // the anchor pass's V and residual
+      chains[g].Absorb(z.data() + sh * (l + (g == 0 ? 0 : pa)), &probed);
+      bounds->push_back(std::move(probed));
+    }
+    own_lower();
+    if (may_stop && ClearlyBelow(best, c->error_lower)) return Status::Ok();
+
+    std::copy(z.begin(), z.begin() + sh * l, v.begin());  // V = orth(R^T R V)
+    KFC_RETURN_IF_ERROR(Orthonormalize(sh, l, v.data(), "co-sketch of the " + what));
+    // Converged: the last pass moved the error by under kConvergedChange of its square.
+    const double kept = b.captured[static_cast<size_t>(r)];
+    if (j > 0 && kept - previous <= kConvergedChange * (total - kept)) break;
+    previous = kept;
+  }
+  // The error of (R V)_r V^T, with R V accumulated in double: exact for that factorization.
+  times(v.data(), l, y.data(), PassPrecision::kFloat64);
+  KFC_ASSIGN_OR_RETURN(std::vector<double> squared,
+                       GramEigenvalues(y.data(), lo, l, lo, "projection of the " + what));
+  finish(std::move(squared));
+  own_lower();
   return Status::Ok();
 }
 
@@ -140,10 +326,35 @@ void Take(const ShapeCandidate& c, ShapeSearchResult* result) {
   result->error = c.error;
 }
 
+// Promise order (shape_search.h): the low-rank shape, its twin, the balanced shape, then the
+// largest ranks first (EnumerateShapes order among equals).
+std::vector<size_t> PromiseOrder(const Layer& layer, const std::vector<ShapeCandidate>& cands) {
+  const KronShape low_rank = LowRankShape(layer.K, layer.N);
+  const KronShape twin{1, layer.N, layer.K, 1};
+  const StatusOr<KronShape> balanced = DefaultShape(layer.K, layer.N);
+  auto priority = [&](const ShapeCandidate& c) {
+    if (c.shape == low_rank) return 0;
+    if (c.shape == twin) return 1;
+    if (balanced.ok() && c.shape == *balanced) return 2;
+    return 3;
+  };
+  std::vector<size_t> order;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    if (cands[i].rank >= 1) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int pa = priority(cands[a]), pb = priority(cands[b]);
+    if (pa != pb) return pa < pb;
+    return cands[a].rank > cands[b].rank;
+  });
+  return order;
+}
+
 StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<KronShape>& shapes,
                                          int64_t max_params, const SearchOptions& options) {
   ShapeSearchResult result;
   const KronShape low_rank = LowRankShape(layer.K, layer.N);
+  const KronShape twin{1, layer.N, layer.K, 1};
   for (const auto& shape : shapes) {
     ShapeCandidate c;
     c.shape = shape;
@@ -151,25 +362,42 @@ StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<K
     c.params = c.rank * shape.ParamsPerTerm();
     result.candidates.push_back(c);
   }
-  double best_upper = 2.0;
-  for (auto& c : result.candidates) {
-    if (c.rank < 1) continue;
-    if (options.prune) {
-      KFC_RETURN_IF_ERROR(Bound(layer, options, &c));
-      best_upper = std::min(best_upper, c.error_upper);
+  std::vector<ShapeCandidate>& cands = result.candidates;
+  std::vector<std::vector<EnergyBound>> bounds(cands.size());
+  std::vector<size_t> done;  // candidates with bounds, in work order
+  Workspace workspace;
+  double best = kInfinity;  // least error of a fully worked shape
+  size_t low_rank_index = cands.size();
+  for (size_t i : PromiseOrder(layer, cands)) {
+    ShapeCandidate& c = cands[i];
+    if (c.shape == twin && low_rank_index < cands.size()) {
+      // R = W^T: the low-rank shape's spectrum exactly.
+      const ShapeCandidate& lr = cands[low_rank_index];
+      c.evaluated = lr.evaluated;
+      c.error = lr.error;
+      c.error_lower = lr.error_lower;
+      c.error_upper = lr.error_upper;
+      continue;
     }
-  }
-  for (auto& c : result.candidates) {
-    if (c.rank < 1 || c.evaluated) continue;
-    // The low-rank shape is always evaluated: the report compares the winner against it.
-    const bool can_win = !options.prune || !ClearlyBelow(best_upper, c.error_lower);
-    if (can_win || c.shape == low_rank) {
-      KFC_RETURN_IF_ERROR(Evaluate(layer, options.svd, &c));
-      ++result.full_evaluations;
+    const bool always = c.shape == low_rank;  // the report compares the winner with it
+    if (options.prune && !always) {
+      for (size_t d : done) {
+        const double f = TermMultiplier(cands[d].shape, c.shape);
+        if (f <= 0.0) continue;
+        const double bound = MinUpper(bounds[d], f * static_cast<double>(c.rank));
+        c.error_lower = std::max(c.error_lower, ErrorFromEnergy(layer.total, bound));
+      }
+      if (ClearlyBelow(best, c.error_lower)) continue;
     }
+    KFC_RETURN_IF_ERROR(
+        Work(layer, options, best, options.prune && !always, &workspace, &c, &bounds[i]));
+    done.push_back(i);
+    if (always) low_rank_index = i;
+    if (c.evaluated) best = std::min(best, c.error);
   }
-  for (const auto& c : result.candidates) {
+  for (const auto& c : cands) {
     if (!c.evaluated) continue;
+    ++result.full_evaluations;
     if (!result.found || ClearlyBelow(c.error, result.error) ||
         (!ClearlyBelow(result.error, c.error) && c.params < result.params)) {
       Take(c, &result);
@@ -178,8 +406,21 @@ StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<K
   return result;
 }
 
+// Singular values of R for `shape`: the top `rank` of them by `svd`, from a float32 R.
+StatusOr<std::vector<double>> TopSingularValues(const Layer& layer, const KronShape& shape,
+                                                int64_t rank, const SvdOptions& svd) {
+  std::vector<float> storage;
+  KFC_ASSIGN_OR_RETURN(const float* const r, RearrangedData(layer, shape, &storage));
+  KFC_ASSIGN_OR_RETURN(TruncatedSvd t,
+                       ComputeTruncatedSvd(r, shape.k1 * shape.n1, shape.k2 * shape.n2, rank, svd));
+  return std::move(t.s);
+}
+
 StatusOr<ShapeSearchResult> SearchError(const Layer& layer, const std::vector<KronShape>& shapes,
-                                        double max_error, const SvdOptions& svd) {
+                                        double max_error, SvdOptions svd) {
+  // Errors near the target must be resolved: float32 passes only where their rounding is far
+  // below it.
+  if (max_error < kFloat32MinRelativeError) svd.precision = SvdPrecision::kFloat64;
   ShapeSearchResult result;
   const int64_t dense = layer.K * layer.N;
   for (const auto& shape : shapes) {
@@ -229,8 +470,11 @@ StatusOr<ShapeSearchResult> SearchShape(const float* w, int64_t K, int64_t N,
     return InvalidArgument(
         "shape search needs exactly one of a parameter budget or an error target");
   }
-  if (options.sketch_oversampling < 0 || options.sketch_power_iterations < 0) {
-    return InvalidArgument("shape search sketch options must be >= 0");
+  if (options.probe_vectors < 4 || options.svd.oversampling < 0 ||
+      options.svd.power_iterations < 0) {
+    return InvalidArgument(
+        "shape search options need probe_vectors >= 4 and SVD oversampling and power "
+        "iterations >= 0");
   }
   KFC_ASSIGN_OR_RETURN(const double norm, CheckedFrobeniusNorm(w, K, N));
   const Layer layer{w, K, N, norm * norm};

@@ -1,22 +1,43 @@
 // Choosing the factor shape (and rank) of one layer under a budget.
 //
 // Conventions as in factorize.h: W is K x N row-major, a candidate shape is k1 x n1 (x) k2 x n2
-// with k1 | K and n1 | N, R is its (k1*n1) x (k2*n2) rearrangement, and a shape at rank r costs
-// r * (k1*n1 + k2*n2) parameters. Errors are relative Frobenius errors ||W - W_hat||_F / ||W||_F.
+// with k1 | K and n1 | N, R is its m x n = (k1*n1) x (k2*n2) rearrangement, and a shape at rank r
+// costs r * (k1*n1 + k2*n2) parameters. E_r(X) is the energy of X's top r singular values
+// (sum of s_t^2); errors are relative Frobenius errors ||W - W_hat||_F / ||W||_F, so a shape's
+// optimal error at rank r is sqrt(1 - E_r(R) / ||W||^2).
 //
 // Parameter budget: every non-trivial shape (EnumerateShapes, low-rank K x 1 (x) 1 x N included)
 // gets the largest rank the budget allows (capped at its MaxRank); the shape with the least error
-// wins. Pruning keeps the best: one cheap randomized sketch per shape (l = rank + p columns, q
-// power iterations) gives, for its projection B = Q^T R,
-//   upper bound  U = sqrt(||R||^2 - E_r(B))                  (the error of an actual factorization)
-//   lower bound  L = sqrt(||R||^2 - (sqrt(E_r(B)) + ||R - Q B||_F)^2)   (on the optimal error)
-// where E_r(B) is the energy of B's top r singular values (the lower bound holds because for any
-// rank-r projection P, ||P R|| <= ||P Q B|| + ||R - Q B||). A shape whose L exceeds the smallest U
-// cannot be optimal and gets no further work; the others are factorized at full accuracy.
+// wins. "Full work" on a shape is a subspace iteration from the right: V_0 = orth(Omega) (n x l,
+// l = r + svd.oversampling), V_{j+1} = orth(R^T R V_j), and its error is that of the factorization
+// (R V_J)_r V_J^T with J = svd.power_iterations + 1, computed with double accumulation, so it is
+// exact for that factorization (about as accurate as Factorize's randomized SVD). Where the exact
+// spectrum is cheap (m n min(m, n) <= 2^27, or the sketch would not be much smaller than R), it
+// comes from the Gram matrix of R's shorter side in double instead.
+//
+// Pruning keeps the best shape. Each pass j of the iteration (products with R in float32) also
+// proves, for every r', an upper bound on E_r'(R):
+//   E_r'(R) <= E_r'(R V) + E_r'(E),   E = R (I - V V^T)
+// (Ky Fan: R R^T = (R V)(R V)^T + E E^T), for V = V_0 and V = V_1, with E_r'(E) bounded by
+// ||E||_F^2 = ||W||^2 - ||R V||_F^2 (exact), r' ||E||_2^2 and r'^(1 - 1/(2k)) ||(E^T
+// E)^k||_F^(1/k). The last two come from Gaussian probes w_i (two chains of p/2, anchored at V_0
+// and V_1) that ride along in the same products and get one more power of E^T E per pass: ||(E^T
+// E)^k|| <= a sqrt(2/pi) max_i ||(E^T E)^k w_i|| (Halko, Martinsson and Tropp 2011, Lemma 4.1) and
+// a Chernoff bound on the mean of ||(E^T E)^k w_i||^2, each failing with probability below 1e-11
+// (below 1e-7 for a whole search). A float32 rounding margin is added. The same bounds reach other
+// shapes: a rank-r sum for shape s is a rank-(f r) sum for any shape c whose k1 divides or is
+// divided by s's (ratio f_k) and likewise n1 (ratio f_n), f = f_k f_n, so E_r(R_s) <= E_{f r}(R_c).
+// A shape whose lower bound on the error clearly exceeds the least error of a fully worked shape
+// cannot win: its iteration stops there, or never starts when other shapes' bounds already rule it
+// out. Shapes are tried in promise order: the low-rank shape, the balanced one, then the largest
+// ranks first. The low-rank shape is always fully worked (the report compares the winner with it);
+// its twin 1 x N (x) K x 1 has R = W^T and takes its numbers. The iteration also stops once a pass
+// moves the captured energy by less than 1e-3 of the remaining error energy (converged).
 //
 // Error target: every shape gets the smallest rank whose error meets the target (among ranks that
 // still save parameters); the shape with the fewest parameters wins, ties to the least error. No
-// pruning: each shape's spectrum is computed up to its largest profitable rank.
+// pruning: each shape's spectrum is computed up to its largest profitable rank (float64 passes
+// when the target is below kFloat32MinRelativeError).
 // This header includes no ONNX or protobuf headers.
 #pragma once
 
@@ -36,18 +57,21 @@ struct SearchBudget {
 };
 
 struct SearchOptions {
-  SvdOptions svd;                   // full-accuracy work on the shapes that survive pruning
-  int64_t sketch_oversampling = 8;  // p of the cheap bounding sketch
-  int64_t sketch_power_iterations = 1;
-  bool prune = true;  // false: full work on every shape (tests compare against this)
+  // Full work: oversampling, power iterations (at most power_iterations + 1 passes) and seed of
+  // the subspace iteration; kExact forces exact spectra, kRandomized the iteration wherever the
+  // sketch is much smaller than R.
+  SvdOptions svd;
+  int64_t probe_vectors = 32;  // p Gaussian probes per pass for the bounds on E (>= 4)
+  bool prune = true;           // false: full work on every shape (tests compare against this)
 };
 
 struct ShapeCandidate {
   KronShape shape;
   int64_t rank = 0;    // rank the budget allows (or, for an error target, the rank needed)
   int64_t params = 0;  // rank * shape.ParamsPerTerm()
-  // Bounds on the least error this shape can reach at `rank`, from the cheap sketch; equal when
-  // the sketch was exact. -1 when no sketch was made.
+  // Bounds on the least error this shape can reach at `rank`: the lower one from its own passes
+  // or other shapes' (see the header comment), the upper one the error of a factorization its
+  // passes found; equal when its spectrum was exact. -1 when not known.
   double error_lower = -1.0;
   double error_upper = -1.0;
   bool evaluated = false;    // full-accuracy work was done
@@ -66,7 +90,8 @@ struct ShapeSearchResult {
 };
 
 // Searches the shapes of W (K x N, row-major) under `budget`. InvalidArgument on bad dims, a
-// budget with neither or both limits set, or NaN/Inf in W; Internal when LAPACK fails.
+// budget with neither or both limits set, bad options, or NaN/Inf in W; Internal when LAPACK fails
+// or memory runs out. Peak extra memory: one float32 R (W's size) plus thin blocks.
 StatusOr<ShapeSearchResult> SearchShape(const float* w, int64_t K, int64_t N,
                                         const SearchBudget& budget,
                                         const SearchOptions& options = {});

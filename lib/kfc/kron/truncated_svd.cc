@@ -11,12 +11,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <new>
 #include <string>
 #include <utility>
 
 #include "kfc/kron/lapack_limits.h"
+#include "kfc/kron/matrix_passes.h"
 
 namespace kfc::kron {
 namespace {
@@ -52,18 +54,23 @@ int64_t SketchWidth(int64_t m, int64_t n, int64_t rank, int64_t oversampling) {
   return rank + oversampling;
 }
 
-Status ScanFinite(const double* a, int64_t m, int64_t n) {
+// The first NaN or infinity of A as an error; else ||A||_F^2 accumulated in double (infinite
+// only for doubles near the overflow limit, which no caller uses it for).
+template <typename T>
+StatusOr<double> ScanFinite(const T* a, int64_t m, int64_t n) {
+  double sum = 0.0;
   for (int64_t i = 0; i < m; ++i) {
-    const double* row = a + i * n;
+    const T* row = a + i * n;
     for (int64_t j = 0; j < n; ++j) {
       if (!std::isfinite(row[j])) {
         return InvalidArgument(std::string("matrix ") + DimsString(m, n) + " has " +
                                (std::isnan(row[j]) ? "a NaN" : "an infinity") + " at row " +
                                std::to_string(i) + ", column " + std::to_string(j));
       }
+      sum += static_cast<double>(row[j]) * static_cast<double>(row[j]);
     }
   }
-  return Status::Ok();
+  return sum;
 }
 
 // The randomized path gives BLAS (int dimensions; OpenBLAS offsets are 64-bit) the m x n matrix,
@@ -87,18 +94,6 @@ Status LapackError(const char* routine, lapack_int info, const std::string& obje
                   " on " + object);
 }
 
-// Replaces the m x l column-major `y` (leading dimension m) by an orthonormal basis of its range
-// (Householder QR: dgeqrf then dorgqr). `tau` has at least l entries.
-Status Orthonormalize(int64_t m, int64_t l, std::vector<double>* y, std::vector<double>* tau,
-                      const char* what) {
-  const lapack_int lm = static_cast<lapack_int>(m), ll = static_cast<lapack_int>(l);
-  lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, lm, ll, y->data(), lm, tau->data());
-  if (info != 0) return LapackError("dgeqrf", info, std::string("the ") + what);
-  info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, lm, ll, ll, y->data(), lm, tau->data());
-  if (info != 0) return LapackError("dorgqr", info, std::string("the ") + what);
-  return Status::Ok();
-}
-
 // Flips each triplet so the largest-magnitude entry of U[:, t] is positive (ties to the lowest
 // row), as Factorize does.
 void NormalizeSigns(TruncatedSvd* svd) {
@@ -120,51 +115,53 @@ void NormalizeSigns(TruncatedSvd* svd) {
   }
 }
 
-Status ExactSvd(const double* a, int64_t m, int64_t n, TruncatedSvd* out) {
-  const int64_t mn = std::min(m, n), r = out->rank;
-  std::vector<double> work_a, s, lap_u, lap_vt;
-  try {
-    work_a.assign(a, a + m * n);  // dgesdd destroys its input
-    s.resize(static_cast<size_t>(mn));
-    lap_u.resize(static_cast<size_t>(n * mn));
-    lap_vt.resize(static_cast<size_t>(mn * m));
-    out->u.resize(static_cast<size_t>(m * r));
-  } catch (const std::bad_alloc&) {
-    return Internal("cannot allocate the exact SVD of the " + DimsString(m, n) + " matrix");
-  }
-  // M = A^T (n x m, column-major) = V S U^T: LAPACK's "u" (n x mn, ld n) holds V, so its first r
-  // columns are V_r^T row-major as is; its "vt" (mn x m, ld mn) holds U^T.
-  const lapack_int info =
-      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(m),
-                     work_a.data(), static_cast<lapack_int>(n), s.data(), lap_u.data(),
-                     static_cast<lapack_int>(n), lap_vt.data(), static_cast<lapack_int>(mn));
-  if (info != 0) return LapackError("dgesdd", info, "the " + DimsString(m, n) + " matrix");
-  s.resize(static_cast<size_t>(r));
-  out->s = std::move(s);
-  lap_u.resize(static_cast<size_t>(r * n));
-  lap_u.shrink_to_fit();
-  out->vt = std::move(lap_u);
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t t = 0; t < r; ++t) {
-      out->u[static_cast<size_t>(i * r + t)] = lap_vt[static_cast<size_t>(t + i * mn)];
-    }
-  }
-  return Status::Ok();
+// The products the randomized path needs, for a double or a float matrix A (m x n, row-major):
+// y = A x and z = A^T y on column-major blocks; `final_t` is the last pass A^T Q, always with
+// double accumulation.
+struct Operator {
+  std::function<void(const double* x, int64_t l, double* y)> times;
+  std::function<void(const double* y, int64_t l, double* z)> times_t;
+  std::function<void(const double* y, int64_t l, double* z)> final_t;
+};
+
+Operator DoubleOperator(const double* a, int64_t m, int64_t n) {
+  // At = A^T viewed column-major: n x m, leading dimension n, no copy.
+  const int bm = static_cast<int>(m), bn = static_cast<int>(n);
+  Operator op;
+  op.times = [=](const double* x, int64_t l, double* y) {
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, bm, static_cast<int>(l), bn, 1.0, a, bn, x,
+                bn, 0.0, y, bm);
+  };
+  op.times_t = [=](const double* y, int64_t l, double* z) {
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bn, static_cast<int>(l), bm, 1.0, a, bn,
+                y, bm, 0.0, z, bn);
+  };
+  op.final_t = op.times_t;
+  return op;
 }
 
-Status RandomizedSvd(const double* a, int64_t m, int64_t n, const SvdOptions& options,
+Operator FloatOperator(const float* a, int64_t m, int64_t n, PassPrecision precision) {
+  Operator op;
+  op.times = [=](const double* x, int64_t l, double* y) { MultiplyA(a, m, n, x, l, y, precision); };
+  op.times_t = [=](const double* y, int64_t l, double* z) {
+    MultiplyAt(a, m, n, y, l, z, precision);
+  };
+  op.final_t = [=](const double* y, int64_t l, double* z) {
+    MultiplyAt(a, m, n, y, l, z, PassPrecision::kFloat64);
+  };
+  return op;
+}
+
+Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions& options,
                      TruncatedSvd* out) {
   const int64_t r = out->rank;
   const int64_t l = SketchWidth(m, n, r, options.oversampling);
-  const int bm = static_cast<int>(m), bn = static_cast<int>(n), bl = static_cast<int>(l);
-  // At = A^T viewed column-major: n x m, leading dimension n, no copy.
-  const double* at = a;
-  std::vector<double> omega, y, z, tau, s, lap_vt;
+  std::vector<double> omega, y, s, lap_u, lap_vt;
   try {
     omega.resize(static_cast<size_t>(n * l));
     y.resize(static_cast<size_t>(m * l));
-    tau.resize(static_cast<size_t>(l));
     s.resize(static_cast<size_t>(l));
+    lap_u.resize(static_cast<size_t>(n * l));
     lap_vt.resize(static_cast<size_t>(l * l));
     out->u.resize(static_cast<size_t>(m * r));
   } catch (const std::bad_alloc&) {
@@ -174,30 +171,20 @@ Status RandomizedSvd(const double* a, int64_t m, int64_t n, const SvdOptions& op
   const std::string co_sketch =
       DimsString(n, l) + " co-sketch of the " + DimsString(m, n) + " matrix";
 
-  // Y = A Omega = At^T Omega (m x l).
+  // Y = A Omega (m x l).
   FillGaussian(options.seed, &omega);
-  cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, bm, bl, bn, 1.0, at, bn, omega.data(), bn,
-              0.0, y.data(), bm);
-  KFC_RETURN_IF_ERROR(Orthonormalize(m, l, &y, &tau, sketch.c_str()));
-  z = std::move(omega);  // n x l, reused for A^T Q
+  op.times(omega.data(), l, y.data());
+  KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch));
+  std::vector<double>& z = omega;  // n x l, reused for A^T Q
   for (int64_t it = 0; it < options.power_iterations; ++it) {
-    // Z = orth(A^T Q) = orth(At Q) (n x l); Y = orth(A Z) (m x l).
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bn, bl, bm, 1.0, at, bn, y.data(), bm,
-                0.0, z.data(), bn);
-    KFC_RETURN_IF_ERROR(Orthonormalize(n, l, &z, &tau, co_sketch.c_str()));
-    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, bm, bl, bn, 1.0, at, bn, z.data(), bn, 0.0,
-                y.data(), bm);
-    KFC_RETURN_IF_ERROR(Orthonormalize(m, l, &y, &tau, sketch.c_str()));
+    // Z = orth(A^T Q) (n x l); Y = orth(A Z) (m x l).
+    op.times_t(y.data(), l, z.data());
+    KFC_RETURN_IF_ERROR(Orthonormalize(n, l, z.data(), co_sketch));
+    op.times(z.data(), l, y.data());
+    KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch));
   }
   // B^T = A^T Q (n x l) = V_B S U_B^T: LAPACK's "u" (n x l) holds V_B, its "vt" (l x l) U_B^T.
-  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bn, bl, bm, 1.0, at, bn, y.data(), bm, 0.0,
-              z.data(), bn);
-  std::vector<double> lap_u;
-  try {
-    lap_u.resize(static_cast<size_t>(n * l));
-  } catch (const std::bad_alloc&) {
-    return Internal("cannot allocate the randomized SVD of the " + DimsString(m, n) + " matrix");
-  }
+  op.final_t(y.data(), l, z.data());
   const lapack_int info =
       LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(l),
                      z.data(), static_cast<lapack_int>(n), s.data(), lap_u.data(),
@@ -208,14 +195,55 @@ Status RandomizedSvd(const double* a, int64_t m, int64_t n, const SvdOptions& op
         "the " + DimsString(l, n) + " projection of the " + DimsString(m, n) + " matrix");
   }
   // U_r^T = (U_B^T)[0:r, :] Q^T: an r x m column-major product is U_r row-major (m x r).
-  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, static_cast<int>(r), bm, bl, 1.0,
-              lap_vt.data(), bl, y.data(), bm, 0.0, out->u.data(), static_cast<int>(r));
+  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, static_cast<int>(r), static_cast<int>(m),
+              static_cast<int>(l), 1.0, lap_vt.data(), static_cast<int>(l), y.data(),
+              static_cast<int>(m), 0.0, out->u.data(), static_cast<int>(r));
   s.resize(static_cast<size_t>(r));
   out->s = std::move(s);
   lap_u.resize(static_cast<size_t>(r * n));
   lap_u.shrink_to_fit();
   out->vt = std::move(lap_u);
   return Status::Ok();
+}
+
+// Argument checks shared by both overloads, up to (not including) the data scan.
+Status ValidateSvdArguments(const void* a, int64_t m, int64_t n, int64_t rank,
+                            const SvdOptions& options) {
+  if (m < 1 || n < 1) {
+    return InvalidArgument("matrix dimensions " + DimsString(m, n) + " must both be at least 1");
+  }
+  if (m > kInt64Max / n || static_cast<uint64_t>(m * n) > std::vector<double>().max_size()) {
+    return InvalidArgument("matrix " + DimsString(m, n) + " has too many elements to index");
+  }
+  const int64_t mn = std::min(m, n);
+  if (rank < 1 || rank > mn) {
+    return InvalidArgument("rank " + std::to_string(rank) + " must be in [1, " +
+                           std::to_string(mn) + "] for the " + DimsString(m, n) + " matrix");
+  }
+  if (options.oversampling < 0) {
+    return InvalidArgument("SVD oversampling " + std::to_string(options.oversampling) +
+                           " must be at least 0");
+  }
+  if (options.power_iterations < 0) {
+    return InvalidArgument("SVD power iterations " + std::to_string(options.power_iterations) +
+                           " must be at least 0");
+  }
+  if (ChooseSvdMethod(m, n, rank, options) == SvdMethod::kRandomized) {
+    KFC_RETURN_IF_ERROR(
+        ValidateRandomizedDims(m, n, SketchWidth(m, n, rank, options.oversampling)));
+  } else {
+    KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "matrix"));
+  }
+  if (a == nullptr) return InvalidArgument("matrix " + DimsString(m, n) + " has no data (null)");
+  return Status::Ok();
+}
+
+TruncatedSvd EmptyResult(int64_t m, int64_t n, int64_t rank) {
+  TruncatedSvd out;
+  out.rows = m;
+  out.cols = n;
+  out.rank = rank;
+  return out;
 }
 
 }  // namespace
@@ -242,45 +270,88 @@ SvdMethod ChooseSvdMethod(int64_t m, int64_t n, int64_t rank, const SvdOptions& 
   return SvdMethod::kRandomized;
 }
 
+StatusOr<TruncatedSvd> ExactSvdInPlace(double* a, int64_t m, int64_t n, int64_t rank) {
+  KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "matrix"));
+  const int64_t mn = std::min(m, n), r = rank;
+  TruncatedSvd out = EmptyResult(m, n, rank);
+  std::vector<double> lap_u, lap_vt;
+  try {
+    out.spectrum.resize(static_cast<size_t>(mn));
+    lap_u.resize(static_cast<size_t>(n * mn));
+    lap_vt.resize(static_cast<size_t>(mn * m));
+    out.u.resize(static_cast<size_t>(m * r));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the exact SVD of the " + DimsString(m, n) + " matrix");
+  }
+  // M = A^T (n x m, column-major) = V S U^T: LAPACK's "u" (n x mn, ld n) holds V, so its first r
+  // columns are V_r^T row-major as is; its "vt" (mn x m, ld mn) holds U^T. Factoring M in
+  // LAPACK's native layout avoids the three full-size transposed copies LAPACKE's row-major path
+  // makes.
+  const lapack_int info =
+      LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(m),
+                     a, static_cast<lapack_int>(n), out.spectrum.data(), lap_u.data(),
+                     static_cast<lapack_int>(n), lap_vt.data(), static_cast<lapack_int>(mn));
+  if (info != 0) return LapackError("dgesdd", info, "the " + DimsString(m, n) + " matrix");
+  out.s.assign(out.spectrum.begin(), out.spectrum.begin() + r);
+  lap_u.resize(static_cast<size_t>(r * n));
+  lap_u.shrink_to_fit();
+  out.vt = std::move(lap_u);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t t = 0; t < r; ++t) {
+      out.u[static_cast<size_t>(i * r + t)] = lap_vt[static_cast<size_t>(t + i * mn)];
+    }
+  }
+  NormalizeSigns(&out);
+  return out;
+}
+
 StatusOr<TruncatedSvd> ComputeTruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank,
                                            const SvdOptions& options) {
-  if (m < 1 || n < 1) {
-    return InvalidArgument("matrix dimensions " + DimsString(m, n) + " must both be at least 1");
+  KFC_RETURN_IF_ERROR(ValidateSvdArguments(a, m, n, rank, options));
+  KFC_RETURN_IF_ERROR(ScanFinite(a, m, n).status());
+  if (ChooseSvdMethod(m, n, rank, options) == SvdMethod::kExact) {
+    std::vector<double> work;
+    try {
+      work.assign(a, a + m * n);  // dgesdd destroys its input
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate the exact SVD of the " + DimsString(m, n) + " matrix");
+    }
+    return ExactSvdInPlace(work.data(), m, n, rank);
   }
-  if (m > kInt64Max / n || static_cast<uint64_t>(m * n) > std::vector<double>().max_size()) {
-    return InvalidArgument("matrix " + DimsString(m, n) + " has too many elements to index");
-  }
-  const int64_t mn = std::min(m, n);
-  if (rank < 1 || rank > mn) {
-    return InvalidArgument("rank " + std::to_string(rank) + " must be in [1, " +
-                           std::to_string(mn) + "] for the " + DimsString(m, n) + " matrix");
-  }
-  if (options.oversampling < 0) {
-    return InvalidArgument("SVD oversampling " + std::to_string(options.oversampling) +
-                           " must be at least 0");
-  }
-  if (options.power_iterations < 0) {
-    return InvalidArgument("SVD power iterations " + std::to_string(options.power_iterations) +
-                           " must be at least 0");
-  }
-  const SvdMethod method = ChooseSvdMethod(m, n, rank, options);
-  if (method == SvdMethod::kRandomized) {
-    KFC_RETURN_IF_ERROR(
-        ValidateRandomizedDims(m, n, SketchWidth(m, n, rank, options.oversampling)));
-  } else {
-    KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "matrix"));
-  }
-  if (a == nullptr) return InvalidArgument("matrix " + DimsString(m, n) + " has no data (null)");
-  KFC_RETURN_IF_ERROR(ScanFinite(a, m, n));
+  TruncatedSvd out = EmptyResult(m, n, rank);
+  KFC_RETURN_IF_ERROR(RandomizedSvd(DoubleOperator(a, m, n), m, n, options, &out));
+  NormalizeSigns(&out);
+  return out;
+}
 
-  TruncatedSvd out;
-  out.rows = m;
-  out.cols = n;
-  out.rank = rank;
-  if (method == SvdMethod::kRandomized) {
-    KFC_RETURN_IF_ERROR(RandomizedSvd(a, m, n, options, &out));
-  } else {
-    KFC_RETURN_IF_ERROR(ExactSvd(a, m, n, &out));
+StatusOr<TruncatedSvd> ComputeTruncatedSvd(const float* a, int64_t m, int64_t n, int64_t rank,
+                                           const SvdOptions& options) {
+  KFC_RETURN_IF_ERROR(ValidateSvdArguments(a, m, n, rank, options));
+  KFC_ASSIGN_OR_RETURN(const double norm2, ScanFinite(a, m, n));
+  if (ChooseSvdMethod(m, n, rank, options) == SvdMethod::kExact) {
+    std::vector<double> work;
+    try {
+      work.assign(a, a + m * n);
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate the exact SVD of the " + DimsString(m, n) + " matrix");
+    }
+    return ExactSvdInPlace(work.data(), m, n, rank);
+  }
+  const bool float32 = options.precision != SvdPrecision::kFloat64;
+  TruncatedSvd out = EmptyResult(m, n, rank);
+  KFC_RETURN_IF_ERROR(RandomizedSvd(
+      FloatOperator(a, m, n, float32 ? PassPrecision::kFloat32 : PassPrecision::kFloat64), m, n,
+      options, &out));
+  out.float32_passes = float32;
+  if (float32 && options.precision == SvdPrecision::kAuto) {
+    double kept = 0.0;
+    for (double s : out.s) kept += s * s;
+    const double residual = std::max(0.0, norm2 - kept);
+    if (residual < kFloat32MinRelativeError * kFloat32MinRelativeError * norm2) {
+      out = EmptyResult(m, n, rank);
+      KFC_RETURN_IF_ERROR(
+          RandomizedSvd(FloatOperator(a, m, n, PassPrecision::kFloat64), m, n, options, &out));
+    }
   }
   NormalizeSigns(&out);
   return out;

@@ -13,6 +13,16 @@
 // Both paths return the exact singular triplets of an orthogonal projection of A: the returned
 // U_r S_r V_r^T equals U_r U_r^T A, so ||A - U_r S_r V_r^T||_F^2 = ||A||_F^2 - sum_t s_t^2 holds
 // (up to rounding) for the returned triplets, and each randomized s_t is at most the exact s_t.
+//
+// Mixed precision (the float overload, randomized path): the 2q + 1 passes that only shape the
+// subspace (A Omega, the power iterations) run in float32 (sgemm on A itself); Q stays
+// orthonormal in double (QR in double), and the last pass B^T = A^T Q accumulates in double, so
+// the identity above, and with it the error accounting, holds to double rounding whatever the
+// precision of the earlier passes. Float32 only makes Q a little less good than float64 would:
+// its rounding (about 2^-24 sqrt(n) relative per product) perturbs the subspace by that much and
+// costs up to about its square in captured energy. That is invisible unless the relative error
+// ||A - U_r S_r V_r^T|| / ||A|| is itself small; so under SvdPrecision::kAuto a float32 result
+// whose relative error is below kFloat32MinRelativeError is recomputed with float64 passes.
 // This header includes no ONNX or protobuf headers.
 #pragma once
 
@@ -35,6 +45,11 @@ struct TruncatedSvd {
   // V_r^T, rank x cols, row-major: vt[t*cols + j] = V[j, t] (the t-th right singular vector is
   // contiguous).
   std::vector<double> vt;
+  // Exact path: every singular value of A (min(m, n) of them), descending. Empty on the randomized
+  // path.
+  std::vector<double> spectrum;
+  // Randomized path of the float overload: the subspace passes ran in float32.
+  bool float32_passes = false;
 };
 
 enum class SvdMethod {
@@ -42,6 +57,25 @@ enum class SvdMethod {
   kExact,       // LAPACK dgesdd of the whole matrix, then truncation
   kRandomized,  // randomized range finder + dgesdd of the small projected matrix
 };
+
+// Precision of the randomized path's subspace passes over a float32 matrix (the float overload of
+// ComputeTruncatedSvd; the double overload always works in double). The last pass and everything
+// after it are double in every case.
+enum class SvdPrecision {
+  kAuto,     // float32, redone in float64 when the result's relative error is below
+             // kFloat32MinRelativeError
+  kFloat32,  // float32 whatever the result
+  kFloat64,  // double accumulation throughout
+};
+
+// Below this relative error ||A - A_r||_F / ||A||_F, float32 subspace passes are not accurate
+// enough under SvdPrecision::kAuto. Float32 rounding puts a floor of about 1e-7 (relative to ||A||)
+// under the error the subspace can reach, so it inflates an error e by about (1e-7 / e)^2 / 2.
+// Measured on 2048 x 2048 and 512 x 8192 matrices of exact rank 40 plus noise, at rank 40: float32
+// and float64 errors agreed to 6e-9 (relative) at e = 1e-3, 7e-7 at 1e-4, 8e-5 at 1e-5 and 4e-3
+// at 1e-6. At 1e-3 and above the loss is far below the randomized method's own gap to optimal
+// (up to about 1e-3 of the error); below it, float64 passes are used.
+constexpr double kFloat32MinRelativeError = 1e-3;
 
 struct SvdOptions {
   SvdMethod method = SvdMethod::kAuto;
@@ -53,6 +87,7 @@ struct SvdOptions {
   // Seed of the Gaussian test matrix (splitmix64 + Box-Muller, implemented here, so the stream
   // does not depend on the standard library).
   uint64_t seed = 0x6b6663;
+  SvdPrecision precision = SvdPrecision::kAuto;  // float overload only
 };
 
 // Fills `out` with standard normal samples from `seed`: splitmix64 + Box-Muller, pairwise, in
@@ -82,5 +117,17 @@ SvdMethod ChooseSvdMethod(int64_t m, int64_t n, int64_t rank, const SvdOptions& 
 //   Internal: a LAPACK routine failed (the message carries its name and info) or memory ran out.
 StatusOr<TruncatedSvd> ComputeTruncatedSvd(const double* a, int64_t m, int64_t n, int64_t rank,
                                            const SvdOptions& options = {});
+
+// The same for a float32 matrix, without a double copy of it on the randomized path (see "Mixed
+// precision" above; options.precision chooses). The exact path converts `a` to double first
+// (m * n doubles). Same errors as the double overload.
+StatusOr<TruncatedSvd> ComputeTruncatedSvd(const float* a, int64_t m, int64_t n, int64_t rank,
+                                           const SvdOptions& options = {});
+
+// The exact path on a matrix it may destroy: dgesdd of the m x n row-major `a` in place (no copy),
+// the top-`rank` triplets with ComputeTruncatedSvd's sign convention, and `spectrum` filled.
+// Validates nothing but LAPACK's integer limits (the caller has checked dimensions, rank and
+// finiteness); Internal when LAPACK fails or memory runs out.
+StatusOr<TruncatedSvd> ExactSvdInPlace(double* a, int64_t m, int64_t n, int64_t rank);
 
 }  // namespace kfc::kron

@@ -1,0 +1,55 @@
+// Building blocks of the randomized SVD and the shape search: products of a big float32 matrix
+// with thin blocks, in float32 (sgemm) or with double accumulation, plus the small dense pieces
+// (orthonormalization, Gram spectra) in double.
+//
+// Conventions, all sizes in elements:
+//   A is m x n, row-major float32 (element A[i, j] at a[i*n + j]); the same memory is A^T
+//   column-major (n x m, leading dimension n), which is how BLAS sees it, without any copy.
+//   Thin blocks are column-major double: X is n x l (leading dimension n), Y is m x l (leading
+//   dimension m).
+// The float32 products round each entry of A X to float (relative error about 2^-24 times the
+// square root of the inner dimension); the double ones convert a few rows of A at a time to double
+// (exact: every float is a double) and use dgemm, so they are as accurate as a float64 matrix.
+// Every function expects dimensions already validated (m, n, l >= 1, within BLAS's int) and
+// buffers of the stated sizes. This header includes no ONNX or protobuf headers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kfc/core/status.h"
+
+namespace kfc::kron {
+
+enum class PassPrecision {
+  kFloat32,  // sgemm on A itself; X and the result are rounded to float on the way
+  kFloat64,  // double accumulation: rows of A converted to double in small chunks, dgemm
+};
+
+// y (m x l) = A x, for x n x l.
+void MultiplyA(const float* a, int64_t m, int64_t n, const double* x, int64_t l, double* y,
+               PassPrecision precision);
+
+// z (n x l) = A^T y, for y m x l.
+void MultiplyAt(const float* a, int64_t m, int64_t n, const double* y, int64_t l, double* z,
+                PassPrecision precision);
+
+// Replaces the rows x l column-major `q` (leading dimension rows, rows >= l) by an orthonormal
+// basis of its range (Householder QR: dgeqrf then dorgqr). Internal error naming `what` when LAPACK
+// fails.
+Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what);
+
+// Eigenvalues of Y^T Y (the squared singular values of the rows x l column-major y, leading
+// dimension ld), descending, clamped at 0. Internal error naming `what` when LAPACK fails.
+StatusOr<std::vector<double>> GramEigenvalues(const double* y, int64_t rows, int64_t l, int64_t ld,
+                                              const std::string& what);
+
+// Every squared singular value of A (min(m, n) of them), descending: the eigenvalues of the Gram
+// matrix of A's shorter side, accumulated in double (chunks of A converted to double, dsyrk), so
+// every energy sum_{t<k} s_t^2 is exact to double rounding. Costs m n min(m, n) flops and
+// min(m, n)^2 doubles. Internal naming `what` when LAPACK fails or memory runs out.
+StatusOr<std::vector<double>> SquaredSingularValues(const float* a, int64_t m, int64_t n,
+                                                    const std::string& what);
+
+}  // namespace kfc::kron
