@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "kfc/io/model_io.h"
+#include "kfc/io/npy.h"
 #include "kfc_report.pb.h"
 #include "tests/support/test_util.h"
 
@@ -497,6 +499,72 @@ TEST(CliExternalDataTest, OutputsMayNotOverwriteTheInputsDataOrEachOther) {
                    1, "are the same file");
   EXPECT_EQ(ReadFile(dir.File("w.data")), data);
   EXPECT_EQ(dir.List(), (std::vector<std::string>{"model.onnx", "w.data"}));
+}
+
+}  // namespace
+}  // namespace kfc
+
+namespace kfc {
+namespace {
+
+// A probe of the digits MLP and DIR holding its sidecar plus rows for every exposed tensor.
+std::string CalibrationDir(const TempDir& dir) {
+  auto r = Cli({kDigits, "--calibration-probe", dir.File("probe.onnx")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::filesystem::create_directory(dir.File("acts"));
+  std::filesystem::copy_file(dir.File("probe.calib.json"), dir.File("acts/kfc_calibration.json"));
+  const std::pair<const char*, int64_t> tensors[] = {
+      {"kfc_calib_0", 64}, {"kfc_calib_1", 256}, {"kfc_calib_2", 128}};
+  for (const auto& [name, k] : tensors) {
+    EXPECT_TRUE(io::WriteNpy(dir.File(std::string("acts/") + name + ".npy"), {40, k},
+                             testing::RandomVector(static_cast<size_t>(40 * k), 3))
+                    .ok());
+  }
+  return dir.File("acts");
+}
+
+TEST(CliCalibrationTest, ProbeThenCalibratedRunReportsBothErrors) {
+  TempDir dir;
+  const std::string acts = CalibrationDir(dir);
+  auto r = Cli({kDigits, "-r", "8", "--calibration", acts, "-o", dir.File("out.onnx"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.calibration(), acts);
+  for (const auto& l : rep.layers()) {
+    if (!l.compressed()) continue;
+    EXPECT_TRUE(l.calibrated()) << l.node_name();
+    EXPECT_GE(l.data_relative_error(), 0.0);
+    EXPECT_LE(l.data_relative_error(), l.weight_only_data_relative_error() + 1e-12);
+  }
+}
+
+TEST(CliCalibrationTest, BadCalibrationDataIsAClearErrorAndWritesNothing) {
+  TempDir dir;
+  const std::string acts = CalibrationDir(dir);
+  const std::string out = dir.File("out.onnx");
+  // Rows whose last dim is not the layer's K.
+  ASSERT_TRUE(
+      io::WriteNpy(acts + "/kfc_calib_1.extra.npy", {4, 10}, std::vector<float>(40, 1.f)).ok());
+  ExpectCleanError(Cli({kDigits, "-r", "4", "--calibration", acts, "-o", out}), 1,
+                   "does not end in K = 256");
+  std::filesystem::remove(acts + "/kfc_calib_1.extra.npy");
+  // NaN in an activation.
+  std::vector<float> nan_rows(64 * 2, 0.5f);
+  nan_rows[70] = NAN;
+  ASSERT_TRUE(io::WriteNpy(acts + "/kfc_calib_0.z.npy", {2, 64}, nan_rows).ok());
+  ExpectCleanError(Cli({kDigits, "-r", "4", "--calibration", acts, "-o", out}), 1,
+                   "kfc_calib_0.z.npy': activation has a NaN at row");
+  std::filesystem::remove(acts + "/kfc_calib_0.z.npy");
+  // A sidecar from another model.
+  const std::string fashion = std::string(KFC_SOURCE_DIR) + "/testdata/fashion_mlp.onnx";
+  ExpectCleanError(Cli({fashion, "-r", "4", "--calibration", acts, "-o", out}), 1,
+                   "was made for a different model");
+  // No sidecar at all.
+  std::filesystem::remove(acts + "/kfc_calibration.json");
+  ExpectCleanError(Cli({kDigits, "-r", "4", "--calibration", acts, "-o", out}), 1,
+                   "no kfc_calibration.json");
+  EXPECT_FALSE(std::filesystem::exists(out));
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 //   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense
 //   ..
 //   --external-data: write both outputs with external data (OUT.data next to each).
+//   --calibration DIR: calibrated factors; the dense model then also adds each layer's bias
+//   correction with an Add right after the layer.
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
 // compressed too, so full rank can be tested), or as the budget mode decides, and writes OUT_C,
 // plus OUT_D: the original model with each compressed weight replaced by its dense reconstruction
@@ -11,6 +13,7 @@
 // {"layers_compressed": n} on stdout.
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "kfc/io/model_io.h"
@@ -47,6 +50,8 @@ int main(int argc, char** argv) {
       options.ratio = std::atof(argv[++i]);
     } else if (arg == "--max-error" && has_value) {
       options.max_error = std::atof(argv[++i]);
+    } else if (arg == "--calibration" && has_value) {
+      options.calibration_dir = argv[++i];
     } else if (arg == "--shape" && has_value) {
       auto shape = kfc::pipeline::ShapePolicy::Parse(argv[++i]);
       if (!shape.ok()) return Fail(shape.status().message());
@@ -82,6 +87,7 @@ int main(int argc, char** argv) {
 
   onnx::ModelProto reference = *model;
   int compressed_layers = 0;
+  std::map<int, onnx::NodeProto> corrections;  // main-graph node index -> Add placed after it
   for (const auto& layer : result->layers) {
     if (!layer.factors) continue;
     ++compressed_layers;
@@ -114,6 +120,31 @@ int main(int argc, char** argv) {
       graph = step.graph < 0 ? attr->mutable_g() : attr->mutable_graphs(step.graph);
     }
     graph->mutable_node(c.node_index)->set_input(c.weight_first ? 0 : 1, name);
+    if (!layer.bias_correction.empty()) {  // calibration: y + alpha * mu^T (W - W_hat)
+      std::vector<float> corr = layer.bias_correction;
+      for (float& v : corr) v *= c.op_type == "Gemm" ? c.alpha : 1.0f;
+      const std::string corr_name = "kfc_reference/" + c.node_name + ".bias_correction";
+      *graph->add_initializer() = kfc::tensor::EncodeFromFloat(corr_name, c.dtype, {c.n}, corr);
+      auto* node = graph->mutable_node(c.node_index);
+      const std::string out = node->output(0);
+      node->set_output(0, out + "/kfc_reference_uncorrected");
+      onnx::NodeProto add;
+      add.set_op_type("Add");
+      add.set_name(c.node_name + "/kfc_reference_correction");
+      add.add_input(out + "/kfc_reference_uncorrected");
+      add.add_input(corr_name);
+      add.add_output(out);
+      corrections[c.node_index] = add;  // calibrated layers are in the main graph
+    }
+  }
+  if (!corrections.empty()) {  // keep the nodes topologically sorted
+    google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+    nodes.Swap(reference.mutable_graph()->mutable_node());
+    for (int i = 0; i < nodes.size(); ++i) {
+      *reference.mutable_graph()->add_node() = nodes.Get(i);
+      auto it = corrections.find(i);
+      if (it != corrections.end()) *reference.mutable_graph()->add_node() = it->second;
+    }
   }
   if (auto s = Write(std::move(result->model), compressed, external_data); !s.ok()) {
     return Fail(s.message());
