@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 STYLES = {"balanced": ("tab:blue", "o"), "lowrank": ("tab:orange", "s"),
-          "auto": ("tab:green", "^")}
+          "auto": ("tab:green", "^"), "auto+calibration": ("tab:red", "D")}
 
 
 def read_rows(path):
@@ -53,7 +53,7 @@ def main():
                         for r in ok if r["policy"] == policy)
         color, marker = STYLES.get(policy, (None, "D"))
         xs, ys, labels = zip(*points)
-        ax.plot(xs, ys, marker=marker, color=color, label=f"--shape {policy}")
+        ax.plot(xs, ys, marker=marker, color=color, label=f"--shape {policy}".replace("+calibration", " --calibration"))
         if policy == "balanced":  # one set of labels: the policies share their targets
             for x, y, label in points:
                 ax.annotate(f"{flag} {label}", (x, y), textcoords="offset points",
