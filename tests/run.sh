@@ -20,3 +20,6 @@ cmake -S . -B build-asan -DKFC_BUILD_TESTS=ON -DKFC_BUILD_BENCH=OFF -DKFC_SANITI
   -DCMAKE_BUILD_TYPE=Debug
 cmake --build build-asan -j"$(nproc)"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+
+# The loader/matcher fuzz target (libFuzzer, clang, ASan + UBSan) for a bounded time.
+bash tests/fuzz/run_fuzzer.sh "${KFC_FUZZ_SECONDS:-60}"
