@@ -1,5 +1,6 @@
 // kfc-compress: parse options, run the pipeline, render the report, map to an exit code.
 #include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <exception>
@@ -65,6 +66,26 @@ bool SameFile(const std::string& a, const std::string& b) {
   return !ec1 && !ec2 && ca == cb;
 }
 
+// The progress line on a terminal: rewritten in place with \r, finished with a newline at the end
+// of each phase.
+void ShowProgress(const kfc::pipeline::Progress& p) {
+  constexpr double kMb = 1024.0 * 1024.0;
+  char line[160];
+  std::string eta;
+  if (p.bytes_done > 0 && p.layers_done < p.layers_total) {
+    eta = ", ETA " +
+          std::to_string(static_cast<int64_t>(
+              p.elapsed_s * (p.bytes_total - p.bytes_done) / p.bytes_done + 0.5)) +
+          " s";
+  }
+  std::snprintf(line, sizeof(line), "\rkfc-compress: %s %lld/%lld layers, %.1f/%.1f MB, %.1f s%s",
+                p.phase.c_str(), static_cast<long long>(p.layers_done),
+                static_cast<long long>(p.layers_total), p.bytes_done / kMb, p.bytes_total / kMb,
+                p.elapsed_s, eta.c_str());
+  std::fprintf(stderr, "%-90s%s", line, p.layers_done == p.layers_total ? "\n" : "");
+  std::fflush(stderr);
+}
+
 int Run(int argc, char** argv) {
   kfc::tool::ParseOutcome parsed = kfc::tool::ParseCommandLine(argc, argv);
   if (parsed.exit_now) return parsed.exit_code;
@@ -98,7 +119,11 @@ int Run(int argc, char** argv) {
     return Fail(
         kfc::InvalidArgument("--report and --plan-out are the same file '" + o.plan_out + "'"));
   }
-  auto report = kfc::pipeline::CompressFile(o.input, o.output, o.pipeline, o.dry_run);
+  kfc::pipeline::Options pipeline_options = o.pipeline;
+  // A progress line only for people: on a terminal, at the default verbosity (-v logs each layer
+  // instead, -q wants silence).
+  if (o.verbosity == 0 && isatty(STDERR_FILENO)) pipeline_options.progress = ShowProgress;
+  auto report = kfc::pipeline::CompressFile(o.input, o.output, pipeline_options, o.dry_run);
   if (!report.ok()) return Fail(report.status());
 
   // All or nothing: when the report cannot be delivered, the model written above goes too.

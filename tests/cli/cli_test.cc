@@ -569,3 +569,29 @@ TEST(CliCalibrationTest, BadCalibrationDataIsAClearErrorAndWritesNothing) {
 
 }  // namespace
 }  // namespace kfc
+
+namespace kfc {
+namespace {
+
+TEST(CliProgressTest, ProgressLineOnlyOnATerminalAndNotWithQuiet) {
+  TempDir dir;
+  // Not a terminal (pipes): no progress line.
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("a.onnx")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  // On a pseudo-terminal (util-linux script): phases with layers done/total, MB and elapsed time.
+  const std::string cmd = kBin + " " + kDigits + " -r 4 -o " + dir.File("b.onnx") + " >/dev/null";
+  r = testing::RunProcess({"/usr/bin/script", "-qec", cmd, "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("\rkfc-compress: deciding 3/3 layers, 0.2/0.2 MB"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("\rkfc-compress: factorizing 3/3 layers"), std::string::npos) << r.out;
+  // -q on a terminal: nothing but errors.
+  const std::string quiet = cmd + " -q";
+  r = testing::RunProcess({"/usr/bin/script", "-qec", quiet, "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.find("layers,"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace kfc

@@ -447,6 +447,37 @@ Status BuildRatioOptions(const ShapePolicy& policy, const match::LayerCandidate&
   return Status::Ok();
 }
 
+// Reports a phase's progress through Options::progress (a no-op when that is empty).
+class ProgressMeter {
+ public:
+  ProgressMeter(const Options& o, std::string phase,
+                const std::vector<match::LayerCandidate>& layers)
+      : callback_(o.progress), start_(Clock::now()) {
+    p_.phase = std::move(phase);
+    p_.layers_total = static_cast<int64_t>(layers.size());
+    for (const auto& c : layers) {
+      bytes_.push_back(static_cast<double>(c.k) * static_cast<double>(c.n) *
+                       static_cast<double>(tensor::DTypeSize(c.dtype)));
+      p_.bytes_total += bytes_.back();
+    }
+  }
+  // Before layer i (i == total: the phase is done).
+  void At(size_t i) {
+    if (!callback_) return;
+    p_.layers_done = static_cast<int64_t>(i);
+    p_.bytes_done = 0;
+    for (size_t j = 0; j < i && j < bytes_.size(); ++j) p_.bytes_done += bytes_[j];
+    p_.elapsed_s = SecondsSince(start_);
+    callback_(p_);
+  }
+
+ private:
+  const std::function<void(const Progress&)>& callback_;
+  Clock::time_point start_;
+  Progress p_;
+  std::vector<double> bytes_;
+};
+
 // Everything the pipeline knows about one Gemm/MatMul while it works.
 struct LayerState {
   const match::LayerCandidate* c = nullptr;
@@ -715,7 +746,11 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
   std::vector<rewrite::KronRewrite> rewrites;
   std::map<std::string, kron::WeightedFactors> factor_cache;  // by FactorKey
   std::map<std::string, std::string> emitted;                 // identical stacked factors -> layer
+  std::vector<match::LayerCandidate> layers;
+  for (const auto& st : *states) layers.push_back(*st.c);
+  ProgressMeter meter(o, "factorizing", layers);
   for (size_t i = 0; i < states->size(); ++i) {
+    meter.At(i);
     LayerState& s = (*states)[i];
     const match::LayerCandidate& c = *s.c;
     report::LayerReport* lr = s.lr;
@@ -825,6 +860,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     (*results)[i].bias_correction = wf.bias_correction;
     rewrites.push_back({c, std::move(f), order, std::move(wf.bias_correction)});
   }
+  meter.At(states->size());
   return rewrites;
 }
 
@@ -863,7 +899,9 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   // Selection, then each layer's decision (--ratio decides its layers together afterwards).
   start = Clock::now();
   std::vector<LayerState> states(candidates.size());
+  ProgressMeter deciding(options, "deciding", candidates);
   for (size_t i = 0; i < candidates.size(); ++i) {
+    deciding.At(i);
     const match::LayerCandidate& c = candidates[i];
     LayerState& s = states[i];
     s.c = &c;
@@ -932,6 +970,7 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
     s.dec = std::move(*d);
   }
   if (options.ratio > 0) KFC_RETURN_IF_ERROR(AllocateRatio(options, model, &states, &rep));
+  deciding.At(candidates.size());
 
   KFC_ASSIGN_OR_RETURN(std::vector<rewrite::KronRewrite> rewrites,
                        Factorize(options, model, &states, &result.layers));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,17 @@ inline constexpr int64_t kMaxIrVersion = 10;
 // the shapes tied for fewest parameters per term (one singular-value pass each); above it, the
 // squarest of them (the exact search would cost several full SVDs per layer).
 inline constexpr int64_t kTieSearchMaxElements = int64_t{1} << 20;
+
+// Where a run is, for a progress display: called before each layer of each phase and once at
+// the end of the phase (layers_done == layers_total).
+struct Progress {
+  std::string phase;  // "deciding" (shapes, ranks, spectra) or "factorizing"
+  int64_t layers_done = 0;
+  int64_t layers_total = 0;
+  double bytes_done = 0;   // weight bytes of the layers done
+  double bytes_total = 0;  // weight bytes of all Gemm/MatMul layers
+  double elapsed_s = 0;    // since the phase started
+};
 
 // Exactly one mode sets each layer's budget: -r (rank), --max-error, or --ratio; with a --plan,
 // the mode is optional and applies to the layers no plan entry matches.
@@ -56,6 +68,7 @@ struct Options {
   // How CompressFile writes the output: --external-data[=FILE], --external-data-threshold, and
   // the automatic switch to external data above protobuf's 2 GiB limit.
   io::SaveOptions save;
+  std::function<void(const Progress&)> progress;  // optional: see Progress
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate
