@@ -16,8 +16,8 @@ inline constexpr int kExitGateFailed = 3;
 struct CliOptions {
   std::string input;
   std::string output;
-  std::string report_path;  // --report FILE.json
-  std::string plan_out;     // --plan-out FILE
+  std::string report_path;        // --report FILE.json
+  std::string plan_out;           // --plan-out FILE
   std::string calibration_probe;  // --calibration-probe FILE: write the probe and exit
   bool json = false;
   bool dry_run = false;

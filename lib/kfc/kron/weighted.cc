@@ -145,6 +145,64 @@ bool SolveSpd(std::vector<double> g, int64_t n, std::vector<double>* b, int64_t 
   return false;
 }
 
+// One ALS half-step: the factors X_t (rows x cols each, r of them) that minimize tr(D^T C D) with
+// the other factors Y_t (yrows x ycols) fixed. For the A-step (X = A, Y = B) the normal equations
+// are G[(t,i),(s,k)] = (R_C vec(B_t B_s^T))[(i,k)] and rhs[(t,i), j] = (R_CW vec B_t)[(i,j)]; the
+// B-step is the same with R_C and R_CW transposed (`transposed`) and the roles of A and B swapped.
+// R_C is k1^2 x k2^2 and R_CW is (k1 n1) x (k2 n2) as stored, whichever step runs. The columns j
+// are independent and share G. False when G cannot be factorized (X is then left as it was).
+bool AlsHalfStep(const std::vector<double>& rc, const std::vector<double>& rcw, bool transposed,
+                 int64_t r, int64_t rows, int64_t cols, int64_t yrows, int64_t ycols,
+                 const std::vector<double>& y, std::vector<double>* x) {
+  const int64_t sx = rows * cols, sy = yrows * ycols;
+  const auto op = transposed ? CblasTrans : CblasNoTrans;
+  // Y_t Y_u^T for every pair, as columns (t, u) of a yrows^2 x r^2 matrix.
+  std::vector<double> p(static_cast<size_t>(yrows * yrows * r * r));
+  std::vector<double> ptu(static_cast<size_t>(yrows * yrows));
+  for (int64_t t = 0; t < r; ++t) {
+    for (int64_t u = 0; u < r; ++u) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(yrows), I(yrows), I(ycols), 1.0,
+                  &y[static_cast<size_t>(t * sy)], I(ycols), &y[static_cast<size_t>(u * sy)],
+                  I(ycols), 0.0, ptu.data(), I(yrows));
+      for (int64_t e = 0; e < yrows * yrows; ++e) {
+        p[static_cast<size_t>(e * r * r + t * r + u)] = ptu[static_cast<size_t>(e)];
+      }
+    }
+  }
+  std::vector<double> m(static_cast<size_t>(rows * rows * r * r));  // (i,k) x (t,u)
+  cblas_dgemm(CblasRowMajor, op, CblasNoTrans, I(rows * rows), I(r * r), I(yrows * yrows), 1.0,
+              rc.data(), I(transposed ? rows * rows : yrows * yrows), p.data(), I(r * r), 0.0,
+              m.data(), I(r * r));
+  const int64_t n = r * rows;
+  std::vector<double> g(static_cast<size_t>(n * n));
+  for (int64_t t = 0; t < r; ++t)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t u = 0; u < r; ++u)
+        for (int64_t k = 0; k < rows; ++k)
+          g[static_cast<size_t>((t * rows + i) * n + u * rows + k)] =
+              m[static_cast<size_t>((i * rows + k) * r * r + t * r + u)];
+  std::vector<double> ymat(static_cast<size_t>(sy * r));  // column t = vec(Y_t)
+  for (int64_t t = 0; t < r; ++t)
+    for (int64_t e = 0; e < sy; ++e)
+      ymat[static_cast<size_t>(e * r + t)] = y[static_cast<size_t>(t * sy + e)];
+  std::vector<double> rhs(static_cast<size_t>(sx * r));  // (i,j) x t
+  cblas_dgemm(CblasRowMajor, op, CblasNoTrans, I(sx), I(r), I(sy), 1.0, rcw.data(),
+              I(transposed ? sx : sy), ymat.data(), I(r), 0.0, rhs.data(), I(r));
+  std::vector<double> sol(static_cast<size_t>(n * cols));  // (t,i) x j
+  for (int64_t t = 0; t < r; ++t)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        sol[static_cast<size_t>((t * rows + i) * cols + j)] =
+            rhs[static_cast<size_t>((i * cols + j) * r + t)];
+  if (!SolveSpd(std::move(g), n, &sol, cols)) return false;
+  for (int64_t t = 0; t < r; ++t)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        (*x)[static_cast<size_t>(t * sx + i * cols + j)] =
+            sol[static_cast<size_t>((t * rows + i) * cols + j)];
+  return true;
+}
+
 // Alternating least squares on the factors (double, A: r x k1 x n1, B: r x k2 x n2) for the exact
 // objective tr(D^T C D). Returns the iterations run.
 int RefineAls(const std::vector<double>& c, const std::vector<double>& w, const KronShape& s,
@@ -173,93 +231,8 @@ int RefineAls(const std::vector<double>& c, const std::vector<double>& w, const 
   double last = objective();
   int it = 0;
   for (; it < max_iterations; ++it) {
-    // A-step: G[(t,i),(s,k)] = (R_C vec(B_t B_s^T))[(i,k)], rhs[(t,i), j] = (R_CW vec B_t)[(i,j)].
-    {
-      std::vector<double> p(static_cast<size_t>(k2 * k2 * r * r));
-      std::vector<double> pts(static_cast<size_t>(k2 * k2));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t u = 0; u < r; ++u) {
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k2), I(k2), I(n2), 1.0,
-                      &(*b)[static_cast<size_t>(t * sb)], I(n2), &(*b)[static_cast<size_t>(u * sb)],
-                      I(n2), 0.0, pts.data(), I(k2));
-          for (int64_t e = 0; e < k2 * k2; ++e)
-            p[static_cast<size_t>(e * r * r + t * r + u)] = pts[e];
-        }
-      std::vector<double> m(static_cast<size_t>(k1 * k1 * r * r));
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(k1 * k1), I(r * r), I(k2 * k2), 1.0,
-                  rc.data(), I(k2 * k2), p.data(), I(r * r), 0.0, m.data(), I(r * r));
-      const int64_t n = r * k1;
-      std::vector<double> g(static_cast<size_t>(n * n));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t i = 0; i < k1; ++i)
-          for (int64_t u = 0; u < r; ++u)
-            for (int64_t k = 0; k < k1; ++k)
-              g[static_cast<size_t>((t * k1 + i) * n + u * k1 + k)] =
-                  m[static_cast<size_t>((i * k1 + k) * r * r + t * r + u)];
-      std::vector<double> bmat(static_cast<size_t>(sb * r));  // column t = vec(B_t)
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t e = 0; e < sb; ++e)
-          bmat[static_cast<size_t>(e * r + t)] = (*b)[static_cast<size_t>(t * sb + e)];
-      std::vector<double> rhs_a(static_cast<size_t>(sa * r));
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(sa), I(r), I(sb), 1.0, rcw.data(),
-                  I(sb), bmat.data(), I(r), 0.0, rhs_a.data(), I(r));
-      std::vector<double> x(static_cast<size_t>(n * n1));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t i = 0; i < k1; ++i)
-          for (int64_t j = 0; j < n1; ++j)
-            x[static_cast<size_t>((t * k1 + i) * n1 + j)] =
-                rhs_a[static_cast<size_t>((i * n1 + j) * r + t)];
-      if (!SolveSpd(std::move(g), n, &x, n1)) break;
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t i = 0; i < k1; ++i)
-          for (int64_t j = 0; j < n1; ++j)
-            (*a)[static_cast<size_t>(t * sa + i * n1 + j)] =
-                x[static_cast<size_t>((t * k1 + i) * n1 + j)];
-    }
-    // B-step: G[(t,p),(s,u)] = (R_C^T vec(A_t A_s^T))[(p,u)], rhs[(t,p), q] = (R_CW^T vec
-    // A_t)[(p,q)].
-    {
-      std::vector<double> qm(static_cast<size_t>(k1 * k1 * r * r));
-      std::vector<double> qts(static_cast<size_t>(k1 * k1));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t u = 0; u < r; ++u) {
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k1), I(k1), I(n1), 1.0,
-                      &(*a)[static_cast<size_t>(t * sa)], I(n1), &(*a)[static_cast<size_t>(u * sa)],
-                      I(n1), 0.0, qts.data(), I(k1));
-          for (int64_t e = 0; e < k1 * k1; ++e)
-            qm[static_cast<size_t>(e * r * r + t * r + u)] = qts[e];
-        }
-      std::vector<double> m(static_cast<size_t>(k2 * k2 * r * r));
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k2 * k2), I(r * r), I(k1 * k1), 1.0,
-                  rc.data(), I(k2 * k2), qm.data(), I(r * r), 0.0, m.data(), I(r * r));
-      const int64_t n = r * k2;
-      std::vector<double> g(static_cast<size_t>(n * n));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t pp = 0; pp < k2; ++pp)
-          for (int64_t u = 0; u < r; ++u)
-            for (int64_t uu = 0; uu < k2; ++uu)
-              g[static_cast<size_t>((t * k2 + pp) * n + u * k2 + uu)] =
-                  m[static_cast<size_t>((pp * k2 + uu) * r * r + t * r + u)];
-      std::vector<double> amat(static_cast<size_t>(sa * r));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t e = 0; e < sa; ++e)
-          amat[static_cast<size_t>(e * r + t)] = (*a)[static_cast<size_t>(t * sa + e)];
-      std::vector<double> rhs_b(static_cast<size_t>(sb * r));
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(sb), I(r), I(sa), 1.0, rcw.data(),
-                  I(sb), amat.data(), I(r), 0.0, rhs_b.data(), I(r));
-      std::vector<double> x(static_cast<size_t>(n * n2));
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t pp = 0; pp < k2; ++pp)
-          for (int64_t q = 0; q < n2; ++q)
-            x[static_cast<size_t>((t * k2 + pp) * n2 + q)] =
-                rhs_b[static_cast<size_t>((pp * n2 + q) * r + t)];
-      if (!SolveSpd(std::move(g), n, &x, n2)) break;
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t pp = 0; pp < k2; ++pp)
-          for (int64_t q = 0; q < n2; ++q)
-            (*b)[static_cast<size_t>(t * sb + pp * n2 + q)] =
-                x[static_cast<size_t>((t * k2 + pp) * n2 + q)];
-    }
+    if (!AlsHalfStep(rc, rcw, /*transposed=*/false, r, k1, n1, k2, n2, *b, a)) break;  // A
+    if (!AlsHalfStep(rc, rcw, /*transposed=*/true, r, k2, n2, k1, n1, *a, b)) break;   // B
     const double now = objective();
     const bool small_gain = last - now <= 1e-6 * last;
     last = now;

@@ -455,18 +455,19 @@ class ProgressMeter {
       : callback_(o.progress), start_(Clock::now()) {
     p_.phase = std::move(phase);
     p_.layers_total = static_cast<int64_t>(layers.size());
+    bytes_before_.push_back(0.0);  // bytes_before_[i]: weight bytes of layers 0 .. i-1
     for (const auto& c : layers) {
-      bytes_.push_back(static_cast<double>(c.k) * static_cast<double>(c.n) *
-                       static_cast<double>(tensor::DTypeSize(c.dtype)));
-      p_.bytes_total += bytes_.back();
+      bytes_before_.push_back(bytes_before_.back() +
+                              static_cast<double>(c.k) * static_cast<double>(c.n) *
+                                  static_cast<double>(tensor::DTypeSize(c.dtype)));
     }
+    p_.bytes_total = bytes_before_.back();
   }
   // Before layer i (i == total: the phase is done).
   void At(size_t i) {
     if (!callback_) return;
     p_.layers_done = static_cast<int64_t>(i);
-    p_.bytes_done = 0;
-    for (size_t j = 0; j < i && j < bytes_.size(); ++j) p_.bytes_done += bytes_[j];
+    p_.bytes_done = bytes_before_[std::min(i, bytes_before_.size() - 1)];
     p_.elapsed_s = SecondsSince(start_);
     callback_(p_);
   }
@@ -475,7 +476,7 @@ class ProgressMeter {
   const std::function<void(const Progress&)>& callback_;
   Clock::time_point start_;
   Progress p_;
-  std::vector<double> bytes_;
+  std::vector<double> bytes_before_;
 };
 
 // Everything the pipeline knows about one Gemm/MatMul while it works.
