@@ -135,6 +135,12 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.add_option("--min-params", min_params_text, "leave layers with fewer weight elements alone")
       ->default_val(pipeline::kDefaultMinParams)
       ->type_name("N");
+  std::string threads_text = "0";
+  app.add_option("-j,--threads", threads_text,
+                 "threads that read, decide and factorize layers (0: one per core); the output "
+                 "is the same bytes for any value")
+      ->default_val(0)
+      ->type_name("N");
   std::string shape;
   app.add_option("--shape", shape,
                  "'balanced' (default with -r): fewest parameters per term, ties broken by least "
@@ -192,6 +198,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   if (!ParseInt64(min_params_text, &o.pipeline.min_params)) {
     return fail("--min-params: expected a whole number, got '" + min_params_text + "'");
   }
+  int64_t threads = 0;
+  if (!ParseInt64(threads_text, &threads) || threads < 0 || threads > 1024) {
+    return fail("--threads: expected a whole number from 0 to 1024, got '" + threads_text + "'");
+  }
+  o.pipeline.threads = static_cast<int>(threads);
   if (!ParseInt64(threshold_text, &o.pipeline.save.threshold) || o.pipeline.save.threshold < 0) {
     return fail("--external-data-threshold: expected a whole number >= 0, got '" + threshold_text +
                 "'");

@@ -485,6 +485,107 @@ TEST_F(SaveExternalTest, FailureWritingTheModelLeavesNeitherFile) {
   EXPECT_TRUE(fs::is_empty(dir_.File("out.onnx")));
 }
 
+// --- large tensors left in their files (PrepareExternalData), read and copied on demand ---
+
+TEST(PrepareExternalDataTest, LargeTensorsStayExternalAndReadBackTheSameBytes) {
+  TempDir dir;
+  const std::string path = WriteExternalModel(dir.path(), "w.data", 4096, kWBytes);
+  auto model = LoadModel(path);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  ExternalDataReader reader(path);
+  auto stats = PrepareExternalData(&*model, &reader, kWBytes);  // W has exactly kWBytes: kept
+  ASSERT_TRUE(stats.ok()) << stats.status().message();
+  EXPECT_EQ(stats->tensors, 1);
+  EXPECT_EQ(stats->kept, 1);
+  EXPECT_EQ(stats->bytes, kWBytes);
+  const onnx::TensorProto& w = model->graph().initializer(0);
+  ASSERT_TRUE(tensor::HasExternalData(w));
+  EXPECT_EQ(ExternalDataBytes(*model), kWBytes);
+
+  auto bytes = reader.Read(w, "W");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().message();
+  auto inlined = Load(path);
+  ASSERT_TRUE(inlined.ok());
+  EXPECT_EQ(*bytes, inlined->graph().initializer(0).raw_data());
+  std::string copied;
+  int chunks = 0;
+  ASSERT_TRUE(reader
+                  .Copy(w, "W",
+                        [&](const char* data, size_t size) {
+                          copied.append(data, size);
+                          ++chunks;
+                          return Status::Ok();
+                        })
+                  .ok());
+  EXPECT_EQ(copied, *bytes);
+  EXPECT_EQ(chunks, 1);
+  // The checker sees a placeholder, not the data file (it would look in the working folder).
+  EXPECT_TRUE(pipeline::CheckModel(*model, "model").ok());
+  const onnx::ModelProto light = CopyForChecking(*model);
+  EXPECT_FALSE(tensor::HasExternalData(light.graph().initializer(0)));
+  EXPECT_EQ(light.graph().initializer(0).external_data_size(), 0);
+  EXPECT_EQ(light.graph().initializer(0).raw_data().size(), 4u);
+  EXPECT_EQ(light.graph().initializer(0).dims(1), 96);
+
+  // Below the threshold the tensor is read inline, as LoadExternalData does.
+  auto small = LoadModel(path);
+  ExternalDataReader reader2(path);
+  stats = PrepareExternalData(&*small, &reader2, kWBytes + 1);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->kept, 0);
+  EXPECT_TRUE(MessageDifferencer::Equals(*small, *inlined));
+}
+
+TEST(PrepareExternalDataTest, KeptTensorsAreCheckedLikeReadOnes) {
+  TempDir dir;
+  const std::string path = WriteExternalModel(dir.path(), "w.data", 4096, kWBytes + 4);
+  auto model = LoadModel(path);
+  ASSERT_TRUE(model.ok());
+  ExternalDataReader reader(path);
+  auto stats = PrepareExternalData(&*model, &reader, 1);
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(stats.status().message(), "initializer 'W'")) << stats.status().message();
+}
+
+TEST(SaveKeptExternalTest, KeptTensorsAreCopiedOrInlinedAsIfLoadedWhole) {
+  TempDir dir, whole_dir;
+  const std::string path = WriteExternalModel(dir.path(), "w.data", 4096, kWBytes);
+  auto model = LoadModel(path);
+  ASSERT_TRUE(model.ok());
+  ExternalDataReader reader(path);
+  ASSERT_TRUE(PrepareExternalData(&*model, &reader, 1).ok());
+  auto whole = Load(path);
+  ASSERT_TRUE(whole.ok());
+
+  // External output: W is copied from w.data into the output's data file; the model still refers
+  // to the input's file afterwards. Same bytes as saving the fully loaded model.
+  SaveOptions options;
+  options.external_data = true;
+  onnx::ModelProto kept = *model;
+  auto saved = SaveModel(&kept, dir.File("out.onnx"), options, &reader);
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  EXPECT_TRUE(MessageDifferencer::Equals(kept, *model));
+  ASSERT_TRUE(SaveModel(&*whole, whole_dir.File("out.onnx"), options).ok());
+  EXPECT_EQ(ReadAll(dir.File("out.onnx")), ReadAll(whole_dir.File("out.onnx")));
+  EXPECT_EQ(ReadAll(dir.File("out.onnx.data")), ReadAll(whole_dir.File("out.onnx.data")));
+
+  // Inline output: W is read into the model.
+  kept = *model;
+  saved = SaveModel(&kept, dir.File("inline.onnx"), SaveOptions{}, &reader);
+  ASSERT_TRUE(saved.ok()) << saved.status().message();
+  auto back = Load(dir.File("inline.onnx"));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->graph().initializer(0).raw_data(), whole->graph().initializer(0).raw_data());
+
+  // Without a reader the kept tensor cannot be written.
+  kept = *model;
+  saved = SaveModel(&kept, dir.File("no.onnx"), SaveOptions{});
+  ASSERT_FALSE(saved.ok());
+  EXPECT_TRUE(Contains(saved.status().message(), "no reader")) << saved.status().message();
+  EXPECT_FALSE(fs::exists(dir.File("no.onnx")));
+}
+
 // --- the pipeline: external input in, automatic external output ---
 
 TEST(CompressFileExternalTest, ExternalInputCompressesAndLargeOutputGoesExternal) {

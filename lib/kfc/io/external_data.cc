@@ -1,25 +1,21 @@
 #include "kfc/io/external_data.h"
 
 #include <fcntl.h>
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/message.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::io {
 namespace fs = std::filesystem;
 namespace {
-
-using google::protobuf::FieldDescriptor;
-using google::protobuf::Message;
-using google::protobuf::Reflection;
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
@@ -79,54 +75,6 @@ std::string Range(int64_t offset, int64_t length) {
   return "[offset " + std::to_string(offset) + ", length " + std::to_string(length) + "]";
 }
 
-// Copies the fields of `from` into the empty `to`, recursing into messages so that large
-// TensorProto raw_data is never copied whole.
-void CopyLight(const Message& from, Message* to) {
-  const Reflection* rf = from.GetReflection();
-  const Reflection* rt = to->GetReflection();
-  const bool is_tensor = from.GetDescriptor() == onnx::TensorProto::descriptor();
-  std::vector<const FieldDescriptor*> fields;
-  rf->ListFields(from, &fields);
-  for (const FieldDescriptor* f : fields) {
-    const bool repeated = f->is_repeated();
-    const int n = repeated ? rf->FieldSize(from, f) : 1;
-    if (is_tensor && f->number() == onnx::TensorProto::kRawDataFieldNumber) {
-      const auto& t = static_cast<const onnx::TensorProto&>(from);
-      const auto size = static_cast<int64_t>(t.raw_data().size());
-      const int64_t elem = std::max<int64_t>(tensor::DTypeSize(t.data_type()), 1);
-      rt->SetString(to, f,
-                    size > kCheckerInlineBytes ? t.raw_data().substr(0, elem) : t.raw_data());
-      continue;
-    }
-    switch (f->cpp_type()) {
-#define KFC_COPY_FIELD(CPPTYPE, Type)                                        \
-  case FieldDescriptor::CPPTYPE:                                             \
-    for (int i = 0; i < n; ++i) {                                            \
-      if (repeated) rt->Add##Type(to, f, rf->GetRepeated##Type(from, f, i)); \
-      if (!repeated) rt->Set##Type(to, f, rf->Get##Type(from, f));           \
-    }                                                                        \
-    break;
-      KFC_COPY_FIELD(CPPTYPE_INT32, Int32)
-      KFC_COPY_FIELD(CPPTYPE_INT64, Int64)
-      KFC_COPY_FIELD(CPPTYPE_UINT32, UInt32)
-      KFC_COPY_FIELD(CPPTYPE_UINT64, UInt64)
-      KFC_COPY_FIELD(CPPTYPE_DOUBLE, Double)
-      KFC_COPY_FIELD(CPPTYPE_FLOAT, Float)
-      KFC_COPY_FIELD(CPPTYPE_BOOL, Bool)
-      KFC_COPY_FIELD(CPPTYPE_ENUM, EnumValue)
-      KFC_COPY_FIELD(CPPTYPE_STRING, String)
-#undef KFC_COPY_FIELD
-      case FieldDescriptor::CPPTYPE_MESSAGE:
-        for (int i = 0; i < n; ++i) {
-          if (repeated) CopyLight(rf->GetRepeatedMessage(from, f, i), rt->AddMessage(to, f));
-          if (!repeated) CopyLight(rf->GetMessage(from, f), rt->MutableMessage(to, f));
-        }
-        break;
-    }
-  }
-  rt->MutableUnknownFields(to)->MergeFrom(rf->GetUnknownFields(from));
-}
-
 }  // namespace
 
 Status ForEachTensor(onnx::ModelProto* model, const TensorVisitor& fn) {
@@ -147,6 +95,7 @@ ExternalDataReader::~ExternalDataReader() {
 }
 
 std::vector<std::string> ExternalDataReader::Files() const {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> out;
   for (const auto& [path, file] : files_) out.push_back(path);
   return out;
@@ -183,6 +132,7 @@ StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::st
     return InvalidArgument(where + " resolves to " + Quote(canonical.string()) +
                            ", outside the model's folder " + Quote(folder.string()));
   }
+  std::lock_guard<std::mutex> lock(mu_);
   if (auto it = files_.find(canonical.string()); it != files_.end()) return &it->second;
   const int fd = ::open(canonical.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return IoError(where + ": cannot open: " + std::strerror(errno));
@@ -197,8 +147,8 @@ StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::st
   return &f;
 }
 
-StatusOr<std::string> ExternalDataReader::Read(const onnx::TensorProto& t,
-                                               const std::string& what) {
+StatusOr<ExternalDataReader::Extent> ExternalDataReader::Locate(const onnx::TensorProto& t,
+                                                                const std::string& what) {
   std::string location;
   std::string offset_text = "0", length_text;
   for (const auto& entry : t.external_data()) {
@@ -239,46 +189,101 @@ StatusOr<std::string> ExternalDataReader::Read(const onnx::TensorProto& t,
     return DataLoss(what + ": external data " + Range(offset, length) + " in " + Quote(location) +
                     " has " + std::to_string(length) + " bytes" + dims_text);
   }
-  std::string bytes(static_cast<size_t>(need), '\0');
+  return Extent{file, offset, need, location};
+}
+
+Status ExternalDataReader::ReadRange(const Extent& e, int64_t from, char* out, size_t size,
+                                     const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
   size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pread(file->fd, bytes.data() + done,
-                              std::min<size_t>(bytes.size() - done, size_t{1} << 30),
-                              static_cast<off_t>(offset + static_cast<int64_t>(done)));
+  while (done < size) {
+    const ssize_t n =
+        ::pread(e.file->fd, out + done, std::min<size_t>(size - done, size_t{1} << 30),
+                static_cast<off_t>(e.offset + from + static_cast<int64_t>(done)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      return IoError(what + ": reading external data " + Range(offset, need) + " from " +
-                     Quote(location) +
+      return IoError(what + ": reading external data " + Range(e.offset, e.length) + " from " +
+                     Quote(e.location) +
                      " failed: " + (n < 0 ? std::strerror(errno) : "file shrank"));
     }
     done += static_cast<size_t>(n);
   }
+  bytes_read_ += static_cast<int64_t>(size);
+  read_nanos_ +=
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count();
+  return Status::Ok();
+}
+
+StatusOr<std::string> ExternalDataReader::Read(const onnx::TensorProto& t,
+                                               const std::string& what) {
+  KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));
+  std::string bytes(static_cast<size_t>(e.length), '\0');
+  KFC_RETURN_IF_ERROR(ReadRange(e, 0, bytes.data(), bytes.size(), what));
   return bytes;
 }
 
-StatusOr<ExternalDataStats> LoadExternalData(onnx::ModelProto* model,
-                                             const std::string& model_path) {
-  ExternalDataReader reader(model_path);
+Status ExternalDataReader::Copy(const onnx::TensorProto& t, const std::string& what,
+                                const std::function<Status(const char*, size_t)>& sink) {
+  KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));
+  std::string chunk(static_cast<size_t>(std::min<int64_t>(e.length, kCopyChunkBytes)), '\0');
+  for (int64_t from = 0; from < e.length; from += static_cast<int64_t>(chunk.size())) {
+    const auto size = static_cast<size_t>(std::min<int64_t>(e.length - from, chunk.size()));
+    KFC_RETURN_IF_ERROR(ReadRange(e, from, chunk.data(), size, what));
+    KFC_RETURN_IF_ERROR(sink(chunk.data(), size));
+  }
+  return Status::Ok();
+}
+
+StatusOr<int64_t> ExternalDataReader::Check(const onnx::TensorProto& t, const std::string& what) {
+  KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));
+  return e.length;
+}
+
+StatusOr<ExternalDataStats> PrepareExternalData(onnx::ModelProto* model, ExternalDataReader* reader,
+                                                int64_t keep_from_bytes) {
   ExternalDataStats stats;
   KFC_RETURN_IF_ERROR(
       ForEachTensor(model, [&](onnx::TensorProto* t, const std::string& what) -> Status {
         if (tensor::HasExternalData(*t)) {
-          KFC_ASSIGN_OR_RETURN(std::string bytes, reader.Read(*t, what));
-          stats.bytes += static_cast<int64_t>(bytes.size());
+          KFC_ASSIGN_OR_RETURN(const int64_t length, reader->Check(*t, what));
+          stats.bytes += length;
           ++stats.tensors;
+          if (length >= keep_from_bytes) {
+            ++stats.kept;
+            return Status::Ok();
+          }
+          KFC_ASSIGN_OR_RETURN(std::string bytes, reader->Read(*t, what));
           t->clear_external_data();
           t->clear_data_location();
           t->mutable_raw_data()->swap(bytes);
         }
         return tensor::CheckInlineData(*t, what);
       }));
-  stats.files = reader.Files();
+  stats.files = reader->Files();
   return stats;
+}
+
+StatusOr<ExternalDataStats> LoadExternalData(onnx::ModelProto* model,
+                                             const std::string& model_path) {
+  ExternalDataReader reader(model_path);
+  return PrepareExternalData(model, &reader, std::numeric_limits<int64_t>::max());
+}
+
+int64_t ExternalDataBytes(const onnx::ModelProto& model) {
+  int64_t bytes = 0;
+  // ForEachTensor takes a mutable model; this visitor only reads.
+  (void)ForEachTensor(const_cast<onnx::ModelProto*>(&model),
+                      [&](onnx::TensorProto* t, const std::string&) -> Status {
+                        if (tensor::HasExternalData(*t)) bytes += tensor::StoredDataBytes(*t);
+                        return Status::Ok();
+                      });
+  return bytes;
 }
 
 onnx::ModelProto CopyForChecking(const onnx::ModelProto& model) {
   onnx::ModelProto copy;
-  CopyLight(model, &copy);
+  tensor::CopyWithoutBulkData(model, &copy, kCheckerInlineBytes);
   return copy;
 }
 

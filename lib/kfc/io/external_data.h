@@ -7,15 +7,18 @@
 // and, with symlinks resolved, names a regular file inside the model's folder.
 //
 // Memory: LoadExternalData inlines every external tensor into raw_data, so the whole model is
-// resident once (as for a model stored inline); each data file is opened once and each tensor's
-// range read once, with no copy of the whole file. ExternalDataReader serves one tensor at a time,
-// so layer-at-a-time reading (mmap) can later replace the inlining without changing its callers.
+// resident once (as for a model stored inline). PrepareExternalData instead checks every external
+// tensor and leaves the large ones in their files: the pipeline then reads each weight when it
+// works on it (ExternalDataReader::Read, one tensor at a time) and SaveModel copies the tensors it
+// keeps from file to file in bounded chunks, so no copy of all weights is ever held in memory.
 #pragma once
 
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,6 +29,11 @@ namespace kfc::io {
 
 // Protobuf refuses to parse or serialize one message above this many bytes.
 inline constexpr int64_t kProtobufLimit = INT_MAX;
+
+// Tensors with more raw_data than this are replaced by a placeholder in CopyForChecking; external
+// tensors at least this large stay in their files when the tool loads a model (smaller ones,
+// which the checker reads whole, are read inline).
+inline constexpr int64_t kCheckerInlineBytes = 64 * 1024;
 
 // Calls `fn(tensor, what)` for every tensor in the model: initializers, sparse initializers'
 // values and indices, tensor-valued node attributes (Constant's `value`, ...) in the graph,
@@ -51,25 +59,60 @@ class ExternalDataReader {
   // (8388608 bytes)"), a length that disagrees with dims and dtype, or inline data as well.
   StatusOr<std::string> Read(const onnx::TensorProto& t, const std::string& what);
 
+  // Streams the same bytes to `sink` in chunks of at most kCopyChunkBytes.
+  Status Copy(const onnx::TensorProto& t, const std::string& what,
+              const std::function<Status(const char* data, size_t size)>& sink);
+
+  // The length of external tensor `t`'s data after the checks Read makes; nothing is read.
+  StatusOr<int64_t> Check(const onnx::TensorProto& t, const std::string& what);
+
   // Canonical paths of the data files opened so far, sorted.
   std::vector<std::string> Files() const;
+
+  // Bytes read by Read and Copy so far, and the seconds spent in those reads (summed over threads).
+  int64_t bytes_read() const { return bytes_read_.load(); }
+  double read_seconds() const { return static_cast<double>(read_nanos_.load()) * 1e-9; }
+
+  // Read, Copy and Check may be called from several threads at once.
+  static constexpr size_t kCopyChunkBytes = size_t{8} << 20;
 
  private:
   struct File {
     int fd = -1;
     int64_t size = 0;
   };
+  struct Extent {
+    const File* file = nullptr;
+    int64_t offset = 0, length = 0;
+    std::string location;
+  };
   StatusOr<const File*> Open(const std::string& location, const std::string& what);
+  StatusOr<Extent> Locate(const onnx::TensorProto& t, const std::string& what);
+  Status ReadRange(const Extent& e, int64_t from, char* out, size_t size, const std::string& what);
 
   std::string folder_;
-  std::map<std::string, File> files_;  // by canonical path
+  mutable std::mutex mu_;              // guards files_
+  std::map<std::string, File> files_;  // by canonical path; nodes never move
+  std::atomic<int64_t> bytes_read_{0}, read_nanos_{0};
 };
 
 struct ExternalDataStats {
   std::vector<std::string> files;  // canonical paths of the data files read
-  int64_t tensors = 0;             // external tensors inlined
+  int64_t tensors = 0;             // external tensors checked
   int64_t bytes = 0;               // their bytes
+  int64_t kept = 0;                // of them, left in their files (PrepareExternalData)
 };
+
+// Checks every external tensor of `model` through `reader` (made for the model's path) as Read
+// would, without reading the large ones: those of at least `keep_from_bytes` stay external, to be
+// read through `reader` when needed; smaller ones are read into raw_data (shape inference reads
+// small constants, like Reshape shapes). Then checks every inline tensor against its dims
+// (tensor::CheckInlineData). `reader` must outlive every use of the kept tensors.
+StatusOr<ExternalDataStats> PrepareExternalData(onnx::ModelProto* model, ExternalDataReader* reader,
+                                                int64_t keep_from_bytes);
+
+// Bytes of the tensors of `model` still stored externally (their dims times their dtype size).
+int64_t ExternalDataBytes(const onnx::ModelProto& model);
 
 // Resolves every external tensor of `model` (loaded from `model_path`) into raw_data, clearing
 // external_data and data_location, then checks that every tensor's inline data agrees with its
@@ -78,14 +121,11 @@ struct ExternalDataStats {
 StatusOr<ExternalDataStats> LoadExternalData(onnx::ModelProto* model,
                                              const std::string& model_path);
 
-// Tensors with more raw_data than this are replaced by a placeholder in CopyForChecking.
-inline constexpr int64_t kCheckerInlineBytes = 64 * 1024;
-
-// A deep copy of `model` in which every raw_data above kCheckerInlineBytes holds only its first
-// element (dims and dtype unchanged), without ever copying the large data. The ONNX checker and
-// shape inference read dims, not the bytes of large tensors (the constant inputs they do read,
-// like Reshape shapes, are small), so checking the copy checks the model, also when its weights
-// add up to more than protobuf's 2 GiB.
+// A deep copy of `model` in which every raw_data above kCheckerInlineBytes, and every external
+// tensor, holds only one element (dims and dtype unchanged), without ever copying the large data.
+// The ONNX checker and shape inference read dims, not the bytes of large tensors (the constant
+// inputs they do read, like Reshape shapes, are small), so checking the copy checks the model, also
+// when its weights add up to more than protobuf's 2 GiB.
 onnx::ModelProto CopyForChecking(const onnx::ModelProto& model);
 
 }  // namespace kfc::io

@@ -11,6 +11,8 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <set>
 
 #include "kfc/io/atomic_file.h"
 #include "kfc/tensor/tensor.h"
@@ -178,7 +180,8 @@ class MovedOut {
  public:
   ~MovedOut() {
     for (auto& m : moved_) {
-      m.tensor->mutable_raw_data()->swap(m.bytes);
+      // A tensor that was still external had no raw_data; touching it would mark it present.
+      if (m.had_raw_data) m.tensor->mutable_raw_data()->swap(m.bytes);
       m.tensor->mutable_external_data()->Swap(&m.external);
       if (m.had_location) {
         m.tensor->set_data_location(m.location);
@@ -187,18 +190,21 @@ class MovedOut {
       }
     }
   }
-  void Move(onnx::TensorProto* t, const std::string& location, int64_t offset) {
+  void Move(onnx::TensorProto* t, const std::string& location, int64_t offset, int64_t length) {
     Moved& m = moved_.emplace_back();
     m.tensor = t;
     m.had_location = t->has_data_location();
     m.location = t->data_location();
-    t->mutable_raw_data()->swap(m.bytes);
+    m.had_raw_data = t->has_raw_data();
+    if (m.had_raw_data) {
+      t->mutable_raw_data()->swap(m.bytes);
+      t->clear_raw_data();
+    }
     t->mutable_external_data()->Swap(&m.external);
     t->set_data_location(onnx::TensorProto::EXTERNAL);
-    const std::pair<const char*, std::string> entries[] = {
-        {"location", location},
-        {"offset", std::to_string(offset)},
-        {"length", std::to_string(m.bytes.size())}};
+    const std::pair<const char*, std::string> entries[] = {{"location", location},
+                                                           {"offset", std::to_string(offset)},
+                                                           {"length", std::to_string(length)}};
     for (const auto& [key, value] : entries) {
       auto* e = t->add_external_data();
       e->set_key(key);
@@ -213,19 +219,40 @@ class MovedOut {
     std::string bytes;
     google::protobuf::RepeatedPtrField<onnx::StringStringEntryProto> external;
     bool had_location = false;
+    bool had_raw_data = false;
     onnx::TensorProto::DataLocation location = onnx::TensorProto::DEFAULT;
   };
   std::deque<Moved> moved_;  // stable addresses, no copies of the bytes
 };
 
+// Reads every external tensor of `model` for which `inline_it` says so into raw_data.
+Status InlineExternal(onnx::ModelProto* model, ExternalDataReader* reader,
+                      const std::function<bool(const onnx::TensorProto&)>& inline_it) {
+  return ForEachTensor(model, [&](onnx::TensorProto* t, const std::string& what) -> Status {
+    if (!tensor::HasExternalData(*t) || !inline_it(*t)) return Status::Ok();
+    KFC_ASSIGN_OR_RETURN(std::string bytes, reader->Read(*t, what));
+    t->clear_external_data();
+    t->clear_data_location();
+    t->mutable_raw_data()->swap(bytes);
+    return Status::Ok();
+  });
+}
+
 }  // namespace
 
 StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
-                               const SaveOptions& options) {
+                               const SaveOptions& options, ExternalDataReader* reader) {
   SaveResult result;
-  const auto inline_size = static_cast<int64_t>(model->ByteSizeLong());
+  const int64_t external_bytes = ExternalDataBytes(*model);
+  if (external_bytes > 0 && reader == nullptr) {
+    return InvalidArgument("output " + Quote(path) +
+                           ": the model keeps tensors in external files, and no reader for them");
+  }
+  const auto inline_size = static_cast<int64_t>(model->ByteSizeLong()) + external_bytes;
   result.automatic = !options.external_data && inline_size > options.inline_limit;
   if (!options.external_data && !result.automatic) {
+    KFC_RETURN_IF_ERROR(
+        InlineExternal(model, reader, [](const onnx::TensorProto&) { return true; }));
     KFC_ASSIGN_OR_RETURN(const std::string bytes, SerializeModel(*model));
     KFC_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
     result.model_bytes = static_cast<int64_t>(bytes.size());
@@ -237,23 +264,39 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   if (name == fs::path(path).filename().string()) {
     return InvalidArgument("output " + Quote(path) + ": the external data file has its name");
   }
+  std::vector<onnx::TensorProto*> initializers;
+  CollectInitializers(model->mutable_graph(), &initializers);
+  // Initializers of at least the threshold go to the data file (copied there from the input's
+  // files when still external); every other tensor is written inline.
+  auto to_file = [&](const onnx::TensorProto& t) {
+    const int64_t size = tensor::HasExternalData(t) ? tensor::StoredDataBytes(t)
+                                                    : static_cast<int64_t>(t.raw_data().size());
+    return size > 0 && size >= options.threshold && !IsShapeLike(t);
+  };
+  std::set<const onnx::TensorProto*> file_tensors;
+  for (const onnx::TensorProto* t : initializers) {
+    if (to_file(*t)) file_tensors.insert(t);
+  }
+  KFC_RETURN_IF_ERROR(InlineExternal(
+      model, reader, [&](const onnx::TensorProto& t) { return file_tensors.count(&t) == 0; }));
   AtomicFile data, file;
   KFC_RETURN_IF_ERROR(data.Open(data_path));
   std::string header;
   {
     MovedOut moved;
-    std::vector<onnx::TensorProto*> initializers;
-    CollectInitializers(model->mutable_graph(), &initializers);
     for (onnx::TensorProto* t : initializers) {
-      const auto size = static_cast<int64_t>(t->raw_data().size());
-      if (tensor::HasExternalData(*t) || size == 0 || size < options.threshold || IsShapeLike(*t)) {
-        continue;
-      }
+      if (file_tensors.count(t) == 0) continue;
       const int64_t offset = (data.size() + kExternalDataAlignment - 1) / kExternalDataAlignment *
                              kExternalDataAlignment;
       KFC_RETURN_IF_ERROR(data.Write(nullptr, static_cast<size_t>(offset - data.size())));
-      KFC_RETURN_IF_ERROR(data.Write(t->raw_data().data(), t->raw_data().size()));
-      moved.Move(t, name, offset);
+      if (tensor::HasExternalData(*t)) {
+        KFC_RETURN_IF_ERROR(
+            reader->Copy(*t, "initializer " + Quote(t->name()),
+                         [&](const char* bytes, size_t size) { return data.Write(bytes, size); }));
+      } else {
+        KFC_RETURN_IF_ERROR(data.Write(t->raw_data().data(), t->raw_data().size()));
+      }
+      moved.Move(t, name, offset, data.size() - offset);
     }
     result.data_tensors = moved.size();
     KFC_ASSIGN_OR_RETURN(header, SerializeModel(*model));

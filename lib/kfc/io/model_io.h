@@ -81,7 +81,10 @@ struct SaveResult {
 // atomically and the data file is renamed first; on any failure neither new file is left behind.
 // Identical models and options give identical bytes. `model` is modified during the call (raw_data
 // moved out while the header is serialized) and restored before it returns.
+// Tensors still stored in the input's external files (PrepareExternalData) are read through
+// `reader`: copied in bounded chunks into the data file, or read inline (tensors that are written
+// inline stay inline in `model` afterwards). Their bytes count toward the 2 GiB switch.
 StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
-                               const SaveOptions& options);
+                               const SaveOptions& options, ExternalDataReader* reader = nullptr);
 
 }  // namespace kfc::io

@@ -14,6 +14,10 @@
 namespace kfc::match {
 namespace {
 
+// Tensors up to this size are copied whole for shape inference (it reads Reshape shapes and the
+// like); larger ones only by dims. The same bound as io::kCheckerInlineBytes.
+constexpr int64_t kInferenceInlineBytes = 64 * 1024;
+
 using NameCount = std::unordered_map<std::string, int>;
 
 // Counts every use of every name as a node input or a graph output, in all graphs (a subgraph
@@ -292,10 +296,6 @@ void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFac
     return Skip(c, "weight_is_graph_input",
                 "the initializer is also a graph input, so callers may override it");
   }
-  if (tensor::HasExternalData(*w)) {
-    return Skip(c, "external_data",
-                "weight data is stored in an external file (not supported yet)");
-  }
   if (!tensor::DecodableAsFloat(c->dtype) || !tensor::DecodableAsFloat(w->data_type())) {
     return Skip(c, "unsupported_dtype",
                 "weight dtype " + tensor::DTypeName(c->dtype) +
@@ -415,7 +415,9 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
   {
     // Ranks come from an inferred copy; a model that inference rejects still gets scanned, and
     // its MatMul layers with unknown input rank are skipped with that reason.
-    onnx::ModelProto inferred = model;
+    // A copy without the bulk of the weights: inference reads dims, and small constants whole.
+    onnx::ModelProto inferred;
+    tensor::CopyWithoutBulkData(model, &inferred, kInferenceInlineBytes);
     try {
       onnx::shape_inference::InferShapes(inferred);
     } catch (const std::exception& e) {

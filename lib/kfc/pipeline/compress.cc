@@ -9,10 +9,13 @@
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "kfc/core/logging.h"
+#include "kfc/core/parallel.h"
 #include "kfc/io/model_io.h"
+#include "kfc/kron/blas_threads.h"
 #include "kfc/kron/weighted.h"
 #include "kfc/pipeline/allocate.h"
 #include "kfc/pipeline/calibration.h"
@@ -55,12 +58,48 @@ const onnx::TensorProto* WeightSource(const onnx::ModelProto& model,
   return g != nullptr ? FindInitializer(*g, c.weight_tensor_name) : nullptr;
 }
 
-// W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
-StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
-                                          const match::LayerCandidate& c) {
-  KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeToFloat(t));
-  if (!c.trans_b) return stored;
-  return tensor::Transpose(stored, c.n, c.k);
+// Where the pipeline reads layers' weights: the model, and for tensors PrepareExternalData left in
+// their files, `reader` (one weight at a time, so memory holds only the weights being worked on).
+struct Weights {
+  const onnx::ModelProto& model;
+  io::ExternalDataReader* reader = nullptr;
+
+  // False for a weight stored externally with no reader to read it (a library caller's model
+  // with external tensors it did not resolve).
+  bool Readable(const match::LayerCandidate& c) const {
+    const onnx::TensorProto* t = WeightSource(model, c);
+    return t != nullptr && (reader != nullptr || !tensor::HasExternalData(*t));
+  }
+
+  // W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
+  StatusOr<std::vector<float>> Matrix(const match::LayerCandidate& c) const {
+    const onnx::TensorProto* t = WeightSource(model, c);
+    if (t == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
+    std::vector<float> stored;
+    if (tensor::HasExternalData(*t)) {
+      if (reader == nullptr)
+        return FailedPrecondition("weight '" + c.weight_name + "' is external");
+      onnx::TensorProto read;  // the tensor as if stored inline
+      read.set_name(t->name());
+      read.set_data_type(t->data_type());
+      *read.mutable_dims() = t->dims();
+      KFC_ASSIGN_OR_RETURN(*read.mutable_raw_data(),
+                           reader->Read(*t, "weight '" + c.weight_name + "'"));
+      KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToFloat(read));
+    } else {
+      KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToFloat(*t));
+    }
+    if (!c.trans_b) return stored;
+    return tensor::Transpose(stored, c.n, c.k);
+  }
+};
+
+// Runs fn(i) for i in [0, n) on o.threads threads with one BLAS thread each (core/parallel.h): the
+// results do not depend on the number of threads.
+Status RunParallel(const Options& o, size_t n, const std::function<Status(size_t)>& fn) {
+  kron::ScopedBlasThreads blas(1);
+  return ParallelFor(static_cast<int64_t>(n), ResolveThreads(o.threads),
+                     [&](int64_t i) { return fn(static_cast<size_t>(i)); });
 }
 
 // ||W - sum_t A_t (x) B_t||_F / ||W||_F for the factors as they are (W is K x N, row-major),
@@ -202,8 +241,11 @@ Directive Resolve(const Options& o, const match::LayerCandidate& c) {
 
 // The shapes a (non-auto) policy allows for the layer: balanced gives the shapes tied for fewest
 // parameters per term (only the squarest above kTieSearchMaxElements), a fixed shape that does
-// not divide the layer falls back to balanced. Empty when no non-trivial shape exists.
-std::vector<kron::KronShape> PolicyShapes(const ShapePolicy& p, const match::LayerCandidate& c) {
+// not divide the layer falls back to balanced (*fell_back set). Empty when no non-trivial shape
+// exists.
+std::vector<kron::KronShape> PolicyShapesQuiet(const ShapePolicy& p, const match::LayerCandidate& c,
+                                               bool* fell_back) {
+  *fell_back = false;
   const std::vector<kron::KronShape> all = kron::EnumerateShapes(c.k, c.n);
   auto allowed = [&](const kron::KronShape& s) {
     return std::find(all.begin(), all.end(), s) != all.end();
@@ -221,9 +263,7 @@ std::vector<kron::KronShape> PolicyShapes(const ShapePolicy& p, const match::Lay
         const kron::KronShape s{p.k1, p.n1, c.k / p.k1, c.n / p.n1};
         if (allowed(s)) return {s};
       }
-      Logger().warn(
-          "layer '{}': --shape {} {} {}x{}; using the balanced shape", c.node_name, p.Name(),
-          c.k % p.k1 == 0 && c.n % p.n1 == 0 ? "is trivial for" : "does not divide", c.k, c.n);
+      *fell_back = true;
       break;
     }
     case ShapePolicy::Kind::kBalanced:
@@ -232,6 +272,18 @@ std::vector<kron::KronShape> PolicyShapes(const ShapePolicy& p, const match::Lay
   std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
   if (tied.size() > 1 && c.k * c.n > kTieSearchMaxElements) tied.resize(1);
   return tied;
+}
+
+// PolicyShapesQuiet, with a warning when a fixed shape falls back to balanced.
+std::vector<kron::KronShape> PolicyShapes(const ShapePolicy& p, const match::LayerCandidate& c) {
+  bool fell_back = false;
+  std::vector<kron::KronShape> shapes = PolicyShapesQuiet(p, c, &fell_back);
+  if (fell_back) {
+    Logger().warn(
+        "layer '{}': --shape {} {} {}x{}; using the balanced shape", c.node_name, p.Name(),
+        c.k % p.k1 == 0 && c.n % p.n1 == 0 ? "is trivial for" : "does not divide", c.k, c.n);
+  }
+  return shapes;
 }
 
 // How one layer will be compressed, or why not.
@@ -447,36 +499,50 @@ Status BuildRatioOptions(const ShapePolicy& policy, const match::LayerCandidate&
   return Status::Ok();
 }
 
-// Reports a phase's progress through Options::progress (a no-op when that is empty).
+// Reports a phase's progress through Options::progress (a no-op when that is empty). Done may be
+// called from worker threads; the callback runs under a lock, and only Finish reports the phase
+// complete.
 class ProgressMeter {
  public:
   ProgressMeter(const Options& o, std::string phase,
-                const std::vector<match::LayerCandidate>& layers)
+                const std::vector<const match::LayerCandidate*>& layers)
       : callback_(o.progress), start_(Clock::now()) {
     p_.phase = std::move(phase);
     p_.layers_total = static_cast<int64_t>(layers.size());
-    bytes_before_.push_back(0.0);  // bytes_before_[i]: weight bytes of layers 0 .. i-1
-    for (const auto& c : layers) {
-      bytes_before_.push_back(bytes_before_.back() +
-                              static_cast<double>(c.k) * static_cast<double>(c.n) *
-                                  static_cast<double>(tensor::DTypeSize(c.dtype)));
+    for (const auto* c : layers) {
+      bytes_.push_back(static_cast<double>(c->k) * static_cast<double>(c->n) *
+                       static_cast<double>(tensor::DTypeSize(c->dtype)));
+      p_.bytes_total += bytes_.back();
     }
-    p_.bytes_total = bytes_before_.back();
+    Report();
   }
-  // Before layer i (i == total: the phase is done).
-  void At(size_t i) {
+  // Layer i is done.
+  void Done(size_t i) {
     if (!callback_) return;
-    p_.layers_done = static_cast<int64_t>(i);
-    p_.bytes_done = bytes_before_[std::min(i, bytes_before_.size() - 1)];
+    std::lock_guard<std::mutex> lock(mu_);
+    ++p_.layers_done;
+    p_.bytes_done += bytes_[i];
+    if (p_.layers_done < p_.layers_total) Report();
+  }
+  void Finish() {
+    if (!callback_) return;
+    p_.layers_done = p_.layers_total;
+    p_.bytes_done = p_.bytes_total;
+    Report();
+  }
+
+ private:
+  void Report() {
+    if (!callback_) return;
     p_.elapsed_s = SecondsSince(start_);
     callback_(p_);
   }
 
- private:
   const std::function<void(const Progress&)>& callback_;
   Clock::time_point start_;
+  std::mutex mu_;
   Progress p_;
-  std::vector<double> bytes_before_;
+  std::vector<double> bytes_;
 };
 
 // Everything the pipeline knows about one Gemm/MatMul while it works.
@@ -490,6 +556,30 @@ struct LayerState {
 };
 
 const kron::InputStats* StatsOf(const LayerState& s) { return s.stats ? &*s.stats : nullptr; }
+
+// Whether deciding layer s reads its weight: comparing shapes or ranks does; -r at a policy that
+// allows one shape does not (the factorization reads it later).
+bool NeedsWeight(const LayerState& s) {
+  bool fell_back = false;
+  switch (s.dir.budget) {
+    case Budget::kRank:
+      return s.dir.shape.kind == ShapePolicy::Kind::kAuto ||
+             PolicyShapesQuiet(s.dir.shape, *s.c, &fell_back).size() > 1;
+    case Budget::kMaxError:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Indices of the layers still considered, in layer order.
+std::vector<size_t> ConsideredLayers(const std::vector<LayerState>& states) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < states.size(); ++i) {
+    if (states[i].considered) out.push_back(i);
+  }
+  return out;
+}
 
 // The key under which identical factors are shared: same weight, orientation, shape and rank (and,
 // when calibrated, the same input data).
@@ -535,8 +625,8 @@ struct CompressibleCount {
 
 // --ratio: the layers the ratio decides are grouped by weight, each group's options come from its
 // spectra, and Allocate spreads what the budget leaves after the other (pinned) layers.
-Status AllocateRatio(const Options& o, const onnx::ModelProto& model,
-                     std::vector<LayerState>* states, report::Report* rep) {
+Status AllocateRatio(const Options& o, const Weights& weights, std::vector<LayerState>* states,
+                     report::Report* rep) {
   std::vector<RatioUnit> units;
   std::map<std::string, size_t> unit_of;
   CompressibleCount all, pinned;
@@ -551,15 +641,17 @@ Status AllocateRatio(const Options& o, const onnx::ModelProto& model,
     const std::string key = s.c->source_value + "|" + (s.c->trans_b ? "t" : "n") +
                             (s.stats ? "|" + s.c->input_name : "");
     auto [it, fresh] = unit_of.emplace(key, units.size());
-    if (fresh) {
-      units.emplace_back();
-      KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*WeightSource(model, *s.c), *s.c));
-      KFC_RETURN_IF_ERROR(BuildRatioOptions(s.dir.shape, *s.c, w, StatsOf(s), &units.back())
-                              .WithContext("layer '" + s.c->node_name + "'"));
-    }
+    if (fresh) units.emplace_back();
     units[it->second].layers.push_back(i);
   }
   if (units.empty()) return Status::Ok();
+  KFC_RETURN_IF_ERROR(RunParallel(o, units.size(), [&](size_t u) -> Status {
+    const LayerState& s = (*states)[units[u].layers.front()];
+    auto w = weights.Matrix(*s.c);
+    Status built =
+        w.ok() ? BuildRatioOptions(s.dir.shape, *s.c, *w, StatsOf(s), &units[u]) : w.status();
+    return built.WithContext("layer '" + s.c->node_name + "'");
+  }));
   const double before = all.Before();
   const int64_t target = static_cast<int64_t>(std::floor(o.ratio * before + 1e-9));
   const int64_t pinned_after = static_cast<int64_t>(pinned.After());
@@ -737,100 +829,126 @@ void SetShape(const LayerState& s, report::LayerReport* lr) {
                        s.dir.shape.kind != ShapePolicy::Kind::kAuto && d.rank < s.dir.rank);
 }
 
-// Factorizes the decided layers (in layer order, shared factors computed once) and fills their
-// reports; returns the rewrites. Under --max-error, a randomized factorization whose error lands
+// One factorization to compute: a weight (in one orientation, with its calibration data) at a
+// decided shape and rank, under one budget; every layer that asks for the same shares it.
+struct FactorJob {
+  size_t layer = 0;  // the first layer asking for it
+  Decision dec;      // the decision; under --max-error, with the terms added to meet the target
+  kron::WeightedFactors wf;
+};
+
+// The error the targets and gates see: data-weighted when calibrated.
+double Judged(const LayerState& s, const kron::WeightedFactors& wf) {
+  return s.stats ? wf.data_error : wf.factors.relative_error;
+}
+
+// Computes job->wf for layer s. Under --max-error, a randomized factorization whose error lands
 // above the target gets one more term (while that still saves parameters).
-StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
-                                                      const onnx::ModelProto& model,
+Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& s, FactorJob* job) {
+  const match::LayerCandidate& c = *s.c;
+  KFC_ASSIGN_OR_RETURN(const std::vector<float> w, weights.Matrix(c));
+  Decision& d = job->dec;
+  for (;;) {
+    kron::WeightedFactors& wf = job->wf;
+    if (s.stats) {
+      KFC_ASSIGN_OR_RETURN(wf,
+                           kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats));
+    } else {
+      wf = kron::WeightedFactors{};
+      KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank));
+    }
+    if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
+      // The factors are stored in the layer's dtype: report (and budget) the error they have
+      // after rounding, not the float32 factorization's.
+      wf.factors.a = tensor::RoundToDType(c.dtype, std::move(wf.factors.a));
+      wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
+      wf.factors.relative_error = FactorsError(wf.factors, w);
+    }
+    if (s.dir.budget != Budget::kMaxError || Judged(s, wf) <= s.dir.max_error) break;
+    Decision next = d;
+    ++next.rank;
+    if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
+    Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
+                   c.node_name, Judged(s, wf), s.dir.max_error, d.rank);
+    d = next;
+  }
+  return Status::Ok();
+}
+
+// Factorizes the decided layers (each distinct factorization once, in parallel) and fills their
+// reports in layer order; returns the rewrites.
+StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const Weights& weights,
                                                       std::vector<LayerState>* states,
                                                       std::vector<LayerResult>* results) {
-  std::vector<rewrite::KronRewrite> rewrites;
-  std::map<std::string, kron::WeightedFactors> factor_cache;  // by FactorKey
-  std::map<std::string, std::string> emitted;                 // identical stacked factors -> layer
-  std::vector<match::LayerCandidate> layers;
-  for (const auto& st : *states) layers.push_back(*st.c);
-  ProgressMeter meter(o, "factorizing", layers);
+  // Which layers need which factorization. A weight shared by several layers is factorized once.
+  std::vector<FactorJob> jobs;
+  std::map<std::string, size_t> job_of;  // by FactorKey and budget
+  std::vector<size_t> layer_job(states->size(), SIZE_MAX);
+  std::vector<const match::LayerCandidate*> job_layers;
   for (size_t i = 0; i < states->size(); ++i) {
-    meter.At(i);
+    LayerState& s = (*states)[i];
+    if (!s.considered) continue;
+    const Decision& d = s.dec;
+    if (!d.compress) {
+      Skip(s.lr, d.skip_reason, d.skip_detail);
+      continue;
+    }
+    s.lr->set_shapes_compared(static_cast<double>(d.compared));
+    if (d.search) RecordSearch(*d.search, *s.c, o.record_candidates, s.lr);
+    SetShape(s, s.lr);
+    if (!Profitable(o, *s.c, d)) {
+      Skip(s.lr, "unprofitable",
+           "rank " + std::to_string(d.rank) + " of " + ShapeText(d.shape) + " needs " +
+               std::to_string(d.rank * d.shape.ParamsPerTerm()) + " parameters, dense has " +
+               std::to_string(s.c->k * s.c->n));
+      continue;
+    }
+    const std::string key =
+        FactorKey(s, d.shape, d.rank) +
+        (s.dir.budget == Budget::kMaxError ? "|max_error:" + Num(s.dir.max_error) : "");
+    auto [it, fresh] = job_of.emplace(key, jobs.size());
+    if (fresh) {
+      jobs.push_back({i, d, {}});
+      job_layers.push_back(s.c);
+    }
+    layer_job[i] = it->second;
+  }
+  ProgressMeter meter(o, "factorizing", job_layers);
+  KFC_RETURN_IF_ERROR(RunParallel(o, jobs.size(), [&](size_t j) -> Status {
+    const LayerState& s = (*states)[jobs[j].layer];
+    Status done = RunFactorJob(o, weights, s, &jobs[j]);
+    if (!done.ok()) return done.WithContext("layer '" + s.c->node_name + "'");
+    meter.Done(j);
+    return Status::Ok();
+  }));
+  meter.Finish();
+
+  std::vector<rewrite::KronRewrite> rewrites;
+  std::map<std::string, std::string> emitted;  // identical stacked factors -> layer
+  for (size_t i = 0; i < states->size(); ++i) {
+    if (layer_job[i] == SIZE_MAX) continue;
     LayerState& s = (*states)[i];
     const match::LayerCandidate& c = *s.c;
     report::LayerReport* lr = s.lr;
-    if (!s.considered) continue;
+    const FactorJob& job = jobs[layer_job[i]];
     Decision& d = s.dec;
-    if (!d.compress) {
+    d = job.dec;
+    kron::WeightedFactors wf = job.wf;
+    if (s.dir.budget == Budget::kMaxError && Judged(s, wf) > s.dir.max_error) {
+      d = SkipDecision("error_target_unmet",
+                       "the factorization's relative error " + Num(Judged(s, wf)) +
+                           " stays above " + Num(s.dir.max_error) + " at every profitable rank");
       Skip(lr, d.skip_reason, d.skip_detail);
       continue;
-    }
-    lr->set_shapes_compared(static_cast<double>(d.compared));
-    if (d.search) RecordSearch(*d.search, c, o.record_candidates, lr);
-    SetShape(s, lr);
-    if (!Profitable(o, c, d)) {
-      Skip(lr, "unprofitable",
-           "rank " + std::to_string(d.rank) + " of " + ShapeText(d.shape) + " needs " +
-               std::to_string(d.rank * d.shape.ParamsPerTerm()) + " parameters, dense has " +
-               std::to_string(c.k * c.n));
-      continue;
-    }
-    // A weight shared by several layers is factorized once; layers whose stacked factors come out
-    // identical (same orientation, shape, rank, alpha and order) share the initializers too (the
-    // rewriter dedupes by content), and count no new parameters.
-    std::vector<float> w;
-    kron::WeightedFactors wf;
-    // The error the targets and gates see: data-weighted when calibrated.
-    auto judged = [&](const kron::WeightedFactors& x) {
-      return s.stats ? x.data_error : x.factors.relative_error;
-    };
-    for (;;) {
-      const std::string key = FactorKey(s, d.shape, d.rank);
-      auto cached = factor_cache.find(key);
-      if (cached == factor_cache.end()) {
-        if (w.empty()) {
-          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
-        }
-        kron::WeightedFactors fresh;
-        if (s.stats) {
-          auto weighted = kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats);
-          if (!weighted.ok()) return weighted.status().WithContext("layer '" + c.node_name + "'");
-          fresh = std::move(*weighted);
-        } else {
-          auto plain = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
-          if (!plain.ok()) return plain.status().WithContext("layer '" + c.node_name + "'");
-          fresh.factors = std::move(*plain);
-        }
-        cached = factor_cache.emplace(key, std::move(fresh)).first;
-      }
-      wf = cached->second;
-      if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
-        // The factors are stored in the layer's dtype: report (and budget) the error they have
-        // after rounding, not the float32 factorization's.
-        if (w.empty()) {
-          KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
-        }
-        wf.factors.a = tensor::RoundToDType(c.dtype, std::move(wf.factors.a));
-        wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
-        wf.factors.relative_error = FactorsError(wf.factors, w);
-      }
-      const bool over = s.dir.budget == Budget::kMaxError && judged(wf) > s.dir.max_error;
-      if (!over) break;
-      Decision next = d;
-      ++next.rank;
-      if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
-      Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
-                     c.node_name, judged(wf), s.dir.max_error, d.rank);
-      d = next;
     }
     kron::KronFactors& f = wf.factors;
-    if (s.dir.budget == Budget::kMaxError && judged(wf) > s.dir.max_error) {
-      d = SkipDecision("error_target_unmet",
-                       "the factorization's relative error " + Num(judged(wf)) + " stays above " +
-                           Num(s.dir.max_error) + " at every profitable rank");
-      Skip(lr, d.skip_reason, d.skip_detail);
-      continue;
-    }
     const kron::KronShape shape = d.shape;
     const int64_t rank = d.rank;
     const double params_after = static_cast<double>(rank * shape.ParamsPerTerm());
     SetShape(s, lr);
+    // Layers whose stacked factors come out identical (same orientation, shape, rank, alpha and
+    // order) share the initializers too (the rewriter dedupes by content), and count no new
+    // parameters.
     const auto order = kron::CheaperOrder(shape, rank);
     const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
     const std::string emitted_key = FactorKey(s, shape, rank) + "|" + std::to_string(alpha) + "|" +
@@ -861,17 +979,21 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     (*results)[i].bias_correction = wf.bias_correction;
     rewrites.push_back({c, std::move(f), order, std::move(wf.bias_correction)});
   }
-  meter.At(states->size());
   return rewrites;
 }
 
 }  // namespace
 
 StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options) {
+  return CompressModel(onnx::ModelProto(model), options);
+}
+
+StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options) {
   KFC_RETURN_IF_ERROR(ValidateOptions(options));
   KFC_ASSIGN_OR_RETURN(const NameFilter filter,
                        NameFilter::Create(options.include, options.exclude));
   auto& log = Logger();
+  const Weights weights{model, options.external_reader};
   Result result;
   report::Report& rep = result.report;
   rep.set_report_schema_version(report::kSchemaVersion);
@@ -897,12 +1019,11 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   const std::vector<match::LayerCandidate> candidates = match::FindLayers(model);
   log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), SecondsSince(start));
 
-  // Selection, then each layer's decision (--ratio decides its layers together afterwards).
+  // Selection: eligibility, filters and size, from the graph alone.
   start = Clock::now();
   std::vector<LayerState> states(candidates.size());
-  ProgressMeter deciding(options, "deciding", candidates);
+  std::vector<const match::LayerCandidate*> selected;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    deciding.At(i);
     const match::LayerCandidate& c = candidates[i];
     LayerState& s = states[i];
     s.c = &c;
@@ -925,15 +1046,48 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
            std::to_string(c.k * c.n) + " < " + std::to_string(options.min_params) + " parameters");
       continue;
     }
-    const onnx::TensorProto* init = WeightSource(model, c);
-    if (init == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
-    KFC_ASSIGN_OR_RETURN(std::vector<float> w, WeightMatrix(*init, c));
-    const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
-    if (!finite.ok()) {
-      Skip(s.lr, "non_finite_weight", finite.status().message());
+    if (WeightSource(model, c) == nullptr) {
+      return Internal("weight '" + c.weight_name + "' disappeared");
+    }
+    if (!weights.Readable(c)) {
+      Skip(s.lr, "external_data",
+           "weight data is stored in an external file and the caller gave no reader for it");
       continue;
     }
     s.considered = true;
+    selected.push_back(&c);
+  }
+
+  // Each selected weight read once and checked to be finite, in parallel.
+  std::vector<std::string> not_finite(states.size());
+  {
+    ProgressMeter reading(options, "reading", selected);
+    const std::vector<size_t> order = ConsideredLayers(states);
+    KFC_RETURN_IF_ERROR(RunParallel(options, order.size(), [&](size_t j) -> Status {
+      const match::LayerCandidate& c = candidates[order[j]];
+      auto w = weights.Matrix(c);
+      if (!w.ok()) return w.status().WithContext("layer '" + c.node_name + "'");
+      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w->data(), c.k, c.n);
+      if (!finite.ok()) not_finite[order[j]] = finite.status().message();
+      reading.Done(j);
+      return Status::Ok();
+    }));
+    reading.Finish();
+    log.info("read and checked {} weights in {:.3f} s", selected.size(), SecondsSince(start));
+  }
+
+  start = Clock::now();
+  // Calibration data and the directive of each layer (the plan or the mode).
+  std::vector<const match::LayerCandidate*> deciding_layers;
+  for (size_t i = 0; i < states.size(); ++i) {
+    LayerState& s = states[i];
+    if (!s.considered) continue;
+    const match::LayerCandidate& c = *s.c;
+    if (!not_finite[i].empty()) {
+      s.considered = false;
+      Skip(s.lr, "non_finite_weight", not_finite[i]);
+      continue;
+    }
     if (calibration) {
       std::string note;
       auto stats = calibration->Stats(c, &note);
@@ -950,31 +1104,52 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
     s.lr->set_plan_entry(s.dir.plan_entry);
     s.lr->set_rank_requested(static_cast<double>(s.dir.rank));
     s.lr->set_max_error_target(s.dir.max_error);
-    StatusOr<Decision> d = Decision{};
-    switch (s.dir.budget) {
-      case Budget::kSkip:
-        d = s.dir.plan_entry >= 0
-                ? SkipDecision("plan_skip",
-                               "plan entry " + std::to_string(s.dir.plan_entry + 1) + " skips it")
-                : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
-        break;
-      case Budget::kRank:
-        d = DecideRank(s.dir, c, w, StatsOf(s));
-        break;
-      case Budget::kMaxError:
-        d = DecideMaxError(s.dir, c, w, StatsOf(s));
-        break;
-      case Budget::kRatio:
-        break;  // below, for all such layers at once
-    }
-    if (!d.ok()) return d.status().WithContext("layer '" + c.node_name + "'");
-    s.dec = std::move(*d);
+    deciding_layers.push_back(&c);
   }
-  if (options.ratio > 0) KFC_RETURN_IF_ERROR(AllocateRatio(options, model, &states, &rep));
-  deciding.At(candidates.size());
+
+  // Each layer's decision, in parallel (--ratio decides its layers together afterwards).
+  ProgressMeter deciding(options, "deciding", deciding_layers);
+  {
+    const std::vector<size_t> order = ConsideredLayers(states);
+    KFC_RETURN_IF_ERROR(RunParallel(options, order.size(), [&](size_t j) -> Status {
+      LayerState& s = states[order[j]];
+      const match::LayerCandidate& c = *s.c;
+      StatusOr<Decision> d = Decision{};
+      std::vector<float> w;
+      if (NeedsWeight(s)) {
+        auto read = weights.Matrix(c);
+        if (!read.ok()) return read.status().WithContext("layer '" + c.node_name + "'");
+        w = std::move(*read);
+      }
+      switch (s.dir.budget) {
+        case Budget::kSkip:
+          d = s.dir.plan_entry >= 0
+                  ? SkipDecision("plan_skip",
+                                 "plan entry " + std::to_string(s.dir.plan_entry + 1) + " skips it")
+                  : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
+          break;
+        case Budget::kRank:
+          d = DecideRank(s.dir, c, w, StatsOf(s));
+          break;
+        case Budget::kMaxError:
+          d = DecideMaxError(s.dir, c, w, StatsOf(s));
+          break;
+        case Budget::kRatio:
+          break;  // below, for all such layers at once
+      }
+      if (!d.ok()) return d.status().WithContext("layer '" + c.node_name + "'");
+      s.dec = std::move(*d);
+      deciding.Done(j);
+      return Status::Ok();
+    }));
+  }
+  if (options.ratio > 0) KFC_RETURN_IF_ERROR(AllocateRatio(options, weights, &states, &rep));
+  deciding.Finish();
+  log.info("decided {} layers in {:.3f} s", deciding_layers.size(), SecondsSince(start));
+  start = Clock::now();
 
   KFC_ASSIGN_OR_RETURN(std::vector<rewrite::KronRewrite> rewrites,
-                       Factorize(options, model, &states, &result.layers));
+                       Factorize(options, weights, &states, &result.layers));
   report::Totals* totals = rep.mutable_totals();
   CompressibleCount compressible;
   for (const LayerState& s : states) {
@@ -995,13 +1170,16 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   log.info("factorized {} of {} layers in {:.3f} s", rewrites.size(), candidates.size(),
            SecondsSince(start));
 
+  // The counts of the input, taken before the rewrite edits it in place.
+  const ModelTotals before = CountInitializers(model.graph());
+  const double file_bytes_before =
+      static_cast<double>(model.ByteSizeLong() + io::ExternalDataBytes(model));
   start = Clock::now();
-  result.model = model;
+  result.model = std::move(model);
   KFC_RETURN_IF_ERROR(rewrite::ApplyKronRewrites(&result.model, rewrites));
   KFC_RETURN_IF_ERROR(CheckModel(result.model, "output model"));
   log.info("rewrote and checked the graph in {:.3f} s", SecondsSince(start));
 
-  const ModelTotals before = CountInitializers(model.graph());
   const ModelTotals after = CountInitializers(result.model.graph());
   totals->set_layers_found(static_cast<double>(candidates.size()));
   totals->set_layers_compressed(static_cast<double>(rewrites.size()));
@@ -1010,8 +1188,10 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
   totals->set_model_params_after(after.params);
   totals->set_weight_bytes_before(before.bytes);
   totals->set_weight_bytes_after(after.bytes);
-  totals->set_file_bytes_before(static_cast<double>(model.ByteSizeLong()));
-  totals->set_file_bytes_after(static_cast<double>(result.model.ByteSizeLong()));
+  // As if stored inline: tensors still in the input's external files count with their bytes.
+  totals->set_file_bytes_before(file_bytes_before);
+  totals->set_file_bytes_after(
+      static_cast<double>(result.model.ByteSizeLong() + io::ExternalDataBytes(result.model)));
   totals->set_param_ratio(before.params > 0 ? after.params / before.params : 1.0);
   totals->set_file_ratio(totals->file_bytes_before() > 0
                              ? totals->file_bytes_after() / totals->file_bytes_before()
@@ -1040,6 +1220,10 @@ StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std:
   const std::string sidecar = SidecarPathFor(probe);
   KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, sidecar));
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  // Prepared as CompressFile prepares it, so that the sidecar's fingerprint matches there.
+  io::ExternalDataReader reader(input);
+  KFC_RETURN_IF_ERROR(
+      io::PrepareExternalData(&model, &reader, io::kCheckerInlineBytes + 1).status());
   KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
   KFC_ASSIGN_OR_RETURN(Probe p, BuildProbe(model, input));
   KFC_RETURN_IF_ERROR(CheckModel(p.model, "probe model"));
@@ -1069,7 +1253,11 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   if (!dry_run) KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, output));
   auto start = Clock::now();
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
-  KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external, io::LoadExternalData(&model, input));
+  // Large external tensors stay in their files: each weight is read when a layer needs it, and
+  // the ones kept dense are copied from file to file when the output is written.
+  io::ExternalDataReader reader(input);
+  KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
+                       io::PrepareExternalData(&model, &reader, io::kCheckerInlineBytes + 1));
   if (!dry_run) {
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(output, external.files, "output"));
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),
@@ -1077,13 +1265,18 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   }
   KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
   if (external.tensors > 0) {
-    Logger().info("loaded '{}' and {} external tensors ({} bytes from {} files) in {:.3f} s", input,
-                  external.tensors, external.bytes, external.files.size(), SecondsSince(start));
+    Logger().info(
+        "loaded '{}' and checked {} external tensors ({} bytes in {} files; {} left there, read "
+        "layer by layer) in {:.3f} s",
+        input, external.tensors, external.bytes, external.files.size(), external.kept,
+        SecondsSince(start));
   } else {
     Logger().info("loaded '{}' in {:.3f} s", input, SecondsSince(start));
   }
 
-  KFC_ASSIGN_OR_RETURN(Result result, CompressModel(model, options));
+  Options with_reader = options;
+  with_reader.external_reader = &reader;
+  KFC_ASSIGN_OR_RETURN(Result result, CompressModel(std::move(model), with_reader));
   result.report.set_input(report::ToValidUtf8(input));
   result.report.set_dry_run(dry_run);
   if (dry_run) return std::move(result.report);
@@ -1096,7 +1289,7 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   start = Clock::now();
   result.report.set_output(report::ToValidUtf8(output));
   KFC_ASSIGN_OR_RETURN(const io::SaveResult saved,
-                       io::SaveModel(&result.model, output, options.save));
+                       io::SaveModel(&result.model, output, options.save, &reader));
   result.report.set_output_written(true);
   result.report.set_external_data_file(report::ToValidUtf8(saved.data_path));
   result.report.set_external_data_automatic(saved.automatic);
@@ -1111,6 +1304,10 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
     Logger().info("wrote '{}' ({} bytes) and '{}' ({} bytes, {} tensors) in {:.3f} s", output,
                   saved.model_bytes, saved.data_path, saved.data_bytes, saved.data_tensors,
                   SecondsSince(start));
+  }
+  if (reader.bytes_read() > 0) {
+    Logger().info("external data: {} bytes read in {:.3f} s (summed over threads)",
+                  reader.bytes_read(), reader.read_seconds());
   }
   return std::move(result.report);
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/io/external_data.h"
 #include "kfc/io/model_io.h"
 #include "kfc/kron/factorize.h"
 #include "kfc/kron/shape_search.h"
@@ -69,6 +70,12 @@ struct Options {
   // the automatic switch to external data above protobuf's 2 GiB limit.
   io::SaveOptions save;
   std::function<void(const Progress&)> progress;  // optional: see Progress
+  // --threads: layers are read, decided and factorized on this many threads (0: one per core),
+  // each with a single BLAS thread, so the output is the same bytes for every value.
+  int threads = 0;
+  // Reads the weights that PrepareExternalData left in their files (CompressFile sets it). Without
+  // it, layers whose weight is external are skipped (`external_data`).
+  io::ExternalDataReader* external_reader = nullptr;
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate
@@ -94,13 +101,16 @@ struct Result {
 // inference. Errors: invalid options, an input model the checker rejects, a weight that cannot be
 // decoded, LAPACK failure.
 StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options);
+// The same, rewriting `model` in place of a copy (no second copy of its weights in memory).
+StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options);
 
 // Full check of a model: onnx::checker plus shape inference with type checks and errors on.
 // `what` names the model in the message ("input model 'a.onnx'").
 Status CheckModel(const onnx::ModelProto& model, const std::string& what);
 
-// Path-based twin: load `input` and its external data, compress, write `output` atomically (with
-// external data per options.save; both files or neither). Nothing is written with
+// Path-based twin: load `input`, check its external data (PrepareExternalData: the large tensors
+// stay in their files and are read one layer at a time), compress, write `output` atomically
+// (with external data per options.save; both files or neither). Nothing is written with
 // dry_run, on any error, or when a gate failed (unless write_on_gate_failure); the report says
 // whether the output was written (output_written) and carries the paths as given.
 StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,

@@ -1,5 +1,9 @@
 #include "kfc/tensor/tensor.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -379,6 +383,69 @@ std::vector<float> RoundToDType(int32_t dtype, std::vector<float> data) {
     for (float& v : data) v = BFloat16ToFloat(FloatToBFloat16Bits(v));
   }
   return data;
+}
+
+void CopyWithoutBulkData(const google::protobuf::Message& from, google::protobuf::Message* to,
+                         int64_t max_inline_bytes) {
+  using google::protobuf::FieldDescriptor;
+  using google::protobuf::Reflection;
+  const Reflection* rf = from.GetReflection();
+  const Reflection* rt = to->GetReflection();
+  const bool is_tensor = from.GetDescriptor() == onnx::TensorProto::descriptor();
+  const bool external = is_tensor && HasExternalData(static_cast<const onnx::TensorProto&>(from));
+  std::vector<const FieldDescriptor*> fields;
+  rf->ListFields(from, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const bool repeated = f->is_repeated();
+    const int n = repeated ? rf->FieldSize(from, f) : 1;
+    if (external && (f->number() == onnx::TensorProto::kDataLocationFieldNumber ||
+                     f->number() == onnx::TensorProto::kExternalDataFieldNumber)) {
+      continue;
+    }
+    if (is_tensor && f->number() == onnx::TensorProto::kRawDataFieldNumber) {
+      const auto& t = static_cast<const onnx::TensorProto&>(from);
+      const auto size = static_cast<int64_t>(t.raw_data().size());
+      const int64_t elem = std::max<int64_t>(tensor::DTypeSize(t.data_type()), 1);
+      rt->SetString(to, f, size > max_inline_bytes ? t.raw_data().substr(0, elem) : t.raw_data());
+      continue;
+    }
+    switch (f->cpp_type()) {
+#define KFC_COPY_FIELD(CPPTYPE, Type)                                        \
+  case FieldDescriptor::CPPTYPE:                                             \
+    for (int i = 0; i < n; ++i) {                                            \
+      if (repeated) rt->Add##Type(to, f, rf->GetRepeated##Type(from, f, i)); \
+      if (!repeated) rt->Set##Type(to, f, rf->Get##Type(from, f));           \
+    }                                                                        \
+    break;
+      KFC_COPY_FIELD(CPPTYPE_INT32, Int32)
+      KFC_COPY_FIELD(CPPTYPE_INT64, Int64)
+      KFC_COPY_FIELD(CPPTYPE_UINT32, UInt32)
+      KFC_COPY_FIELD(CPPTYPE_UINT64, UInt64)
+      KFC_COPY_FIELD(CPPTYPE_DOUBLE, Double)
+      KFC_COPY_FIELD(CPPTYPE_FLOAT, Float)
+      KFC_COPY_FIELD(CPPTYPE_BOOL, Bool)
+      KFC_COPY_FIELD(CPPTYPE_ENUM, EnumValue)
+      KFC_COPY_FIELD(CPPTYPE_STRING, String)
+#undef KFC_COPY_FIELD
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        for (int i = 0; i < n; ++i) {
+          if (repeated)
+            CopyWithoutBulkData(rf->GetRepeatedMessage(from, f, i), rt->AddMessage(to, f),
+                                max_inline_bytes);
+          if (!repeated)
+            CopyWithoutBulkData(rf->GetMessage(from, f), rt->MutableMessage(to, f),
+                                max_inline_bytes);
+        }
+        break;
+    }
+  }
+  if (external) {
+    // One element in place of the file's bytes: what the data would look like inline.
+    const int64_t elem =
+        std::max<int64_t>(DTypeSize(static_cast<const onnx::TensorProto&>(from).data_type()), 1);
+    static_cast<onnx::TensorProto*>(to)->set_raw_data(std::string(static_cast<size_t>(elem), '\0'));
+  }
+  rt->MutableUnknownFields(to)->MergeFrom(rf->GetUnknownFields(from));
 }
 
 }  // namespace kfc::tensor

@@ -81,4 +81,11 @@ onnx::TensorProto EncodeFromFloat(const std::string& name, int32_t dtype,
 // then DecodeToFloat gives. Identity for float32 and float64 (float64 holds every float32).
 std::vector<float> RoundToDType(int32_t dtype, std::vector<float> data);
 
+// Copies the fields of `from` into the empty `to`, recursing into messages, without ever copying
+// bulk tensor data: a TensorProto whose raw_data exceeds `max_inline_bytes`, or whose data is
+// external (data_location and external_data are dropped), gets one zero-or-first element in
+// raw_data, dims and dtype unchanged. What a checker or shape inference needs of a large model.
+void CopyWithoutBulkData(const google::protobuf::Message& from, google::protobuf::Message* to,
+                         int64_t max_inline_bytes);
+
 }  // namespace kfc::tensor
