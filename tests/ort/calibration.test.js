@@ -109,3 +109,51 @@ np.save(sys.argv[3], np.maximum(x @ w['fc1.weight'].T + w['fc1.bias'], 0).astype
   assert.match(fc2.calibration_note, /weight-only: no kfc_calib_1\*\.npy files/);
   assert.match(r2.stderr, /fc2.*falls back to weight-only/);
 });
+
+// Gemm with transA=1 and MatMul(W, X) read features along the activation's second-to-last axis:
+// each column is a sample. Their probes expose the activation, --calibration reads it by columns,
+// and the compressed model computes its dense reconstruction plus the bias correction.
+test('column-sample layers (Gemm transA=1, W·X) are calibrated and compute what they claim', async (t) => {
+  const env = h.requireHarnessEnv('calibration');
+  const cases = h.loadCases().filter((c) => ['gemm_transa', 'matmul_wx_2d', 'matmul_wx_3d_static',
+    'matmul_wx_4d'].includes(c.name));
+  assert.equal(cases.length, 4);
+  for (const c of cases) {
+    const dir = path.join(env.workDir, `columns_${c.name}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    const { model } = c;
+    const probe = path.join(dir, 'probe.onnx');
+    const r = h.run(env.compress, [model, '--calibration-probe', probe]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /1 exposed activations for 1 layers/, c.name);
+    const sidecar = JSON.parse(fs.readFileSync(probe.replace(/\.onnx$/, '.calib.json'), 'utf8'));
+    assert.equal(sidecar.tensors[0].columns, true, c.name);
+
+    // One batch: the first axis of a 2-D activation here is K, which must not be split.
+    const [name, dims] = Object.entries(c.inputs)[0];
+    const feeds = h.randomFeeds(h.seedFromString(`columns ${c.name}`), c.inputs);
+    const input = path.join(dir, 'x.npy');
+    writeNpy(input, dims, feeds[name].data);
+    const acts = path.join(dir, 'acts');
+    await runProbe({ probe, inputs: { [name]: input }, out: acts, batch: 1 << 20 });
+
+    const base = path.join(dir, 'r2');
+    const layers = h.makeReference(env, model, ['--rank', '2', '--calibration', acts],
+      `${base}.c.onnx`, `${base}.d.onnx`);
+    assert.equal(layers, c.expectedLayers, c.name);
+    const cs = await h.createSession(`${base}.c.onnx`);
+    const ds = await h.createSession(`${base}.d.onnx`);
+    const yc = (await h.runSession(cs, feeds, 'compressed'))[c.output];
+    const yd = (await h.runSession(ds, feeds, 'dense'))[c.output];
+    const err = h.relativeError(yc.data, yd.data);
+    t.diagnostic(`${c.name} -r 2 --calibration: |C-D|/|D| = ${err.toExponential(2)}`);
+    assert.ok(err <= 1e-5, `${c.name}: ${err}`);
+
+    const rep = h.run(env.compress, [model, '-r', '2', '--calibration', acts, '--dry-run', '--json']);
+    assert.equal(rep.status, 0, rep.stderr);
+    const layer = JSON.parse(rep.stdout).layers.find((l) => l.compressed);
+    assert.equal(layer.calibrated, true, c.name);
+    assert.ok(layer.data_relative_error <= layer.weight_only_data_relative_error + 1e-12, c.name);
+  }
+});

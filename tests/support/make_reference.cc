@@ -124,7 +124,9 @@ int main(int argc, char** argv) {
       std::vector<float> corr = layer.bias_correction;
       for (float& v : corr) v *= c.op_type == "Gemm" ? c.alpha : 1.0f;
       const std::string corr_name = "kfc_reference/" + c.node_name + ".bias_correction";
-      *graph->add_initializer() = kfc::tensor::EncodeFromFloat(corr_name, c.dtype, {c.n}, corr);
+      const std::vector<int64_t> corr_dims =
+          c.weight_first ? std::vector<int64_t>{c.n, 1} : std::vector<int64_t>{c.n};
+      *graph->add_initializer() = kfc::tensor::EncodeFromFloat(corr_name, c.dtype, corr_dims, corr);
       auto* node = graph->mutable_node(c.node_index);
       const std::string out = node->output(0);
       node->set_output(0, out + "/kfc_reference_uncorrected");

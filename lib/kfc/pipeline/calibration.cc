@@ -29,6 +29,8 @@ std::optional<onnx::TypeProto> TypeOf(const onnx::GraphProto& g, const std::stri
 
 }  // namespace
 
+bool ColumnSamples(const match::LayerCandidate& c) { return c.trans_a || c.weight_first; }
+
 StatusOr<std::string> ModelFingerprint(const onnx::ModelProto& model) {
   KFC_ASSIGN_OR_RETURN(const std::string bytes, io::SerializeModel(model));
   uint64_t h = 1469598103934665603ull;
@@ -79,9 +81,7 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
   std::map<std::string, int> by_source;
   onnx::GraphProto* graph = probe.model.mutable_graph();
   for (const auto& c : match::FindLayers(model)) {
-    if (!c.eligible() || c.graph_path != "main" || c.trans_a || c.weight_first || c.k < 1) {
-      continue;
-    }
+    if (!c.eligible() || c.graph_path != "main" || c.k < 1) continue;
     auto it = by_source.find(c.input_name);
     if (it == by_source.end()) {
       std::optional<onnx::TypeProto> type = TypeOf(inferred.graph(), c.input_name);
@@ -100,6 +100,7 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
       t->set_name(name);
       t->set_source(c.input_name);
       t->set_k(static_cast<double>(c.k));
+      t->set_columns(ColumnSamples(c));
     }
     probe.sidecar.mutable_tensors(it->second)->add_layers(c.node_name);
   }
@@ -152,12 +153,9 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
   for (const auto& t : sidecar_.tensors()) {
     if (t.source() == c.input_name) tensor = &t;
   }
-  if (tensor == nullptr || c.graph_path != "main" || c.trans_a || c.weight_first) {
-    *note = c.weight_first
-                ? "the W·X form is not calibrated (its rows are not the input's last axis)"
-            : c.graph_path != "main" ? "layers in subgraphs are not calibrated"
-            : c.trans_a              ? "Gemm with transA=1 is not calibrated"
-                                     : "no calibration tensor for this layer's input";
+  if (tensor == nullptr || c.graph_path != "main") {
+    *note = c.graph_path != "main" ? "layers in subgraphs are not calibrated"
+                                   : "no calibration tensor for this layer's input";
     return std::optional<kron::InputStats>();
   }
   if (c.k > kMaxCalibratedK) {
@@ -165,7 +163,11 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
             ": its K x K statistics would take " + std::to_string(8 * c.k * c.k >> 20) + " MiB";
     return std::optional<kron::InputStats>();
   }
-  auto cached = cache_.find(tensor->name());
+  // Gemm transA=1 and MatMul(W, X) read features along X's second-to-last axis: each column of
+  // the [.., K, C] activation is one sample.
+  const bool columns = ColumnSamples(c);
+  const std::string key = tensor->name() + (columns ? "|columns" : "");
+  auto cached = cache_.find(key);
   if (cached != cache_.end()) return std::optional<kron::InputStats>(cached->second);
   std::vector<std::string> files;
   for (const auto& f : files_) {
@@ -181,25 +183,46 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
   for (const auto& f : files) {
     const std::string path = (std::filesystem::path(dir_) / f).string();
     KFC_ASSIGN_OR_RETURN(io::NpyReader reader, io::NpyReader::Open(path));
-    if (reader.shape().empty() || reader.shape().back() != K) {
+    const std::vector<int64_t>& shape = reader.shape();
+    const size_t rank = shape.size();
+    if (columns ? rank < 2 || shape[rank - 2] != K : rank < 1 || shape.back() != K) {
       std::string dims;
-      for (int64_t d : reader.shape()) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
-      return InvalidArgument("activation file '" + path + "': shape [" + dims +
-                             "] does not end in K = " + std::to_string(K) + " (layer '" +
-                             c.node_name + "')");
+      for (int64_t d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+      return InvalidArgument("activation file '" + path + "': shape [" + dims + "] does not " +
+                             (columns ? "have K = " + std::to_string(K) + " second to last"
+                                      : "end in K = " + std::to_string(K)) +
+                             " (layer '" + c.node_name + "')");
     }
-    const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{8} << 20) / K);
+    // Rows of K values: read as they are, or, for column samples, a [K, C] block at a time
+    // transposed to C rows.
+    const int64_t cols = columns ? shape.back() : 1;
+    const int64_t block = K * cols;
+    const int64_t chunk =
+        block * std::max<int64_t>(1, (int64_t{8} << 20) / std::max<int64_t>(block, 1));
+    std::vector<float> rows;
     for (;;) {
-      KFC_RETURN_IF_ERROR(reader.Read(chunk_rows * K, &buf));
+      KFC_RETURN_IF_ERROR(reader.Read(chunk, &buf));
       if (buf.empty()) break;
-      Status s = acc.Add(buf.data(), static_cast<int64_t>(buf.size()) / K);
+      const float* data = buf.data();
+      if (columns) {
+        rows.resize(buf.size());
+        for (size_t b = 0; b + static_cast<size_t>(block) <= buf.size();
+             b += static_cast<size_t>(block)) {
+          for (int64_t i = 0; i < K; ++i) {
+            for (int64_t j = 0; j < cols; ++j)
+              rows[b + static_cast<size_t>(j * K + i)] = buf[b + static_cast<size_t>(i * cols + j)];
+          }
+        }
+        data = rows.data();
+      }
+      Status s = acc.Add(data, static_cast<int64_t>(buf.size()) / K);
       if (!s.ok()) return InvalidArgument("activation file '" + path + "': " + s.message());
     }
   }
   auto st = acc.Finish();
   if (!st.ok())
     return InvalidArgument("calibration tensor '" + tensor->name() + "': " + st.status().message());
-  cache_.emplace(tensor->name(), *st);
+  cache_.emplace(key, *st);
   return std::optional<kron::InputStats>(std::move(*st));
 }
 

@@ -6,7 +6,8 @@
 //     DIR/<name>.npy or DIR/<name>.<part>.npy (batches concatenated along the leading axes), with
 //     the sidecar copied to DIR/kfc_calibration.json (tool/run_probe.js does both).
 //  3. Calibration::Load(DIR) checks the sidecar against the model; Stats() streams a layer's .npy
-//     files into its K x K covariance and mean (kron::StatsAccumulator), once per tensor.
+//     files into its K x K covariance and mean (kron::StatsAccumulator), once per tensor and
+//     orientation (rows along the last axis, or columns: see ColumnSamples).
 #pragma once
 
 #include <map>
@@ -28,6 +29,10 @@ namespace kfc::pipeline {
 inline constexpr int64_t kMaxCalibratedK = 8192;
 inline constexpr char kSidecarName[] = "kfc_calibration.json";
 
+// Whether the layer reads its features along the activation's second-to-last axis, so that each
+// column of X [.., K, C] is one sample: Gemm with transA=1 (A is [K, M]) and MatMul(W, X).
+bool ColumnSamples(const match::LayerCandidate& c);
+
 // FNV-1a 64 of the deterministic serialization, as 16 hex digits.
 StatusOr<std::string> ModelFingerprint(const onnx::ModelProto& model);
 
@@ -36,8 +41,8 @@ struct Probe {
   calibration::Sidecar sidecar;
 };
 
-// The probe for `model`. Layers whose activation cannot be exposed usefully (subgraphs, Gemm with
-// transA=1, the W·X form, ineligible layers) are left out. `model_path` is recorded in the sidecar.
+// The probe for `model`. Layers in subgraphs (their values are not the main graph's to output) and
+// ineligible layers are left out. `model_path` is recorded in the sidecar.
 StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& model_path);
 
 // PROBE.onnx -> PROBE.calib.json (any other name: name + ".calib.json").
@@ -62,7 +67,7 @@ class Calibration {
   std::string dir_;
   calibration::Sidecar sidecar_;
   std::vector<std::string> files_;                 // .npy names in dir_, sorted
-  std::map<std::string, kron::InputStats> cache_;  // by tensor name
+  std::map<std::string, kron::InputStats> cache_;  // by tensor name (+ "|columns")
 };
 
 }  // namespace kfc::pipeline

@@ -587,7 +587,7 @@ std::string FactorKey(const LayerState& s, const kron::KronShape& shape, int64_t
   const match::LayerCandidate& c = *s.c;
   return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
          std::to_string(shape.n1) + "|" + std::to_string(rank) +
-         (s.stats ? "|calibrated:" + c.input_name : "");
+         (s.stats ? "|calibrated:" + c.input_name + (ColumnSamples(c) ? "|columns" : "") : "");
 }
 
 bool Profitable(const Options& o, const match::LayerCandidate& c, const Decision& d) {
@@ -638,8 +638,9 @@ Status AllocateRatio(const Options& o, const Weights& weights, std::vector<Layer
       pinned.Add(o, s);
       continue;
     }
-    const std::string key = s.c->source_value + "|" + (s.c->trans_b ? "t" : "n") +
-                            (s.stats ? "|" + s.c->input_name : "");
+    const std::string key =
+        s.c->source_value + "|" + (s.c->trans_b ? "t" : "n") +
+        (s.stats ? "|" + s.c->input_name + (ColumnSamples(*s.c) ? "|columns" : "") : "");
     auto [it, fresh] = unit_of.emplace(key, units.size());
     if (fresh) units.emplace_back();
     units[it->second].layers.push_back(i);

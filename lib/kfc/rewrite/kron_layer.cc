@@ -282,7 +282,11 @@ class LayerEmitter {
       nodes.back().set_output(0, uncorrected);
       std::vector<float> correction = rw.bias_correction;
       for (float& v : correction) v *= alpha;
-      const std::string c = Constant("kfc_bias_correction", {layer.n}, correction);
+      // Per output feature: along the last axis, or for W·X along the second-to-last ([M, 1]).
+      const std::string c = Constant(
+          "kfc_bias_correction",
+          layer.weight_first ? std::vector<int64_t>{layer.n, 1} : std::vector<int64_t>{layer.n},
+          correction);
       nodes.push_back(MakeNode("Add", NodeName("kfc_add_bias_correction"), {uncorrected, c},
                                layer.output_name));
     }
