@@ -14,6 +14,23 @@ const { runProbe } = require('./run_probe');
 
 const ROWS = 300;
 
+// Compresses `model` at -r 2 with the calibration in `acts` (kfc_make_reference writes the
+// compressed model and its dense reconstruction plus the bias correction), runs both on `feeds`
+// and asserts they agree to 1e-5; returns the number of layers compressed.
+async function expectCalibratedReference(t, env, model, acts, feeds, output, dir, label) {
+  const base = path.join(dir, 'r2');
+  const layers = h.makeReference(env, model, ['--rank', '2', '--calibration', acts],
+    `${base}.c.onnx`, `${base}.d.onnx`);
+  const cs = await h.createSession(`${base}.c.onnx`);
+  const ds = await h.createSession(`${base}.d.onnx`);
+  const yc = (await h.runSession(cs, feeds, 'compressed'))[output];
+  const yd = (await h.runSession(ds, feeds, 'dense'))[output];
+  const err = h.relativeError(yc.data, yd.data);
+  t.diagnostic(`${label} -r 2 --calibration: |C-D|/|D| = ${err.toExponential(2)}`);
+  assert.ok(err <= 1e-5, `${label}: ${err}`);
+  return layers;
+}
+
 function setUp(env) {
   const dir = path.join(env.workDir, 'digits');
   fs.rmSync(dir, { recursive: true, force: true });
@@ -138,22 +155,104 @@ test('column-sample layers (Gemm transA=1, W·X) are calibrated and compute what
     const acts = path.join(dir, 'acts');
     await runProbe({ probe, inputs: { [name]: input }, out: acts, batch: 1 << 20 });
 
-    const base = path.join(dir, 'r2');
-    const layers = h.makeReference(env, model, ['--rank', '2', '--calibration', acts],
-      `${base}.c.onnx`, `${base}.d.onnx`);
-    assert.equal(layers, c.expectedLayers, c.name);
-    const cs = await h.createSession(`${base}.c.onnx`);
-    const ds = await h.createSession(`${base}.d.onnx`);
-    const yc = (await h.runSession(cs, feeds, 'compressed'))[c.output];
-    const yd = (await h.runSession(ds, feeds, 'dense'))[c.output];
-    const err = h.relativeError(yc.data, yd.data);
-    t.diagnostic(`${c.name} -r 2 --calibration: |C-D|/|D| = ${err.toExponential(2)}`);
-    assert.ok(err <= 1e-5, `${c.name}: ${err}`);
+    assert.equal(await expectCalibratedReference(t, env, model, acts, feeds, c.output, dir, c.name),
+      c.expectedLayers, c.name);
 
     const rep = h.run(env.compress, [model, '-r', '2', '--calibration', acts, '--dry-run', '--json']);
     assert.equal(rep.status, 0, rep.stderr);
     const layer = JSON.parse(rep.stdout).layers.find((l) => l.compressed);
     assert.equal(layer.calibrated, true, c.name);
     assert.ok(layer.data_relative_error <= layer.weight_only_data_relative_error + 1e-12, c.name);
+  }
+});
+
+// K above 8192: Kronecker-factored statistics for the balanced shape's split of K; the layer is
+// calibrated, says so, and the compressed model computes its dense reconstruction plus the bias
+// correction.
+test('a layer with K = 16384 is calibrated with Kronecker-factored statistics', async (t) => {
+  const env = h.requireHarnessEnv('calibration');
+  const dir = path.join(env.workDir, 'wide_k');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const model = path.join(dir, 'wide.onnx');
+  const script = `
+import sys, numpy as np, onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(41)
+w = (rng.standard_normal((16384, 8)) / 128).astype(np.float32)
+g = helper.make_graph([helper.make_node('MatMul', ['x', 'W'], ['y'], name='wide')], 'wide',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['B', 16384])],
+    [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['B', 8])],
+    initializer=[numpy_helper.from_array(w, 'W')])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]); m.ir_version = 8
+onnx.save(m, sys.argv[1])`;
+  const py = h.run('/usr/bin/python3', ['-c', script, model]);
+  assert.equal(py.status, 0, py.stderr);
+  const probe = path.join(dir, 'probe.onnx');
+  const r = h.run(env.compress, [model, '--calibration-probe', probe]);
+  assert.equal(r.status, 0, r.stderr);
+  const feeds = h.randomFeeds(h.seedFromString('wide k'), { x: [48, 16384] });
+  writeNpy(path.join(dir, 'x.npy'), [48, 16384], feeds.x.data);
+  const acts = path.join(dir, 'acts');
+  await runProbe({ probe, inputs: { x: path.join(dir, 'x.npy') }, out: acts, batch: 16 });
+
+  const rep = h.run(env.compress, [model, '-r', '2', '--calibration', acts, '--dry-run', '--json']);
+  assert.equal(rep.status, 0, rep.stderr);
+  const layer = JSON.parse(rep.stdout).layers[0];
+  assert.equal(layer.compressed, true);
+  assert.equal(layer.calibrated, true);
+  assert.match(layer.calibration_note, /K = 16384 is above 8192 .*Kronecker-factored statistics/);
+  assert.ok(layer.data_relative_error <= layer.weight_only_data_relative_error + 1e-12);
+
+  const few = { x: new h.ort.Tensor('float32', feeds.x.data.subarray(0, 4 * 16384), [4, 16384]) };
+  assert.equal(await expectCalibratedReference(t, env, model, acts, few, 'y', dir, 'K = 16384'), 1);
+});
+
+// Layers in If branches, a Loop body and a Scan body: values made inside the subgraph leave it as
+// an extra output (a scan output for Loop and Scan; for If, the other branch outputs an empty
+// tensor), values of the main graph are exposed there. The probe runs in ONNX Runtime, the
+// calibrated models compute their dense reconstruction plus the correction, and a branch that
+// never ran leaves its layer weight-only with a note.
+test('layers in If, Loop and Scan bodies are probed and calibrated', async (t) => {
+  const env = h.requireHarnessEnv('calibration');
+  const cases = h.loadCases().filter((c) => ['if_gemm_branches', 'if_gemm_branches_else',
+    'loop_matmul_outer', 'scan_matmul'].includes(c.name));
+  assert.equal(cases.length, 4);
+  for (const c of cases) {
+    const dir = path.join(env.workDir, `subgraph_${c.name}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    const probe = path.join(dir, 'probe.onnx');
+    const r = h.run(env.compress, [c.model, '--calibration-probe', probe]);
+    assert.equal(r.status, 0, r.stderr);
+    const sidecar = path.join(dir, 'probe.calib.json');
+    const names = JSON.parse(fs.readFileSync(sidecar, 'utf8')).tensors.map((x) => x.name);
+    assert.equal(names.length, c.expectedLayers, c.name);
+
+    // The probe in ONNX Runtime: its own output unchanged, every exposed tensor saved.
+    const feeds = h.randomFeeds(h.seedFromString(`subgraph ${c.name}`), c.inputs, c.inputTypes,
+      c.inputValues);
+    const original = await h.createSession(c.model);
+    const probed = await h.createSession(probe);
+    const y0 = (await h.runSession(original, feeds, 'original'))[c.output];
+    const outs = await h.runSession(probed, feeds, 'probe');
+    assert.deepEqual(Array.from(outs[c.output].data), Array.from(y0.data), c.name);
+    const acts = path.join(dir, 'acts');
+    fs.mkdirSync(acts);
+    for (const name of names) writeNpy(path.join(acts, `${name}.npy`), outs[name].dims, outs[name].data);
+    fs.copyFileSync(sidecar, path.join(acts, 'kfc_calibration.json'));
+
+    assert.equal(await expectCalibratedReference(t, env, c.model, acts, feeds, c.output, dir,
+      c.name), c.expectedLayers, c.name);
+
+    const rep = h.run(env.compress, [c.model, '-r', '2', '--min-params', '0', '--calibration',
+      acts, '--dry-run', '--json']);
+    assert.equal(rep.status, 0, rep.stderr);
+    for (const l of JSON.parse(rep.stdout).layers) {
+      // fc_else's branch runs only when cond is false; fc reads x from the main graph.
+      const ran = !(c.name === 'if_gemm_branches' && l.node_name === 'fc_else');
+      assert.equal(l.calibrated, ran, `${c.name} ${l.node_name}: ${l.calibration_note}`);
+      if (!ran) assert.match(l.calibration_note, /hold no rows/);
+    }
   }
 });

@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
 
   onnx::ModelProto reference = *model;
   int compressed_layers = 0;
-  std::map<int, onnx::NodeProto> corrections;  // main-graph node index -> Add placed after it
+  // Per (sub)graph: node index -> the correction Add placed after it.
+  std::map<onnx::GraphProto*, std::map<int, onnx::NodeProto>> corrections;
   for (const auto& layer : result->layers) {
     if (!layer.factors) continue;
     ++compressed_layers;
@@ -136,18 +137,19 @@ int main(int argc, char** argv) {
       add.add_input(out + "/kfc_reference_uncorrected");
       add.add_input(corr_name);
       add.add_output(out);
-      corrections[c.node_index] = add;  // calibrated layers are in the main graph
+      corrections[graph][c.node_index] = add;
     }
   }
-  if (!corrections.empty()) {  // keep the nodes topologically sorted
+  for (auto& [graph, adds] : corrections) {  // keep the nodes topologically sorted
     google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
-    nodes.Swap(reference.mutable_graph()->mutable_node());
+    nodes.Swap(graph->mutable_node());
     for (int i = 0; i < nodes.size(); ++i) {
-      *reference.mutable_graph()->add_node() = nodes.Get(i);
-      auto it = corrections.find(i);
-      if (it != corrections.end()) *reference.mutable_graph()->add_node() = it->second;
+      *graph->add_node() = nodes.Get(i);
+      auto it = adds.find(i);
+      if (it != adds.end()) *graph->add_node() = it->second;
     }
   }
+
   if (auto s = Write(std::move(result->model), compressed, external_data); !s.ok()) {
     return Fail(s.message());
   }

@@ -49,7 +49,7 @@ TEST(CalibrationColumnsTest, EachColumnOfTheActivationIsOneSample) {
   ASSERT_EQ(layers.size(), 1u);
   ASSERT_TRUE(layers[0].weight_first);
   std::string note;
-  auto stats = (*cal)->Stats(layers[0], &note);
+  auto stats = (*cal)->Stats(layers[0], 0, &note);
   ASSERT_TRUE(stats.ok()) << stats.status().message();
   ASSERT_TRUE(stats->has_value()) << note;
 
@@ -80,7 +80,7 @@ TEST(CalibrationColumnsTest, EachColumnOfTheActivationIsOneSample) {
   ASSERT_TRUE(io::WriteNpy(bad.File(name + ".npy"), {2, C, K}, a).ok());
   auto bad_cal = Calibration::Load(bad.path(), model);
   ASSERT_TRUE(bad_cal.ok());
-  auto err = (*bad_cal)->Stats(layers[0], &note);
+  auto err = (*bad_cal)->Stats(layers[0], 0, &note);
   ASSERT_FALSE(err.ok());
   EXPECT_NE(err.status().message().find("K = 32 second to last"), std::string::npos)
       << err.status().message();

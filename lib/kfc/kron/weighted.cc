@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
+#include <utility>
 
 namespace kfc::kron {
 namespace {
@@ -29,6 +31,41 @@ std::vector<double> RearrangeD(const std::vector<double>& m, const KronShape& s)
     }
   }
   return r;
+}
+
+// C_reg for factored statistics, as its two factors: each gets the ridge sqrt(1 + lambda) - 1
+// times its mean diagonal, so the product's diagonal grows by about lambda times C's mean.
+void RegularizedFactors(const InputStats& st, std::vector<double>* c1, std::vector<double>* c2) {
+  const double ridge = std::sqrt(1.0 + kCalibrationRegularization) - 1.0;
+  for (auto [f, d] : {std::pair{c1, st.kf_k1}, std::pair{c2, st.kf_k2}}) {
+    *f = f == c1 ? st.c1 : st.c2;
+    double mean_diag = 0.0;
+    for (int64_t i = 0; i < d; ++i) mean_diag += (*f)[static_cast<size_t>(i * d + i)];
+    mean_diag /= static_cast<double>(d);
+    if (!(mean_diag > 0.0)) mean_diag = 1.0;
+    for (int64_t i = 0; i < d; ++i) (*f)[static_cast<size_t>(i * d + i)] += ridge * mean_diag;
+  }
+}
+
+// (c1 (x) c2) D / scale for D K x N (rows (i1, i2) of k1 x k2): c2 on each k1 slice, then c1.
+std::vector<double> FactoredApply(const std::vector<double>& c1, const std::vector<double>& c2,
+                                  int64_t k1, int64_t k2, int64_t N, const std::vector<double>& d,
+                                  double scale) {
+  std::vector<double> t(d.size()), out(d.size());
+  for (int64_t i = 0; i < k1; ++i) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(k2), I(N), I(k2), 1.0, c2.data(),
+                I(k2), &d[static_cast<size_t>(i * k2 * N)], I(N), 0.0,
+                &t[static_cast<size_t>(i * k2 * N)], I(N));
+  }
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(k1), I(k2 * N), I(k1), 1.0 / scale,
+              c1.data(), I(k1), t.data(), I(k2 * N), 0.0, out.data(), I(k2 * N));
+  return out;
+}
+
+double Trace(const std::vector<double>& m, int64_t n) {
+  double t = 0.0;
+  for (int64_t i = 0; i < n; ++i) t += m[static_cast<size_t>(i * n + i)];
+  return t;
 }
 
 std::vector<double> Regularized(const InputStats& st) {
@@ -119,6 +156,15 @@ double WeightedEnergy(const std::vector<double>& d, const std::vector<double>& c
   std::vector<double> cd(static_cast<size_t>(K * N));
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(K), I(N), I(K), 1.0, c.data(), I(K),
               d.data(), I(N), 0.0, cd.data(), I(N));
+  return cblas_ddot(I(K * N), d.data(), 1, cd.data(), 1);
+}
+
+// tr(D^T C D) in the statistics' own metric: the covariance, or its Kronecker-factored estimate.
+double StatsEnergy(const std::vector<double>& d, const InputStats& st, int64_t K, int64_t N) {
+  if (!st.factored()) return WeightedEnergy(d, st.covariance, K, N);
+  const double trace = Trace(st.c1, st.kf_k1);
+  if (!(trace > 0.0)) return 0.0;
+  const std::vector<double> cd = FactoredApply(st.c1, st.c2, st.kf_k1, st.kf_k2, N, d, trace);
   return cblas_ddot(I(K * N), d.data(), 1, cd.data(), 1);
 }
 
@@ -244,6 +290,37 @@ int RefineAls(const std::vector<double>& c, const std::vector<double>& w, const 
   return it;
 }
 
+// Copies `rows` rows of length k from x into out (as double) and adds them into sum (k);
+// InvalidArgument at the first NaN or infinity, naming its row (counted from `first_row`) and
+// column.
+Status TakeRows(const float* x, int64_t rows, int64_t k, int64_t first_row, double* out,
+                std::vector<double>* sum) {
+  for (int64_t i = 0; i < rows * k; ++i) {
+    const float v = x[i];
+    if (!std::isfinite(v)) {
+      return InvalidArgument(
+          std::string("activation has ") + (std::isnan(v) ? "a NaN" : "an infinity") + " at row " +
+          std::to_string(first_row + i / k) + ", column " + std::to_string(i % k));
+    }
+    out[i] = v;
+    (*sum)[static_cast<size_t>(i % k)] += v;
+  }
+  return Status::Ok();
+}
+
+// The statistics' count and mean, after checking there are enough rows.
+StatusOr<InputStats> CountAndMean(int64_t count, const std::vector<double>& sum) {
+  if (count < 2) {
+    return InvalidArgument("calibration needs at least 2 rows, got " + std::to_string(count));
+  }
+  InputStats st;
+  st.k = static_cast<int64_t>(sum.size());
+  st.count = count;
+  st.mean.resize(sum.size());
+  for (size_t i = 0; i < sum.size(); ++i) st.mean[i] = sum[i] / static_cast<double>(count);
+  return st;
+}
+
 }  // namespace
 
 StatsAccumulator::StatsAccumulator(int64_t k)
@@ -255,17 +332,7 @@ Status StatsAccumulator::Add(const float* x, int64_t rows) {
   for (int64_t first = 0; first < rows; first += kChunk) {
     const int64_t n = std::min(kChunk, rows - first);
     chunk.resize(static_cast<size_t>(n * k_));
-    for (int64_t i = 0; i < n * k_; ++i) {
-      const float v = x[first * k_ + i];
-      if (!std::isfinite(v)) {
-        return InvalidArgument(std::string("activation has ") +
-                               (std::isnan(v) ? "a NaN" : "an infinity") + " at row " +
-                               std::to_string(count_ + first + i / k_) + ", column " +
-                               std::to_string(i % k_));
-      }
-      chunk[static_cast<size_t>(i)] = v;
-      sum_[static_cast<size_t>(i % k_)] += v;
-    }
+    KFC_RETURN_IF_ERROR(TakeRows(x + first * k_, n, k_, count_ + first, chunk.data(), &sum_));
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, I(k_), I(n), 1.0, chunk.data(), I(k_), 1.0,
                 second_.data(), I(k_));
   }
@@ -274,15 +341,8 @@ Status StatsAccumulator::Add(const float* x, int64_t rows) {
 }
 
 StatusOr<InputStats> StatsAccumulator::Finish() const {
-  if (count_ < 2) {
-    return InvalidArgument("calibration needs at least 2 rows, got " + std::to_string(count_));
-  }
-  InputStats st;
-  st.k = k_;
-  st.count = count_;
+  KFC_ASSIGN_OR_RETURN(InputStats st, CountAndMean(count_, sum_));
   const double n = static_cast<double>(count_);
-  st.mean.resize(static_cast<size_t>(k_));
-  for (int64_t i = 0; i < k_; ++i) st.mean[i] = sum_[i] / n;
   st.covariance.resize(static_cast<size_t>(k_ * k_));
   for (int64_t i = 0; i < k_; ++i) {
     for (int64_t j = i; j < k_; ++j) {
@@ -294,26 +354,88 @@ StatusOr<InputStats> StatsAccumulator::Finish() const {
   return st;
 }
 
+FactoredStatsAccumulator::FactoredStatsAccumulator(int64_t k1, int64_t k2)
+    : k1_(k1),
+      k2_(k2),
+      sum_(static_cast<size_t>(k1 * k2), 0.0),
+      s1_(static_cast<size_t>(k1 * k1), 0.0),
+      s2_(static_cast<size_t>(k2 * k2), 0.0) {}
+
+Status FactoredStatsAccumulator::Add(const float* x, int64_t rows) {
+  const int64_t K = k1_ * k2_;
+  std::vector<double> row(static_cast<size_t>(K));
+  for (int64_t r = 0; r < rows; ++r) {
+    KFC_RETURN_IF_ERROR(TakeRows(x + r * K, 1, K, count_ + r, row.data(), &sum_));
+    // X (k1 x k2): s1 += X X^T, s2 += X^T X.
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, I(k1_), I(k2_), 1.0, row.data(), I(k2_),
+                1.0, s1_.data(), I(k1_));
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, I(k2_), I(k1_), 1.0, row.data(), I(k2_), 1.0,
+                s2_.data(), I(k2_));
+  }
+  count_ += rows;
+  return Status::Ok();
+}
+
+StatusOr<InputStats> FactoredStatsAccumulator::Finish() const {
+  KFC_ASSIGN_OR_RETURN(InputStats st, CountAndMean(count_, sum_));
+  st.kf_k1 = k1_;
+  st.kf_k2 = k2_;
+  const double n = static_cast<double>(count_);
+  // Centered: E[(X - M)(X - M)^T] = E[X X^T] - M M^T, and likewise for X^T X.
+  const std::vector<double>& m = st.mean;  // M is k1 x k2
+  for (auto [out, sums, d, transposed] :
+       {std::tuple{&st.c1, &s1_, k1_, false}, std::tuple{&st.c2, &s2_, k2_, true}}) {
+    out->assign(static_cast<size_t>(d * d), 0.0);
+    const int64_t inner = transposed ? k1_ : k2_;
+    for (int64_t i = 0; i < d; ++i) {
+      for (int64_t j = i; j < d; ++j) {
+        double mm = 0.0;
+        for (int64_t l = 0; l < inner; ++l) {
+          mm += transposed
+                    ? m[static_cast<size_t>(l * k2_ + i)] * m[static_cast<size_t>(l * k2_ + j)]
+                    : m[static_cast<size_t>(i * k2_ + l)] * m[static_cast<size_t>(j * k2_ + l)];
+        }
+        const double v = (*sums)[static_cast<size_t>(i * d + j)] / n - mm;
+        (*out)[static_cast<size_t>(i * d + j)] = v;
+        (*out)[static_cast<size_t>(j * d + i)] = v;
+      }
+    }
+  }
+  return st;
+}
+
 double DataRelativeError(const float* w, const std::vector<float>& w_hat, int64_t K, int64_t N,
                          const InputStats& stats) {
   std::vector<double> wd(w, w + K * N);
-  const double total = WeightedEnergy(wd, stats.covariance, K, N);
+  const double total = StatsEnergy(wd, stats, K, N);
   if (!(total > 0.0)) return 0.0;
-  const double err = WeightedEnergy(Difference(w, w_hat, K * N), stats.covariance, K, N);
+  const double err = StatsEnergy(Difference(w, w_hat, K * N), stats, K, N);
   return std::sqrt(std::max(0.0, err) / total);
 }
 
 StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape& shape,
                           const InputStats& stats) {
-  if (stats.k != K || static_cast<int64_t>(stats.covariance.size()) != K * K) {
+  if (stats.k != K ||
+      (!stats.factored() && static_cast<int64_t>(stats.covariance.size()) != K * K)) {
     return InvalidArgument("calibration statistics have K = " + std::to_string(stats.k) +
                            ", the weight has K = " + std::to_string(K));
   }
   const int64_t k1 = shape.k1, k2 = shape.k2;
-  const std::vector<double> c = Regularized(stats);
+  if (stats.factored() && k1 != stats.kf_k1) {
+    return InvalidArgument(
+        "calibration statistics are Kronecker-factored for k1 = " + std::to_string(stats.kf_k1) +
+        ", the shape has k1 = " + std::to_string(k1));
+  }
+  const std::vector<double> c = stats.factored() ? std::vector<double>() : Regularized(stats);
   std::vector<double> c1, c2;
   Whitened out;
-  if (k1 == 1 || k2 == 1) {
+  if (stats.factored()) {
+    // Exact in the factored metric: whitening by its factors leaves nothing for ALS or beta.
+    out.exact = true;
+    RegularizedFactors(stats, &c1, &c2);
+    const double trace = Trace(stats.c1, k1);
+    for (double& v : c1) v /= trace > 0.0 ? trace : 1.0;
+  } else if (k1 == 1 || k2 == 1) {
     out.exact = true;
     (k1 == 1 ? c2 : c1) = c;
     (k1 == 1 ? c1 : c2) = {1.0};
@@ -333,7 +455,18 @@ StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape&
                 &res[static_cast<size_t>(i * k2 * N)], I(N));
   }
   out.w.assign(res.begin(), res.end());
-  out.energy = WeightedEnergy(wd, c, K, N);
+  if (stats.factored()) {
+    std::vector<double> ll1(out.l1), ll2(out.l2);  // C_reg's factors again: L L^T
+    std::vector<double> f1(static_cast<size_t>(k1 * k1)), f2(static_cast<size_t>(k2 * k2));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k1), I(k1), I(k1), 1.0, ll1.data(),
+                I(k1), ll1.data(), I(k1), 0.0, f1.data(), I(k1));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k2), I(k2), I(k2), 1.0, ll2.data(),
+                I(k2), ll2.data(), I(k2), 0.0, f2.data(), I(k2));
+    const std::vector<double> cw = FactoredApply(f1, f2, k1, k2, N, wd, 1.0);
+    out.energy = cblas_ddot(I(K * N), wd.data(), 1, cw.data(), 1);
+  } else {
+    out.energy = WeightedEnergy(wd, c, K, N);
+  }
   if (!out.exact) {
     // Power iteration on M = L^-1 C L^-T with L = L1 (x) L2, applied to a k1 x k2 matrix V
     // (row-major vec): L^-T v = vec(L1^-T V L2^-1), L^-1 v = vec(L1^-1 V L2^-T).

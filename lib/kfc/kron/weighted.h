@@ -20,6 +20,9 @@
 //     never increases), when the normal equations fit (r*k1 and r*k2 at most kMaxAlsUnknowns).
 //  4. Keep whichever of this and the plain weight-only factorization has the smaller data error,
 //     so calibration never does worse on the calibration data.
+// With Kronecker-factored statistics (InputStats::factored(), for K too large for K x K), step 1
+// uses their two factors directly (exact in their metric, so step 3 is skipped), only at their
+// split of K, and every data error is in that metric.
 // No ONNX headers.
 #pragma once
 
@@ -39,7 +42,14 @@ struct InputStats {
   int64_t k = 0;
   int64_t count = 0;               // rows accumulated
   std::vector<double> mean;        // K
-  std::vector<double> covariance;  // K x K, centered, row-major
+  std::vector<double> covariance;  // K x K, centered, row-major (empty when factored)
+  // Kronecker-factored statistics, for K too large for a K x K matrix: with each centered row
+  // reshaped to X (k1 x k2, row-major), c1 = E[X X^T] (k1 x k1) and c2 = E[X^T X] (k2 x k2). Then
+  // C ~= (c1 (x) c2) / tr(C), exact when C is itself a Kronecker product (tr c1 = tr c2 = tr C).
+  // Only shapes with this k1 can be whitened with them; every data error is in this metric.
+  int64_t kf_k1 = 0, kf_k2 = 0;
+  std::vector<double> c1, c2;
+  bool factored() const { return kf_k1 > 0; }
 };
 
 // Streaming accumulation of rows (double sums, then centered at Finish).
@@ -59,7 +69,25 @@ class StatsAccumulator {
   std::vector<double> second_;  // K x K, sum of x x^T (upper triangle filled at Finish)
 };
 
-// sqrt(tr(D^T C D) / tr(W^T C W)) for D = W - W_hat; 0 when tr(W^T C W) == 0.
+// Kronecker-factored accumulation of rows (kf_k1 x kf_k2 reshapes), memory k1^2 + k2^2 + K.
+class FactoredStatsAccumulator {
+ public:
+  FactoredStatsAccumulator(int64_t k1, int64_t k2);
+  // As StatsAccumulator::Add.
+  Status Add(const float* x, int64_t rows);
+  // InvalidArgument when fewer than 2 rows were added.
+  StatusOr<InputStats> Finish() const;
+  int64_t count() const { return count_; }
+
+ private:
+  int64_t k1_, k2_;
+  int64_t count_ = 0;
+  std::vector<double> sum_;      // K
+  std::vector<double> s1_, s2_;  // sums of X X^T and X^T X (upper triangles)
+};
+
+// sqrt(tr(D^T C D) / tr(W^T C W)) for D = W - W_hat; 0 when tr(W^T C W) == 0. With factored
+// statistics C is their Kronecker-factored estimate.
 double DataRelativeError(const float* w, const std::vector<float>& w_hat, int64_t K, int64_t N,
                          const InputStats& stats);
 

@@ -27,6 +27,90 @@ std::optional<onnx::TypeProto> TypeOf(const onnx::GraphProto& g, const std::stri
   return std::nullopt;
 }
 
+// Every name used in `g` and its subgraphs, so that new names collide with none.
+void ReserveNames(const onnx::GraphProto& g, NameGenerator* names) {
+  for (const auto& n : g.node()) {
+    names->Reserve(n.name());
+    for (const auto& o : n.output()) names->Reserve(o);
+    for (const auto& i : n.input()) names->Reserve(i);
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) ReserveNames(a.g(), names);
+      for (const auto& sub : a.graphs()) ReserveNames(sub, names);
+    }
+  }
+  for (const auto& v : g.input()) names->Reserve(v.name());
+  for (const auto& v : g.output()) names->Reserve(v.name());
+  for (const auto& t : g.initializer()) names->Reserve(t.name());
+}
+
+// Whether `name` is a value of `g` itself (an input or a node output), not of an enclosing graph.
+bool MadeIn(const onnx::GraphProto& g, const std::string& name) {
+  for (const auto& v : g.input()) {
+    if (v.name() == name) return true;
+  }
+  for (const auto& n : g.node()) {
+    for (const auto& o : n.output()) {
+      if (o == name) return true;
+    }
+  }
+  return false;
+}
+
+// A value of `type`'s element type and `rank` dims of unknown size (the checker wants a shape).
+onnx::ValueInfoProto OfRank(const std::string& name, const onnx::TypeProto& type, int rank) {
+  onnx::ValueInfoProto v;
+  v.set_name(name);
+  auto* t = v.mutable_type()->mutable_tensor_type();
+  t->set_elem_type(type.tensor_type().elem_type());
+  for (int i = 0; i < rank; ++i) t->mutable_shape()->add_dim();
+  return v;
+}
+
+// Makes `value` of the subgraph at `step` (one level below `main`) a new output `exposed` of the
+// node holding it: an extra body output (Identity), which for Loop and Scan is a scan output
+// (stacked over iterations) and for If needs the same output in the other branch, where it is an
+// empty tensor (no rows) of the same rank with K on its feature axis.
+void ExposeFromSubgraph(const match::ScopeStep& step, const std::string& value,
+                        const std::string& exposed, const onnx::TypeProto& type, bool columns,
+                        int64_t k, NameGenerator* names, onnx::GraphProto* main) {
+  onnx::NodeProto* parent = main->mutable_node(step.node);
+  onnx::AttributeProto* attr = parent->mutable_attribute(step.attribute);
+  onnx::GraphProto* body = step.graph < 0 ? attr->mutable_g() : attr->mutable_graphs(step.graph);
+  const std::string inner = names->Unique(exposed + "_body");
+  auto* id = body->add_node();
+  id->set_op_type("Identity");
+  id->set_name(names->Unique(inner + "/identity"));
+  id->add_input(value);
+  id->add_output(inner);
+  const int rank = std::max(type.tensor_type().shape().dim_size(), columns ? 2 : 1);
+  *body->add_output() = OfRank(inner, type, rank);
+  if (parent->op_type() == "If") {
+    std::vector<int64_t> dims(static_cast<size_t>(rank), 0);
+    dims[static_cast<size_t>(rank - (columns ? 2 : 1))] = k;
+    for (auto& other : *parent->mutable_attribute()) {
+      if (!other.has_g() || other.name() == attr->name()) continue;
+      const std::string empty = names->Unique(exposed + "_empty");
+      auto* c = other.mutable_g()->add_node();
+      c->set_op_type("Constant");
+      c->set_name(names->Unique(empty + "/constant"));
+      c->add_output(empty);
+      auto* a = c->add_attribute();
+      a->set_name("value");
+      a->set_type(onnx::AttributeProto::TENSOR);
+      a->mutable_t()->set_data_type(type.tensor_type().elem_type());
+      for (int64_t d : dims) a->mutable_t()->add_dims(d);
+      a->mutable_t()->set_raw_data("");
+      *other.mutable_g()->add_output() = OfRank(empty, type, rank);
+    }
+  } else if (parent->op_type() == "Scan") {
+    // Explicit per-output axes and directions get a default entry for the new output.
+    for (auto& a : *parent->mutable_attribute()) {
+      if (a.name() == "scan_output_axes" || a.name() == "scan_output_directions") a.add_ints(0);
+    }
+  }
+  parent->add_output(exposed);
+}
+
 }  // namespace
 
 bool ColumnSamples(const match::LayerCandidate& c) { return c.trans_a || c.weight_first; }
@@ -68,34 +152,41 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
     return FailedPrecondition(std::string("probe: shape inference failed: ") + e.what());
   }
   NameGenerator names;
-  for (const auto& g : {model.graph()}) {
-    for (const auto& n : g.node()) {
-      names.Reserve(n.name());
-      for (const auto& o : n.output()) names.Reserve(o);
-      for (const auto& i : n.input()) names.Reserve(i);
-    }
-    for (const auto& v : g.input()) names.Reserve(v.name());
-    for (const auto& v : g.output()) names.Reserve(v.name());
-    for (const auto& t : g.initializer()) names.Reserve(t.name());
-  }
-  std::map<std::string, int> by_source;
+  ReserveNames(model.graph(), &names);
+  std::map<std::string, int> by_source;  // by graph path and value
   onnx::GraphProto* graph = probe.model.mutable_graph();
   for (const auto& c : match::FindLayers(model)) {
-    if (!c.eligible() || c.graph_path != "main" || c.k < 1) continue;
-    auto it = by_source.find(c.input_name);
+    if (!c.eligible() || c.scope.size() > 1 || c.k < 1) continue;
+    // A value of the enclosing (main) graph is exposed there; one made inside a subgraph is
+    // passed out through its If, Loop or Scan node first.
+    const onnx::GraphProto* body = c.scope.empty() ? nullptr : match::GraphAt(inferred, c.scope, 1);
+    const bool inner = body != nullptr && MadeIn(*body, c.input_name);
+    const std::string key = (inner ? c.graph_path : std::string("main")) + "|" + c.input_name;
+    auto it = by_source.find(key);
     if (it == by_source.end()) {
-      std::optional<onnx::TypeProto> type = TypeOf(inferred.graph(), c.input_name);
-      if (!type) continue;
+      std::optional<onnx::TypeProto> type = TypeOf(inner ? *body : inferred.graph(), c.input_name);
+      if (!type || !type->has_tensor_type()) continue;
       const std::string name = names.Unique("kfc_calib_" + std::to_string(by_source.size()));
+      std::string exposed = c.input_name;
+      if (inner) {
+        exposed = names.Unique(name + "/inner");
+        ExposeFromSubgraph(c.scope[0], c.input_name, exposed, *type, ColumnSamples(c), c.k, &names,
+                           graph);
+        // If merges its branches' shapes; Loop and Scan stack iterations on a new first axis.
+        const int rank =
+            std::max(type->tensor_type().shape().dim_size(), ColumnSamples(c) ? 2 : 1) +
+            (graph->node(c.scope[0].node).op_type() == "If" ? 0 : 1);
+        *type = OfRank("", *type, rank).type();
+      }
       auto* node = graph->add_node();
       node->set_op_type("Identity");
       node->set_name(names.Unique(name + "/identity"));
-      node->add_input(c.input_name);
+      node->add_input(exposed);
       node->add_output(name);
       auto* out = graph->add_output();
       out->set_name(name);
       *out->mutable_type() = *type;
-      it = by_source.emplace(c.input_name, probe.sidecar.tensors_size()).first;
+      it = by_source.emplace(key, probe.sidecar.tensors_size()).first;
       auto* t = probe.sidecar.add_tensors();
       t->set_name(name);
       t->set_source(c.input_name);
@@ -148,25 +239,40 @@ StatusOr<std::shared_ptr<Calibration>> Calibration::Load(const std::string& dir,
 }
 
 StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerCandidate& c,
-                                                             std::string* note) {
+                                                             int64_t k1, std::string* note) {
   const calibration::ProbeTensor* tensor = nullptr;
   for (const auto& t : sidecar_.tensors()) {
-    if (t.source() == c.input_name) tensor = &t;
+    if (t.source() != c.input_name) continue;
+    for (const auto& layer : t.layers()) {
+      if (layer == c.node_name) tensor = &t;
+    }
   }
-  if (tensor == nullptr || c.graph_path != "main") {
-    *note = c.graph_path != "main" ? "layers in subgraphs are not calibrated"
-                                   : "no calibration tensor for this layer's input";
+  if (tensor == nullptr) {
+    *note = c.scope.size() > 1 ? "layers more than one subgraph deep are not calibrated"
+                               : "no calibration tensor for this layer's input";
     return std::optional<kron::InputStats>();
   }
-  if (c.k > kMaxCalibratedK) {
-    *note = "K = " + std::to_string(c.k) + " is above " + std::to_string(kMaxCalibratedK) +
-            ": its K x K statistics would take " + std::to_string(8 * c.k * c.k >> 20) + " MiB";
-    return std::optional<kron::InputStats>();
+  // Above kMaxCalibratedK, Kronecker-factored statistics for the split K = k1 * k2 the layer's
+  // shape policy uses.
+  const bool factored = c.k > kMaxCalibratedK;
+  if (factored) {
+    const std::string big = "K = " + std::to_string(c.k) + " is above " +
+                            std::to_string(kMaxCalibratedK) + " (K x K statistics would take " +
+                            std::to_string(8 * c.k * c.k >> 20) + " MiB)";
+    if (k1 < 2 || c.k % k1 != 0 || c.k / k1 < 2 || k1 > kMaxCalibratedK ||
+        c.k / k1 > kMaxCalibratedK) {
+      *note = big + " and the shape policy gives no Kronecker split of K to factor them by";
+      return std::optional<kron::InputStats>();
+    }
+    *note = big + ": Kronecker-factored statistics (" + std::to_string(k1) + " x " +
+            std::to_string(k1) + " and " + std::to_string(c.k / k1) + " x " +
+            std::to_string(c.k / k1) + "); data errors are in that metric";
   }
   // Gemm transA=1 and MatMul(W, X) read features along X's second-to-last axis: each column of
   // the [.., K, C] activation is one sample.
   const bool columns = ColumnSamples(c);
-  const std::string key = tensor->name() + (columns ? "|columns" : "");
+  const std::string key =
+      tensor->name() + (columns ? "|columns" : "") + (factored ? "|k1=" + std::to_string(k1) : "");
   auto cached = cache_.find(key);
   if (cached != cache_.end()) return std::optional<kron::InputStats>(cached->second);
   std::vector<std::string> files;
@@ -178,7 +284,14 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
     return std::optional<kron::InputStats>();
   }
   const int64_t K = c.k;
-  kron::StatsAccumulator acc(K);
+  // One of the two accumulators, by whether K x K fits.
+  std::optional<kron::StatsAccumulator> full;
+  std::optional<kron::FactoredStatsAccumulator> kf;
+  if (factored) {
+    kf.emplace(k1, K / k1);
+  } else {
+    full.emplace(K);
+  }
   std::vector<float> buf;
   for (const auto& f : files) {
     const std::string path = (std::filesystem::path(dir_) / f).string();
@@ -215,11 +328,18 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
         }
         data = rows.data();
       }
-      Status s = acc.Add(data, static_cast<int64_t>(buf.size()) / K);
+      const auto rows_read = static_cast<int64_t>(buf.size()) / K;
+      Status s = factored ? kf->Add(data, rows_read) : full->Add(data, rows_read);
       if (!s.ok()) return InvalidArgument("activation file '" + path + "': " + s.message());
     }
   }
-  auto st = acc.Finish();
+  if ((factored ? kf->count() : full->count()) == 0) {
+    // Recorded but empty: a subgraph branch that never ran on the calibration inputs.
+    *note =
+        "the calibration files of '" + tensor->name() + "' hold no rows (a branch that never ran?)";
+    return std::optional<kron::InputStats>();
+  }
+  auto st = factored ? kf->Finish() : full->Finish();
   if (!st.ok())
     return InvalidArgument("calibration tensor '" + tensor->name() + "': " + st.status().message());
   cache_.emplace(key, *st);

@@ -24,8 +24,8 @@
 
 namespace kfc::pipeline {
 
-// Inputs wider than this keep weight-only factorization: the K x K double statistics would take
-// 8*K^2 bytes (512 MiB at K = 8192) per distinct activation.
+// Inputs wider than this get Kronecker-factored statistics (kron::FactoredStatsAccumulator): the
+// K x K double statistics would take 8*K^2 bytes (512 MiB at K = 8192) per distinct activation.
 inline constexpr int64_t kMaxCalibratedK = 8192;
 inline constexpr char kSidecarName[] = "kfc_calibration.json";
 
@@ -56,9 +56,11 @@ class Calibration {
                                                      const onnx::ModelProto& model);
 
   // The statistics of the layer's input. nullopt (with *note saying why) when the calibration has
-  // no data for it: the layer then falls back to weight-only. Errors: a file whose last dim is
-  // not K, an unsupported dtype, NaN/Inf (naming the file).
-  StatusOr<std::optional<kron::InputStats>> Stats(const match::LayerCandidate& c,
+  // no data for it: the layer then falls back to weight-only. Above kMaxCalibratedK they are
+  // Kronecker-factored for the split K = k1 * (K / k1) (k1: the first factor's rows of the shape
+  // the layer's policy will use; *note then says so). Errors: a file whose last dim is not K, an
+  // unsupported dtype, NaN/Inf (naming the file).
+  StatusOr<std::optional<kron::InputStats>> Stats(const match::LayerCandidate& c, int64_t k1,
                                                   std::string* note);
 
   const std::string& dir() const { return dir_; }
@@ -67,7 +69,7 @@ class Calibration {
   std::string dir_;
   calibration::Sidecar sidecar_;
   std::vector<std::string> files_;                 // .npy names in dir_, sorted
-  std::map<std::string, kron::InputStats> cache_;  // by tensor name (+ "|columns")
+  std::map<std::string, kron::InputStats> cache_;  // by tensor name (+ "|columns", "|k1=..")
 };
 
 }  // namespace kfc::pipeline

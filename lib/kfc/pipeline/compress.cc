@@ -555,7 +555,35 @@ struct LayerState {
   std::optional<kron::InputStats> stats;  // --calibration data for this layer's input
 };
 
-const kron::InputStats* StatsOf(const LayerState& s) { return s.stats ? &*s.stats : nullptr; }
+// The statistics that rate shapes and ranks: none for Kronecker-factored ones, which hold for one
+// split of K only (those layers are decided as without calibration, then factorized with them
+// when the decided shape has that split).
+const kron::InputStats* StatsOf(const LayerState& s) {
+  return s.stats && !s.stats->factored() ? &*s.stats : nullptr;
+}
+
+// Layer s's calibration statistics (Calibration::Stats, Kronecker-factored by k1 when K is too
+// large), recorded in its report: calibrated, or the note saying why not.
+Status LoadStats(Calibration* calibration, int64_t k1, LayerState* s) {
+  const match::LayerCandidate& c = *s->c;
+  std::string note;
+  auto stats = calibration->Stats(c, k1, &note);
+  if (!stats.ok()) return stats.status().WithContext("layer '" + c.node_name + "'");
+  s->stats = std::move(*stats);
+  s->lr->set_calibrated(s->stats.has_value());
+  if (!s->stats) {
+    s->lr->set_calibration_note("weight-only: " + note);
+    Logger().warn("layer '{}': calibration falls back to weight-only: {}", c.node_name, note);
+  } else if (!note.empty()) {
+    s->lr->set_calibration_note(note);
+  }
+  return Status::Ok();
+}
+
+// Whether layer s is factorized with its calibration statistics at `shape`.
+bool Calibrated(const LayerState& s, const kron::KronShape& shape) {
+  return s.stats && (!s.stats->factored() || s.stats->kf_k1 == shape.k1);
+}
 
 // Whether deciding layer s reads its weight: comparing shapes or ranks does; -r at a policy that
 // allows one shape does not (the factorization reads it later).
@@ -839,8 +867,8 @@ struct FactorJob {
 };
 
 // The error the targets and gates see: data-weighted when calibrated.
-double Judged(const LayerState& s, const kron::WeightedFactors& wf) {
-  return s.stats ? wf.data_error : wf.factors.relative_error;
+double Judged(const LayerState& s, const kron::KronShape& shape, const kron::WeightedFactors& wf) {
+  return Calibrated(s, shape) ? wf.data_error : wf.factors.relative_error;
 }
 
 // Computes job->wf for layer s. Under --max-error, a randomized factorization whose error lands
@@ -851,7 +879,7 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
   Decision& d = job->dec;
   for (;;) {
     kron::WeightedFactors& wf = job->wf;
-    if (s.stats) {
+    if (Calibrated(s, d.shape)) {
       KFC_ASSIGN_OR_RETURN(wf,
                            kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats));
     } else {
@@ -865,12 +893,12 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
       wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
       wf.factors.relative_error = FactorsError(wf.factors, w);
     }
-    if (s.dir.budget != Budget::kMaxError || Judged(s, wf) <= s.dir.max_error) break;
+    if (s.dir.budget != Budget::kMaxError || Judged(s, d.shape, wf) <= s.dir.max_error) break;
     Decision next = d;
     ++next.rank;
     if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
     Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
-                   c.node_name, Judged(s, wf), s.dir.max_error, d.rank);
+                   c.node_name, Judged(s, d.shape, wf), s.dir.max_error, d.rank);
     d = next;
   }
   return Status::Ok();
@@ -935,9 +963,9 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     Decision& d = s.dec;
     d = job.dec;
     kron::WeightedFactors wf = job.wf;
-    if (s.dir.budget == Budget::kMaxError && Judged(s, wf) > s.dir.max_error) {
+    if (s.dir.budget == Budget::kMaxError && Judged(s, d.shape, wf) > s.dir.max_error) {
       d = SkipDecision("error_target_unmet",
-                       "the factorization's relative error " + Num(Judged(s, wf)) +
+                       "the factorization's relative error " + Num(Judged(s, d.shape, wf)) +
                            " stays above " + Num(s.dir.max_error) + " at every profitable rank");
       Skip(lr, d.skip_reason, d.skip_detail);
       continue;
@@ -965,7 +993,12 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     lr->set_macs_after(static_cast<double>(kron::Macs(shape, rank, order)));
     lr->set_contraction_order(order == kron::ContractionOrder::kBFirst ? "b_first" : "a_first");
     lr->set_relative_error(RoundSignificant(f.relative_error));
-    if (s.stats) {
+    if (s.stats && !Calibrated(s, shape)) {
+      lr->set_calibrated(false);
+      lr->set_calibration_note("weight-only: Kronecker-factored statistics are kept for k1 = " +
+                               std::to_string(s.stats->kf_k1) +
+                               ", the chosen shape has k1 = " + std::to_string(shape.k1));
+    } else if (s.stats) {
       lr->set_data_relative_error(RoundSignificant(wf.data_error));
       lr->set_weight_only_data_relative_error(RoundSignificant(wf.weight_only_data_error));
       if (wf.used_weight_only) {
@@ -1089,18 +1122,12 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       Skip(s.lr, "non_finite_weight", not_finite[i]);
       continue;
     }
-    if (calibration) {
-      std::string note;
-      auto stats = calibration->Stats(c, &note);
-      if (!stats.ok()) return stats.status().WithContext("layer '" + c.node_name + "'");
-      s.stats = std::move(*stats);
-      s.lr->set_calibrated(s.stats.has_value());
-      if (!s.stats) {
-        s.lr->set_calibration_note("weight-only: " + note);
-        log.warn("layer '{}': calibration falls back to weight-only: {}", c.node_name, note);
-      }
-    }
     s.dir = Resolve(options, c);
+    // Layers too wide for K x K statistics are decided without them, then get
+    // Kronecker-factored statistics for the decided shape (below).
+    if (calibration && c.k <= kMaxCalibratedK) {
+      KFC_RETURN_IF_ERROR(LoadStats(calibration.get(), 0, &s));
+    }
     s.lr->set_decided_by(s.dir.decided_by);
     s.lr->set_plan_entry(s.dir.plan_entry);
     s.lr->set_rank_requested(static_cast<double>(s.dir.rank));
@@ -1145,6 +1172,12 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
     }));
   }
   if (options.ratio > 0) KFC_RETURN_IF_ERROR(AllocateRatio(options, weights, &states, &rep));
+  for (LayerState& s : states) {
+    if (!calibration || !s.considered || s.c->k <= kMaxCalibratedK || !s.dec.compress) continue;
+    const kron::KronShape& shape = s.dec.shape;
+    KFC_RETURN_IF_ERROR(
+        LoadStats(calibration.get(), shape.k1 > 1 && shape.k2 > 1 ? shape.k1 : 0, &s));
+  }
   deciding.Finish();
   log.info("decided {} layers in {:.3f} s", deciding_layers.size(), SecondsSince(start));
   start = Clock::now();
