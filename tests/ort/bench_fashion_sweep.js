@@ -164,15 +164,9 @@ function markdown(opts, original, rows) {
 }
 
 async function main() {
-  let opts;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (err) {
-    console.error(`bench_fashion_sweep: ${err.message}\n` +
-      'usage: node tests/ort/bench_fashion_sweep.js [--kfc PATH] [--model PATH] [--out DIR] ' +
-      '[--ratios LIST] [--policies LIST] [--ranks [LIST]] [--no-plot]');
-    process.exit(2);
-  }
+  const opts = h.parseArgsOrExit('bench_fashion_sweep', 'node tests/ort/bench_fashion_sweep.js ' +
+    '[--kfc PATH] [--model PATH] [--out DIR] [--ratios LIST] [--policies LIST] [--ranks [LIST]] ' +
+    '[--no-plot]', parseArgs);
   fs.mkdirSync(opts.out, { recursive: true });
   const data = fashion.loadFashion('t10k');
 

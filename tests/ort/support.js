@@ -311,6 +311,17 @@ function argmaxAccuracy(probs, numClasses, labels) {
   return correct / labels.length;
 }
 
+// For the benchmark scripts: `parse(argv)` on the command line's arguments, or, when it throws,
+// `script: message` and the usage line on stderr and exit code 2 (usage error).
+function parseArgsOrExit(script, usage, parse) {
+  try {
+    return parse(process.argv.slice(2));
+  } catch (err) {
+    console.error(`${script}: ${err.message}\nusage: ${usage}`);
+    return process.exit(2);
+  }
+}
+
 module.exports = {
   ort,
   requireEnv,
@@ -333,4 +344,5 @@ module.exports = {
   makeReference,
   assertSameNames,
   argmaxAccuracy,
+  parseArgsOrExit,
 };

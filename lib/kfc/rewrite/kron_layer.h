@@ -19,6 +19,9 @@
 //   make the sum over t part of the second MatMul's contraction, so no ReduceSum (whose signature
 //   changed at opset 13) is needed; "0" in a Reshape shape copies that leading dim, so symbolic
 //   batch/sequence dims stay symbolic.
+// Why this form: timed in ONNX Runtime against flattened leading dims, Transposes that make both
+// products one GEMM over all rows, rows moved into the GEMM columns, and Einsum; none was faster
+// beyond the noise, most were slower (README, "Inference speed"; bench/subgraph_variants.py).
 // Factors, a folded bias and beta are stored in the layer's dtype (float32, float64, float16 or
 // bfloat16), so every op computes in the dtype the layer did.
 // Preconditions: W a constant used only by this node; rank of X known and >= 2; opset >= 7, and
