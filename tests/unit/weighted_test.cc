@@ -139,8 +139,10 @@ TEST(WeightedTest, PlantedKroneckerSumIsStillRecoveredExactly) {
   KronFactors planted;
   planted.shape = {4, 4, 6, 5};
   planted.rank = 2;
-  planted.a = testing::RandomVector(2 * 16, 4);
-  planted.b = testing::RandomVector(2 * 30, 5);
+  const std::vector<float> a = testing::RandomVector(2 * 16, 4);
+  const std::vector<float> b = testing::RandomVector(2 * 30, 5);
+  planted.a.assign(a.begin(), a.end());
+  planted.b.assign(b.begin(), b.end());
   const auto w = Reconstruct(planted);
   const InputStats st = StatsOf(CorrelatedRows(300, K, 6), K);
   auto f = FactorizeWeighted(w.data(), K, N, planted.shape, 2, st);

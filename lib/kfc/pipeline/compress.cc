@@ -10,6 +10,7 @@
 #include <exception>
 #include <map>
 #include <set>
+#include <type_traits>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
@@ -55,42 +56,27 @@ const onnx::TensorProto* WeightSource(const onnx::ModelProto& model,
   return g != nullptr ? FindInitializer(*g, c.weight_tensor_name) : nullptr;
 }
 
-// W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
-StatusOr<std::vector<float>> WeightMatrix(const onnx::TensorProto& t,
-                                          const match::LayerCandidate& c) {
-  KFC_ASSIGN_OR_RETURN(std::vector<float> stored, tensor::DecodeToFloat(t));
+// W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K]. As float32,
+// or as float64 for float64 layers (their factorization reads W unrounded).
+template <typename T = float>
+StatusOr<std::vector<T>> WeightMatrix(const onnx::TensorProto& t, const match::LayerCandidate& c) {
+  std::vector<T> stored;
+  if constexpr (std::is_same_v<T, double>) {
+    KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToDouble(t));
+  } else {
+    KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToFloat(t));
+  }
   if (!c.trans_b) return stored;
   return tensor::Transpose(stored, c.n, c.k);
 }
 
-// ||W - sum_t A_t (x) B_t||_F / ||W||_F for the factors as they are (W is K x N, row-major),
-// accumulated in double one row of W_hat at a time: the exact error of factors rounded to a
-// narrower dtype, which the spectrum no longer gives. 0 when W is 0.
-double FactorsError(const kron::KronFactors& f, const std::vector<float>& w) {
-  const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2;
-  const int64_t n = f.shape.N();
-  std::vector<double> row(static_cast<size_t>(n));
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i1 = 0; i1 < k1; ++i1) {
-    for (int64_t i2 = 0; i2 < k2; ++i2) {
-      std::fill(row.begin(), row.end(), 0.0);
-      for (int64_t t = 0; t < f.rank; ++t) {
-        const float* a = f.a.data() + (t * k1 + i1) * n1;
-        const float* b = f.b.data() + (t * k2 + i2) * n2;
-        for (int64_t j1 = 0; j1 < n1; ++j1) {
-          const double aj = a[j1];
-          for (int64_t j2 = 0; j2 < n2; ++j2) row[j1 * n2 + j2] += aj * b[j2];
-        }
-      }
-      const float* wr = w.data() + (i1 * k2 + i2) * n;
-      for (int64_t j = 0; j < n; ++j) {
-        const double d = wr[j] - row[j];
-        diff += d * d;
-        norm += static_cast<double>(wr[j]) * wr[j];
-      }
-    }
-  }
-  return norm > 0.0 ? std::sqrt(diff / norm) : 0.0;
+// Float64 layers without calibration: W read, factorized and kept in double.
+StatusOr<kron::KronFactors> FactorizeInDouble(const onnx::ModelProto& model,
+                                              const match::LayerCandidate& c,
+                                              const kron::KronShape& shape, int64_t rank) {
+  KFC_ASSIGN_OR_RETURN(const std::vector<double> w,
+                       WeightMatrix<double>(*WeightSource(model, c), c));
+  return kron::Factorize(w.data(), c.k, c.n, shape, rank);
 }
 
 // Errors go into the report at 10 significant digits: the last digits of a double vary with the
@@ -497,7 +483,8 @@ std::string FactorKey(const LayerState& s, const kron::KronShape& shape, int64_t
   const match::LayerCandidate& c = *s.c;
   return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
          std::to_string(shape.n1) + "|" + std::to_string(rank) +
-         (s.stats ? "|calibrated:" + c.input_name : "");
+         (s.stats ? "|calibrated:" + c.input_name : "") +
+         (c.dtype == onnx::TensorProto::DOUBLE ? "|float64" : "");
 }
 
 bool Profitable(const Options& o, const match::LayerCandidate& c, const Decision& d) {
@@ -775,6 +762,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
     // identical (same orientation, shape, rank, alpha and order) share the initializers too (the
     // rewriter dedupes by content), and count no new parameters.
     std::vector<float> w;
+    const bool in_double = c.dtype == onnx::TensorProto::DOUBLE && !s.stats;
     kron::WeightedFactors wf;
     // The error the targets and gates see: data-weighted when calibrated.
     auto judged = [&](const kron::WeightedFactors& x) {
@@ -784,7 +772,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
       const std::string key = FactorKey(s, d.shape, d.rank);
       auto cached = factor_cache.find(key);
       if (cached == factor_cache.end()) {
-        if (w.empty()) {
+        if (w.empty() && !in_double) {
           KFC_ASSIGN_OR_RETURN(w, WeightMatrix(*WeightSource(model, c), c));
         }
         kron::WeightedFactors fresh;
@@ -793,7 +781,8 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
           if (!weighted.ok()) return weighted.status().WithContext("layer '" + c.node_name + "'");
           fresh = std::move(*weighted);
         } else {
-          auto plain = kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
+          auto plain = in_double ? FactorizeInDouble(model, c, d.shape, d.rank)
+                                 : kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank);
           if (!plain.ok()) return plain.status().WithContext("layer '" + c.node_name + "'");
           fresh.factors = std::move(*plain);
         }
@@ -808,7 +797,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o,
         }
         wf.factors.a = tensor::RoundToDType(c.dtype, std::move(wf.factors.a));
         wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
-        wf.factors.relative_error = FactorsError(wf.factors, w);
+        wf.factors.relative_error = kron::FactorsError(wf.factors, w.data());
       }
       const bool over = s.dir.budget == Budget::kMaxError && judged(wf) > s.dir.max_error;
       if (!over) break;
