@@ -12,7 +12,8 @@ const test = require('node:test');
 const h = require('./support');
 
 // Relative Frobenius error allowed between two float32 evaluations of the same linear map (a case
-// may set its own in cases.json: float16 rounds every intermediate).
+// may set its own in cases.json: float16 rounds every intermediate; float64 cases hold to 1e-12,
+// since their factors are computed and stored in double).
 const TOLERANCE = 1e-5;
 const LOW_RANK = 2;
 const FULL_RANK = 100000; // clamped by kfc_make_reference to each layer's largest useful rank

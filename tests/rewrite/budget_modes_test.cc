@@ -38,8 +38,10 @@ agraph (float[N, 64] x) => (float[N, 64] y) {
   kron::KronFactors planted;
   planted.shape = {4, 8, 32, 8};
   planted.rank = 2;
-  planted.a = testing::RandomVector(2 * 32, 3);
-  planted.b = testing::RandomVector(2 * 256, 4);
+  const std::vector<float> a = testing::RandomVector(2 * 32, 3);
+  const std::vector<float> b = testing::RandomVector(2 * 256, 4);
+  planted.a.assign(a.begin(), a.end());
+  planted.b.assign(b.begin(), b.end());
   *model.mutable_graph()->add_initializer() =
       tensor::EncodeFloat32("W3", {128, 64}, kron::Reconstruct(planted));
   return model;

@@ -2,10 +2,12 @@
 // checker and shape inference, kept interface and metadata, names, and skip reasons.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <random>
 #include <set>
 
 #include "kfc/io/model_io.h"
@@ -791,6 +793,72 @@ TEST(DTypeTest, ReportedErrorIsThatOfTheStoredFactors) {
     EXPECT_GT(l.relative_error(), unit / 10) << tensor::DTypeName(dtype);
     EXPECT_LT(l.relative_error(), unit * 10) << tensor::DTypeName(dtype);
     EXPECT_NEAR(l.relative_error(), expected, 1e-6 * expected) << tensor::DTypeName(dtype);
+  }
+}
+
+// Float64 layers are factorized in double and their factors stored without passing through
+// float32: a planted Kronecker sum whose last term is 1e-9 of the rest (below float32's reach:
+// rounding W alone costs about 3e-8) comes back to double rounding, and the reported error is the
+// exact one against the float64 W.
+TEST(DTypeTest, Float64IsFactorizedAndStoredInDouble) {
+  const kron::KronShape shape{4, 8, 16, 12};  // K = 64, N = 96
+  std::mt19937 rng(6401);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  kron::KronFactors planted;
+  planted.shape = shape;
+  planted.rank = 3;
+  for (int i = 0; i < 3 * 32; ++i) planted.a.push_back(normal(rng) * (i < 2 * 32 ? 1.0 : 1e-9));
+  for (int i = 0; i < 3 * 192; ++i) planted.b.push_back(normal(rng));
+  const std::vector<double> w = kron::Reconstruct<double>(planted);  // 64 x 96
+  for (bool gemm : {false, true}) {
+    auto model = ParseModelText(
+        "<ir_version: 8, opset_import: [\"\" : 13]>\nagraph (double[N, 64] x) => (double[N, 96] "
+        "y) {\n" +
+        std::string(gemm ? "  y = Gemm<transB = 1>(x, W)\n" : "  y = MatMul(x, W)\n") + "}");
+    *model.mutable_graph()->add_initializer() =
+        gemm ? tensor::EncodeFromDouble("W", onnx::TensorProto::DOUBLE, {96, 64},
+                                        tensor::Transpose(w, 64, 96))
+             : tensor::EncodeFromDouble("W", onnx::TensorProto::DOUBLE, {64, 96}, w);
+    for (int64_t rank : {2, 3}) {
+      const std::string label =
+          std::string(gemm ? "Gemm" : "MatMul") + " rank " + std::to_string(rank);
+      pipeline::Options options;
+      options.rank = rank;
+      options.min_params = 0;
+      options.shape = *pipeline::ShapePolicy::Parse("4x8");
+      auto result = pipeline::CompressModel(model, options);
+      ASSERT_TRUE(result.ok()) << result.status().message();
+      const auto& l = result->report.layers(0);
+      ASSERT_TRUE(l.compressed()) << label << ": " << l.skip_reason();
+      const kron::KronFactors& f = *result->layers[0].factors;
+      const std::vector<double> w_hat = kron::Reconstruct<double>(f);
+      ASSERT_EQ(w_hat.size(), w.size());
+      double diff = 0, norm = 0;
+      for (size_t i = 0; i < w.size(); ++i) {
+        diff += (w[i] - w_hat[i]) * (w[i] - w_hat[i]);
+        norm += w[i] * w[i];
+      }
+      const double dense = std::sqrt(diff / norm);
+      if (rank == 3) {
+        EXPECT_LT(dense, 1e-12) << label;
+        EXPECT_LT(l.relative_error(), 1e-12) << label;
+      } else {
+        EXPECT_GT(dense, 1e-11) << label;
+        EXPECT_LT(dense, 1e-8) << label;
+        EXPECT_NEAR(l.relative_error(), dense, 1e-14) << label;
+      }
+      // The factor initializers hold f's doubles exactly (alpha is 1; stacking only reorders).
+      for (const auto& t : result->model.graph().initializer()) {
+        if (t.data_type() == onnx::TensorProto::INT64) continue;
+        EXPECT_EQ(t.data_type(), onnx::TensorProto::DOUBLE) << label << ": " << t.name();
+        auto stored = tensor::DecodeToDouble(t);
+        ASSERT_TRUE(stored.ok());
+        std::vector<double> expected = t.name().find("kfc_a") != std::string::npos ? f.a : f.b;
+        std::sort(stored->begin(), stored->end());
+        std::sort(expected.begin(), expected.end());
+        EXPECT_EQ(*stored, expected) << label << ": " << t.name();
+      }
+    }
   }
 }
 

@@ -93,9 +93,10 @@ int main(int argc, char** argv) {
     if (!layer.factors) continue;
     ++compressed_layers;
     const auto& c = layer.layer;
-    std::vector<float> w = kfc::kron::Reconstruct(*layer.factors);  // K x N
+    // K x N, in double so float64 layers keep their precision (one rounding for the others).
+    std::vector<double> w = kfc::kron::Reconstruct<double>(*layer.factors);
     // Stored in the initializer's own layout: [N, K] for Gemm transB=1.
-    const std::vector<float> stored = c.trans_b ? kfc::tensor::Transpose(w, c.k, c.n) : w;
+    const std::vector<double> stored = c.trans_b ? kfc::tensor::Transpose(w, c.k, c.n) : w;
     // The consumer reads a new initializer of the layer's dtype, whatever the weight's source
     // (initializer, Constant node, Identity/Cast chain); the old source stays, unused.
     const std::string name = "kfc_reference/" + c.weight_name;
@@ -106,7 +107,7 @@ int main(int argc, char** argv) {
     for (const auto& t : reference.graph().initializer()) present |= t.name() == name;
     if (!present) {
       *reference.mutable_graph()->add_initializer() =
-          kfc::tensor::EncodeFromFloat(name, c.dtype, dims, stored);
+          kfc::tensor::EncodeFromDouble(name, c.dtype, dims, stored);
       if (reference.ir_version() < 4) {
         auto* graph_input = reference.mutable_graph()->add_input();
         graph_input->set_name(name);

@@ -23,10 +23,11 @@ std::vector<float> RandomVector(size_t size, std::mt19937* rng) {
   return v;
 }
 
-// W = sum_t A_t (x) B_t straight from the primer's index formula, accumulated in double;
-// independent of Reconstruct. a and b use KronFactors' layout.
-std::vector<float> KronSum(const KronShape& s, int64_t rank, const std::vector<float>& a,
-                           const std::vector<float>& b) {
+// W = sum_t A_t (x) B_t straight from the primer's index formula, accumulated in double and
+// returned as Out; independent of Reconstruct. a and b use KronFactors' layout (float or double).
+template <typename Out = float, typename V>
+std::vector<Out> KronSum(const KronShape& s, int64_t rank, const std::vector<V>& a,
+                         const std::vector<V>& b) {
   const int64_t K = s.K(), N = s.N();
   std::vector<double> w(static_cast<size_t>(K * N), 0.0);
   for (int64_t t = 0; t < rank; ++t) {
@@ -42,17 +43,19 @@ std::vector<float> KronSum(const KronShape& s, int64_t rank, const std::vector<f
       }
     }
   }
-  return std::vector<float>(w.begin(), w.end());
+  return std::vector<Out>(w.begin(), w.end());
 }
 
-double FrobeniusNorm(const std::vector<float>& w) {
+template <typename T>
+double FrobeniusNorm(const std::vector<T>& w) {
   double sum = 0.0;
-  for (float x : w) sum += static_cast<double>(x) * x;
+  for (T x : w) sum += static_cast<double>(x) * x;
   return std::sqrt(sum);
 }
 
 // ||W - W_hat||_F / ||W||_F in double.
-double DenseRelativeError(const std::vector<float>& w, const std::vector<float>& w_hat) {
+template <typename T>
+double DenseRelativeError(const std::vector<T>& w, const std::vector<T>& w_hat) {
   EXPECT_EQ(w.size(), w_hat.size());
   double diff = 0.0;
   for (size_t i = 0; i < w.size() && i < w_hat.size(); ++i) {
@@ -253,7 +256,8 @@ TEST(KronRearrangeTest, RejectsBadInput) {
   std::vector<float> w(24, 1.0f);
   EXPECT_EQ(Rearrange(w.data(), 4, 6, {2, 3, 3, 2}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Rearrange(w.data(), 4, 6, {0, 3, 2, 2}).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Rearrange(nullptr, 4, 6, {2, 3, 2, 2}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Rearrange(static_cast<const float*>(nullptr), 4, 6, {2, 3, 2, 2}).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(Rearrange(w.data(), 0, 6, {0, 3, 2, 2}).status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -402,6 +406,81 @@ TEST(KronFactorizeTest, RandomizedFloat32ErrorEqualsDenseErrorAndMatchesFloat64)
   }
 }
 
+std::vector<double> RandomDoubles(size_t size, std::mt19937* rng) {
+  std::normal_distribution<double> dist(0.0, 1.0);
+  std::vector<double> v(size);
+  for (double& x : v) x = dist(*rng);
+  return v;
+}
+
+// A float64 W = sum_{t < rank} A_t (x) B_t + 1e-9 * A_rank (x) B_rank: its last term is below
+// what float32 can resolve (rounding W to float32 alone costs about 3e-8 relative).
+std::vector<double> PlantedWithTinyTerm(const KronShape& s, int64_t rank, std::mt19937* rng) {
+  std::vector<double> a = RandomDoubles((rank + 1) * s.k1 * s.n1, rng);
+  const std::vector<double> b = RandomDoubles((rank + 1) * s.k2 * s.n2, rng);
+  for (int64_t p = rank * s.k1 * s.n1; p < (rank + 1) * s.k1 * s.n1; ++p) a[p] *= 1e-9;
+  return KronSum<double>(s, rank + 1, a, b);
+}
+
+// Exact path, float64 W: factorized in double, factors kept in double, the error the exact one.
+TEST(KronFactorizeTest, Float64TinyTermIsRecoveredToDoublePrecision) {
+  const KronShape s{4, 5, 6, 3};  // R is 20 x 18
+  std::mt19937 rng(64);
+  const std::vector<double> w = PlantedWithTinyTerm(s, 2, &rng);
+
+  StatusOr<KronFactors> full = Factorize(w.data(), s.K(), s.N(), s, 3);
+  ASSERT_TRUE(full.ok()) << full.status().message();
+  EXPECT_EQ(full->method, SvdMethod::kExact);
+  EXPECT_LT(full->relative_error, 1e-13);
+  EXPECT_LT(DenseRelativeError(w, Reconstruct<double>(*full)), 1e-13);
+  EXPECT_LT(DenseRelativeError(w, KronSum<double>(s, 3, full->a, full->b)), 1e-13);
+  EXPECT_LT(FactorsError(*full, w.data()), 1e-13);
+  // The factors are full doubles, not float32 values.
+  EXPECT_TRUE(std::any_of(full->a.begin(), full->a.end(),
+                          [](double v) { return v != static_cast<float>(v); }));
+
+  // Without the tiny term: the error is its share, about 1e-9, and exact to about 1e-16.
+  StatusOr<KronFactors> two = Factorize(w.data(), s.K(), s.N(), s, 2);
+  ASSERT_TRUE(two.ok()) << two.status().message();
+  const double dense = DenseRelativeError(w, Reconstruct<double>(*two));
+  EXPECT_GT(dense, 1e-11);
+  EXPECT_LT(dense, 1e-8);
+  EXPECT_NEAR(two->relative_error, dense, 1e-14);
+  EXPECT_NEAR(FactorsError(*two, w.data()), dense, 1e-14);
+
+  // Rounding W to float32 first (what the float overload gets) cannot resolve the tiny term.
+  const std::vector<float> rounded(w.begin(), w.end());
+  StatusOr<KronFactors> f32 = Factorize(rounded.data(), s.K(), s.N(), s, 3);
+  ASSERT_TRUE(f32.ok()) << f32.status().message();
+  EXPECT_GT(FactorsError(*f32, w.data()), 1e-9);
+  // Its factors are float32 values (stored in double).
+  for (double v : f32->a) ASSERT_EQ(v, static_cast<float>(v));
+  for (double v : f32->b) ASSERT_EQ(v, static_cast<float>(v));
+}
+
+// Randomized path, float64 W: every pass in double, and the error measured from the factors, where
+// sqrt(||W||^2 - sum s_t^2) would have cancelled to nothing.
+TEST(KronFactorizeTest, Float64RandomizedErrorEqualsDenseErrorBelowFloat32Reach) {
+  const KronShape s{24, 32, 32, 24};  // R is 768 x 768: randomized under kAuto
+  std::mt19937 rng(6464);
+  const std::vector<double> w = PlantedWithTinyTerm(s, 4, &rng);
+  for (int64_t rank : {int64_t{4}, int64_t{5}}) {
+    SCOPED_TRACE("rank " + std::to_string(rank));
+    StatusOr<KronFactors> f = Factorize(w.data(), s.K(), s.N(), s, rank);
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    EXPECT_EQ(f->method, SvdMethod::kRandomized);
+    EXPECT_FALSE(f->float32_passes);
+    const double dense = DenseRelativeError(w, KronSum<double>(s, rank, f->a, f->b));
+    EXPECT_NEAR(f->relative_error, dense, 1e-14);
+    if (rank == 4) {
+      EXPECT_GT(f->relative_error, 1e-11);
+      EXPECT_LT(f->relative_error, 1e-8);
+    } else {
+      EXPECT_LT(f->relative_error, 1e-12);
+    }
+  }
+}
+
 TEST(KronFactorizeTest, SignsAndBitsAreDeterministic) {
   const KronShape s{4, 6, 5, 3};
   std::mt19937 rng(99);
@@ -411,20 +490,20 @@ TEST(KronFactorizeTest, SignsAndBitsAreDeterministic) {
   ASSERT_TRUE(f1.ok() && f2.ok());
   ASSERT_EQ(f1->a.size(), f2->a.size());
   ASSERT_EQ(f1->b.size(), f2->b.size());
-  EXPECT_EQ(std::memcmp(f1->a.data(), f2->a.data(), f1->a.size() * sizeof(float)), 0);
-  EXPECT_EQ(std::memcmp(f1->b.data(), f2->b.data(), f1->b.size() * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(f1->a.data(), f2->a.data(), f1->a.size() * sizeof(f1->a[0])), 0);
+  EXPECT_EQ(std::memcmp(f1->b.data(), f2->b.data(), f1->b.size() * sizeof(f1->b[0])), 0);
   EXPECT_EQ(f1->singular_values, f2->singular_values);
   EXPECT_EQ(f1->relative_error, f2->relative_error);
 
   // Sign rule: in each A_t the entry of largest magnitude (lowest index on ties) is positive.
   const int64_t m = s.k1 * s.n1, n = s.k2 * s.n2;
   for (int64_t t = 0; t < 5; ++t) {
-    const float* a_t = f1->a.data() + t * m;
+    const double* a_t = f1->a.data() + t * m;
     const int64_t arg =
         std::max_element(a_t, a_t + m,
-                         [](float x, float y) { return std::fabs(x) < std::fabs(y); }) -
+                         [](double x, double y) { return std::fabs(x) < std::fabs(y); }) -
         a_t;
-    EXPECT_GT(a_t[arg], 0.0f) << "term " << t;
+    EXPECT_GT(a_t[arg], 0.0) << "term " << t;
   }
 
   // Negating W keeps A_t and negates B_t: the sign is fixed by A, not by LAPACK's choice.
@@ -476,7 +555,7 @@ TEST(KronFactorizeTest, RejectsBadDimensionsShapesAndRanks) {
   EXPECT_NE(f.status().message().find("does not divide"), std::string::npos)
       << f.status().message();
 
-  EXPECT_EQ(Factorize(nullptr, 6, 6, {2, 2, 3, 3}, 1).status().code(),
+  EXPECT_EQ(Factorize(static_cast<const double*>(nullptr), 6, 6, {2, 2, 3, 3}, 1).status().code(),
             StatusCode::kInvalidArgument);
 }
 

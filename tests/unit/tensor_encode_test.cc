@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kfc/tensor/tensor.h"
 
@@ -95,6 +96,28 @@ TEST(EncodeFromFloatTest, RoundToDTypeRounds) {
   EXPECT_NE(RoundToDType(TP::FLOAT16, data)[1], 0.1f);
   EXPECT_EQ(RoundToDType(TP::BFLOAT16, data)[0], 1.0f);
   EXPECT_NEAR(RoundToDType(TP::BFLOAT16, data)[1], 0.1f, 1e-3f);
+}
+
+TEST(EncodeFromDoubleTest, Float64KeepsEveryBitAndTheOthersMatchEncodeFromFloat) {
+  const std::vector<double> data = {0.1 + 1e-12, -1.0 / 3.0, 1e-300, 0.0, 65504.0, 1.0};
+  const TP t = EncodeFromDouble("w", TP::DOUBLE, {3, 2}, data);
+  EXPECT_EQ(t.name(), "w");
+  EXPECT_EQ(t.data_type(), TP::DOUBLE);
+  ASSERT_EQ(t.raw_data().size(), data.size() * sizeof(double));
+  EXPECT_EQ(std::memcmp(t.raw_data().data(), data.data(), t.raw_data().size()), 0);
+  EXPECT_EQ(RoundToDType(TP::DOUBLE, data), data);
+
+  const std::vector<float> as_float(data.begin(), data.end());
+  for (int32_t dtype : {TP::FLOAT, TP::FLOAT16, TP::BFLOAT16}) {
+    const TP d = EncodeFromDouble("w", dtype, {3, 2}, data);
+    EXPECT_EQ(d.SerializeAsString(),
+              EncodeFromFloat("w", dtype, {3, 2}, as_float).SerializeAsString())
+        << DTypeName(dtype);
+    const std::vector<float> rounded = RoundToDType(dtype, as_float);
+    EXPECT_EQ(RoundToDType(dtype, data), std::vector<double>(rounded.begin(), rounded.end()))
+        << DTypeName(dtype);
+  }
+  EXPECT_NE(RoundToDType(TP::FLOAT, data)[0], data[0]);
 }
 
 }  // namespace

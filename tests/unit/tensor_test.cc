@@ -460,5 +460,48 @@ TEST(DecodeToFloatTest, Float16BFloat16AndDoubleConvertLikeCast) {
   EXPECT_FALSE(DecodableAsFloat(onnx::TensorProto::INT8));
 }
 
+TEST(DecodeToDoubleTest, Float64IsReadAsItIsAndTheOthersWidenExactly) {
+  // 0.1 + 1e-12 has no float32 neighbour closer than about 1.5e-9: DecodeToFloat would lose it.
+  const double fine[3] = {0.1 + 1e-12, -1e300, 5e-324};
+  onnx::TensorProto d;
+  d.set_name("d");
+  d.set_data_type(onnx::TensorProto::DOUBLE);
+  d.add_dims(3);
+  d.set_raw_data(std::string(reinterpret_cast<const char*>(fine), sizeof(fine)));
+  auto v = DecodeToDouble(d);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(*v, (std::vector<double>{fine[0], fine[1], fine[2]}));
+  d.clear_raw_data();
+  for (double x : fine) d.add_double_data(x);
+  v = DecodeToDouble(d);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_EQ(*v, (std::vector<double>{fine[0], fine[1], fine[2]}));
+  d.add_dims(2);  // dims now [3, 2]: 6 values needed, 3 present
+  EXPECT_EQ(DecodeToDouble(d).status().code(), StatusCode::kDataLoss);
+
+  onnx::TensorProto f = EncodeFloat32("f", {2}, {0.1f, -3.5f});
+  v = DecodeToDouble(f);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, (std::vector<double>{0.1f, -3.5f}));
+
+  onnx::TensorProto h;
+  h.set_name("h");
+  h.set_data_type(onnx::TensorProto::FLOAT16);
+  h.add_dims(2);
+  for (int bits : {0x3555, 0x0001}) h.add_int32_data(bits);  // 0.333251953125, 2^-24
+  v = DecodeToDouble(h);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, (std::vector<double>{0.333251953125, std::ldexp(1.0, -24)}));
+
+  onnx::TensorProto i;
+  i.set_data_type(onnx::TensorProto::INT64);
+  EXPECT_EQ(DecodeToDouble(i).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(TransposeTest, WorksOnDoubles) {
+  const std::vector<double> m = {1, 2, 3, 4, 5, 6};
+  EXPECT_EQ(Transpose(m, 3, 2), (std::vector<double>{1, 3, 5, 2, 4, 6}));
+}
+
 }  // namespace
 }  // namespace kfc::tensor

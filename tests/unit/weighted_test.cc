@@ -139,8 +139,10 @@ KronFactors PlantedTwoTerms(uint32_t seed) {
   KronFactors planted;
   planted.shape = {4, 4, 6, 5};
   planted.rank = 2;
-  planted.a = testing::RandomVector(2 * 16, seed);
-  planted.b = testing::RandomVector(2 * 30, seed + 1);
+  const std::vector<float> a = testing::RandomVector(2 * 16, seed);
+  const std::vector<float> b = testing::RandomVector(2 * 30, seed + 1);
+  planted.a.assign(a.begin(), a.end());
+  planted.b.assign(b.begin(), b.end());
   return planted;
 }
 

@@ -6,10 +6,12 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <limits>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kfc/kron/lapack_limits.h"
@@ -153,12 +155,15 @@ std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N) {
   return shapes;
 }
 
-StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N) {
+namespace {
+
+template <typename T>
+StatusOr<double> FrobeniusNormOf(const T* w, int64_t K, int64_t N) {
   double sum = 0.0;
   for (int64_t i = 0; i < K; ++i) {
-    const float* row = w + i * N;
+    const T* row = w + i * N;
     for (int64_t j = 0; j < N; ++j) {
-      const float x = row[j];
+      const T x = row[j];
       if (!std::isfinite(x)) {
         return InvalidArgument(std::string("weight has ") +
                                (std::isnan(x) ? "a NaN" : "an infinity") + " at row " +
@@ -168,6 +173,16 @@ StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N) {
     }
   }
   return std::sqrt(sum);
+}
+
+}  // namespace
+
+StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N) {
+  return FrobeniusNormOf(w, K, N);
+}
+
+StatusOr<double> CheckedFrobeniusNorm(const double* w, int64_t K, int64_t N) {
+  return FrobeniusNormOf(w, K, N);
 }
 
 StatusOr<KronShape> DefaultShape(int64_t K, int64_t N) {
@@ -188,13 +203,16 @@ double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
   return std::sqrt(discarded) / frobenius_norm;
 }
 
-StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t N,
-                                             const KronShape& shape, double* frobenius_norm) {
+namespace {
+
+template <typename T>
+StatusOr<std::vector<double>> SingularValuesOf(const T* w, int64_t K, int64_t N,
+                                               const KronShape& shape, double* frobenius_norm) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2, mn = std::min(m, n);
   KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
-  KFC_ASSIGN_OR_RETURN(*frobenius_norm, CheckedFrobeniusNorm(w, K, N));
+  KFC_ASSIGN_OR_RETURN(*frobenius_norm, FrobeniusNormOf(w, K, N));
   KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
   std::vector<double> s(static_cast<size_t>(mn));
   // Same memory trick as Factorize: R row-major is R^T column-major; singular values agree.
@@ -208,14 +226,26 @@ StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t 
   return s;
 }
 
+}  // namespace
+
+StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t N,
+                                             const KronShape& shape, double* frobenius_norm) {
+  return SingularValuesOf(w, K, N, shape, frobenius_norm);
+}
+
+StatusOr<std::vector<double>> SingularValues(const double* w, int64_t K, int64_t N,
+                                             const KronShape& shape, double* frobenius_norm) {
+  return SingularValuesOf(w, K, N, shape, frobenius_norm);
+}
+
 namespace {
 
 // Writes R for `shape` (validated) into `r` (K*N elements). W[i1*k2 + i2, j1*n2 + j2] ->
 // R[i1*n1 + j1, i2*n2 + j2]: each run of n2 contiguous elements of W lands contiguously in R. For
 // one i1 this moves a k2 x n1 grid of such runs to an n1 x k2 grid (a transpose of runs), done in
 // tiles so short runs (n2 = 1 makes R a plain transpose of W's panels) stay cache-friendly.
-template <typename T>
-void RearrangeInto(const float* w, int64_t N, const KronShape& shape, T* r) {
+template <typename S, typename T>
+void RearrangeInto(const S* w, int64_t N, const KronShape& shape, T* r) {
   const int64_t k1 = shape.k1, n1 = shape.n1, k2 = shape.k2, n2 = shape.n2;
   const int64_t r_cols = k2 * n2;
   // Tile edge in runs: about 4 KB of source per tile row.
@@ -226,9 +256,9 @@ void RearrangeInto(const float* w, int64_t N, const KronShape& shape, T* r) {
       for (int64_t j1_0 = 0; j1_0 < n1; j1_0 += tile) {
         const int64_t j1_end = std::min(n1, j1_0 + tile);
         for (int64_t i2 = i2_0; i2 < i2_end; ++i2) {
-          const float* w_row = w + (i1 * k2 + i2) * N;
+          const S* w_row = w + (i1 * k2 + i2) * N;
           for (int64_t j1 = j1_0; j1 < j1_end; ++j1) {
-            const float* src = w_row + j1 * n2;
+            const S* src = w_row + j1 * n2;
             T* dst = r + (i1 * n1 + j1) * r_cols + i2 * n2;
             for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] = static_cast<T>(src[j2]);
           }
@@ -238,8 +268,8 @@ void RearrangeInto(const float* w, int64_t N, const KronShape& shape, T* r) {
   }
 }
 
-template <typename T>
-Status RearrangeIntoVector(const float* w, int64_t K, int64_t N, const KronShape& shape,
+template <typename S, typename T>
+Status RearrangeIntoVector(const S* w, int64_t K, int64_t N, const KronShape& shape,
                            std::vector<T>* r) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
@@ -253,24 +283,32 @@ Status RearrangeIntoVector(const float* w, int64_t K, int64_t N, const KronShape
 }
 
 // A_t = reshape(sqrt(s_t) U[:, t]), B_t = reshape(sqrt(s_t) V[:, t]) from triplets whose signs
-// ComputeTruncatedSvd normalized.
+// ComputeTruncatedSvd normalized, rounded to T, the precision of the weight (see KronFactors).
+template <typename T>
 void SplitFactors(const TruncatedSvd& t, KronFactors* out) {
   const int64_t m = t.rows, n = t.cols, rank = t.rank;
   out->a.resize(static_cast<size_t>(rank * m));
   out->b.resize(static_cast<size_t>(rank * n));
   for (int64_t k = 0; k < rank; ++k) {
     const double scale = std::sqrt(t.s[static_cast<size_t>(k)]);
-    float* a_k = out->a.data() + k * m;
-    for (int64_t p = 0; p < m; ++p) a_k[p] = static_cast<float>(scale * t.u[p * rank + k]);
+    double* a_k = out->a.data() + k * m;
+    for (int64_t p = 0; p < m; ++p) a_k[p] = static_cast<T>(scale * t.u[p * rank + k]);
     const double* v_k = t.vt.data() + k * n;
-    float* b_k = out->b.data() + k * n;
-    for (int64_t q = 0; q < n; ++q) b_k[q] = static_cast<float>(scale * v_k[q]);
+    double* b_k = out->b.data() + k * n;
+    for (int64_t q = 0; q < n; ++q) b_k[q] = static_cast<T>(scale * v_k[q]);
   }
 }
 
 }  // namespace
 
 StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
+                                        const KronShape& shape) {
+  std::vector<double> r;
+  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
+  return r;
+}
+
+StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
                                         const KronShape& shape) {
   std::vector<double> r;
   KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
@@ -289,8 +327,13 @@ Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape&
   return RearrangeIntoVector(w, K, N, shape, r);
 }
 
-StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
-                                int64_t rank, const FactorizeOptions& options) {
+namespace {
+
+// Factorize for a float32 or float64 W: the factors keep T's precision, R and the randomized passes
+// are in T (float32 R: half the memory of a double one; float64 R: double passes throughout).
+template <typename T>
+StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronShape& shape,
+                                  int64_t rank, const FactorizeOptions& options) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   const int64_t m = shape.k1 * shape.n1;  // rows of R
   const int64_t n = shape.k2 * shape.n2;  // columns of R
@@ -313,7 +356,7 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
   out.shape = shape;
   out.rank = rank;
   out.method = method;
-  KFC_ASSIGN_OR_RETURN(out.frobenius_norm, CheckedFrobeniusNorm(w, K, N));
+  KFC_ASSIGN_OR_RETURN(out.frobenius_norm, FrobeniusNormOf(w, K, N));
   if (method == SvdMethod::kExact) {
     KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
     auto t = ExactSvdInPlace(r.data(), m, n, rank);
@@ -321,65 +364,131 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
       return Internal(t.status().message() + " (the rearranged matrix for shape " +
                       ShapeString(shape) + ")");
     }
-    SplitFactors(*t, &out);
+    SplitFactors<T>(*t, &out);
     out.relative_error = SpectrumError(t->spectrum, rank, out.frobenius_norm);
     out.singular_values = std::move(t->spectrum);
     return out;
   }
-  // Randomized: float32 R (half the memory of a double one), mixed-precision passes. Its triplets
-  // are those of an orthogonal projection of R, computed to double rounding (see truncated_svd.h),
-  // so the error of the returned factors is exactly sqrt(||W||^2 - sum_t s_t^2) up to rounding.
-  KFC_ASSIGN_OR_RETURN(std::vector<float> r, RearrangeFloat(w, K, N, shape));
+  // Randomized, R in T: for float32, mixed-precision passes. Its triplets are those of an
+  // orthogonal projection of R, computed to double rounding (see truncated_svd.h), so the error of
+  // the returned factors is exactly sqrt(||W||^2 - sum_t s_t^2) up to rounding.
+  std::vector<T> r;
+  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
   SvdOptions svd = options.svd;
   svd.method = SvdMethod::kRandomized;
   KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), m, n, rank, svd));
   r.clear();
   r.shrink_to_fit();
-  SplitFactors(t, &out);
-  double captured = 0.0;
-  for (double s : t.s) captured += s * s;
-  const double total = out.frobenius_norm * out.frobenius_norm;
-  out.relative_error =
-      total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / out.frobenius_norm : 0.0;
+  SplitFactors<T>(t, &out);
+  if constexpr (std::is_same_v<T, double>) {
+    // That difference loses all digits below a relative error of about 1e-8, which a float64
+    // weight may well reach (a float32 one cannot: rounding W alone costs about 6e-8).
+    out.relative_error = FactorsError(out, w);
+  } else {
+    double captured = 0.0;
+    for (double s : t.s) captured += s * s;
+    const double total = out.frobenius_norm * out.frobenius_norm;
+    out.relative_error =
+        total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / out.frobenius_norm : 0.0;
+  }
   out.singular_values = std::move(t.s);
   out.float32_passes = t.float32_passes;
   return out;
 }
 
-std::vector<float> Reconstruct(const KronFactors& factors) {
+}  // namespace
+
+StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                                int64_t rank, const FactorizeOptions& options) {
+  return FactorizeOf(w, K, N, shape, rank, options);
+}
+
+StatusOr<KronFactors> Factorize(const double* w, int64_t K, int64_t N, const KronShape& shape,
+                                int64_t rank, const FactorizeOptions& options) {
+  return FactorizeOf(w, K, N, shape, rank, options);
+}
+
+namespace {
+
+// Calls row_fn(row, w_hat) for each row (i1*k2 + i2) of W_hat = sum_t A_t (x) B_t (K x N), with
+// w_hat accumulated in double over all terms. False (and no calls) when the sizes of `a` and `b`
+// disagree with `shape` and `rank`, or the sizes overflow.
+template <typename RowFn>
+bool ForEachReconstructedRow(const KronFactors& factors, RowFn&& row_fn) {
   const KronShape& sh = factors.shape;
   const int64_t k1 = sh.k1, n1 = sh.n1, k2 = sh.k2, n2 = sh.n2, rank = factors.rank;
-  if (k1 < 1 || n1 < 1 || k2 < 1 || n2 < 1 || rank < 0) return {};
+  if (k1 < 1 || n1 < 1 || k2 < 1 || n2 < 1 || rank < 0) return false;
   int64_t m = 0, n = 0, K = 0, N = 0, a_size = 0, b_size = 0, w_size = 0;
   if (!CheckedMul(k1, n1, &m) || !CheckedMul(k2, n2, &n) || !CheckedMul(k1, k2, &K) ||
       !CheckedMul(n1, n2, &N) || !CheckedMul(rank, m, &a_size) || !CheckedMul(rank, n, &b_size) ||
       !CheckedMul(K, N, &w_size)) {
-    return {};
+    return false;
   }
   if (factors.a.size() != static_cast<size_t>(a_size) ||
       factors.b.size() != static_cast<size_t>(b_size)) {
-    return {};
+    return false;
   }
-  std::vector<float> w(static_cast<size_t>(w_size));
   std::vector<double> row(static_cast<size_t>(N));
-  // One output row (i1, i2) at a time, accumulated in double over all terms.
   for (int64_t i1 = 0; i1 < k1; ++i1) {
     for (int64_t i2 = 0; i2 < k2; ++i2) {
       std::fill(row.begin(), row.end(), 0.0);
       for (int64_t t = 0; t < rank; ++t) {
-        const float* a_row = factors.a.data() + t * m + i1 * n1;
-        const float* b_row = factors.b.data() + t * n + i2 * n2;
+        const double* a_row = factors.a.data() + t * m + i1 * n1;
+        const double* b_row = factors.b.data() + t * n + i2 * n2;
         for (int64_t j1 = 0; j1 < n1; ++j1) {
           const double a = a_row[j1];
           double* dst = row.data() + j1 * n2;
-          for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] += a * static_cast<double>(b_row[j2]);
+          for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] += a * b_row[j2];
         }
       }
-      float* w_row = w.data() + (i1 * k2 + i2) * N;
-      for (int64_t j = 0; j < N; ++j) w_row[j] = static_cast<float>(row[j]);
+      row_fn(i1 * k2 + i2, row.data());
     }
   }
+  return true;
+}
+
+template <typename T>
+double FactorsErrorOf(const KronFactors& factors, const T* w) {
+  const int64_t N = factors.shape.N();
+  double diff = 0.0, norm = 0.0;
+  const bool ok = ForEachReconstructedRow(factors, [&](int64_t i, const double* w_hat) {
+    const T* w_row = w + i * N;
+    for (int64_t j = 0; j < N; ++j) {
+      const double x = static_cast<double>(w_row[j]);
+      const double d = x - w_hat[j];
+      diff += d * d;
+      norm += x * x;
+    }
+  });
+  assert(ok && "factor sizes disagree with their shape and rank");
+  if (!ok) return std::numeric_limits<double>::quiet_NaN();
+  return norm > 0.0 ? std::sqrt(diff / norm) : 0.0;
+}
+
+}  // namespace
+
+template <typename T>
+std::vector<T> Reconstruct(const KronFactors& factors) {
+  const int64_t N = factors.shape.N();
+  std::vector<T> w;
+  const bool ok = ForEachReconstructedRow(factors, [&](int64_t i, const double* w_hat) {
+    if (w.empty()) w.resize(static_cast<size_t>(factors.shape.K() * N));
+    T* w_row = w.data() + i * N;
+    for (int64_t j = 0; j < N; ++j) w_row[j] = static_cast<T>(w_hat[j]);
+  });
+  if (!ok) return {};
   return w;
+}
+
+template std::vector<float> Reconstruct<float>(const KronFactors& factors);
+template std::vector<double> Reconstruct<double>(const KronFactors& factors);
+
+double FactorsError(const KronFactors& factors, const float* w) {
+  return FactorsErrorOf(factors, w);
+}
+
+double FactorsError(const KronFactors& factors, const double* w) {
+  return FactorsErrorOf(factors, w);
 }
 
 }  // namespace kfc::kron

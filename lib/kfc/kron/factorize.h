@@ -46,31 +46,37 @@ ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank);
 struct KronFactors {
   KronShape shape;
   int64_t rank = 0;
-  // a[t*k1*n1 + i1*n1 + j1] = A_t[i1, j1];  b[t*k2*n2 + i2*n2 + j2] = B_t[i2, j2].
-  std::vector<float> a;
-  std::vector<float> b;
+  // a[t*k1*n1 + i1*n1 + j1] = A_t[i1, j1];  b[t*k2*n2 + i2*n2 + j2] = B_t[i2, j2]. Held in double,
+  // with the precision of the weight they came from: factors of a float32 W are float32 values
+  // (each exactly a float), those of a float64 W full doubles. Callers that store them in a
+  // narrower dtype round them first (tensor::RoundToDType) and measure the error again.
+  std::vector<double> a;
+  std::vector<double> b;
   // Singular values of R in descending order that were computed (`rank` of them on the randomized
   // path; all of them on the exact path).
   std::vector<double> singular_values;
   double frobenius_norm = 0.0;  // ||W||_F, accumulated in double
-  // ||W - W_hat||_F / ||W||_F (0 when W == 0), exact, never an estimate: on the exact path
-  // sqrt(sum of discarded sigma^2) over the whole spectrum; on the randomized path
-  // sqrt(||W||^2 - sum of kept s_t^2), which is exact for its factors (they are an orthogonal
+  // ||W - W_hat||_F / ||W||_F (0 when W == 0), exact, never an estimate. Exact path: sqrt(sum of
+  // discarded sigma^2) over the whole spectrum, for either precision of W. Randomized path, float32
+  // W: sqrt(||W||^2 - sum of kept s_t^2), which is exact for its factors (they are an orthogonal
   // projection of R, and the projection is accumulated in double even when the subspace passes
-  // ran in float32) up to rounding, i.e. below about 1e-8 relative it reads as 0. Both hold for
-  // the double-precision triplets; rounding the factors to float adds at most about 6e-8.
+  // ran in float32) up to rounding, i.e. below about 1e-8 relative it reads as 0. Randomized path,
+  // float64 W: FactorsError of the returned factors (that difference cancels below about 1e-8).
+  // All of these hold for the double-precision triplets; rounding a float32 W's factors to float
+  // adds at most about 6e-8.
   double relative_error = 0.0;
   SvdMethod method = SvdMethod::kExact;  // how the triplets were computed
   // Randomized path: the subspace passes ran in float32 (the error is exact either way; see
-  // "Mixed precision" in truncated_svd.h).
+  // "Mixed precision" in truncated_svd.h). Never for a float64 W.
   bool float32_passes = false;
 };
 
 struct FactorizeOptions {
   // kAuto: exact dgesdd for small rearranged matrices or large ranks, else the randomized range
-  // finder (see ChooseSvdMethod) on a float32 R, its subspace passes in float32 unless
-  // svd.precision says otherwise or the result is too accurate for float32 (see
-  // kFloat32MinRelativeError); the seed is fixed, so results are deterministic.
+  // finder (see ChooseSvdMethod). For a float32 W it runs on a float32 R, its subspace passes in
+  // float32 unless svd.precision says otherwise or the result is too accurate for float32 (see
+  // kFloat32MinRelativeError); for a float64 W on a double R, every pass in double (svd.precision
+  // is ignored). The seed is fixed, so results are deterministic.
   SvdOptions svd;
 };
 
@@ -94,9 +100,14 @@ StatusOr<KronShape> DefaultShape(int64_t K, int64_t N);
 // shape exists.
 std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N);
 
+// The functions reading W take it as float32 or as float64 (K x N, row-major); a float64 W is
+// read as it is, never rounded to float32.
+
 // Singular values of R for `shape`, descending, without singular vectors (cheaper than Factorize;
 // used to compare shapes). Sets *frobenius_norm to ||W||_F. Errors as Factorize.
 StatusOr<std::vector<double>> SingularValues(const float* w, int64_t K, int64_t N,
+                                             const KronShape& shape, double* frobenius_norm);
+StatusOr<std::vector<double>> SingularValues(const double* w, int64_t K, int64_t N,
                                              const KronShape& shape, double* frobenius_norm);
 
 // sqrt(sum_{t >= rank} s_t^2) / frobenius_norm: the exact relative error of the best rank-`rank`
@@ -108,6 +119,8 @@ double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
 // InvalidArgument when shape does not divide W.
 StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
                                         const KronShape& shape);
+StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
+                                        const KronShape& shape);
 // The same R in float32 (exact: a permutation of W's elements).
 StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
                                             const KronShape& shape);
@@ -117,16 +130,30 @@ Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape&
 
 // Best rank-`rank` sum of Kronecker products of `shape` for W (K x N, row-major), via the SVD of R.
 // `rank` must be in [1, shape.MaxRank()]. InvalidArgument on bad dimensions, shape or rank, or on
-// NaN/Inf in W; Internal when LAPACK fails (message carries LAPACK's info).
+// NaN/Inf in W; Internal when LAPACK fails (message carries LAPACK's info). A float64 W is
+// rearranged and factorized in double throughout, and its factors are not rounded to float32.
 StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                                int64_t rank, const FactorizeOptions& options = {});
+StatusOr<KronFactors> Factorize(const double* w, int64_t K, int64_t N, const KronShape& shape,
                                 int64_t rank, const FactorizeOptions& options = {});
 
 // ||W||_F of W (K x N, row-major), accumulated in double. InvalidArgument naming the first
 // non-finite element: "weight has a NaN at row 3, column 7" (or "an infinity").
 StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N);
+StatusOr<double> CheckedFrobeniusNorm(const double* w, int64_t K, int64_t N);
 
-// Dense W_hat = sum_t A_t (x) B_t as a K x N row-major matrix (for tests and references),
-// accumulated in double. Empty when the sizes of `a` and `b` disagree with `shape` and `rank`.
-std::vector<float> Reconstruct(const KronFactors& factors);
+// Dense W_hat = sum_t A_t (x) B_t as a K x N row-major matrix of T (float or double; for tests and
+// references), accumulated in double and rounded to T once. Empty when the sizes of `a` and `b`
+// disagree with `shape` and `rank`.
+template <typename T = float>
+std::vector<T> Reconstruct(const KronFactors& factors);
+
+// ||W - sum_t A_t (x) B_t||_F / ||W||_F for the factors as they are, against W (K x N, row-major,
+// K and N those of factors.shape), accumulated in double one row of W_hat at a time; 0 when W is
+// 0. Exact where the spectrum no longer is: for factors rounded to a narrower dtype, and for
+// errors below about 1e-8, where ||W||^2 - sum_t s_t^2 cancels. Costs rank * K * N
+// multiply-adds. Sizes of `a` and `b` that disagree with shape and rank are a programmer error.
+double FactorsError(const KronFactors& factors, const float* w);
+double FactorsError(const KronFactors& factors, const double* w);
 
 }  // namespace kfc::kron

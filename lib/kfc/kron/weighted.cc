@@ -505,7 +505,7 @@ StatusOr<WeightedFactors> FactorizeWeighted(const float* w, int64_t K, int64_t N
   KFC_ASSIGN_OR_RETURN(Whitened wh, Whiten(w, K, N, shape, stats));
   KFC_ASSIGN_OR_RETURN(KronFactors f, Factorize(wh.w.data(), K, N, shape, rank));
   const int64_t r = f.rank, sa = shape.k1 * shape.n1, sb = shape.k2 * shape.n2;
-  std::vector<double> a(f.a.begin(), f.a.end()), b(f.b.begin(), f.b.end());
+  std::vector<double>&a = f.a, &b = f.b;
   for (int64_t t = 0; t < r; ++t) {  // A_t = L1^-T A'_t, B_t = L2^-T B'_t
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k1),
                 I(shape.n1), 1.0, wh.l1.data(), I(shape.k1), &a[static_cast<size_t>(t * sa)],
@@ -519,8 +519,9 @@ StatusOr<WeightedFactors> FactorizeWeighted(const float* w, int64_t K, int64_t N
     const std::vector<double> wd(w, w + K * N);
     out.als_iterations = RefineAls(Regularized(stats), wd, shape, r, max_als_iterations, &a, &b);
   }
-  f.a.assign(a.begin(), a.end());
-  f.b.assign(b.begin(), b.end());
+  // Calibrated factors are float32 values, as Factorize's are for a float32 W.
+  for (double& v : a) v = static_cast<float>(v);
+  for (double& v : b) v = static_cast<float>(v);
   std::vector<float> w_hat = Reconstruct(f);
   out.data_error = DataRelativeError(w, w_hat, K, N, stats);
   if (out.data_error > out.weight_only_data_error) {

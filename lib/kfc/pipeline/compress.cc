@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <type_traits>
 
 #include "kfc/core/logging.h"
 #include "kfc/core/parallel.h"
@@ -71,21 +72,27 @@ struct Weights {
     return t != nullptr && (reader != nullptr || !tensor::HasExternalData(*t));
   }
 
-  // W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K].
-  StatusOr<std::vector<float>> Matrix(const match::LayerCandidate& c) const {
+  // W as the K x N row-major matrix of y = x W; Gemm with transB=1 stores it as [N, K]. As float32,
+  // or as float64 for float64 layers (their factorization reads W unrounded).
+  template <typename T = float>
+  StatusOr<std::vector<T>> Matrix(const match::LayerCandidate& c) const {
     const onnx::TensorProto* t = WeightSource(model, c);
     if (t == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
-    std::vector<float> stored;
+    onnx::TensorProto read;  // an external tensor as if stored inline
     if (tensor::HasExternalData(*t)) {
-      if (reader == nullptr)
+      if (reader == nullptr) {
         return FailedPrecondition("weight '" + c.weight_name + "' is external");
-      onnx::TensorProto read;  // the tensor as if stored inline
+      }
       read.set_name(t->name());
       read.set_data_type(t->data_type());
       *read.mutable_dims() = t->dims();
       KFC_ASSIGN_OR_RETURN(*read.mutable_raw_data(),
                            reader->Read(*t, "weight '" + c.weight_name + "'"));
-      KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToFloat(read));
+      t = &read;
+    }
+    std::vector<T> stored;
+    if constexpr (std::is_same_v<T, double>) {
+      KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToDouble(*t));
     } else {
       KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToFloat(*t));
     }
@@ -100,36 +107,6 @@ Status RunParallel(const Options& o, size_t n, const std::function<Status(size_t
   kron::ScopedBlasThreads blas(1);
   return ParallelFor(static_cast<int64_t>(n), ResolveThreads(o.threads),
                      [&](int64_t i) { return fn(static_cast<size_t>(i)); });
-}
-
-// ||W - sum_t A_t (x) B_t||_F / ||W||_F for the factors as they are (W is K x N, row-major),
-// accumulated in double one row of W_hat at a time: the exact error of factors rounded to a
-// narrower dtype, which the spectrum no longer gives. 0 when W is 0.
-double FactorsError(const kron::KronFactors& f, const std::vector<float>& w) {
-  const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2;
-  const int64_t n = f.shape.N();
-  std::vector<double> row(static_cast<size_t>(n));
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i1 = 0; i1 < k1; ++i1) {
-    for (int64_t i2 = 0; i2 < k2; ++i2) {
-      std::fill(row.begin(), row.end(), 0.0);
-      for (int64_t t = 0; t < f.rank; ++t) {
-        const float* a = f.a.data() + (t * k1 + i1) * n1;
-        const float* b = f.b.data() + (t * k2 + i2) * n2;
-        for (int64_t j1 = 0; j1 < n1; ++j1) {
-          const double aj = a[j1];
-          for (int64_t j2 = 0; j2 < n2; ++j2) row[j1 * n2 + j2] += aj * b[j2];
-        }
-      }
-      const float* wr = w.data() + (i1 * k2 + i2) * n;
-      for (int64_t j = 0; j < n; ++j) {
-        const double d = wr[j] - row[j];
-        diff += d * d;
-        norm += static_cast<double>(wr[j]) * wr[j];
-      }
-    }
-  }
-  return norm > 0.0 ? std::sqrt(diff / norm) : 0.0;
 }
 
 // Errors go into the report at 10 significant digits: the last digits of a double vary with the
@@ -615,7 +592,8 @@ std::string FactorKey(const LayerState& s, const kron::KronShape& shape, int64_t
   const match::LayerCandidate& c = *s.c;
   return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
          std::to_string(shape.n1) + "|" + std::to_string(rank) +
-         (s.stats ? "|calibrated:" + c.input_name + (ColumnSamples(c) ? "|columns" : "") : "");
+         (s.stats ? "|calibrated:" + c.input_name + (ColumnSamples(c) ? "|columns" : "") : "") +
+         (c.dtype == onnx::TensorProto::DOUBLE ? "|float64" : "");
 }
 
 bool Profitable(const Options& o, const match::LayerCandidate& c, const Decision& d) {
@@ -875,11 +853,22 @@ double Judged(const LayerState& s, const kron::KronShape& shape, const kron::Wei
 // above the target gets one more term (while that still saves parameters).
 Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& s, FactorJob* job) {
   const match::LayerCandidate& c = *s.c;
-  KFC_ASSIGN_OR_RETURN(const std::vector<float> w, weights.Matrix(c));
+  // float64 layers are factorized from W in double (calibration works in float32).
+  const bool in_double = c.dtype == onnx::TensorProto::DOUBLE && !s.stats;
+  std::vector<float> w;
+  std::vector<double> w64;
+  if (in_double) {
+    KFC_ASSIGN_OR_RETURN(w64, weights.Matrix<double>(c));
+  } else {
+    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
+  }
   Decision& d = job->dec;
   for (;;) {
     kron::WeightedFactors& wf = job->wf;
-    if (Calibrated(s, d.shape)) {
+    if (in_double) {
+      wf = kron::WeightedFactors{};
+      KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w64.data(), c.k, c.n, d.shape, d.rank));
+    } else if (Calibrated(s, d.shape)) {
       KFC_ASSIGN_OR_RETURN(wf,
                            kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats));
     } else {
@@ -891,7 +880,7 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
       // after rounding, not the float32 factorization's.
       wf.factors.a = tensor::RoundToDType(c.dtype, std::move(wf.factors.a));
       wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
-      wf.factors.relative_error = FactorsError(wf.factors, w);
+      wf.factors.relative_error = kron::FactorsError(wf.factors, w.data());
     }
     if (s.dir.budget != Budget::kMaxError || Judged(s, d.shape, wf) <= s.dir.max_error) break;
     Decision next = d;

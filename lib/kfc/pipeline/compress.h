@@ -85,8 +85,9 @@ Status ValidateOptions(const Options& options);
 
 struct LayerResult {
   match::LayerCandidate layer;
-  // Set when compressed; approximates W (alpha excluded). For float16 and bfloat16 layers the
-  // factors are already rounded to that dtype, and relative_error is theirs.
+  // Set when compressed; approximates W (alpha excluded). The factors hold the values stored:
+  // float32 values for float32 layers, already rounded to float16 or bfloat16 for those layers (and
+  // relative_error is theirs), full doubles for float64 layers (factorized in double).
   std::optional<kron::KronFactors> factors;
   std::vector<float> bias_correction;  // calibration: mu^T (W - W_hat); empty otherwise
 };

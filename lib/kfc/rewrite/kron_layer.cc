@@ -127,14 +127,16 @@ std::vector<int64_t> ReshapeTarget(int64_t copied, std::vector<int64_t> tail) {
 }
 
 // The two stacked factor matrices for `order`, as (first-MatMul constant, second-MatMul constant)
-// with their dims; see the picture in the header for the index maps.
+// with their dims; see the picture in the header for the index maps. In double, like the factors:
+// alpha * A_t of float32 values is exact there, so rounding it once when encoding gives the float32
+// product, and float64 factors pass through unrounded.
 struct StackedFactors {
-  std::vector<float> first, second;
+  std::vector<double> first, second;
   std::vector<int64_t> first_dims, second_dims;
   std::vector<int64_t> mid_tail;  // trailing dims of the middle Reshape
 };
 
-StackedFactors Stack(const KronFactors& f, float alpha, ContractionOrder order) {
+StackedFactors Stack(const KronFactors& f, double alpha, ContractionOrder order) {
   const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2, r = f.rank;
   auto a = [&](int64_t t, int64_t i1, int64_t j1) { return f.a[(t * k1 + i1) * n1 + j1]; };
   auto b = [&](int64_t t, int64_t i2, int64_t j2) { return f.b[(t * k2 + i2) * n2 + j2]; };
@@ -226,7 +228,7 @@ class LayerEmitter {
 
     if (layer.weight_first) {
       // The B stack multiplies from the left too: it goes in transposed.
-      std::vector<float>& bs = b_first ? s.first : s.second;
+      std::vector<double>& bs = b_first ? s.first : s.second;
       std::vector<int64_t>& dims = b_first ? s.first_dims : s.second_dims;
       bs = tensor::Transpose(bs, dims[0], dims[1]);
       std::swap(dims[0], dims[1]);
@@ -302,6 +304,10 @@ class LayerEmitter {
                        const std::vector<float>& data) {
     return Deduped(suffix, tensor::EncodeFromFloat("", dtype_, dims, data));
   }
+  std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
+                       const std::vector<double>& data) {
+    return Deduped(suffix, tensor::EncodeFromDouble("", dtype_, dims, data));
+  }
   // Adds `t` under a new name derived from `suffix`, unless an identical tensor (dtype, dims,
   // bytes) was added before: layers sharing a weight then share its factors.
   std::string Deduped(const std::string& suffix, onnx::TensorProto t) {
@@ -339,7 +345,7 @@ class LayerEmitter {
       maybe_unused_->insert(layer.bias_name);
       return Constant("kfc_bias", dims, c);
     }
-    const std::string beta = Constant("kfc_beta", {}, {layer.beta});
+    const std::string beta = Constant("kfc_beta", {}, std::vector<float>{layer.beta});
     const std::string scaled = Value("kfc_scaled_bias");
     nodes->push_back(MakeNode("Mul", NodeName("kfc_scale_bias"), {layer.bias_name, beta}, scaled));
     return scaled;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 namespace kfc::tensor {
 namespace {
@@ -242,21 +243,26 @@ StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t) {
   return std::vector<float>(t.float_data().begin(), t.float_data().end());
 }
 
-std::vector<float> Transpose(const std::vector<float>& m, int64_t rows, int64_t cols) {
-  std::vector<float> t(m.size());
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = m[i * cols + j];
-  return t;
-}
-
 bool DecodableAsFloat(int32_t t) {
   using TP = onnx::TensorProto;
   return t == TP::FLOAT || t == TP::FLOAT16 || t == TP::BFLOAT16 || t == TP::DOUBLE;
 }
 
-StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
+namespace {
+
+// DecodeToFloat and DecodeToDouble: T is float or double. float16 and bfloat16 widen to float32
+// exactly, then to T; float64 converts to T directly (rounding to nearest for float32).
+template <typename T>
+StatusOr<std::vector<T>> DecodeAs(const onnx::TensorProto& t) {
   using TP = onnx::TensorProto;
-  if (t.data_type() == TP::FLOAT) return DecodeFloat32(t);
+  if (t.data_type() == TP::FLOAT) {
+    KFC_ASSIGN_OR_RETURN(std::vector<float> f, DecodeFloat32(t));
+    if constexpr (std::is_same_v<T, float>) {
+      return f;
+    } else {
+      return std::vector<T>(f.begin(), f.end());
+    }
+  }
   const std::string what = "tensor '" + t.name() + "'";
   if (!DecodableAsFloat(t.data_type())) {
     return InvalidArgument(what + ": dtype " + DTypeName(t.data_type()) +
@@ -265,7 +271,10 @@ StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
   if (HasExternalData(t)) return InvalidArgument(what + ": data is stored externally");
   KFC_ASSIGN_OR_RETURN(int64_t n, NumElements(t.dims(), what));
   const int64_t size = DTypeSize(t.data_type());
-  std::vector<float> out;
+  auto half = [&](uint16_t h) {
+    return static_cast<T>(t.data_type() == TP::FLOAT16 ? HalfToFloat(h) : BFloat16ToFloat(h));
+  };
+  std::vector<T> out;
   if (t.has_raw_data()) {
     const std::string& raw = t.raw_data();
     if (n > static_cast<int64_t>(raw.size()) / size ||
@@ -280,11 +289,11 @@ StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
       if (t.data_type() == TP::DOUBLE) {
         double d;
         std::memcpy(&d, p, sizeof(d));
-        out[i] = static_cast<float>(d);
+        out[i] = static_cast<T>(d);
       } else {
         uint16_t h;
         std::memcpy(&h, p, sizeof(h));
-        out[i] = t.data_type() == TP::FLOAT16 ? HalfToFloat(h) : BFloat16ToFloat(h);
+        out[i] = half(h);
       }
     }
     return out;
@@ -297,13 +306,22 @@ StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
   out.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     if (t.data_type() == TP::DOUBLE) {
-      out[i] = static_cast<float>(t.double_data(static_cast<int>(i)));
+      out[i] = static_cast<T>(t.double_data(static_cast<int>(i)));
     } else {
-      const auto h = static_cast<uint16_t>(t.int32_data(static_cast<int>(i)));
-      out[i] = t.data_type() == TP::FLOAT16 ? HalfToFloat(h) : BFloat16ToFloat(h);
+      out[i] = half(static_cast<uint16_t>(t.int32_data(static_cast<int>(i))));
     }
   }
   return out;
+}
+
+}  // namespace
+
+StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t) {
+  return DecodeAs<float>(t);
+}
+
+StatusOr<std::vector<double>> DecodeToDouble(const onnx::TensorProto& t) {
+  return DecodeAs<double>(t);
 }
 
 onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
@@ -364,8 +382,7 @@ onnx::TensorProto EncodeFromFloat(const std::string& name, int32_t dtype,
   t.set_data_type(dtype);
   for (int64_t d : dims) t.add_dims(d);
   if (dtype == TP::DOUBLE) {
-    AppendRaw(std::vector<double>(data.begin(), data.end()), t.mutable_raw_data());
-    return t;
+    return EncodeFromDouble(name, dtype, dims, std::vector<double>(data.begin(), data.end()));
   }
   assert(dtype == TP::FLOAT16 || dtype == TP::BFLOAT16);
   std::vector<uint16_t> bits(data.size());
@@ -373,6 +390,20 @@ onnx::TensorProto EncodeFromFloat(const std::string& name, int32_t dtype,
     bits[i] = dtype == TP::FLOAT16 ? FloatToHalfBits(data[i]) : FloatToBFloat16Bits(data[i]);
   }
   AppendRaw(bits, t.mutable_raw_data());
+  return t;
+}
+
+onnx::TensorProto EncodeFromDouble(const std::string& name, int32_t dtype,
+                                   const std::vector<int64_t>& dims,
+                                   const std::vector<double>& data) {
+  if (dtype != onnx::TensorProto::DOUBLE) {
+    return EncodeFromFloat(name, dtype, dims, std::vector<float>(data.begin(), data.end()));
+  }
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(dtype);
+  for (int64_t d : dims) t.add_dims(d);
+  AppendRaw(data, t.mutable_raw_data());
   return t;
 }
 
@@ -446,6 +477,13 @@ void CopyWithoutBulkData(const google::protobuf::Message& from, google::protobuf
     static_cast<onnx::TensorProto*>(to)->set_raw_data(std::string(static_cast<size_t>(elem), '\0'));
   }
   rt->MutableUnknownFields(to)->MergeFrom(rf->GetUnknownFields(from));
+}
+
+std::vector<double> RoundToDType(int32_t dtype, std::vector<double> data) {
+  if (dtype == onnx::TensorProto::DOUBLE) return data;
+  const std::vector<float> rounded =
+      RoundToDType(dtype, std::vector<float>(data.begin(), data.end()));
+  return std::vector<double>(rounded.begin(), rounded.end());
 }
 
 }  // namespace kfc::tensor

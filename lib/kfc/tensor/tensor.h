@@ -47,9 +47,15 @@ int64_t StoredDataBytes(const onnx::TensorProto& t);
 StatusOr<std::vector<float>> DecodeFloat32(const onnx::TensorProto& t);
 
 // The cols x rows transpose of a rows x cols row-major matrix (Gemm transB=1 stores W as [N, K]).
-std::vector<float> Transpose(const std::vector<float>& m, int64_t rows, int64_t cols);
+template <typename T>
+std::vector<T> Transpose(const std::vector<T>& m, int64_t rows, int64_t cols) {
+  std::vector<T> t(m.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = m[i * cols + j];
+  return t;
+}
 
-// Element types DecodeToFloat reads: float32, float16, bfloat16, float64.
+// Element types DecodeToFloat and DecodeToDouble read: float32, float16, bfloat16, float64.
 bool DecodableAsFloat(int32_t onnx_elem_type);
 
 // Elements of `t` converted to float32 the way ONNX Cast(to=FLOAT) converts them (exact for
@@ -57,6 +63,8 @@ bool DecodableAsFloat(int32_t onnx_elem_type);
 // data only (raw_data or the typed field: float_data, int32_data holding 16-bit patterns,
 // double_data). DataLoss when the data size disagrees with the dims.
 StatusOr<std::vector<float>> DecodeToFloat(const onnx::TensorProto& t);
+// The same as float64, exact for every one of those types (a float64 tensor is read as it is).
+StatusOr<std::vector<double>> DecodeToDouble(const onnx::TensorProto& t);
 
 // A FLOAT tensor named `name` with `dims`, data stored little-endian in raw_data.
 onnx::TensorProto EncodeFloat32(const std::string& name, const std::vector<int64_t>& dims,
@@ -76,10 +84,20 @@ uint16_t FloatToBFloat16Bits(float f);
 // is a programmer error (asserts).
 onnx::TensorProto EncodeFromFloat(const std::string& name, int32_t dtype,
                                   const std::vector<int64_t>& dims, const std::vector<float>& data);
+// The same from float64 data: float64 keeps every value as it is; the other dtypes round it to
+// float32 first (to nearest), then convert that as EncodeFromFloat does. The two steps give what
+// EncodeFromFloat gives for data computed in float32 (float16 and bfloat16 factors are: their
+// weights are factorized in float32).
+onnx::TensorProto EncodeFromDouble(const std::string& name, int32_t dtype,
+                                   const std::vector<int64_t>& dims,
+                                   const std::vector<double>& data);
 
 // Each value rounded to the nearest one `dtype` can hold, as float32 again: what EncodeFromFloat
 // then DecodeToFloat gives. Identity for float32 and float64 (float64 holds every float32).
 std::vector<float> RoundToDType(int32_t dtype, std::vector<float> data);
+// The same for float64 data: what EncodeFromDouble then DecodeToDouble gives. Identity for
+// float64; float32 rounds to nearest; float16 and bfloat16 round through float32.
+std::vector<double> RoundToDType(int32_t dtype, std::vector<double> data);
 
 // Copies the fields of `from` into the empty `to`, recursing into messages, without ever copying
 // bulk tensor data: a TensorProto whose raw_data exceeds `max_inline_bytes`, or whose data is
