@@ -256,3 +256,78 @@ test('layers in If, Loop and Scan bodies are probed and calibrated', async (t) =
     }
   }
 });
+
+// A layer two graphs deep (a MatMul in an If branch inside a Loop body): its input leaves the If
+// (the other branch gives an empty tensor) and then the Loop (a scan output), so the probe's
+// output stacks iterations. With the branch taken the layer is calibrated; with it never taken,
+// weight-only with a note.
+test('a layer nested two subgraphs deep is probed through both', async (t) => {
+  const env = h.requireHarnessEnv('calibration');
+  const dir = path.join(env.workDir, 'nested');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const model = path.join(dir, 'nested.onnx');
+  const script = `
+import sys, numpy as np, onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(43)
+w = (rng.standard_normal((32, 32)) / 6).astype(np.float32)
+then_g = helper.make_graph(
+    [helper.make_node('Relu', ['h'], ['r'], name='relu'),
+     helper.make_node('MatMul', ['r', 'W'], ['m'], name='inner_fc')], 'then_branch', [],
+    [helper.make_tensor_value_info('m', TensorProto.FLOAT, ['B', 32])])
+else_g = helper.make_graph([helper.make_node('Identity', ['h'], ['e'], name='keep')], 'else_branch',
+    [], [helper.make_tensor_value_info('e', TensorProto.FLOAT, ['B', 32])])
+body = helper.make_graph(
+    [helper.make_node('Identity', ['cond_in'], ['cond_out'], name='keep_going'),
+     helper.make_node('If', ['flag'], ['h_next'], name='branch', then_branch=then_g,
+                      else_branch=else_g)], 'body',
+    [helper.make_tensor_value_info('iter', TensorProto.INT64, []),
+     helper.make_tensor_value_info('cond_in', TensorProto.BOOL, []),
+     helper.make_tensor_value_info('h', TensorProto.FLOAT, ['B', 32])],
+    [helper.make_tensor_value_info('cond_out', TensorProto.BOOL, []),
+     helper.make_tensor_value_info('h_next', TensorProto.FLOAT, ['B', 32])])
+g = helper.make_graph(
+    [helper.make_node('Loop', ['trip', 'go', 'x'], ['y'], name='loop', body=body)], 'nested',
+    [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['B', 32]),
+     helper.make_tensor_value_info('flag', TensorProto.BOOL, [])],
+    [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['B', 32])],
+    initializer=[numpy_helper.from_array(w, 'W'), numpy_helper.from_array(np.array(3, np.int64), 'trip'),
+                 numpy_helper.from_array(np.array(True), 'go')])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]); m.ir_version = 8
+onnx.checker.check_model(m)
+onnx.save(m, sys.argv[1])
+`;
+  const py = h.run('/usr/bin/python3', ['-c', script, model]);
+  assert.equal(py.status, 0, py.stderr);
+  const probe = path.join(dir, 'probe.onnx');
+  const r = h.run(env.compress, [model, '--calibration-probe', probe]);
+  assert.equal(r.status, 0, r.stderr);
+  const probed = await h.createSession(probe);
+  const original = await h.createSession(model);
+  for (const taken of [true, false]) {
+    const feeds = h.randomFeeds(h.seedFromString(`nested ${taken}`), { x: [40, 32] });
+    feeds.flag = new h.ort.Tensor('bool', [taken], []);
+    const outs = await h.runSession(probed, feeds, 'probe');
+    assert.deepEqual(outs.kfc_calib_0.dims, [3, taken ? 40 : 0, 32]);
+    const y0 = (await h.runSession(original, feeds, 'original')).y;
+    assert.deepEqual(Array.from(outs.y.data), Array.from(y0.data));
+    const acts = path.join(dir, `acts_${taken}`);
+    fs.mkdirSync(acts);
+    writeNpy(path.join(acts, 'kfc_calib_0.npy'), outs.kfc_calib_0.dims, outs.kfc_calib_0.data);
+    fs.copyFileSync(path.join(dir, 'probe.calib.json'), path.join(acts, 'kfc_calibration.json'));
+    const rep = h.run(env.compress, [model, '-r', '2', '--min-params', '0', '--calibration', acts,
+      '--dry-run', '--json']);
+    assert.equal(rep.status, 0, rep.stderr);
+    const layer = JSON.parse(rep.stdout).layers[0];
+    assert.equal(layer.calibrated, taken, layer.calibration_note);
+    if (taken) {
+      const sub = path.join(dir, 'ref');
+      fs.mkdirSync(sub, { recursive: true });
+      assert.equal(await expectCalibratedReference(t, env, model, acts, feeds, 'y', sub,
+        'Loop > If > MatMul'), 1);
+    } else {
+      assert.match(layer.calibration_note, /hold no rows/);
+    }
+  }
+});

@@ -66,14 +66,14 @@ onnx::ValueInfoProto OfRank(const std::string& name, const onnx::TypeProto& type
   return v;
 }
 
-// Makes `value` of the subgraph at `step` (one level below `main`) a new output `exposed` of the
-// node holding it: an extra body output (Identity), which for Loop and Scan is a scan output
-// (stacked over iterations) and for If needs the same output in the other branch, where it is an
-// empty tensor (no rows) of the same rank with K on its feature axis.
+// Makes `value` of the subgraph at `step` (below `outer`) a new output `exposed` of the node
+// holding it: an extra body output (Identity), which for Loop and Scan is a scan output (stacked
+// over iterations) and for If needs the same output in the other branch, where it is an empty
+// tensor (no rows) of the same rank with K on its feature axis. `rank` is the value's rank.
 void ExposeFromSubgraph(const match::ScopeStep& step, const std::string& value,
-                        const std::string& exposed, const onnx::TypeProto& type, bool columns,
-                        int64_t k, NameGenerator* names, onnx::GraphProto* main) {
-  onnx::NodeProto* parent = main->mutable_node(step.node);
+                        const std::string& exposed, const onnx::TypeProto& type, int rank,
+                        bool columns, int64_t k, NameGenerator* names, onnx::GraphProto* outer) {
+  onnx::NodeProto* parent = outer->mutable_node(step.node);
   onnx::AttributeProto* attr = parent->mutable_attribute(step.attribute);
   onnx::GraphProto* body = step.graph < 0 ? attr->mutable_g() : attr->mutable_graphs(step.graph);
   const std::string inner = names->Unique(exposed + "_body");
@@ -82,7 +82,6 @@ void ExposeFromSubgraph(const match::ScopeStep& step, const std::string& value,
   id->set_name(names->Unique(inner + "/identity"));
   id->add_input(value);
   id->add_output(inner);
-  const int rank = std::max(type.tensor_type().shape().dim_size(), columns ? 2 : 1);
   *body->add_output() = OfRank(inner, type, rank);
   if (parent->op_type() == "If") {
     std::vector<int64_t> dims(static_cast<size_t>(rank), 0);
@@ -109,6 +108,28 @@ void ExposeFromSubgraph(const match::ScopeStep& step, const std::string& value,
     }
   }
   parent->add_output(exposed);
+}
+
+// The graph `depth` steps into `scope` of a mutable model (0: the main graph).
+onnx::GraphProto* MutableGraphAt(onnx::ModelProto* model,
+                                 const std::vector<match::ScopeStep>& scope, size_t depth) {
+  onnx::GraphProto* g = model->mutable_graph();
+  for (size_t d = 0; d < depth; ++d) {
+    onnx::AttributeProto* attr =
+        g->mutable_node(scope[d].node)->mutable_attribute(scope[d].attribute);
+    g = scope[d].graph < 0 ? attr->mutable_g() : attr->mutable_graphs(scope[d].graph);
+  }
+  return g;
+}
+
+// How many steps into the layer's scope its input is made (0: the main graph): the innermost
+// graph on the way that has it as an input or a node output.
+size_t DepthMade(const onnx::ModelProto& model, const match::LayerCandidate& c) {
+  for (size_t d = c.scope.size(); d >= 1; --d) {
+    const onnx::GraphProto* g = match::GraphAt(model, c.scope, d);
+    if (g != nullptr && MadeIn(*g, c.input_name)) return d;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -156,28 +177,34 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
   std::map<std::string, int> by_source;  // by graph path and value
   onnx::GraphProto* graph = probe.model.mutable_graph();
   for (const auto& c : match::FindLayers(model)) {
-    if (!c.eligible() || c.scope.size() > 1 || c.k < 1) continue;
-    // A value of the enclosing (main) graph is exposed there; one made inside a subgraph is
-    // passed out through its If, Loop or Scan node first.
-    const onnx::GraphProto* body = c.scope.empty() ? nullptr : match::GraphAt(inferred, c.scope, 1);
-    const bool inner = body != nullptr && MadeIn(*body, c.input_name);
-    const std::string key = (inner ? c.graph_path : std::string("main")) + "|" + c.input_name;
+    if (!c.eligible() || c.k < 1) continue;
+    // The input is exposed from the graph that makes it: through each enclosing If, Loop or Scan
+    // node in turn, up to the main graph.
+    const size_t depth = DepthMade(inferred, c);
+    std::string key = "|" + c.input_name;
+    for (size_t d = 0; d < depth; ++d) {
+      key = std::to_string(c.scope[d].node) + "/" + std::to_string(c.scope[d].attribute) + "/" +
+            std::to_string(c.scope[d].graph) + ":" + key;
+    }
     auto it = by_source.find(key);
     if (it == by_source.end()) {
-      std::optional<onnx::TypeProto> type = TypeOf(inner ? *body : inferred.graph(), c.input_name);
+      const onnx::GraphProto* made_in = match::GraphAt(inferred, c.scope, depth);
+      std::optional<onnx::TypeProto> type =
+          made_in != nullptr ? TypeOf(*made_in, c.input_name) : std::nullopt;
       if (!type || !type->has_tensor_type()) continue;
       const std::string name = names.Unique("kfc_calib_" + std::to_string(by_source.size()));
       std::string exposed = c.input_name;
-      if (inner) {
-        exposed = names.Unique(name + "/inner");
-        ExposeFromSubgraph(c.scope[0], c.input_name, exposed, *type, ColumnSamples(c), c.k, &names,
-                           graph);
+      int rank = std::max(type->tensor_type().shape().dim_size(), ColumnSamples(c) ? 2 : 1);
+      for (size_t d = depth; d >= 1; --d) {
+        onnx::GraphProto* outer = MutableGraphAt(&probe.model, c.scope, d - 1);
+        const std::string next = names.Unique(name + "/level" + std::to_string(d));
+        ExposeFromSubgraph(c.scope[d - 1], exposed, next, *type, rank, ColumnSamples(c), c.k,
+                           &names, outer);
         // If merges its branches' shapes; Loop and Scan stack iterations on a new first axis.
-        const int rank =
-            std::max(type->tensor_type().shape().dim_size(), ColumnSamples(c) ? 2 : 1) +
-            (graph->node(c.scope[0].node).op_type() == "If" ? 0 : 1);
-        *type = OfRank("", *type, rank).type();
+        if (outer->node(c.scope[d - 1].node).op_type() != "If") ++rank;
+        exposed = next;
       }
+      if (depth > 0) *type = OfRank("", *type, rank).type();
       auto* node = graph->add_node();
       node->set_op_type("Identity");
       node->set_name(names.Unique(name + "/identity"));
@@ -248,8 +275,7 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
     }
   }
   if (tensor == nullptr) {
-    *note = c.scope.size() > 1 ? "layers more than one subgraph deep are not calibrated"
-                               : "no calibration tensor for this layer's input";
+    *note = "no calibration tensor for this layer's input";
     return std::optional<kron::InputStats>();
   }
   // Above kMaxCalibratedK, Kronecker-factored statistics for the split K = k1 * k2 the layer's
