@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 
 namespace kfc::kron {
 namespace {
@@ -40,6 +42,24 @@ double OptimalError(const std::vector<float>& w, int64_t K, int64_t N, const Kro
   auto s = SingularValues(w.data(), K, N, shape, &norm);
   EXPECT_TRUE(s.ok());
   return SpectrumError(*s, rank, norm);
+}
+
+// The pruned and the exhaustive search (randomized work forced) into *pruned and *full; their
+// picks must agree.
+void SearchBothWays(const std::vector<float>& w, int64_t K, int64_t N, const SearchBudget& budget,
+                    const std::string& label, ShapeSearchResult* pruned, ShapeSearchResult* full) {
+  SearchOptions options;
+  options.svd.method = SvdMethod::kRandomized;
+  auto a = SearchShape(w.data(), K, N, budget, options);
+  options.prune = false;
+  auto b = SearchShape(w.data(), K, N, budget, options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(a->found && b->found);
+  EXPECT_EQ(a->shape, b->shape) << label;
+  EXPECT_EQ(a->rank, b->rank) << label;
+  EXPECT_DOUBLE_EQ(a->error, b->error) << label;
+  *pruned = *std::move(a);
+  *full = *std::move(b);
 }
 
 TEST(ShapeSearchTest, FindsPlantedShapeUnderItsParameterBudget) {
@@ -103,17 +123,10 @@ TEST(ShapeSearchTest, PruningNeverLosesTheBestAndBoundsHold) {
             (seed % 2 ? 2.0f : 0.0f) * (lr_a[i * 2] * lr_b[j] + lr_a[i * 2 + 1] * lr_b[N + j]);
     SearchBudget budget;
     budget.max_params = 4 * (16 + 16 * 8 * 8 / 16) + 600;
-    SearchOptions pruned;
-    pruned.svd.method = SvdMethod::kRandomized;
-    SearchOptions full = pruned;
-    full.prune = false;
-    auto a = SearchShape(w.data(), K, N, budget, pruned);
-    auto b = SearchShape(w.data(), K, N, budget, full);
-    ASSERT_TRUE(a.ok() && b.ok());
-    ASSERT_TRUE(a->found && b->found);
-    EXPECT_EQ(a->shape, b->shape) << "seed " << seed;
-    EXPECT_EQ(a->rank, b->rank);
-    EXPECT_DOUBLE_EQ(a->error, b->error);
+    ShapeSearchResult pruned, full;
+    SearchBothWays(w, K, N, budget, "seed " + std::to_string(seed), &pruned, &full);
+    if (HasFatalFailure()) return;
+    const ShapeSearchResult* const a = &pruned;
     // Each bound where it is known (a shape ruled out by another's bounds has no upper one).
     for (const auto& c : a->candidates) {
       if (c.rank < 1) continue;
@@ -126,6 +139,39 @@ TEST(ShapeSearchTest, PruningNeverLosesTheBestAndBoundsHold) {
       }
       if (c.evaluated) {
         EXPECT_GE(c.error, opt * (1 - 1e-9) - 1e-12);
+      }
+    }
+  }
+}
+
+// Trained-like weights (a power-law low-rank product plus noise, as in the benchmark) leave the
+// low-rank shape and its neighbours (2x1, 1x2, ...) within a few percent of each other: the case
+// the Schur-complement bounds and the sharpened probes decide. Pruned and exhaustive searches must
+// agree, and every bound must hold.
+TEST(ShapeSearchTest, NearTiedShapesPickWhatExhaustiveSearchPicks) {
+  const int64_t K = 96, N = 128, h = 24;
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    const auto g1 = Gaussian(K * h, seed), g2 = Gaussian(h * N, seed + 50);
+    const auto noise = Gaussian(K * N, seed + 100);
+    std::vector<float> w(static_cast<size_t>(K * N), 0.0f);
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t t = 0; t < h; ++t)
+        for (int64_t j = 0; j < N; ++j)
+          w[i * N + j] += g1[i * h + t] / static_cast<float>(t + 1) * g2[t * N + j];
+    for (size_t k = 0; k < w.size(); ++k) w[k] += 0.3f * noise[k];
+    for (int64_t rank : {2, 4, 6}) {
+      SearchBudget budget;
+      budget.max_params = rank * (K + N);  // the low-rank shape at `rank`
+      ShapeSearchResult pruned, full;
+      SearchBothWays(w, K, N, budget,
+                     "seed " + std::to_string(seed) + " rank " + std::to_string(rank), &pruned,
+                     &full);
+      if (HasFatalFailure()) return;
+      EXPECT_LT(pruned.full_evaluations, full.full_evaluations);
+      for (const auto& c : pruned.candidates) {
+        if (c.rank < 1 || c.error_lower < 0) continue;
+        EXPECT_LE(c.error_lower, OptimalError(w, K, N, c.shape, c.rank) * (1 + 1e-9) + 1e-12)
+            << c.shape.k1 << "x" << c.shape.n1 << " seed " << seed << " rank " << rank;
       }
     }
   }

@@ -40,6 +40,11 @@ void MultiplyAt(const float* a, int64_t m, int64_t n, const double* y, int64_t l
 // fails.
 Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what);
 
+// Eigenvalues of the symmetric d x d column-major `a` (upper triangle read; destroyed), descending,
+// clamped at 0. Internal error naming `what` when LAPACK fails.
+StatusOr<std::vector<double>> SymmetricEigenvalues(std::vector<double>* a, int64_t d,
+                                                   const std::string& what);
+
 // Eigenvalues of Y^T Y (the squared singular values of the rows x l column-major y, leading
 // dimension ld), descending, clamped at 0. Internal error naming `what` when LAPACK fails.
 StatusOr<std::vector<double>> GramEigenvalues(const double* y, int64_t rows, int64_t l, int64_t ld,
@@ -51,5 +56,35 @@ StatusOr<std::vector<double>> GramEigenvalues(const double* y, int64_t rows, int
 // min(m, n)^2 doubles. Internal naming `what` when LAPACK fails or memory runs out.
 StatusOr<std::vector<double>> SquaredSingularValues(const float* a, int64_t m, int64_t n,
                                                     const std::string& what);
+
+// Rayleigh-Ritz data of an orthonormal n x l block V against a symmetric positive semidefinite G
+// (n x n, e.g. R^T R), for SchurEigenvalueBounds. In the basis [V, V_perp], G = [[A, B], [B^T,
+// C]] with A = V^T G V and B B^T = S = Res^T Res, Res = (I - V V^T) G V. a and s are l x l
+// column-major (upper triangles set).
+struct RitzBlock {
+  int64_t l = 0;
+  std::vector<double> a, s;
+  double res_norm = 0.0;      // ||Res||_2
+  std::vector<double> theta;  // the Ritz values (eigenvalues of A), descending
+};
+
+// From v (n x l, orthonormal) and z = G v (n x l), both column-major. Internal error naming
+// `what` when LAPACK fails.
+StatusOr<RitzBlock> MakeRitzBlock(const double* v, const double* z, int64_t n, int64_t l,
+                                  const std::string& what);
+
+// Upper bounds on the top eigenvalues of G, given gamma >= ||C||_2 (Schur complement; Haynsworth
+// inertia): for lambda > gamma, G - lambda I has as many positive eigenvalues as A + B (lambda -
+// C)^-1 B^T - lambda I, and B (lambda - C)^-1 B^T <= S / (lambda - gamma). So lambda_i(G) <=
+// lambda wherever g_i(lambda) = lambda_i(T(lambda)) <= lambda, T(lambda) = A + S / (lambda -
+// gamma); g_i decreases, so that holds from its fixed point rho_i on. Unlike Ky Fan's E_k(A) +
+// E_k(C) this is second order in B: a near-invariant V gives nearly its Ritz values. `delta` >= 0
+// bounds the 2-norm error of the z the block was made from (float32 products), so the true A and S
+// lie below A + delta I and S + (2 delta ||Res|| + delta^2) I, which T includes. Returns sums[k] >=
+// sum of the k largest eigenvalues of G, k = 0..l: the prefix sums of max(gamma, rho_i), with
+// rho_i computed for i <= count and taken as rho_count past it (the bounds descend). Every
+// eigenvalue past the l-th is at most gamma. Internal error naming `what` when LAPACK fails.
+StatusOr<std::vector<double>> SchurEigenvalueBounds(const RitzBlock& b, int64_t count, double gamma,
+                                                    double delta, const std::string& what);
 
 }  // namespace kfc::kron

@@ -29,6 +29,13 @@ constexpr double kFloat32Unit = 0x1.0p-24;
 // The iteration stops early once one more pass gains less than this fraction of the remaining
 // error energy (about 5e-4 of the error), well inside the randomized method's own gap.
 constexpr double kConvergedChange = 1e-3;
+// At most this many probe-only powers sharpen the late chain's bound on ||C|| after its anchor
+// pass, for a shape whose Ritz values say it loses (Work).
+constexpr int kSharpenPowers = 3;
+// The Schur bounds cost up to 6 r eigenproblems of order l per record (LAPACK, threads waking for
+// each); past this block size they cost more than the passes they save (1024 x 1024 at rank 64:
+// 8x slower), so larger blocks keep the Ky Fan bounds only.
+constexpr int64_t kSchurMaxBlock = 32;
 
 // Above this many flops (m n min(m, n)), an exact spectrum costs more than the iteration.
 constexpr double kExactMaxFlops = static_cast<double>(int64_t{1} << 27);
@@ -75,6 +82,9 @@ std::string Describe(const KronShape& s) {
 //              + margin
 // where spectral bounds ||E||_2^2 and frobenius bounds ||M^k||_F^(1/k) (Hoelder: the top r'
 // eigenvalues of M sum to at most r'^(1 - 1/(2k)) (sum of their 2k-th powers)^(1/(2k))).
+// A probed record may also carry per-eigenvalue bounds (SchurEigenvalueBounds): eigen_sums[k]
+// bounds E_k(R) for k <= q = eigen_sums.size() - 1, and every eigenvalue past the q-th is at most
+// eigen_tail, so E_r'(R) <= eigen_sums[q] + (r' - q) eigen_tail beyond.
 struct EnergyBound {
   std::vector<double> captured;  // captured[k] = E_k(R V), k = 0..l; or the whole spectrum's
   double residual = 0.0;         // ||E||_F^2
@@ -82,12 +92,20 @@ struct EnergyBound {
   double frobenius = kInfinity;
   int power = 1;
   double margin = 0.0;  // float32 rounding
+  std::vector<double> eigen_sums;
+  double eigen_tail = kInfinity;
 
   double Upper(double rank) const {
     const size_t last = captured.size() - 1;
     const size_t k = rank >= static_cast<double>(last) ? last : static_cast<size_t>(rank);
     const double hoelder = std::pow(rank, 1.0 - 0.5 / power) * frobenius;
-    return captured[k] + std::min({residual, rank * spectral, hoelder}) + margin;
+    const double ky_fan = captured[k] + std::min({residual, rank * spectral, hoelder}) + margin;
+    if (eigen_sums.empty()) return ky_fan;
+    const size_t q = eigen_sums.size() - 1;
+    const double schur = rank <= static_cast<double>(q)
+                             ? eigen_sums[static_cast<size_t>(rank)]
+                             : eigen_sums[q] + (rank - static_cast<double>(q)) * eigen_tail;
+    return std::min(ky_fan, schur);
   }
 };
 
@@ -206,7 +224,8 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
   const KronShape& s = c->shape;
   const int64_t m = s.k1 * s.n1, n = s.k2 * s.n2, r = c->rank;
   const int64_t l = std::min(r + options.svd.oversampling, std::min(m, n));
-  const int64_t p = options.probe_vectors, pa = p / 2, pb = p - pa, w = l + p;
+  const int64_t p = options.probe_vectors, pa = std::max<int64_t>(2, 2 * p / 5), pb = p - pa,
+                w = l + p;
   const double total = layer.total;
   const std::string what = Describe(s);
   constexpr int64_t kBlasMax = std::numeric_limits<int>::max();
@@ -268,10 +287,26 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
   FillGaussian(options.svd.seed, &v);
   KFC_RETURN_IF_ERROR(Orthonormalize(sh, l, v.data(), "start block of the " + what));
   const double margin = 8.0 * kFloat32Unit * std::sqrt(static_cast<double>(lo)) * total;
-  constexpr int64_t late = 1;         // the second chain's anchor pass
-  std::vector<ProbeChain> chains;     // [0] anchored at V_0, [1] at V_late
-  std::vector<size_t> anchor_record;  // index in *bounds of the anchor passes' records
+  constexpr int64_t late = 1;          // the second chain's anchor pass
+  std::vector<ProbeChain> chains;      // [0] anchored at V_0, [1] at V_late
+  std::vector<size_t> anchor_record;   // index in *bounds of the anchor passes' records
+  std::vector<RitzBlock> anchor_ritz;  // the anchor passes' Rayleigh-Ritz data
   chains.emplace_back(sh, pa, options.svd.seed ^ kProbeSeed, v, l);
+  // Records what chain g proves once it has absorbed zg = R'^T R' times its loaded block; the
+  // late chain's anchor also gives Schur bounds (V_0 is random: its Ritz values bound nothing).
+  const bool schur = l <= kSchurMaxBlock;
+  auto absorb = [&](size_t g, const double* zg) -> Status {
+    EnergyBound probed = (*bounds)[anchor_record[g]];  // the anchor pass's V and residual
+    chains[g].Absorb(zg, &probed);
+    if (g > 0 && schur) {
+      const double gamma = std::min(probed.spectral, probed.frobenius) + margin;
+      KFC_ASSIGN_OR_RETURN(probed.eigen_sums,
+                           SchurEigenvalueBounds(anchor_ritz[g], r, gamma, margin, "the " + what));
+      probed.eigen_tail = gamma;
+    }
+    bounds->push_back(std::move(probed));
+    return Status::Ok();
+  };
   const int64_t passes = options.svd.power_iterations + 1;
   double previous = -1.0;  // captured[r] of the previous pass
   for (int64_t j = 0; j < passes; ++j) {
@@ -292,18 +327,40 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
     b.margin = margin;
     const double upper = ErrorFromEnergy(total, b.captured[static_cast<size_t>(r)] - margin);
     c->error_upper = c->error_upper < 0.0 ? upper : std::min(c->error_upper, upper);
-    if (j == 0 || j == late) anchor_record.push_back(bounds->size());
+    if (j == 0 || j == late) {
+      anchor_record.push_back(bounds->size());
+      RitzBlock ritz;
+      if (j > 0 && schur) {
+        KFC_ASSIGN_OR_RETURN(ritz, MakeRitzBlock(v.data(), z.data(), sh, l, "the " + what));
+      }
+      anchor_ritz.push_back(std::move(ritz));
+    }
     bounds->push_back(b);
     for (size_t g = 0; g < chains.size(); ++g) {
-      EnergyBound probed = (*bounds)[anchor_record[g]];  // the anchor pass's V and residual
-      chains[g].Absorb(z.data() + sh * (l + (g == 0 ? 0 : pa)), &probed);
-      bounds->push_back(std::move(probed));
+      KFC_RETURN_IF_ERROR(absorb(g, z.data() + sh * (l + (g == 0 ? 0 : pa))));
     }
     own_lower();
     if (may_stop && ClearlyBelow(best, c->error_lower)) return Status::Ok();
 
     std::copy(z.begin(), z.begin() + sh * l, v.begin());  // V = orth(R^T R V)
     KFC_RETURN_IF_ERROR(Orthonormalize(sh, l, v.data(), "co-sketch of the " + what));
+    if (may_stop && schur && j == late) {
+      // What the anchor's Ritz values would prove with ||C|| = 0: when even that cannot rule the
+      // shape out, only full passes help. Else its bound is held back by gamma, and probe-only
+      // powers of the anchor chain (pb columns each, against l + p for a pass) sharpen it.
+      KFC_ASSIGN_OR_RETURN(const std::vector<double> hope,
+                           SchurEigenvalueBounds(anchor_ritz[1], r, margin, margin, "the " + what));
+      const double hope_error =
+          ErrorFromEnergy(total, std::min(total, hope[static_cast<size_t>(r)]));
+      for (int k = 0; k < kSharpenPowers && ClearlyBelow(best, hope_error); ++k) {
+        chains[1].Load(x.data());
+        times(x.data(), pb, y.data(), PassPrecision::kFloat32);
+        times_t(y.data(), pb, z.data());
+        KFC_RETURN_IF_ERROR(absorb(1, z.data()));
+        own_lower();
+        if (ClearlyBelow(best, c->error_lower)) return Status::Ok();
+      }
+    }
     // Converged: the last pass moved the error by under kConvergedChange of its square.
     const double kept = b.captured[static_cast<size_t>(r)];
     if (j > 0 && kept - previous <= kConvergedChange * (total - kept)) break;
