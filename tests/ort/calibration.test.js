@@ -14,6 +14,20 @@ const { runProbe } = require('./run_probe');
 
 const ROWS = 300;
 
+// Runs a Python (onnx 1.12) script that writes a model to its first argument, `model`.
+function writeModelWithPython(script, model) {
+  const py = h.run('/usr/bin/python3', ['-c', script, model]);
+  assert.equal(py.status, 0, py.stderr);
+}
+
+// env.workDir/name, emptied.
+function freshDir(env, name) {
+  const dir = path.join(env.workDir, name);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
 // Compresses `model` at -r 2 with the calibration in `acts` (kfc_make_reference writes the
 // compressed model and its dense reconstruction plus the bias correction), runs both on `feeds`
 // and asserts they agree to 1e-5; returns the number of layers compressed.
@@ -32,9 +46,7 @@ async function expectCalibratedReference(t, env, model, acts, feeds, output, dir
 }
 
 function setUp(env) {
-  const dir = path.join(env.workDir, 'digits');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = freshDir(env, 'digits');
   const rng = h.mulberry32(h.seedFromString('calibration inputs'));
   const x = new Float32Array(ROWS * 64);
   for (let i = 0; i < x.length; ++i) x[i] = Math.floor(rng() * 17); // digits pixels are 0..16
@@ -136,9 +148,7 @@ test('column-sample layers (Gemm transA=1, W·X) are calibrated and compute what
     'matmul_wx_4d'].includes(c.name));
   assert.equal(cases.length, 4);
   for (const c of cases) {
-    const dir = path.join(env.workDir, `columns_${c.name}`);
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true });
+    const dir = freshDir(env, `columns_${c.name}`);
     const { model } = c;
     const probe = path.join(dir, 'probe.onnx');
     const r = h.run(env.compress, [model, '--calibration-probe', probe]);
@@ -171,9 +181,7 @@ test('column-sample layers (Gemm transA=1, W·X) are calibrated and compute what
 // correction.
 test('a layer with K = 16384 is calibrated with Kronecker-factored statistics', async (t) => {
   const env = h.requireHarnessEnv('calibration');
-  const dir = path.join(env.workDir, 'wide_k');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = freshDir(env, 'wide_k');
   const model = path.join(dir, 'wide.onnx');
   const script = `
 import sys, numpy as np, onnx
@@ -186,8 +194,7 @@ g = helper.make_graph([helper.make_node('MatMul', ['x', 'W'], ['y'], name='wide'
     initializer=[numpy_helper.from_array(w, 'W')])
 m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]); m.ir_version = 8
 onnx.save(m, sys.argv[1])`;
-  const py = h.run('/usr/bin/python3', ['-c', script, model]);
-  assert.equal(py.status, 0, py.stderr);
+  writeModelWithPython(script, model);
   const probe = path.join(dir, 'probe.onnx');
   const r = h.run(env.compress, [model, '--calibration-probe', probe]);
   assert.equal(r.status, 0, r.stderr);
@@ -219,9 +226,7 @@ test('layers in If, Loop and Scan bodies are probed and calibrated', async (t) =
     'loop_matmul_outer', 'scan_matmul'].includes(c.name));
   assert.equal(cases.length, 4);
   for (const c of cases) {
-    const dir = path.join(env.workDir, `subgraph_${c.name}`);
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true });
+    const dir = freshDir(env, `subgraph_${c.name}`);
     const probe = path.join(dir, 'probe.onnx');
     const r = h.run(env.compress, [c.model, '--calibration-probe', probe]);
     assert.equal(r.status, 0, r.stderr);
@@ -263,9 +268,7 @@ test('layers in If, Loop and Scan bodies are probed and calibrated', async (t) =
 // weight-only with a note.
 test('a layer nested two subgraphs deep is probed through both', async (t) => {
   const env = h.requireHarnessEnv('calibration');
-  const dir = path.join(env.workDir, 'nested');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
+  const dir = freshDir(env, 'nested');
   const model = path.join(dir, 'nested.onnx');
   const script = `
 import sys, numpy as np, onnx
@@ -298,8 +301,7 @@ m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]); m.ir_vers
 onnx.checker.check_model(m)
 onnx.save(m, sys.argv[1])
 `;
-  const py = h.run('/usr/bin/python3', ['-c', script, model]);
-  assert.equal(py.status, 0, py.stderr);
+  writeModelWithPython(script, model);
   const probe = path.join(dir, 'probe.onnx');
   const r = h.run(env.compress, [model, '--calibration-probe', probe]);
   assert.equal(r.status, 0, r.stderr);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/tensor/tensor.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::io {
@@ -33,7 +34,10 @@ inline constexpr int64_t kProtobufLimit = INT_MAX;
 // Tensors with more raw_data than this are replaced by a placeholder in CopyForChecking; external
 // tensors at least this large stay in their files when the tool loads a model (smaller ones,
 // which the checker reads whole, are read inline).
-inline constexpr int64_t kCheckerInlineBytes = 64 * 1024;
+inline constexpr int64_t kCheckerInlineBytes = tensor::kReadWholeBytes;
+// PrepareExternalData's threshold when the tool loads a model: what the checker copy does not
+// keep whole stays in its file.
+inline constexpr int64_t kKeptExternalMinBytes = kCheckerInlineBytes + 1;
 
 // Calls `fn(tensor, what)` for every tensor in the model: initializers, sparse initializers'
 // values and indices, tensor-valued node attributes (Constant's `value`, ...) in the graph,

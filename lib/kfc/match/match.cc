@@ -14,10 +14,6 @@
 namespace kfc::match {
 namespace {
 
-// Tensors up to this size are copied whole for shape inference (it reads Reshape shapes and the
-// like); larger ones only by dims. The same bound as io::kCheckerInlineBytes.
-constexpr int64_t kInferenceInlineBytes = 64 * 1024;
-
 using NameCount = std::unordered_map<std::string, int>;
 
 // Counts every use of every name as a node input or a graph output, in all graphs (a subgraph
@@ -417,7 +413,7 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     // its MatMul layers with unknown input rank are skipped with that reason.
     // A copy without the bulk of the weights: inference reads dims, and small constants whole.
     onnx::ModelProto inferred;
-    tensor::CopyWithoutBulkData(model, &inferred, kInferenceInlineBytes);
+    tensor::CopyWithoutBulkData(model, &inferred, tensor::kReadWholeBytes);
     try {
       onnx::shape_inference::InferShapes(inferred);
     } catch (const std::exception& e) {

@@ -586,14 +586,27 @@ std::vector<size_t> ConsideredLayers(const std::vector<LayerState>& states) {
   return out;
 }
 
-// The key under which identical factors are shared: same weight, orientation, shape and rank (and,
-// when calibrated, the same input data).
-std::string FactorKey(const LayerState& s, const kron::KronShape& shape, int64_t rank) {
+// The candidates of states[i] for each i of `indices` (what a ProgressMeter counts).
+std::vector<const match::LayerCandidate*> CandidatesAt(const std::vector<LayerState>& states,
+                                                       const std::vector<size_t>& indices) {
+  std::vector<const match::LayerCandidate*> out;
+  for (size_t i : indices) out.push_back(states[i].c);
+  return out;
+}
+
+// The weight as a layer factorizes it: source, orientation and, when calibrated, the input data
+// (its value and whether columns are the samples). Layers with equal keys factorize the same.
+std::string WeightKey(const LayerState& s) {
   const match::LayerCandidate& c = *s.c;
-  return c.source_value + "|" + (c.trans_b ? "t" : "n") + "|" + std::to_string(shape.k1) + "x" +
-         std::to_string(shape.n1) + "|" + std::to_string(rank) +
-         (s.stats ? "|calibrated:" + c.input_name + (ColumnSamples(c) ? "|columns" : "") : "") +
-         (c.dtype == onnx::TensorProto::DOUBLE ? "|float64" : "");
+  return c.source_value + "|" + (c.trans_b ? "t" : "n") +
+         (s.stats ? "|calibrated:" + c.input_name + (ColumnSamples(c) ? "|columns" : "") : "");
+}
+
+// The key under which identical factors are shared: same weight key, shape and rank (and
+// precision: float64 layers are factorized in double).
+std::string FactorKey(const LayerState& s, const kron::KronShape& shape, int64_t rank) {
+  return WeightKey(s) + "|" + std::to_string(shape.k1) + "x" + std::to_string(shape.n1) + "|" +
+         std::to_string(rank) + (s.c->dtype == onnx::TensorProto::DOUBLE ? "|float64" : "");
 }
 
 bool Profitable(const Options& o, const match::LayerCandidate& c, const Decision& d) {
@@ -644,10 +657,7 @@ Status AllocateRatio(const Options& o, const Weights& weights, std::vector<Layer
       pinned.Add(o, s);
       continue;
     }
-    const std::string key =
-        s.c->source_value + "|" + (s.c->trans_b ? "t" : "n") +
-        (s.stats ? "|" + s.c->input_name + (ColumnSamples(*s.c) ? "|columns" : "") : "");
-    auto [it, fresh] = unit_of.emplace(key, units.size());
+    auto [it, fresh] = unit_of.emplace(WeightKey(s), units.size());
     if (fresh) units.emplace_back();
     units[it->second].layers.push_back(i);
   }
@@ -902,7 +912,6 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
   std::vector<FactorJob> jobs;
   std::map<std::string, size_t> job_of;  // by FactorKey and budget
   std::vector<size_t> layer_job(states->size(), SIZE_MAX);
-  std::vector<const match::LayerCandidate*> job_layers;
   for (size_t i = 0; i < states->size(); ++i) {
     LayerState& s = (*states)[i];
     if (!s.considered) continue;
@@ -925,13 +934,12 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
         FactorKey(s, d.shape, d.rank) +
         (s.dir.budget == Budget::kMaxError ? "|max_error:" + Num(s.dir.max_error) : "");
     auto [it, fresh] = job_of.emplace(key, jobs.size());
-    if (fresh) {
-      jobs.push_back({i, d, {}});
-      job_layers.push_back(s.c);
-    }
+    if (fresh) jobs.push_back({i, d, {}});
     layer_job[i] = it->second;
   }
-  ProgressMeter meter(o, "factorizing", job_layers);
+  std::vector<size_t> job_first;  // each job's first layer
+  for (const FactorJob& job : jobs) job_first.push_back(job.layer);
+  ProgressMeter meter(o, "factorizing", CandidatesAt(*states, job_first));
   KFC_RETURN_IF_ERROR(RunParallel(o, jobs.size(), [&](size_t j) -> Status {
     const LayerState& s = (*states)[jobs[j].layer];
     Status done = RunFactorJob(o, weights, s, &jobs[j]);
@@ -1045,7 +1053,6 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   // Selection: eligibility, filters and size, from the graph alone.
   start = Clock::now();
   std::vector<LayerState> states(candidates.size());
-  std::vector<const match::LayerCandidate*> selected;
   for (size_t i = 0; i < candidates.size(); ++i) {
     const match::LayerCandidate& c = candidates[i];
     LayerState& s = states[i];
@@ -1078,14 +1085,13 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       continue;
     }
     s.considered = true;
-    selected.push_back(&c);
   }
 
   // Each selected weight read once and checked to be finite, in parallel.
   std::vector<std::string> not_finite(states.size());
   {
-    ProgressMeter reading(options, "reading", selected);
     const std::vector<size_t> order = ConsideredLayers(states);
+    ProgressMeter reading(options, "reading", CandidatesAt(states, order));
     KFC_RETURN_IF_ERROR(RunParallel(options, order.size(), [&](size_t j) -> Status {
       const match::LayerCandidate& c = candidates[order[j]];
       auto w = weights.Matrix(c);
@@ -1096,12 +1102,11 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       return Status::Ok();
     }));
     reading.Finish();
-    log.info("read and checked {} weights in {:.3f} s", selected.size(), SecondsSince(start));
+    log.info("read and checked {} weights in {:.3f} s", order.size(), SecondsSince(start));
   }
 
   start = Clock::now();
   // Calibration data and the directive of each layer (the plan or the mode).
-  std::vector<const match::LayerCandidate*> deciding_layers;
   for (size_t i = 0; i < states.size(); ++i) {
     LayerState& s = states[i];
     if (!s.considered) continue;
@@ -1121,13 +1126,13 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
     s.lr->set_plan_entry(s.dir.plan_entry);
     s.lr->set_rank_requested(static_cast<double>(s.dir.rank));
     s.lr->set_max_error_target(s.dir.max_error);
-    deciding_layers.push_back(&c);
   }
 
   // Each layer's decision, in parallel (--ratio decides its layers together afterwards).
-  ProgressMeter deciding(options, "deciding", deciding_layers);
+  const std::vector<size_t> deciding_order = ConsideredLayers(states);
+  ProgressMeter deciding(options, "deciding", CandidatesAt(states, deciding_order));
   {
-    const std::vector<size_t> order = ConsideredLayers(states);
+    const std::vector<size_t>& order = deciding_order;
     KFC_RETURN_IF_ERROR(RunParallel(options, order.size(), [&](size_t j) -> Status {
       LayerState& s = states[order[j]];
       const match::LayerCandidate& c = *s.c;
@@ -1168,7 +1173,7 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
         LoadStats(calibration.get(), shape.k1 > 1 && shape.k2 > 1 ? shape.k1 : 0, &s));
   }
   deciding.Finish();
-  log.info("decided {} layers in {:.3f} s", deciding_layers.size(), SecondsSince(start));
+  log.info("decided {} layers in {:.3f} s", deciding_order.size(), SecondsSince(start));
   start = Clock::now();
 
   KFC_ASSIGN_OR_RETURN(std::vector<rewrite::KronRewrite> rewrites,
@@ -1245,8 +1250,7 @@ StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std:
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
   // Prepared as CompressFile prepares it, so that the sidecar's fingerprint matches there.
   io::ExternalDataReader reader(input);
-  KFC_RETURN_IF_ERROR(
-      io::PrepareExternalData(&model, &reader, io::kCheckerInlineBytes + 1).status());
+  KFC_RETURN_IF_ERROR(io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes).status());
   KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
   KFC_ASSIGN_OR_RETURN(Probe p, BuildProbe(model, input));
   KFC_RETURN_IF_ERROR(CheckModel(p.model, "probe model"));
@@ -1280,7 +1284,7 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   // the ones kept dense are copied from file to file when the output is written.
   io::ExternalDataReader reader(input);
   KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
-                       io::PrepareExternalData(&model, &reader, io::kCheckerInlineBytes + 1));
+                       io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes));
   if (!dry_run) {
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(output, external.files, "output"));
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),

@@ -99,6 +99,10 @@ std::vector<float> RoundToDType(int32_t dtype, std::vector<float> data);
 // float64; float32 rounds to nearest; float16 and bfloat16 round through float32.
 std::vector<double> RoundToDType(int32_t dtype, std::vector<double> data);
 
+// Tensors up to this many bytes are what the ONNX checker and shape inference read whole (Reshape
+// shapes, axes and the like); the copies they run on keep larger ones by dims only.
+inline constexpr int64_t kReadWholeBytes = 64 * 1024;
+
 // Copies the fields of `from` into the empty `to`, recursing into messages, without ever copying
 // bulk tensor data: a TensorProto whose raw_data exceeds `max_inline_bytes`, or whose data is
 // external (data_location and external_data are dropped), gets one zero-or-first element in
