@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kfc/kron/truncated_svd.h"
@@ -141,6 +143,48 @@ TEST(SchurEigenvalueBoundsTest, NearlyTightForANearlyInvariantBlock) {
   for (int64_t i = 0; i < k; ++i) ky_fan += block->theta[static_cast<size_t>(i)];
   EXPECT_LE((*sums)[k], exact[k] * (1 + 1e-4));
   EXPECT_LT((*sums)[k] - exact[k], 1e-3 * (ky_fan - exact[k]));
+}
+
+// One sweep over A computes what the two plain float32 products compute (A'^T A' x for A' = A and
+// A' = A^T), over several blocks of rows, and the Gram matrix of the first g
+// columns of A' x, checked against a double-precision reference.
+TEST(MultiplyGramTest, MatchesTwoProductsAndTheGramOfY) {
+  for (const auto& [m, n] : {std::pair<int64_t, int64_t>{9000, 37}, {37, 1000}, {300, 300}}) {
+    std::vector<double> a_d(static_cast<size_t>(m * n));
+    FillGaussian(7, &a_d);
+    const std::vector<float> a(a_d.begin(), a_d.end());
+    for (const bool transpose : {false, true}) {
+      const int64_t sh = transpose ? m : n, lo = transpose ? n : m, l = 9, g = 4;
+      std::vector<double> x(static_cast<size_t>(sh * l)), y(static_cast<size_t>(lo * l), 0.0),
+          z(static_cast<size_t>(sh * l), 0.0), fused(z.size()), gram;
+      FillGaussian(11, &x);
+      auto at = [&](int64_t i, int64_t j) {  // A'[i, j], in double
+        return static_cast<double>(transpose ? a[j * n + i] : a[i * n + j]);
+      };
+      for (int64_t c = 0; c < l; ++c) {
+        for (int64_t i = 0; i < lo; ++i)
+          for (int64_t k = 0; k < sh; ++k) y[c * lo + i] += at(i, k) * x[c * sh + k];
+        for (int64_t k = 0; k < sh; ++k)
+          for (int64_t i = 0; i < lo; ++i) z[c * sh + k] += at(i, k) * y[c * lo + i];
+      }
+      MultiplyGram(a.data(), m, n, transpose, x.data(), l, fused.data(), g, &gram);
+      double z_norm = 0.0, z_err = 0.0;
+      for (size_t k = 0; k < z.size(); ++k) {
+        z_norm = std::max(z_norm, std::abs(z[k]));
+        z_err = std::max(z_err, std::abs(z[k] - fused[k]));
+      }
+      EXPECT_LT(z_err, 1e-5 * z_norm) << m << "x" << n << " transpose " << transpose;
+      ASSERT_EQ(gram.size(), static_cast<size_t>(g * g));
+      for (int64_t j = 0; j < g; ++j) {
+        for (int64_t i = 0; i <= j; ++i) {
+          double expected = 0.0;
+          for (int64_t k = 0; k < lo; ++k) expected += y[i * lo + k] * y[j * lo + k];
+          EXPECT_NEAR(gram[j * g + i], expected, 1e-5 * std::abs(expected) + 1e-9)
+              << m << "x" << n << " transpose " << transpose << " (" << i << ", " << j << ")";
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

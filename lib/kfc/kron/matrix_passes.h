@@ -35,6 +35,16 @@ void MultiplyA(const float* a, int64_t m, int64_t n, const double* x, int64_t l,
 void MultiplyAt(const float* a, int64_t m, int64_t n, const double* y, int64_t l, double* z,
                 PassPrecision precision);
 
+// z = A'^T A' x in float32 (sgemm) with one pass over A, for A' = A (m x n; x and z n x l) or,
+// with `transpose`, A' = A^T (x and z m x l): A' is taken a block of rows at a time, each block's
+// Y_b = A'_b x followed at once by z += A'_b^T Y_b while the block is still in cache. When
+// `gram` is given, it receives the Gram matrix (Y^T Y)[0:g, 0:g] of the first g columns of
+// Y = A' x (g x g column-major, upper triangle, accumulated in double): what GramEigenvalues of Y
+// would see, without Y ever being whole. Same rounding as MultiplyA then MultiplyAt in float32,
+// up to the order of the sums over blocks.
+void MultiplyGram(const float* a, int64_t m, int64_t n, bool transpose, const double* x, int64_t l,
+                  double* z, int64_t g = 0, std::vector<double>* gram = nullptr);
+
 // Replaces the rows x l column-major `q` (leading dimension rows, rows >= l) by an orthonormal
 // basis of its range (Householder QR: dgeqrf then dorgqr). Internal error naming `what` when LAPACK
 // fails.

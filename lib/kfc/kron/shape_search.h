@@ -15,31 +15,37 @@
 // spectrum is cheap (m n min(m, n) <= 2^27, or the sketch would not be much smaller than R), it
 // comes from the Gram matrix of R's shorter side in double instead.
 //
-// Pruning keeps the best shape. Each pass j of the iteration (products with R in float32) also
-// proves, for every r', an upper bound on E_r'(R):
+// Pruning keeps the best shape. A shape's work proves, for every r', upper bounds on E_r'(R):
 //   E_r'(R) <= E_r'(R V) + E_r'(E),   E = R (I - V V^T)
-// (Ky Fan: R R^T = (R V)(R V)^T + E E^T), for V = V_0 and V = V_1, with E_r'(E) bounded by
-// ||E||_F^2 = ||W||^2 - ||R V||_F^2 (exact), r' ||E||_2^2 and r'^(1 - 1/(2k)) ||(E^T
-// E)^k||_F^(1/k). The last two come from Gaussian probes w_i (two chains of 2p/5 and 3p/5, anchored
-// at V_0 and V_1) that ride along in the same products and get one more power of E^T E per pass:
-// ||(E^T E)^k|| <= a sqrt(2/pi) max_i ||(E^T E)^k w_i|| (Halko, Martinsson and Tropp 2011, Lemma
-// 4.1) and a Chernoff bound on the mean of ||(E^T E)^k w_i||^2, each failing with probability below
-// 1e-11 (below 1e-7 for a whole search). A float32 rounding margin is added. From pass 1 on, the
-// V_1 chain's bound gamma on ||E||_2^2 also feeds a second-order bound (SchurEigenvalueBounds in
-// matrix_passes.h): with V_1's Ritz block A and residual S, lambda_i(R^T R) <= max(gamma, rho_i)
-// for the fixed point rho_i of lambda_i(A + S / (lambda - gamma)) = lambda, nearly the Ritz values
-// where V_1 is nearly invariant, where Ky Fan adds r' gamma. It holds whenever gamma does (same
-// failure probability). When V_1's Ritz values alone would rule the shape out, up to three
-// probe-only products (3p/5 columns, against l + p for a pass) sharpen gamma before any further
-// pass is paid for. The same bounds reach other shapes: a rank-r sum for shape s is a rank-(f r)
-// sum for any shape c whose k1 divides or is divided by s's (ratio f_k) and likewise n1 (ratio
-// f_n), f = f_k f_n, so E_r(R_s) <= E_{f r}(R_c). A shape whose lower bound on the error clearly
-// exceeds the least error of a fully worked shape cannot win: its iteration stops there, or never
-// starts when other shapes' bounds already rule it out. Shapes are tried in promise order: the
-// low-rank shape, the balanced one, then the largest ranks first. The low-rank shape is always
-// fully worked (the report compares the winner with it); its twin 1 x N (x) K x 1 has R = W^T and
-// takes its numbers. The iteration also stops once a pass moves the captured energy by less than
-// 1e-3 of the remaining error energy (converged).
+// (Ky Fan: R R^T = (R V)(R V)^T + E E^T), with E_r'(E) bounded by ||E||_F^2 = ||W||^2 - ||R V||_F^2
+// (exact), r' ||E||_2^2 and r'^(1 - 1/(2k)) ||(E^T E)^k||_F^(1/k). The last two come from Gaussian
+// probes w_i powered through E^T E: ||(E^T E)^k|| <= a sqrt(2/pi) max_i ||(E^T E)^k w_i|| (Halko,
+// Martinsson and Tropp 2011, Lemma 4.1) and a Chernoff bound on the mean of ||(E^T E)^k w_i||^2,
+// each failing with probability below 1e-11 (below 1e-7 for a whole search). A float32 rounding
+// margin is added. The probes come in two chains:
+// - screening, before any iteration: 2p/5 probes, two powers of R^T R itself (V empty, so the
+//   bound is r' ||R||_2^2 or the Hoelder one). It costs less than one pass and rules out shapes
+//   whose spectrum is spread thin.
+// - from pass 1 on, 3p/5 probes anchored at V_1, riding along in the passes (one more power per
+//   pass). Their bound gamma on ||E||_2^2 also feeds a second-order bound (SchurEigenvalueBounds in
+//   matrix_passes.h): with V_1's Ritz block A and residual S, lambda_i(R^T R) <= max(gamma, rho_i)
+//   for the fixed point rho_i of lambda_i(A + S / (lambda - gamma)) = lambda, nearly the Ritz
+//   values where V_1 is nearly invariant, where Ky Fan adds r' gamma. It holds whenever gamma does
+//   (same failure probability). When V_1's Ritz values alone would rule the shape out, up to three
+//   probe-only products (3p/5 columns) sharpen gamma before any further pass is paid for.
+// Each pass (and each probe-only power) is one sweep over R (MultiplyGram), on R's columns, or on
+// its rows when they are the shorter side and blocks on the columns would pass half of R's bytes.
+// The low-rank shape, always fully worked, carries no probes (only far neighbours could use them);
+// every other shape carries the V_1 chain whether the search prunes or not, so its passes, and its
+// error when fully worked, are the same either way. The same bounds reach other shapes: a rank-r
+// sum for shape s is a rank-(f r) sum for any shape c whose k1 divides or is divided by s's (ratio
+// f_k) and likewise n1 (ratio f_n), f = f_k f_n, so E_r(R_s) <= E_{f r}(R_c). A shape whose lower
+// bound on the error clearly exceeds the least error of a fully worked shape cannot win: its work
+// stops there, or never starts when other shapes' bounds already rule it out. Shapes are tried in
+// promise order: the low-rank shape, the balanced one, then the largest ranks first. The low-rank
+// shape is always fully worked (the report compares the winner with it); its twin 1 x N (x) K x 1
+// has R = W^T and takes its numbers. The iteration also stops once a pass moves the captured energy
+// by less than 1e-3 of the remaining error energy (converged).
 //
 // Error target: every shape gets the smallest rank whose error meets the target (among ranks that
 // still save parameters); the shape with the fewest parameters wins, ties to the least error. No
@@ -68,9 +74,8 @@ struct SearchOptions {
   // the subspace iteration; kExact forces exact spectra, kRandomized the iteration wherever the
   // sketch is much smaller than R.
   SvdOptions svd;
-  // p Gaussian probes per pass for the bounds on E (>= 4): 2p/5 anchored at V_0, the rest at V_1
-  // (whose bound on ||E||_2 the Schur bounds need sharp; extra columns cost little next to the
-  // products' pass over R).
+  // p Gaussian probes for the bounds (>= 4): 2p/5 screen a shape before its iteration, the rest
+  // ride along from pass 1, anchored at V_1 (whose bound on ||E||_2 the Schur bounds need sharp).
   int64_t probe_vectors = 40;
   bool prune = true;  // false: full work on every shape (tests compare against this)
 };
