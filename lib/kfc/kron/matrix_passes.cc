@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <new>
 #include <optional>
 
@@ -25,6 +26,13 @@ constexpr int64_t kSingleThreadedEigenMax = 128;
 // z += A'_b^T Y_b), the second time from cache.
 constexpr int64_t kFusedBlockBytes = int64_t{1} << 20;
 
+// Uninitialized scratch: every element is written before it is read, and value-initializing
+// (std::vector) cost a memset as large as the product on each of the search's hundreds of calls.
+template <typename T>
+std::unique_ptr<T[]> Scratch(size_t size) {
+  return std::unique_ptr<T[]>(new T[size]);
+}
+
 // out = A in (m x l, for in n x l) or, with `transpose`, A^T in (n x l, for in m x l).
 void Product(const float* a, int64_t m, int64_t n, bool transpose, const double* in, int64_t l,
              double* out, PassPrecision precision) {
@@ -33,18 +41,14 @@ void Product(const float* a, int64_t m, int64_t n, bool transpose, const double*
   // BLAS sees A^T column-major (n x m): transpose it back for A in, use it as is for A^T in.
   const CBLAS_TRANSPOSE op = transpose ? CblasNoTrans : CblasTrans;
   if (precision == PassPrecision::kFloat32) {
-    // Per-thread scratch, grown only: the shape search calls this hundreds of times per layer,
-    // and a fresh zeroed out_f each time costs page faults and a memset as large as the product.
-    thread_local std::vector<float> in_f, out_f;
     const auto in_size = static_cast<size_t>(in_rows * l),
                out_size = static_cast<size_t>(out_rows * l);
-    if (in_f.size() < in_size) in_f.resize(in_size);
-    if (out_f.size() < out_size) out_f.resize(out_size);
-    std::copy(in, in + in_size, in_f.begin());
+    const auto in_f = Scratch<float>(in_size), out_f = Scratch<float>(out_size);
+    std::copy(in, in + in_size, in_f.get());
     cblas_sgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(out_rows), bl,
-                static_cast<int>(in_rows), 1.0f, a, bn, in_f.data(), static_cast<int>(in_rows),
-                0.0f, out_f.data(), static_cast<int>(out_rows));
-    std::copy(out_f.begin(), out_f.begin() + out_size, out);
+                static_cast<int>(in_rows), 1.0f, a, bn, in_f.get(), static_cast<int>(in_rows), 0.0f,
+                out_f.get(), static_cast<int>(out_rows));
+    std::copy(out_f.get(), out_f.get() + out_size, out);
     return;
   }
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(m, kChunkDoubles / n));
@@ -85,37 +89,34 @@ void MultiplyGram(const float* a, int64_t m, int64_t n, bool transpose, const do
   if (transpose) {
     // Row blocks of A^T are column blocks of A, short strided runs: blocking them was measured
     // 1.1-1.8x slower than two plain products.
-    thread_local std::vector<double> y;
-    if (y.size() < static_cast<size_t>(n * l)) y.resize(static_cast<size_t>(n * l));
-    MultiplyAt(a, m, n, x, l, y.data(), PassPrecision::kFloat32);
-    MultiplyA(a, m, n, y.data(), l, z, PassPrecision::kFloat32);
-    add_gram(y.data(), n);
+    const auto y = Scratch<double>(static_cast<size_t>(n * l));
+    MultiplyAt(a, m, n, x, l, y.get(), PassPrecision::kFloat32);
+    MultiplyA(a, m, n, y.get(), l, z, PassPrecision::kFloat32);
+    add_gram(y.get(), n);
     return;
   }
   // Row blocks of A, contiguous; BLAS sees block b as the column-major n x bs A_b^T.
   const int64_t bs = std::max<int64_t>(16, std::min<int64_t>(m, kFusedBlockBytes / (4 * n)));
-  thread_local std::vector<float> x_f, z_f, y_f;
-  thread_local std::vector<double> y_d;
   const auto x_size = static_cast<size_t>(n * l), y_size = static_cast<size_t>(bs * l);
-  if (x_f.size() < x_size) x_f.resize(x_size);
-  if (z_f.size() < x_size) z_f.resize(x_size);
-  if (y_f.size() < y_size) y_f.resize(y_size);
-  std::copy(x, x + x_size, x_f.begin());
+  const auto x_f = Scratch<float>(x_size), z_f = Scratch<float>(x_size),
+             y_f = Scratch<float>(y_size);
+  const auto y_d = Scratch<double>(static_cast<size_t>(bs * g));
+  std::copy(x, x + x_size, x_f.get());
   const int bn = static_cast<int>(n), bl = static_cast<int>(l);
   for (int64_t i0 = 0; i0 < m; i0 += bs) {
     const int64_t rc = std::min(bs, m - i0);
     const int brc = static_cast<int>(rc);
     // Y_b (rc x l) = A_b x; z (n x l) += A_b^T Y_b (the first block overwrites).
     cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, brc, bl, bn, 1.0f, a + i0 * n, bn,
-                x_f.data(), bn, 0.0f, y_f.data(), brc);
+                x_f.get(), bn, 0.0f, y_f.get(), brc);
     cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bn, bl, brc, 1.0f, a + i0 * n, bn,
-                y_f.data(), brc, i0 == 0 ? 0.0f : 1.0f, z_f.data(), bn);
+                y_f.get(), brc, i0 == 0 ? 0.0f : 1.0f, z_f.get(), bn);
     if (gram != nullptr) {
-      y_d.assign(y_f.begin(), y_f.begin() + rc * g);
-      add_gram(y_d.data(), rc);
+      std::copy(y_f.get(), y_f.get() + rc * g, y_d.get());
+      add_gram(y_d.get(), rc);
     }
   }
-  std::copy(z_f.begin(), z_f.begin() + x_size, z);
+  std::copy(z_f.get(), z_f.get() + x_size, z);
 }
 
 Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what) {

@@ -58,11 +58,10 @@ struct Layer {
   double total;  // ||W||_F^2
 };
 
-// The R buffer (always K*N floats) and the iteration's blocks, reused from shape to shape, so the
-// allocator does not hand out (and the kernel zero) fresh ones per shape.
+// The R buffer, reused from shape to shape (always K*N floats), so the allocator does not hand out
+// a fresh one per shape.
 struct Workspace {
   std::vector<float> r;
-  std::vector<double> x, y, z;
 };
 
 // R for one shape: W itself where the rearrangement is a reshape (n1 == 1 or k2 == 1: each row of
@@ -276,14 +275,12 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
                   std::vector<double>* gram = nullptr) {
     MultiplyGram(rd, m, n, flip, in, k, out, g, gram);
   };
-  std::vector<double> v;
-  std::vector<double>&x = ws->x, &y = ws->y, &z = ws->z;
+  std::vector<double> v, x, y, z;
   try {
     v.resize(static_cast<size_t>(sh * l));
-    // Grown only: a fresh zeroed block per shape costs page faults and a memset.
-    for (auto [block, size] : {std::pair{&x, sh * w}, {&y, lo * l}, {&z, sh * w}}) {
-      if (block->size() < static_cast<size_t>(size)) block->resize(static_cast<size_t>(size));
-    }
+    x.resize(static_cast<size_t>(sh * w));
+    y.resize(static_cast<size_t>(lo * l));  // only the last, double-precision product
+    z.resize(static_cast<size_t>(sh * w));
   } catch (const std::bad_alloc&) {
     return Internal("cannot allocate the sketches of the " + what);
   }
