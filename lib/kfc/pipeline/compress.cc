@@ -980,8 +980,10 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
   KFC_RETURN_IF_ERROR(RunParallel(o, jobs.size(), [&](size_t j) -> Status {
     const LayerState& s = (*states)[jobs[j].layer];
     Status done = RunFactorJob(o, weights, s, &jobs[j]);
-    if (done.ok() && o.spill != nullptr) done = SpillJob(o.spill, *states, &jobs[j]);
     if (!done.ok()) return done.WithContext("layer '" + s.c->node_name + "'");
+    // Spill errors name the output already.
+    if (o.spill != nullptr) done = SpillJob(o.spill, *states, &jobs[j]);
+    if (!done.ok()) return done;
     meter.Done(j);
     return Status::Ok();
   }));
