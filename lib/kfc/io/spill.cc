@@ -127,7 +127,15 @@ StatusOr<bool> SpillFile::Equals(int64_t offset, const char* data, size_t size) 
 }
 
 Status SpillFile::Spill(onnx::TensorProto* t) {
-  const std::string& bytes = t->raw_data();
+  // Taken out of the tensor, so that its buffer is freed on return (clearing keeps the capacity).
+  std::string bytes;
+  t->mutable_raw_data()->swap(bytes);
+  Status s = Write(bytes, t);
+  if (!s.ok()) t->mutable_raw_data()->swap(bytes);
+  return s;
+}
+
+Status SpillFile::Write(const std::string& bytes, onnx::TensorProto* t) {
   const auto length = static_cast<int64_t>(bytes.size());
   const uint64_t digest = Digest(bytes.data(), bytes.size());
   int64_t offset = -1;

@@ -55,6 +55,8 @@ class SpillFile {
 
  private:
   Status Fail(const std::string& step, int err) const;
+  // Spill's work once `bytes` are out of `t`.
+  Status Write(const std::string& bytes, onnx::TensorProto* t);
   // Whether the `size` bytes at `offset` equal `data`.
   StatusOr<bool> Equals(int64_t offset, const char* data, size_t size) const;
 

@@ -934,8 +934,9 @@ Status SpillJob(io::SpillFile* spill, const std::vector<LayerState>& states, Fac
     }
     job->encoded.emplace(key, std::move(enc));
   }
-  job->wf.factors.a = {};
-  job->wf.factors.b = {};
+  // Swapped with empty vectors: assigning {} would keep the capacity.
+  std::vector<double>().swap(job->wf.factors.a);
+  std::vector<double>().swap(job->wf.factors.b);
   return Status::Ok();
 }
 
