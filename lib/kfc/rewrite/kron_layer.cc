@@ -325,14 +325,11 @@ class LayerEmitter {
  private:
   std::string Value(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
   std::string NodeName(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
-  // A constant of the layer's dtype (factors, bias, beta), rounded the way Cast rounds.
+  // A constant of the layer's dtype (bias, beta, bias correction), rounded the way Cast rounds.
+  // The factors come encoded (EncodeFactors).
   std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
                        const std::vector<float>& data) {
     return Deduped(suffix, tensor::EncodeFromFloat("", dtype_, dims, data));
-  }
-  std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
-                       const std::vector<double>& data) {
-    return Deduped(suffix, tensor::EncodeFromDouble("", dtype_, dims, data));
   }
   // Adds `t` under a new name derived from `suffix`, unless an identical tensor (dtype, dims,
   // bytes) was added before: layers sharing a weight then share its factors.
