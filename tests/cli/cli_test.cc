@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -189,6 +190,36 @@ TEST(CliTest, RuntimeFailuresExitOneAndLeaveNoOutput) {
 
   std::vector<std::string> expected = {"empty.onnx", "text.onnx", "truncated.onnx"};
   EXPECT_EQ(dir.List(), expected);
+}
+
+// Factors are spilled to a nameless file next to the output as they are produced: when that
+// cannot be written (here a file size limit, as a full disk would), the error is one line naming
+// the output and the cause, and nothing is left in the folder.
+TEST(CliTest, SpillWriteFailureIsOneLineAndLeavesNothing) {
+  TempDir dir;
+  onnx::ModelProto model = testing::ParseModelText(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[N, 256] x) => (float[N, 1024] y) { y = MatMul (x, W) }
+  )");
+  testing::AddRandomInitializer(&model, "W", {256, 1024}, 3);
+  testing::WriteModel(model, dir.File("in.onnx"));
+  std::filesystem::create_directories(dir.File("out"));
+  const std::string out = dir.File("out/out.onnx");
+  // -r 64 stacks 128 KiB constants; the shell lets files grow to 64 KiB, and ignores SIGXFSZ so
+  // that the write fails with EFBIG instead of killing the process.
+  const ProcessResult r =
+      RunProcess({"/bin/bash", "-c", "trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"", kBin,
+                  dir.File("in.onnx"), "-r", "64", "-q", "-o", out});
+  ExpectCleanError(r, 1, "output '" + out + "'");
+  EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.File("out")));
+  // Without the limit the same run works, and leaves only the output.
+  const ProcessResult ok = Cli({dir.File("in.onnx"), "-r", "64", "-q", "-o", out});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.File("out")),
+                          std::filesystem::directory_iterator()),
+            1);
 }
 
 TEST(CliTest, UnwritableOutputFolderExitsOne) {

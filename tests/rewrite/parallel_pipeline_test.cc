@@ -1,11 +1,14 @@
 // The pipeline on several threads: reading, deciding and factorizing layers in parallel gives the
-// same output bytes and the same report as one thread, in every mode; and a model whose weights
+// same output bytes and the same report as one thread, in every mode; a model whose weights
 // stay in their external file (read layer by layer) compresses to the same bytes as the same
-// model loaded whole.
+// model loaded whole; and factors spilled as they are produced (CompressFile) give the same bytes
+// as factors kept in memory (CompressModel, then SaveModel), and leave no file behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "kfc/io/external_data.h"
@@ -126,6 +129,89 @@ TEST(ParallelPipelineTest, WeightsLeftInTheirFileGiveTheSameOutputAsWeightsLoade
     if (external_out) {
       EXPECT_TRUE(ReadAll(dir.File("lazy_ext/out.onnx.data")) ==
                   ReadAll(dir.File("whole_ext/out.onnx.data")));
+    }
+  }
+}
+
+// Large factors (128 KiB stacked constants at -r 64; 4 KiB, kept in memory, at -r 2) in the main
+// graph and in an If branch; one weight read by two MatMuls (factorized once), two more with the
+// same bytes (deduplicated by content: one at the same alpha, one at another).
+TEST(ParallelPipelineTest, SpilledFactorsGiveTheSameBytesAsFactorsInMemory) {
+  onnx::ModelProto model = testing::ParseModelText(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[N, 256] x, bool c) => (float[N, 1024] y1, float[N, 1024] y2, float[N, 1024] y3,
+                                    float[N, 1024] y4, float[N, 1024] y5) {
+      y1 = MatMul (x, W1)
+      y2 = MatMul (x, W1)
+      y3 = Gemm <alpha = 0.5> (x, W2)
+      y4 = MatMul (x, W3)
+      y5 = If (c) <then_branch = t () => (float[N, 1024] a) { a = MatMul (x, Wt) },
+                   else_branch = e () => (float[N, 1024] b) { b = MatMul (x, W1) }>
+    }
+  )");
+  testing::AddRandomInitializer(&model, "W1", {256, 1024}, 1);
+  *model.mutable_graph()->add_initializer() = model.graph().initializer(0);
+  model.mutable_graph()->mutable_initializer(1)->set_name("W2");
+  *model.mutable_graph()->add_initializer() = model.graph().initializer(0);
+  model.mutable_graph()->mutable_initializer(2)->set_name("W3");
+  onnx::ModelProto branch;
+  testing::AddRandomInitializer(&branch, "Wt", {256, 1024}, 2);
+  *model.mutable_graph()->mutable_node(4)->mutable_attribute(0)->mutable_g()->add_initializer() =
+      branch.graph().initializer(0);
+  testing::TempDir dir;
+  testing::WriteModel(model, dir.File("in.onnx"));
+
+  for (int64_t rank : {64, 2}) {
+    for (bool external_out : {false, true}) {
+      if (rank == 2 && external_out) continue;
+      pipeline::Options options;
+      options.rank = rank;
+      options.threads = 2;
+      options.save.external_data = external_out;
+      const std::string sub = std::to_string(rank) + (external_out ? "_ext" : "_inline");
+      fs::create_directories(dir.File("spilled_" + sub));
+      fs::create_directories(dir.File("memory_" + sub));
+      auto spilled = pipeline::CompressFile(
+          dir.File("in.onnx"), dir.File("spilled_" + sub + "/out.onnx"), options, false);
+      ASSERT_TRUE(spilled.ok()) << spilled.status().message();
+      auto result = pipeline::CompressModel(model, options);
+      ASSERT_TRUE(result.ok()) << result.status().message();
+      EXPECT_EQ(result->report.layers(1).shares_factors_with(),
+                result->report.layers(0).node_name());
+      ASSERT_TRUE(
+          io::SaveModel(&result->model, dir.File("memory_" + sub + "/out.onnx"), options.save)
+              .ok());
+      std::vector<std::string> files = {"out.onnx"};
+      if (external_out) files.push_back("out.onnx.data");
+      for (const auto& file : files) {
+        EXPECT_TRUE(ReadAll(dir.File("spilled_" + sub + "/" + file)) ==
+                    ReadAll(dir.File("memory_" + sub + "/" + file)))
+            << sub << " " << file;
+      }
+      // W3 holds W1's bytes: its layer uses W1's constants (the spill compares content).
+      auto written = io::LoadModel(dir.File("spilled_" + sub + "/out.onnx"));
+      ASSERT_TRUE(written.ok()) << written.status().message();
+      std::map<std::string, std::vector<std::string>> inputs;
+      for (const auto& node : written->graph().node()) {
+        inputs[node.name()].assign(node.input().begin(), node.input().end());
+      }
+      EXPECT_EQ(inputs["y4/kfc_matmul_1"][1], inputs["y1/kfc_matmul_1"][1]) << sub;
+      EXPECT_EQ(inputs["y4/kfc_matmul_2"][0], inputs["y1/kfc_matmul_2"][0]) << sub;
+      EXPECT_NE(inputs["y3/kfc_matmul_2"][0], inputs["y1/kfc_matmul_2"][0]) << "alpha 0.5";
+      std::vector<std::string> listed;
+      for (const auto& e : fs::directory_iterator(dir.File("spilled_" + sub))) {
+        listed.push_back(e.path().filename().string());
+      }
+      std::sort(listed.begin(), listed.end());
+      EXPECT_EQ(listed, files) << "nothing but the output is left in its folder";
+      result->report.clear_input();
+      spilled->clear_input();
+      spilled->clear_output();
+      spilled->clear_output_written();
+      spilled->clear_external_data_file();
+      spilled->clear_dry_run();
+      EXPECT_EQ(report::RenderJson(*spilled).value(), report::RenderJson(result->report).value())
+          << sub;
     }
   }
 }

@@ -105,6 +105,9 @@ StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::st
                                                                    const std::string& what) {
   const std::string where = what + ": external data location " + Quote(location);
   if (location.empty()) return InvalidArgument(what + ": external data has an empty location");
+  if (location.find('\0') != std::string::npos) {
+    return InvalidArgument(what + ": external data location has a NUL byte");
+  }
   const fs::path loc(location);
   if (loc.is_absolute()) {
     return InvalidArgument(where +
@@ -170,9 +173,20 @@ StatusOr<ExternalDataReader::Extent> ExternalDataReader::Locate(const onnx::Tens
     return InvalidArgument(what + ": external data length " + Quote(length_text) +
                            " is not a whole number >= 0");
   }
-  KFC_ASSIGN_OR_RETURN(const File* file, Open(location, what));
-  const std::string file_text = Quote(location) + " (" + std::to_string(file->size) + " bytes)";
-  if (offset > file->size || (length >= 0 && length > file->size - offset)) {
+  const bool spill = location == SpillFile::Location() && spill_ != nullptr;
+  int fd = -1;
+  int64_t file_size = 0;
+  if (spill) {
+    fd = spill_->fd();
+    file_size = spill_->size();
+    location = "the spill file";
+  } else {
+    KFC_ASSIGN_OR_RETURN(const File* file, Open(location, what));
+    fd = file->fd;
+    file_size = file->size;
+  }
+  const std::string file_text = Quote(location) + " (" + std::to_string(file_size) + " bytes)";
+  if (offset > file_size || (length >= 0 && length > file_size - offset)) {
     return DataLoss(
         what + ": external data " +
         (length >= 0 ? Range(offset, length) : "[offset " + std::to_string(offset) + "]") +
@@ -180,16 +194,16 @@ StatusOr<ExternalDataReader::Extent> ExternalDataReader::Locate(const onnx::Tens
   }
   const std::string dims_text = ", dims " + tensor::DimsText(t.dims()) + " of " +
                                 tensor::DTypeName(t.data_type()) + " need " + std::to_string(need);
-  if (length < 0 && file->size - offset != need) {
+  if (length < 0 && file_size - offset != need) {
     return DataLoss(what + ": external data from offset " + std::to_string(offset) +
-                    " to the end of " + file_text + " is " + std::to_string(file->size - offset) +
+                    " to the end of " + file_text + " is " + std::to_string(file_size - offset) +
                     " bytes" + dims_text);
   }
   if (length >= 0 && length != need) {
     return DataLoss(what + ": external data " + Range(offset, length) + " in " + Quote(location) +
                     " has " + std::to_string(length) + " bytes" + dims_text);
   }
-  return Extent{file, offset, need, location};
+  return Extent{fd, spill, offset, need, location};
 }
 
 Status ExternalDataReader::ReadRange(const Extent& e, int64_t from, char* out, size_t size,
@@ -197,9 +211,8 @@ Status ExternalDataReader::ReadRange(const Extent& e, int64_t from, char* out, s
   const auto start = std::chrono::steady_clock::now();
   size_t done = 0;
   while (done < size) {
-    const ssize_t n =
-        ::pread(e.file->fd, out + done, std::min<size_t>(size - done, size_t{1} << 30),
-                static_cast<off_t>(e.offset + from + static_cast<int64_t>(done)));
+    const ssize_t n = ::pread(e.fd, out + done, std::min<size_t>(size - done, size_t{1} << 30),
+                              static_cast<off_t>(e.offset + from + static_cast<int64_t>(done)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return IoError(what + ": reading external data " + Range(e.offset, e.length) + " from " +
@@ -207,6 +220,10 @@ Status ExternalDataReader::ReadRange(const Extent& e, int64_t from, char* out, s
                      " failed: " + (n < 0 ? std::strerror(errno) : "file shrank"));
     }
     done += static_cast<size_t>(n);
+  }
+  if (e.spill) {
+    spill_bytes_read_ += static_cast<int64_t>(size);
+    return Status::Ok();
   }
   bytes_read_ += static_cast<int64_t>(size);
   read_nanos_ +=
@@ -268,6 +285,20 @@ StatusOr<ExternalDataStats> LoadExternalData(onnx::ModelProto* model,
                                              const std::string& model_path) {
   ExternalDataReader reader(model_path);
   return PrepareExternalData(model, &reader, std::numeric_limits<int64_t>::max());
+}
+
+void SetExternalReference(onnx::TensorProto* t, const std::string& location, int64_t offset,
+                          int64_t length) {
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  t->clear_external_data();
+  const std::pair<const char*, std::string> entries[] = {{"location", location},
+                                                         {"offset", std::to_string(offset)},
+                                                         {"length", std::to_string(length)}};
+  for (const auto& [key, value] : entries) {
+    auto* e = t->add_external_data();
+    e->set_key(key);
+    e->set_value(value);
+  }
 }
 
 int64_t ExternalDataBytes(const onnx::ModelProto& model) {

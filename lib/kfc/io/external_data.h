@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/io/spill.h"
 #include "kfc/tensor/tensor.h"
 #include "onnx/onnx_pb.h"
 
@@ -70,12 +71,18 @@ class ExternalDataReader {
   // The length of external tensor `t`'s data after the checks Read makes; nothing is read.
   StatusOr<int64_t> Check(const onnx::TensorProto& t, const std::string& what);
 
+  // Spilled tensors (io/spill.h) are read from `spill` from now on; it must outlive their use.
+  void set_spill(const SpillFile* spill) { spill_ = spill; }
+
   // Canonical paths of the data files opened so far, sorted.
   std::vector<std::string> Files() const;
 
-  // Bytes read by Read and Copy so far, and the seconds spent in those reads (summed over threads).
+  // Bytes read by Read and Copy so far, and the seconds spent in those reads (summed over threads);
+  // reads of the spill are not counted.
   int64_t bytes_read() const { return bytes_read_.load(); }
   double read_seconds() const { return static_cast<double>(read_nanos_.load()) * 1e-9; }
+  // Bytes read from the spill so far.
+  int64_t spill_bytes_read() const { return spill_bytes_read_.load(); }
 
   // Read, Copy and Check may be called from several threads at once.
   static constexpr size_t kCopyChunkBytes = size_t{8} << 20;
@@ -86,7 +93,8 @@ class ExternalDataReader {
     int64_t size = 0;
   };
   struct Extent {
-    const File* file = nullptr;
+    int fd = -1;
+    bool spill = false;
     int64_t offset = 0, length = 0;
     std::string location;
   };
@@ -97,7 +105,8 @@ class ExternalDataReader {
   std::string folder_;
   mutable std::mutex mu_;              // guards files_
   std::map<std::string, File> files_;  // by canonical path; nodes never move
-  std::atomic<int64_t> bytes_read_{0}, read_nanos_{0};
+  std::atomic<int64_t> bytes_read_{0}, read_nanos_{0}, spill_bytes_read_{0};
+  const SpillFile* spill_ = nullptr;
 };
 
 struct ExternalDataStats {
@@ -114,6 +123,11 @@ struct ExternalDataStats {
 // (tensor::CheckInlineData). `reader` must outlive every use of the kept tensors.
 StatusOr<ExternalDataStats> PrepareExternalData(onnx::ModelProto* model, ExternalDataReader* reader,
                                                 int64_t keep_from_bytes);
+
+// Makes `t` refer to `length` bytes at `offset` of `location`: data_location EXTERNAL and
+// external_data entries location, offset and length (replacing any). raw_data is left alone.
+void SetExternalReference(onnx::TensorProto* t, const std::string& location, int64_t offset,
+                          int64_t length);
 
 // Bytes of the tensors of `model` still stored externally (their dims times their dtype size).
 int64_t ExternalDataBytes(const onnx::ModelProto& model);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -13,8 +14,10 @@
 #include <fstream>
 #include <functional>
 #include <set>
+#include <vector>
 
 #include "kfc/io/atomic_file.h"
+#include "kfc/io/spill.h"
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::io {
@@ -201,15 +204,7 @@ class MovedOut {
       t->clear_raw_data();
     }
     t->mutable_external_data()->Swap(&m.external);
-    t->set_data_location(onnx::TensorProto::EXTERNAL);
-    const std::pair<const char*, std::string> entries[] = {{"location", location},
-                                                           {"offset", std::to_string(offset)},
-                                                           {"length", std::to_string(length)}};
-    for (const auto& [key, value] : entries) {
-      auto* e = t->add_external_data();
-      e->set_key(key);
-      e->set_value(value);
-    }
+    SetExternalReference(t, location, offset, length);
   }
   int64_t size() const { return static_cast<int64_t>(moved_.size()); }
 
@@ -225,20 +220,317 @@ class MovedOut {
   std::deque<Moved> moved_;  // stable addresses, no copies of the bytes
 };
 
-// Reads every external tensor of `model` for which `inline_it` says so into raw_data.
-Status InlineExternal(onnx::ModelProto* model, ExternalDataReader* reader,
-                      const std::function<bool(const onnx::TensorProto&)>& inline_it) {
-  return ForEachTensor(model, [&](onnx::TensorProto* t, const std::string& what) -> Status {
-    if (!tensor::HasExternalData(*t) || !inline_it(*t)) return Status::Ok();
-    KFC_ASSIGN_OR_RETURN(std::string bytes, reader->Read(*t, what));
-    t->clear_external_data();
-    t->clear_data_location();
-    t->mutable_raw_data()->swap(bytes);
-    return Status::Ok();
-  });
+// --- streamed serialization (StreamModel) ---
+
+// Messages on the way from ModelProto to a tensor's raw_data.
+enum class Kind { kModel, kGraph, kNode, kAttribute, kFunction, kSparse, kTensor, kNone };
+
+// The message kind of field `field` of a `kind` message, when it can hold tensors.
+Kind ChildKind(Kind kind, uint32_t field) {
+  switch (kind) {
+    case Kind::kModel:
+      return field == 7 ? Kind::kGraph : field == 25 ? Kind::kFunction : Kind::kNone;
+    case Kind::kGraph:
+      return field == 1    ? Kind::kNode
+             : field == 5  ? Kind::kTensor
+             : field == 15 ? Kind::kSparse
+                           : Kind::kNone;
+    case Kind::kNode:
+      return field == 5 ? Kind::kAttribute : Kind::kNone;
+    case Kind::kAttribute:
+      return field == 5 || field == 10    ? Kind::kTensor
+             : field == 6 || field == 11  ? Kind::kGraph
+             : field == 22 || field == 23 ? Kind::kSparse
+                                          : Kind::kNone;
+    case Kind::kFunction:
+      return field == 7 ? Kind::kNode : Kind::kNone;
+    case Kind::kSparse:
+      return field == 1 || field == 2 ? Kind::kTensor : Kind::kNone;
+    default:
+      return Kind::kNone;
+  }
 }
 
+constexpr uint32_t kRawDataField = 9;
+constexpr size_t kMarkerPrefixBytes = 12;
+constexpr size_t kMarkerBytes = kMarkerPrefixBytes + 8;  // prefix, then the index (little-endian)
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+// The serialized model cut into pieces: bytes copied as they are, submessages on the way to a
+// marked tensor (their length prefix recomputed), and the marked tensors' data.
+class WireTree {
+ public:
+  WireTree(const std::string& bytes, const std::string& prefix, std::vector<int64_t> lengths)
+      : bytes_(bytes), prefix_(prefix), lengths_(std::move(lengths)) {}
+
+  // Parses the whole model; false on bytes that are not protobuf wire format.
+  bool Parse() {
+    root_ = Message(Kind::kModel, 0, bytes_.size());
+    return ok_;
+  }
+  int64_t size() const { return messages_[root_].size; }
+
+  // Writes the model with each marked tensor's data produced by `data(index, sink)`.
+  Status Write(const std::function<Status(size_t index)>& data,
+               const std::function<Status(const char*, size_t)>& out) const {
+    return WriteMessage(root_, data, out);
+  }
+
+ private:
+  struct Piece {
+    size_t begin = 0, end = 0;  // bytes copied verbatim (for a child or data: its tag)
+    int64_t child = -1;         // a submessage (index into messages_)
+    int64_t data = -1;          // a marked tensor's data (its index)
+  };
+  struct Msg {
+    std::vector<Piece> pieces;
+    int64_t size = 0;
+  };
+
+  bool ReadVarint(size_t* pos, size_t end, uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && *pos < end; shift += 7) {
+      const auto byte = static_cast<uint8_t>(bytes_[(*pos)++]);
+      *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (byte < 0x80) return true;
+    }
+    return false;
+  }
+
+  bool HasMarker(size_t begin, size_t end) const {
+    return std::search(bytes_.begin() + static_cast<std::ptrdiff_t>(begin),
+                       bytes_.begin() + static_cast<std::ptrdiff_t>(end), prefix_.begin(),
+                       prefix_.end()) != bytes_.begin() + static_cast<std::ptrdiff_t>(end);
+  }
+
+  // The index of the marker that [begin, end) is exactly, or -1.
+  int64_t MarkerAt(size_t begin, size_t end) const {
+    if (end - begin != kMarkerBytes || bytes_.compare(begin, kMarkerPrefixBytes, prefix_) != 0) {
+      return -1;
+    }
+    uint64_t index = 0;
+    std::memcpy(&index, bytes_.data() + begin + kMarkerPrefixBytes, 8);
+    return index < lengths_.size() ? static_cast<int64_t>(index) : -1;
+  }
+
+  int64_t Message(Kind kind, size_t begin, size_t end) {
+    const auto index = static_cast<int64_t>(messages_.size());
+    messages_.emplace_back();
+    Msg m;
+    size_t run = begin;  // start of the verbatim bytes not yet recorded
+    for (size_t pos = begin; pos < end && ok_;) {
+      const size_t field_begin = pos;
+      uint64_t tag = 0, length = 0;
+      if (!ReadVarint(&pos, end, &tag)) return Bad(index);
+      const size_t tag_end = pos;
+      switch (tag & 7) {
+        case 0:
+          if (!ReadVarint(&pos, end, &length)) return Bad(index);
+          continue;
+        case 1:
+          pos += 8;
+          continue;
+        case 5:
+          pos += 4;
+          continue;
+        case 2:
+          break;
+        default:
+          return Bad(index);  // groups: ONNX has none
+      }
+      if (!ReadVarint(&pos, end, &length) || length > end - pos) return Bad(index);
+      const size_t content = pos;
+      pos += length;
+      const auto field = static_cast<uint32_t>(tag >> 3);
+      Piece p{field_begin, tag_end, -1, -1};
+      if (kind == Kind::kTensor && field == kRawDataField) {
+        p.data = MarkerAt(content, pos);
+        if (p.data < 0) continue;
+        m.size += static_cast<int64_t>(tag_end - field_begin) +
+                  static_cast<int64_t>(VarintSize(lengths_[p.data])) + lengths_[p.data];
+      } else {
+        const Kind child = ChildKind(kind, field);
+        if (child == Kind::kNone || !HasMarker(content, pos)) continue;
+        p.child = Message(child, content, pos);
+        const int64_t size = messages_[p.child].size;
+        m.size += static_cast<int64_t>(tag_end - field_begin) +
+                  static_cast<int64_t>(VarintSize(size)) + size;
+      }
+      if (run < field_begin) {
+        m.pieces.push_back({run, field_begin, -1, -1});
+        m.size += static_cast<int64_t>(field_begin - run);
+      }
+      m.pieces.push_back(p);
+      run = pos;
+    }
+    if (run < end) {
+      m.pieces.push_back({run, end, -1, -1});
+      m.size += static_cast<int64_t>(end - run);
+    }
+    messages_[index] = std::move(m);
+    return index;
+  }
+
+  int64_t Bad(int64_t index) {
+    ok_ = false;
+    return index;
+  }
+
+  Status WriteMessage(int64_t index, const std::function<Status(size_t)>& data,
+                      const std::function<Status(const char*, size_t)>& out) const {
+    for (const Piece& p : messages_[index].pieces) {
+      KFC_RETURN_IF_ERROR(out(bytes_.data() + p.begin, p.end - p.begin));
+      if (p.child < 0 && p.data < 0) continue;
+      std::string length;
+      AppendVarint(p.child >= 0 ? messages_[p.child].size : lengths_[p.data], &length);
+      KFC_RETURN_IF_ERROR(out(length.data(), length.size()));
+      KFC_RETURN_IF_ERROR(p.child >= 0 ? WriteMessage(p.child, data, out)
+                                       : data(static_cast<size_t>(p.data)));
+    }
+    return Status::Ok();
+  }
+
+  const std::string& bytes_;
+  const std::string& prefix_;
+  std::vector<int64_t> lengths_;
+  std::vector<Msg> messages_;
+  int64_t root_ = 0;
+  bool ok_ = true;
+};
+
+// Collects small writes into 1 MiB blocks before they reach the sink.
+class BufferedSink {
+ public:
+  explicit BufferedSink(const ByteSink& sink) : sink_(sink) { buffer_.reserve(kBlock); }
+  Status Write(const char* data, size_t size) {
+    if (buffer_.size() + size > kBlock) KFC_RETURN_IF_ERROR(Flush());
+    if (size >= kBlock) return sink_(data, size);
+    buffer_.append(data, size);
+    return Status::Ok();
+  }
+  Status Flush() {
+    if (buffer_.empty()) return Status::Ok();
+    Status s = sink_(buffer_.data(), buffer_.size());
+    buffer_.clear();
+    return s;
+  }
+
+ private:
+  static constexpr size_t kBlock = size_t{1} << 20;
+  const ByteSink& sink_;
+  std::string buffer_;
+};
+
 }  // namespace
+
+StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inline_it,
+                              ExternalDataReader* reader, const ByteSink& sink) {
+  struct Marked {
+    onnx::TensorProto* tensor;
+    std::string what;
+    google::protobuf::RepeatedPtrField<onnx::StringStringEntryProto> external;
+    bool had_raw_data;
+  };
+  std::deque<Marked> marked;
+  std::vector<int64_t> lengths;
+  std::set<std::string> inline_raw;  // raw_data of marker size already in the model
+  KFC_RETURN_IF_ERROR(
+      ForEachTensor(model, [&](onnx::TensorProto* t, const std::string& what) -> Status {
+        if (!tensor::HasExternalData(*t)) {
+          if (t->raw_data().size() == kMarkerBytes) inline_raw.insert(t->raw_data());
+          return Status::Ok();
+        }
+        if (!inline_it(*t)) return Status::Ok();
+        marked.push_back({t, what, {}, t->has_raw_data()});
+        lengths.push_back(tensor::StoredDataBytes(*t));
+        return Status::Ok();
+      }));
+  // A prefix no tensor of the model holds (the first one, but for a model made to collide).
+  std::string prefix(
+      "\xff"
+      "kfc-marker!");
+  auto collides = [&] {
+    for (const auto& raw : inline_raw) {
+      if (raw.compare(0, kMarkerPrefixBytes, prefix) == 0) return true;
+    }
+    return false;
+  };
+  while (collides()) ++prefix.back();
+
+  std::string header;
+  {
+    // Each marked tensor as it is inline, with its marker for data; put back at scope exit.
+    struct Restore {
+      std::deque<Marked>* marked;
+      ~Restore() {
+        for (Marked& m : *marked) {
+          m.tensor->clear_raw_data();
+          if (m.had_raw_data) m.tensor->set_raw_data("");
+          m.tensor->mutable_external_data()->Swap(&m.external);
+          m.tensor->set_data_location(onnx::TensorProto::EXTERNAL);
+        }
+      }
+    } restore{&marked};
+    for (size_t i = 0; i < marked.size(); ++i) {
+      onnx::TensorProto* t = marked[i].tensor;
+      t->mutable_external_data()->Swap(&marked[i].external);
+      t->clear_data_location();
+      std::string marker = prefix;
+      const uint64_t index = i;
+      marker.append(reinterpret_cast<const char*>(&index), 8);
+      t->set_raw_data(std::move(marker));
+    }
+    KFC_ASSIGN_OR_RETURN(header, SerializeModel(*model));
+  }
+  WireTree tree(header, prefix, lengths);
+  if (!tree.Parse()) return Internal("output model: serialized bytes do not parse back");
+  if (tree.size() > static_cast<int64_t>(INT_MAX)) {
+    return InvalidArgument("output model: " + std::to_string(tree.size()) +
+                           " bytes exceeds protobuf's 2 GiB limit for one message");
+  }
+  if (!sink) return tree.size();
+  if (!marked.empty() && reader == nullptr) {
+    return InvalidArgument("output model: it keeps tensors in external files, and no reader");
+  }
+  BufferedSink out(sink);
+  auto write = [&](const char* data, size_t size) { return out.Write(data, size); };
+  KFC_RETURN_IF_ERROR(tree.Write(
+      [&](size_t i) { return reader->Copy(*marked[i].tensor, marked[i].what, write); }, write));
+  KFC_RETURN_IF_ERROR(out.Flush());
+  return tree.size();
+}
+
+StatusOr<int64_t> InlineSize(onnx::ModelProto* model) {
+  int64_t kept = 0;
+  bool spilled = false;
+  KFC_RETURN_IF_ERROR(ForEachTensor(model, [&](onnx::TensorProto* t, const std::string&) {
+    if (IsSpilled(*t)) {
+      spilled = true;
+    } else if (tensor::HasExternalData(*t)) {
+      kept += tensor::StoredDataBytes(*t);
+    }
+    return Status::Ok();
+  }));
+  if (!spilled) return static_cast<int64_t>(model->ByteSizeLong()) + kept;
+  KFC_ASSIGN_OR_RETURN(const int64_t size, StreamModel(model, IsSpilled, nullptr, nullptr));
+  return size + kept;
+}
 
 StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
                                const SaveOptions& options, ExternalDataReader* reader) {
@@ -248,14 +540,19 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
     return InvalidArgument("output " + Quote(path) +
                            ": the model keeps tensors in external files, and no reader for them");
   }
-  const auto inline_size = static_cast<int64_t>(model->ByteSizeLong()) + external_bytes;
+  KFC_ASSIGN_OR_RETURN(const int64_t inline_size, InlineSize(model));
   result.automatic = !options.external_data && inline_size > options.inline_limit;
+  auto write_to = [](AtomicFile* f) {
+    return [f](const char* bytes, size_t size) { return f->Write(bytes, size); };
+  };
   if (!options.external_data && !result.automatic) {
-    KFC_RETURN_IF_ERROR(
-        InlineExternal(model, reader, [](const onnx::TensorProto&) { return true; }));
-    KFC_ASSIGN_OR_RETURN(const std::string bytes, SerializeModel(*model));
-    KFC_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
-    result.model_bytes = static_cast<int64_t>(bytes.size());
+    AtomicFile file;
+    KFC_RETURN_IF_ERROR(file.Open(path));
+    KFC_ASSIGN_OR_RETURN(
+        result.model_bytes,
+        StreamModel(
+            model, [](const onnx::TensorProto&) { return true; }, reader, write_to(&file)));
+    KFC_RETURN_IF_ERROR(file.Commit());
     return result;
   }
   if (!options.data_file.empty()) KFC_RETURN_IF_ERROR(ValidateDataFileName(options.data_file));
@@ -277,11 +574,9 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   for (const onnx::TensorProto* t : initializers) {
     if (to_file(*t)) file_tensors.insert(t);
   }
-  KFC_RETURN_IF_ERROR(InlineExternal(
-      model, reader, [&](const onnx::TensorProto& t) { return file_tensors.count(&t) == 0; }));
   AtomicFile data, file;
   KFC_RETURN_IF_ERROR(data.Open(data_path));
-  std::string header;
+  KFC_RETURN_IF_ERROR(file.Open(path));
   {
     MovedOut moved;
     for (onnx::TensorProto* t : initializers) {
@@ -299,10 +594,13 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
       moved.Move(t, name, offset, data.size() - offset);
     }
     result.data_tensors = moved.size();
-    KFC_ASSIGN_OR_RETURN(header, SerializeModel(*model));
+    // Every other tensor is written inline, streamed from its file when still external.
+    KFC_ASSIGN_OR_RETURN(
+        result.model_bytes,
+        StreamModel(
+            model, [&](const onnx::TensorProto& t) { return file_tensors.count(&t) == 0; }, reader,
+            write_to(&file)));
   }
-  KFC_RETURN_IF_ERROR(file.Open(path));
-  KFC_RETURN_IF_ERROR(file.Write(header.data(), header.size()));
   KFC_RETURN_IF_ERROR(data.Finish());
   KFC_RETURN_IF_ERROR(file.Finish());
   KFC_RETURN_IF_ERROR(data.Rename());
@@ -310,7 +608,6 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
     ::unlink(data_path.c_str());
     return s;
   }
-  result.model_bytes = static_cast<int64_t>(header.size());
   result.data_path = data_path;
   result.data_bytes = data.size();
   return result;

@@ -852,7 +852,16 @@ struct FactorJob {
   size_t layer = 0;  // the first layer asking for it
   Decision dec;      // the decision; under --max-error, with the terms added to meet the target
   kron::WeightedFactors wf;
+  std::vector<size_t> layers;  // every layer asking for it
+  // With a spill: the encoded constants for each way its layers store them (EncodingKey).
+  std::map<std::string, rewrite::StackedInitializers> encoded;
 };
+
+// What the encoded constants depend on besides the factors and the order (rewrite::EncodeFactors).
+std::string EncodingKey(const match::LayerCandidate& c) {
+  return std::to_string(c.op_type == "Gemm" ? c.alpha : 1.0f) + "|" + std::to_string(c.dtype) +
+         (c.weight_first ? "|wx" : "");
+}
 
 // The error the targets and gates see: data-weighted when calibrated.
 double Judged(const LayerState& s, const kron::KronShape& shape, const kron::WeightedFactors& wf) {
@@ -903,6 +912,34 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
   return Status::Ok();
 }
 
+// Whether layer s is left dense because its factors miss its --max-error target.
+bool MissesTarget(const LayerState& s, const Decision& d, const kron::WeightedFactors& wf) {
+  return s.dir.budget == Budget::kMaxError && Judged(s, d.shape, wf) > s.dir.max_error;
+}
+
+// Encodes the finished job's factors for each of its layers that will use them, moves the large
+// constants to the spill, and frees the factors.
+Status SpillJob(io::SpillFile* spill, const std::vector<LayerState>& states, FactorJob* job) {
+  for (size_t i : job->layers) {
+    const LayerState& s = states[i];
+    const std::string key = EncodingKey(*s.c);
+    if (MissesTarget(s, job->dec, job->wf) || job->encoded.count(key)) continue;
+    KFC_ASSIGN_OR_RETURN(rewrite::StackedInitializers enc,
+                         rewrite::EncodeFactors(*s.c, job->wf.factors,
+                                                kron::CheaperOrder(job->dec.shape, job->dec.rank)));
+    for (onnx::TensorProto* t : {&enc.first, &enc.second}) {
+      if (static_cast<int64_t>(t->raw_data().size()) >= io::kKeptExternalMinBytes) {
+        KFC_RETURN_IF_ERROR(spill->Spill(t));
+      }
+    }
+    job->encoded.emplace(key, std::move(enc));
+  }
+  // Swapped with empty vectors: assigning {} would keep the capacity.
+  std::vector<double>().swap(job->wf.factors.a);
+  std::vector<double>().swap(job->wf.factors.b);
+  return Status::Ok();
+}
+
 // Factorizes the decided layers (each distinct factorization once, in parallel) and fills their
 // reports in layer order; returns the rewrites.
 StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const Weights& weights,
@@ -934,7 +971,8 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
         FactorKey(s, d.shape, d.rank) +
         (s.dir.budget == Budget::kMaxError ? "|max_error:" + Num(s.dir.max_error) : "");
     auto [it, fresh] = job_of.emplace(key, jobs.size());
-    if (fresh) jobs.push_back({i, d, {}});
+    if (fresh) jobs.push_back({i, d, {}, {}, {}});
+    jobs[it->second].layers.push_back(i);
     layer_job[i] = it->second;
   }
   std::vector<size_t> job_first;  // each job's first layer
@@ -944,6 +982,9 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     const LayerState& s = (*states)[jobs[j].layer];
     Status done = RunFactorJob(o, weights, s, &jobs[j]);
     if (!done.ok()) return done.WithContext("layer '" + s.c->node_name + "'");
+    // Spill errors name the output already.
+    if (o.spill != nullptr) done = SpillJob(o.spill, *states, &jobs[j]);
+    if (!done.ok()) return done;
     meter.Done(j);
     return Status::Ok();
   }));
@@ -960,7 +1001,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     Decision& d = s.dec;
     d = job.dec;
     kron::WeightedFactors wf = job.wf;
-    if (s.dir.budget == Budget::kMaxError && Judged(s, d.shape, wf) > s.dir.max_error) {
+    if (MissesTarget(s, d, wf)) {
       d = SkipDecision("error_target_unmet",
                        "the factorization's relative error " + Num(Judged(s, d.shape, wf)) +
                            " stays above " + Num(s.dir.max_error) + " at every profitable rank");
@@ -1008,7 +1049,8 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
                    ShapeText(shape), rank, f.relative_error);
     (*results)[i].factors = f;
     (*results)[i].bias_correction = wf.bias_correction;
-    rewrites.push_back({c, std::move(f), order, std::move(wf.bias_correction)});
+    rewrites.push_back({c, std::move(f), order, std::nullopt, std::move(wf.bias_correction)});
+    if (o.spill != nullptr) rewrites.back().encoded = job.encoded.at(EncodingKey(c));
   }
   return rewrites;
 }
@@ -1195,8 +1237,14 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       totals->set_layer_macs_after(totals->layer_macs_after() + lr->macs_after());
     }
   }
-  log.info("factorized {} of {} layers in {:.3f} s", rewrites.size(), candidates.size(),
-           SecondsSince(start));
+  if (options.spill != nullptr) {
+    log.info("factorized {} of {} layers in {:.3f} s; {} bytes of factors spilled ({} tensors)",
+             rewrites.size(), candidates.size(), SecondsSince(start),
+             options.spill->bytes_spilled(), options.spill->tensors_spilled());
+  } else {
+    log.info("factorized {} of {} layers in {:.3f} s", rewrites.size(), candidates.size(),
+             SecondsSince(start));
+  }
 
   // The counts of the input, taken before the rewrite edits it in place.
   const ModelTotals before = CountInitializers(model.graph());
@@ -1218,8 +1266,8 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   totals->set_weight_bytes_after(after.bytes);
   // As if stored inline: tensors still in the input's external files count with their bytes.
   totals->set_file_bytes_before(file_bytes_before);
-  totals->set_file_bytes_after(
-      static_cast<double>(result.model.ByteSizeLong() + io::ExternalDataBytes(result.model)));
+  KFC_ASSIGN_OR_RETURN(const int64_t file_bytes_after, io::InlineSize(&result.model));
+  totals->set_file_bytes_after(static_cast<double>(file_bytes_after));
   totals->set_param_ratio(before.params > 0 ? after.params / before.params : 1.0);
   totals->set_file_ratio(totals->file_bytes_before() > 0
                              ? totals->file_bytes_after() / totals->file_bytes_before()
@@ -1303,6 +1351,13 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
   Options with_reader = options;
   with_reader.external_reader = &reader;
+  // Factors go to a nameless file next to the output as they are produced (none for a dry run).
+  io::SpillFile spill;
+  if (!dry_run) {
+    KFC_RETURN_IF_ERROR(spill.Open(output));
+    reader.set_spill(&spill);
+    with_reader.spill = &spill;
+  }
   KFC_ASSIGN_OR_RETURN(Result result, CompressModel(std::move(model), with_reader));
   result.report.set_input(report::ToValidUtf8(input));
   result.report.set_dry_run(dry_run);
@@ -1324,13 +1379,17 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
     Logger().warn("'{}' would exceed protobuf's 2 GiB limit inline: weights written to '{}'",
                   output, saved.data_path);
   }
+  const std::string from_spill =
+      reader.spill_bytes_read() > 0
+          ? "; " + std::to_string(reader.spill_bytes_read()) + " bytes of factors from the spill"
+          : "";
   if (saved.data_path.empty()) {
-    Logger().info("wrote '{}' ({} bytes) in {:.3f} s", output, saved.model_bytes,
+    Logger().info("wrote '{}' ({} bytes{}) in {:.3f} s", output, saved.model_bytes, from_spill,
                   SecondsSince(start));
   } else {
-    Logger().info("wrote '{}' ({} bytes) and '{}' ({} bytes, {} tensors) in {:.3f} s", output,
+    Logger().info("wrote '{}' ({} bytes) and '{}' ({} bytes, {} tensors{}) in {:.3f} s", output,
                   saved.model_bytes, saved.data_path, saved.data_bytes, saved.data_tensors,
-                  SecondsSince(start));
+                  from_spill, SecondsSince(start));
   }
   if (reader.bytes_read() > 0) {
     Logger().info("external data: {} bytes read in {:.3f} s (summed over threads)",

@@ -10,6 +10,7 @@
 #include "kfc/core/status.h"
 #include "kfc/io/external_data.h"
 #include "kfc/io/model_io.h"
+#include "kfc/io/spill.h"
 #include "kfc/kron/factorize.h"
 #include "kfc/kron/shape_search.h"
 #include "kfc/match/match.h"
@@ -76,6 +77,13 @@ struct Options {
   // Reads the weights that PrepareExternalData left in their files (CompressFile sets it). Without
   // it, layers whose weight is external are skipped (`external_data`).
   io::ExternalDataReader* external_reader = nullptr;
+  // When set (CompressFile does, for the output's folder), each factorization's constants are
+  // encoded as the rewriter stores them as soon as it is done, and those of at least
+  // io::kKeptExternalMinBytes are moved to this file (io/spill.h) and freed, so memory never holds
+  // all factors: the returned model refers to them there (write it with SaveModel through a reader
+  // given the spill), and LayerResult::factors then has empty a and b. Without it, factors stay in
+  // memory, and the model holds them inline.
+  io::SpillFile* spill = nullptr;
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate

@@ -133,8 +133,13 @@ std::vector<int64_t> ReshapeTarget(int64_t copied, std::vector<int64_t> tail) {
 struct StackedFactors {
   std::vector<double> first, second;
   std::vector<int64_t> first_dims, second_dims;
-  std::vector<int64_t> mid_tail;  // trailing dims of the middle Reshape
 };
+
+// Trailing dims of the middle Reshape for the row (X W) form.
+std::vector<int64_t> MidTail(const KronFactors& f, ContractionOrder order) {
+  if (order == ContractionOrder::kBFirst) return {f.shape.k1 * f.rank, f.shape.n2};
+  return {f.shape.n1, f.rank * f.shape.k2};
+}
 
 StackedFactors Stack(const KronFactors& f, double alpha, ContractionOrder order) {
   const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2, r = f.rank;
@@ -152,7 +157,6 @@ StackedFactors Stack(const KronFactors& f, double alpha, ContractionOrder order)
     for (int64_t j1 = 0; j1 < n1; ++j1)
       for (int64_t i1 = 0; i1 < k1; ++i1)
         for (int64_t t = 0; t < r; ++t) s.second[(j1 * k1 + i1) * r + t] = alpha * a(t, i1, j1);
-    s.mid_tail = {k1 * r, n2};
   } else {
     s.first_dims = {n1 * r, k1};  // Acat
     s.first.resize(static_cast<size_t>(n1 * r * k1));
@@ -164,7 +168,6 @@ StackedFactors Stack(const KronFactors& f, double alpha, ContractionOrder order)
     for (int64_t t = 0; t < r; ++t)
       for (int64_t i2 = 0; i2 < k2; ++i2)
         for (int64_t j2 = 0; j2 < n2; ++j2) s.second[(t * k2 + i2) * n2 + j2] = b(t, i2, j2);
-    s.mid_tail = {n1, r * k2};
   }
   return s;
 }
@@ -175,9 +178,9 @@ struct ReshapeTargets {
 
 // X [.., K] -> [.., k1, k2];  mid as the stacking needs;  [.., N].
 ReshapeTargets RowTargets(const match::LayerCandidate& layer, const KronFactors& f,
-                          const StackedFactors& s) {
+                          ContractionOrder order) {
   const int64_t copied = layer.input_rank - 1;
-  return {ReshapeTarget(copied, {f.shape.k1, f.shape.k2}), ReshapeTarget(copied, s.mid_tail),
+  return {ReshapeTarget(copied, {f.shape.k1, f.shape.k2}), ReshapeTarget(copied, MidTail(f, order)),
           ReshapeTarget(copied, {layer.n})};
 }
 
@@ -201,6 +204,33 @@ ReshapeTargets WeightFirstTargets(const match::LayerCandidate& layer, const Kron
           ReshapeTarget(copied, {layer.n, c})};
 }
 
+}  // namespace
+
+StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
+                                            const kron::KronFactors& f, ContractionOrder order) {
+  if (f.shape.K() != layer.k || f.shape.N() != layer.n) {
+    return InvalidArgument("layer '" + layer.node_name + "': factor shape does not match " +
+                           std::to_string(layer.k) + " x " + std::to_string(layer.n));
+  }
+  const float alpha = layer.op_type == "Gemm" ? layer.alpha : 1.0f;
+  StackedFactors s = Stack(f, alpha, order);
+  if (layer.weight_first) {
+    // The B stack multiplies from the left too: it goes in transposed.
+    const bool b_first = order == ContractionOrder::kBFirst;
+    std::vector<double>& bs = b_first ? s.first : s.second;
+    std::vector<int64_t>& dims = b_first ? s.first_dims : s.second_dims;
+    bs = tensor::Transpose(bs, dims[0], dims[1]);
+    std::swap(dims[0], dims[1]);
+  }
+  StackedInitializers out;
+  out.first = tensor::EncodeFromDouble("", layer.dtype, s.first_dims, s.first);
+  s.first = {};
+  out.second = tensor::EncodeFromDouble("", layer.dtype, s.second_dims, s.second);
+  return out;
+}
+
+namespace {
+
 class LayerEmitter {
  public:
   LayerEmitter(onnx::ModelProto* model, NameGenerator* names,
@@ -223,20 +253,16 @@ class LayerEmitter {
     target_depth_ = model_->ir_version() < 4 ? 0 : std::min(layer.source_depth, scope_.size());
     const bool gemm = layer.op_type == "Gemm";
     const float alpha = gemm ? layer.alpha : 1.0f;
-    StackedFactors s = Stack(f, alpha, rw.order);
     const bool b_first = rw.order == ContractionOrder::kBFirst;
-
-    if (layer.weight_first) {
-      // The B stack multiplies from the left too: it goes in transposed.
-      std::vector<double>& bs = b_first ? s.first : s.second;
-      std::vector<int64_t>& dims = b_first ? s.first_dims : s.second_dims;
-      bs = tensor::Transpose(bs, dims[0], dims[1]);
-      std::swap(dims[0], dims[1]);
+    std::optional<StackedInitializers> encoded = rw.encoded;
+    if (!encoded) {
+      KFC_ASSIGN_OR_RETURN(encoded, EncodeFactors(layer, f, rw.order));
     }
-    const std::string first_w = Constant(b_first ? "kfc_b" : "kfc_a", s.first_dims, s.first);
-    const std::string second_w = Constant(b_first ? "kfc_a" : "kfc_b", s.second_dims, s.second);
+    const std::string first_w = Deduped(b_first ? "kfc_b" : "kfc_a", std::move(encoded->first));
+    const std::string second_w = Deduped(b_first ? "kfc_a" : "kfc_b", std::move(encoded->second));
+    encoded.reset();
     const ReshapeTargets targets =
-        layer.weight_first ? WeightFirstTargets(layer, f, b_first) : RowTargets(layer, f, s);
+        layer.weight_first ? WeightFirstTargets(layer, f, b_first) : RowTargets(layer, f, rw.order);
     const std::string shape_in = Shape("kfc_shape_in", targets.in);
     const std::string shape_mid = Shape("kfc_shape_mid", targets.mid);
     const std::string shape_out = Shape("kfc_shape_out", targets.out);
@@ -299,21 +325,24 @@ class LayerEmitter {
  private:
   std::string Value(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
   std::string NodeName(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
-  // A constant of the layer's dtype (factors, bias, beta), rounded the way Cast rounds.
+  // A constant of the layer's dtype (bias, beta, bias correction), rounded the way Cast rounds.
+  // The factors come encoded (EncodeFactors).
   std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
                        const std::vector<float>& data) {
     return Deduped(suffix, tensor::EncodeFromFloat("", dtype_, dims, data));
-  }
-  std::string Constant(const std::string& suffix, const std::vector<int64_t>& dims,
-                       const std::vector<double>& data) {
-    return Deduped(suffix, tensor::EncodeFromDouble("", dtype_, dims, data));
   }
   // Adds `t` under a new name derived from `suffix`, unless an identical tensor (dtype, dims,
   // bytes) was added before: layers sharing a weight then share its factors.
   std::string Deduped(const std::string& suffix, onnx::TensorProto t) {
     std::string key = ScopeKey(scope_, target_depth_) + "|" + std::to_string(t.data_type()) + "|";
     for (int64_t d : t.dims()) key += std::to_string(d) + ",";
-    key += "|" + t.raw_data();
+    if (tensor::HasExternalData(t)) {
+      // Data not in memory (a spill file): one reference per distinct content.
+      key += "|external";
+      for (const auto& e : t.external_data()) key += "|" + e.key() + "=" + e.value();
+    } else {
+      key += "|raw|" + t.raw_data();
+    }
     auto it = emitted_.find(key);
     if (it != emitted_.end()) return it->second;
     std::string name = names_->Unique(base_ + "." + suffix);

@@ -28,6 +28,7 @@
 // >= 13 for bfloat16; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -37,10 +38,28 @@
 
 namespace kfc::rewrite {
 
+// The two stacked factor constants of a layer's subgraph, as ApplyKronRewrites stores them
+// (unnamed): the first MatMul's and the second's, alpha folded in, in the layer's dtype, the B
+// stack transposed for the W·X form. See the picture above for their index maps.
+struct StackedInitializers {
+  onnx::TensorProto first, second;
+};
+
+// Encodes `f` for `layer` in `order`: the bytes ApplyKronRewrites emits. InvalidArgument when the
+// factor shape does not match the layer.
+StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
+                                            const kron::KronFactors& f,
+                                            kron::ContractionOrder order);
+
 struct KronRewrite {
   match::LayerCandidate layer;  // must be eligible; any graph (main or subgraph)
   kron::KronFactors factors;    // approximates W (K x N); alpha is folded in by the rewriter
   kron::ContractionOrder order = kron::ContractionOrder::kBFirst;
+  // When set, the layer's constants, already encoded (EncodeFactors); factors.a and .b are then
+  // not read and may be empty (shape and rank are). Their data may be external (a spill file,
+  // io/spill.h): the rewriter never reads it, and treats tensors with the same external
+  // reference (location, offset, length) as identical, as it does inline tensors with equal bytes.
+  std::optional<StackedInitializers> encoded;
   // Calibration: mu^T (W - W_hat) (length N, alpha excluded), added to the output with one more
   // Add so the layer's expected output on the calibration data is unchanged. Empty: none.
   std::vector<float> bias_correction;
