@@ -155,7 +155,7 @@ Status SpillFile::Write(const std::string& bytes, onnx::TensorProto* t) {
             ::pwrite(fd_, bytes.data() + done, std::min<size_t>(bytes.size() - done, 1u << 30),
                      static_cast<off_t>(size_ + static_cast<int64_t>(done)));
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Fail("writing to", errno);
+        if (n <= 0) return Fail("writing to", n < 0 ? errno : EIO);
         done += static_cast<size_t>(n);
       }
       offset = size_;
