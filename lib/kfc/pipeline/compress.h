@@ -79,7 +79,7 @@ struct Options {
   io::ExternalDataReader* external_reader = nullptr;
   // When set (CompressFile does, for the output's folder), each factorization's constants are
   // encoded as the rewriter stores them as soon as it is done, and those of at least
-  // io::kKeptExternalMinBytes are moved to this file (io/spill.h) and freed, so memory never holds
+  // 4 KiB are moved to this file (io/spill.h) and freed, so memory never holds
   // all factors: the returned model refers to them there (write it with SaveModel through a reader
   // given the spill), and LayerResult::factors then has empty a and b. Without it, factors stay in
   // memory, and the model holds them inline.
