@@ -1243,9 +1243,10 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
     }
   }
   if (options.spill != nullptr) {
-    log.info("factorized {} of {} layers in {:.3f} s; {} bytes of factors spilled ({} tensors)",
+    const int64_t tensors = options.spill->tensors_spilled();
+    log.info("factorized {} of {} layers in {:.3f} s; {} bytes of factors spilled ({} tensor{})",
              rewrites.size(), candidates.size(), SecondsSince(start),
-             options.spill->bytes_spilled(), options.spill->tensors_spilled());
+             options.spill->bytes_spilled(), tensors, tensors == 1 ? "" : "s");
   } else {
     log.info("factorized {} of {} layers in {:.3f} s", rewrites.size(), candidates.size(),
              SecondsSince(start));
