@@ -135,18 +135,20 @@ TEST(ParallelPipelineTest, WeightsLeftInTheirFileGiveTheSameOutputAsWeightsLoade
 
 // Large factors (128 KiB stacked constants at -r 64; 4 KiB, kept in memory, at -r 2) in the main
 // graph and in an If branch; one weight read by two MatMuls (factorized once), two more with the
-// same bytes (deduplicated by content: one at the same alpha, one at another).
+// same bytes (deduplicated by content: one at the same alpha, one at another); and one Gemm on W1
+// whose alpha differs from 1 only in the 7th digit, so it needs constants of its own.
 TEST(ParallelPipelineTest, SpilledFactorsGiveTheSameBytesAsFactorsInMemory) {
   onnx::ModelProto model = testing::ParseModelText(R"(
     <ir_version: 8, opset_import: ["" : 17]>
     g (float[N, 256] x, bool c) => (float[N, 1024] y1, float[N, 1024] y2, float[N, 1024] y3,
-                                    float[N, 1024] y4, float[N, 1024] y5) {
+                                    float[N, 1024] y4, float[N, 1024] y5, float[N, 1024] y6) {
       y1 = MatMul (x, W1)
       y2 = MatMul (x, W1)
       y3 = Gemm <alpha = 0.5> (x, W2)
       y4 = MatMul (x, W3)
       y5 = If (c) <then_branch = t () => (float[N, 1024] a) { a = MatMul (x, Wt) },
                    else_branch = e () => (float[N, 1024] b) { b = MatMul (x, W1) }>
+      y6 = Gemm <alpha = 1.0000001> (x, W1)
     }
   )");
   testing::AddRandomInitializer(&model, "W1", {256, 1024}, 1);
@@ -178,6 +180,11 @@ TEST(ParallelPipelineTest, SpilledFactorsGiveTheSameBytesAsFactorsInMemory) {
       ASSERT_TRUE(result.ok()) << result.status().message();
       EXPECT_EQ(result->report.layers(1).shares_factors_with(),
                 result->report.layers(0).node_name());
+      for (const auto& layer : result->report.layers()) {
+        if (layer.op_type() == "Gemm" && layer.weight_name() == "W1") {
+          EXPECT_GT(layer.params_after(), 0) << "alpha 1.0000001 needs constants of its own";
+        }
+      }
       ASSERT_TRUE(
           io::SaveModel(&result->model, dir.File("memory_" + sub + "/out.onnx"), options.save)
               .ok());
@@ -198,6 +205,7 @@ TEST(ParallelPipelineTest, SpilledFactorsGiveTheSameBytesAsFactorsInMemory) {
       EXPECT_EQ(inputs["y4/kfc_matmul_1"][1], inputs["y1/kfc_matmul_1"][1]) << sub;
       EXPECT_EQ(inputs["y4/kfc_matmul_2"][0], inputs["y1/kfc_matmul_2"][0]) << sub;
       EXPECT_NE(inputs["y3/kfc_matmul_2"][0], inputs["y1/kfc_matmul_2"][0]) << "alpha 0.5";
+      EXPECT_NE(inputs["y6/kfc_matmul_2"][0], inputs["y1/kfc_matmul_2"][0]) << "alpha 1.0000001";
       std::vector<std::string> listed;
       for (const auto& e : fs::directory_iterator(dir.File("spilled_" + sub))) {
         listed.push_back(e.path().filename().string());

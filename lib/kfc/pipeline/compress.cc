@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -858,9 +859,12 @@ struct FactorJob {
 };
 
 // What the encoded constants depend on besides the factors and the order (rewrite::EncodeFactors).
+// The alpha goes in by its bits: any two different floats give different constants.
 std::string EncodingKey(const match::LayerCandidate& c) {
-  return std::to_string(c.op_type == "Gemm" ? c.alpha : 1.0f) + "|" + std::to_string(c.dtype) +
-         (c.weight_first ? "|wx" : "");
+  uint32_t alpha_bits = 0;
+  const float alpha = rewrite::FoldedAlpha(c);
+  std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
+  return std::to_string(alpha_bits) + "|" + std::to_string(c.dtype) + (c.weight_first ? "|wx" : "");
 }
 
 // The error the targets and gates see: data-weighted when calibrated.
@@ -1022,10 +1026,9 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     // order) share the initializers too (the rewriter dedupes by content), and count no new
     // parameters.
     const auto order = kron::CheaperOrder(shape, rank);
-    const float alpha = c.op_type == "Gemm" ? c.alpha : 1.0f;
-    const std::string emitted_key = FactorKey(s, shape, rank) + "|" + std::to_string(alpha) + "|" +
+    const std::string emitted_key = FactorKey(s, shape, rank) + "|" +
                                     (order == kron::ContractionOrder::kBFirst ? "b" : "a") + "|" +
-                                    std::to_string(c.dtype) + (c.weight_first ? "|wx" : "");
+                                    EncodingKey(c);
     auto [first, inserted] = emitted.emplace(emitted_key, c.node_name);
     lr->set_compressed(true);
     lr->set_params_after(params_after);

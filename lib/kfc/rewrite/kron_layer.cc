@@ -212,8 +212,7 @@ StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
     return InvalidArgument("layer '" + layer.node_name + "': factor shape does not match " +
                            std::to_string(layer.k) + " x " + std::to_string(layer.n));
   }
-  const float alpha = layer.op_type == "Gemm" ? layer.alpha : 1.0f;
-  StackedFactors s = Stack(f, alpha, order);
+  StackedFactors s = Stack(f, FoldedAlpha(layer), order);
   if (layer.weight_first) {
     // The B stack multiplies from the left too: it goes in transposed.
     const bool b_first = order == ContractionOrder::kBFirst;
@@ -252,7 +251,7 @@ class LayerEmitter {
     scope_ = layer.scope;
     target_depth_ = model_->ir_version() < 4 ? 0 : std::min(layer.source_depth, scope_.size());
     const bool gemm = layer.op_type == "Gemm";
-    const float alpha = gemm ? layer.alpha : 1.0f;
+    const float alpha = FoldedAlpha(layer);
     const bool b_first = rw.order == ContractionOrder::kBFirst;
     std::optional<StackedInitializers> encoded = rw.encoded;
     if (!encoded) {

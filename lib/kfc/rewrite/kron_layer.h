@@ -45,6 +45,11 @@ struct StackedInitializers {
   onnx::TensorProto first, second;
 };
 
+// The scale folded into the A factors: a Gemm's alpha, 1 for a MatMul.
+inline float FoldedAlpha(const match::LayerCandidate& layer) {
+  return layer.op_type == "Gemm" ? layer.alpha : 1.0f;
+}
+
 // Encodes `f` for `layer` in `order`: the bytes ApplyKronRewrites emits. InvalidArgument when the
 // factor shape does not match the layer.
 StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
