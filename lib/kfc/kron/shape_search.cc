@@ -265,10 +265,11 @@ Status Work(const Layer& layer, const SearchOptions& options, double best, bool 
 
   // The iteration runs on R' = R (V in R^n, M = R^T R) or on R' = R^T (V in R^m, M = R R^T); the
   // spectrum, and with it every bound, is the same. On R, each pass is one sweep over R's rows
-  // (MultiplyGram: Y_b = R_b X, then Z += R_b^T Y_b while the block is in cache), 1.2-1.7x faster
-  // than two plain products; R^T's row blocks are strided column blocks of R, which do not gain.
-  // So R, unless n is the longer side and the blocks that live through the passes (V, X, Z, the
-  // probes: 2 n w doubles) would pass half of R's bytes; then R^T, whose blocks are short.
+  // (MultiplyGram: Y_b = R_b X, then Z += R_b^T Y_b while the block is in cache), up to 1.7x
+  // faster than two plain products (README, "Engine benchmark"); R^T's row blocks are strided
+  // column blocks of R, which do not gain. So R, unless n is the longer side and the blocks that
+  // live through the passes (V, X, Z, the probes: 2 n w doubles) would pass half of R's bytes; then
+  // R^T, whose blocks are short.
   const bool flip = n > m && 8 * w > m;  // 2 n w doubles (16 n w bytes) > half of R (2 m n bytes)
   const int64_t lo = flip ? n : m, sh = flip ? m : n;  // R' is lo x sh
   auto pass = [&](const double* in, int64_t k, double* out, int64_t g = 0,
