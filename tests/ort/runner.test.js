@@ -398,3 +398,41 @@ onnx.save(m, sys.argv[1], save_as_external_data=True, location='weights.data', s
     if (shm) fs.rmSync(shm, { recursive: true, force: true });
   }
 });
+
+test('the Python runner shown in docs/runner.md speaks the protocol (numpy stand-in for onnxruntime)', (t) => {
+  const env = h.requireHarnessEnv('runner');
+  const dir = freshDir(env, 'python');
+  const doc = fs.readFileSync(path.join(h.sourceDir(), 'docs', 'runner.md'), 'utf8');
+  const block = /```python\n(#!\/usr\/bin\/env python3[\s\S]*?)```/.exec(doc);
+  assert.ok(block, 'no Python runner in docs/runner.md');
+  const script = path.join(dir, 'kfc_runner.py');
+  fs.writeFileSync(script, block[1]);
+  const standin = { PYTHONPATH: path.join(__dirname, 'python_standin') };
+  const { file } = fashionLike(dir, 300, 'python rows');
+  const runner = ['--runner', `/usr/bin/python3 ${script}`];
+  const base = [FASHION, '--ratio', '0.25', '--shape', 'lowrank', '--dry-run', '--json', '-q',
+    '--calibration-data', file];
+  const py = kfc(env, [...base, ...runner], standin);
+  assert.equal(py.status, 0, describe(base, py));
+  const node = kfc(env, base);
+  assert.equal(node.status, 0, node.stderr);
+  const a = JSON.parse(py.stdout);
+  const b = JSON.parse(node.stdout);
+  assert.equal(a.runner, 'onnxruntime 0.0-numpy-standin (python)');
+  assert.equal(a.calibration_rows, 300);
+  // numpy and ONNX Runtime round differently: the same figures to a few digits.
+  const [ea, eb] = [a.output_errors[0].relative_error, b.output_errors[0].relative_error];
+  t.diagnostic(`output error: Python runner ${ea}, Node.js runner ${eb}`);
+  assert.ok(Math.abs(ea - eb) <= 1e-4 * eb, `${ea} vs ${eb}`);
+  assert.deepEqual(a.layers.map((l) => l.rank), b.layers.map((l) => l.rank));
+
+  const f64 = path.join(dir, 'f64.npy');
+  writeRawNpy(f64, '<f8', [8, 784], Buffer.alloc(8 * 784 * 8));
+  expectFailure(env, [FASHION, '-r', '2', '--dry-run', '--calibration-data', f64, ...runner],
+    /runner: input 'input': '.*f64\.npy' holds float64; the model input is float32/, null, standin);
+  // Without the stand-in (where Python has no onnxruntime, as here): the runner's last words.
+  if (h.run('/usr/bin/python3', ['-c', 'import onnxruntime']).status !== 0) {
+    expectFailure(env, [FASHION, '-r', '2', '--dry-run', '--calibration-data', file, ...runner],
+      /exited with code 1 before its greeting: ModuleNotFoundError: No module named 'onnxruntime'/, null);
+  }
+});
