@@ -48,8 +48,13 @@ function loadOrt() {
       tried.push(c);
     }
   }
+  // Where the locked package.json is: next to the script (source tree) or in the installed
+  // lib/kfc-compress folder.
+  const installed = path.join(__dirname, '..', 'lib', 'kfc-compress');
+  const where = fs.existsSync(path.join(__dirname, 'package-lock.json')) ||
+    !fs.existsSync(path.join(installed, 'package-lock.json')) ? __dirname : path.resolve(installed);
   throw new Error(`onnxruntime-node is not installed (run 'ONNXRUNTIME_NODE_INSTALL=skip npm ci' ` +
-    `in ${__dirname}, or set KFC_RUNNER_NODE_MODULES to a node_modules folder holding it)`);
+    `in ${where}, or set KFC_RUNNER_NODE_MODULES to a node_modules folder holding it)`);
 }
 
 function firstLine(message) {

@@ -436,3 +436,47 @@ test('the Python runner shown in docs/runner.md speaks the protocol (numpy stand
       /exited with code 1 before its greeting: ModuleNotFoundError: No module named 'onnxruntime'/, null);
   }
 });
+
+test('int64 inputs (token ids) and models with a fixed batch size', (t) => {
+  const env = h.requireHarnessEnv('runner');
+  const dir = freshDir(env, 'ids');
+  const model = path.join(dir, 'embed.onnx');
+  // ids [n, 4] -> Gather(embedding [100, 64]) -> [n, 4, 64] -> MatMul [64, 96]: the layer's input
+  // is a 3-D activation computed from integer inputs.
+  writeModelWithPython(`
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto as T
+rng = np.random.default_rng(5)
+emb = numpy_helper.from_array(rng.standard_normal((100, 64)).astype(np.float32), 'emb')
+w = numpy_helper.from_array(rng.standard_normal((64, 96)).astype(np.float32), 'w')
+nodes = [helper.make_node('Gather', ['emb', 'ids'], ['e'], name='embed'),
+         helper.make_node('MatMul', ['e', 'w'], ['y'], name='proj')]
+g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('ids', T.INT64, ['n', 4])],
+                      [helper.make_tensor_value_info('y', T.FLOAT, ['n', 4, 96])], [emb, w])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), sys.argv[1])`, model);
+  const ids = Buffer.alloc(50 * 4 * 8);
+  const rng = h.mulberry32(h.seedFromString('token ids'));
+  for (let i = 0; i < 50 * 4; ++i) ids.writeBigInt64LE(BigInt(Math.floor(rng() * 100)), i * 8);
+  const idsFile = path.join(dir, 'ids.npy');
+  writeRawNpy(idsFile, '<i8', [50, 4], ids);
+  const r = kfc(env, [model, '-r', '4', '--calibration-data', idsFile, '--dry-run', '--json', '-q',
+    '--calibration-batch', '16']);
+  assert.equal(r.status, 0, r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.equal(rep.layers[0].calibrated, true);
+  assert.equal(rep.calibration_rows, 50);
+  assert.equal(rep.output_errors[0].elements, 50 * 4 * 96);
+  t.diagnostic(`embedding -> proj at -r 4: output error ${rep.output_errors[0].relative_error}`);
+
+  // gemm_bias_2d takes exactly 4 rows per run: 12 rows run as 3 batches; 10 rows cannot.
+  const fixed = h.testdataPath('synthetic', 'gemm_bias_2d.onnx');
+  const x12 = path.join(dir, 'x12.npy');
+  writeNpy(x12, [12, 80], Float32Array.from({ length: 12 * 80 }, () => rng()));
+  const ok = kfc(env, [fixed, '-r', '2', '--min-params', '0', '--calibration-data', x12, '--dry-run', '--json', '-q']);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).calibration_rows, 12);
+  const x10 = path.join(dir, 'x10.npy');
+  writeNpy(x10, [10, 80], new Float32Array(10 * 80));
+  expectFailure(env, [fixed, '-r', '2', '--min-params', '0', '--calibration-data', x10, '--dry-run'],
+    /runner: input 'x': the model takes batches of exactly 4 rows; '.*x10\.npy' has 10/, null);
+});

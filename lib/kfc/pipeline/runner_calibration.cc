@@ -232,6 +232,7 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
 
   // 1. The runner records every exposed activation and every model output.
   start = Clock::now();
+  log.debug("starting the runner: {}", runner::CommandText(runner_options.command));
   auto started = runner::Runner::Start(runner_options.command, tmp.path());
   if (!started.ok()) {
     // The hint (how to get Node.js) helps only when the program itself is missing.
