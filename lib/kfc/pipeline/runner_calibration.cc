@@ -219,6 +219,7 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   fs::create_directories(calib_dir, ec);
   if (ec) return IoError("temporary folder '" + calib_dir + "': " + ec.message());
   KFC_RETURN_IF_ERROR(WriteRunnable(&probe.model, input, tmp.path(), "probe.onnx", &reader));
+  probe.model = onnx::ModelProto();  // written: its weights need not stay in memory
   google::protobuf::util::JsonPrintOptions json_options;
   json_options.add_whitespace = true;
   json_options.preserve_proto_field_names = true;
