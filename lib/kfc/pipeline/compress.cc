@@ -16,14 +16,18 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/core/parallel.h"
+#include "kfc/io/file_digest.h"
 #include "kfc/io/model_io.h"
 #include "kfc/kron/blas_threads.h"
 #include "kfc/kron/weighted.h"
 #include "kfc/pipeline/allocate.h"
 #include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/name_filter.h"
+#include "kfc/pipeline/provenance.h"
+#include "kfc/pipeline/size_error_curve.h"
 #include "kfc/report/render.h"
 #include "kfc/rewrite/kron_layer.h"
+#include "kfc/rewrite/metadata.h"
 #include "kfc/tensor/tensor.h"
 #include "onnx/checker.h"
 #include "onnx/shape_inference/implementation.h"
@@ -294,6 +298,42 @@ Decision FromSearch(kron::ShapeSearchResult search) {
 
 const char kNoShape[] = "no non-trivial Kronecker shape divides the weight";
 
+// The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
+int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
+  return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
+}
+
+// No MACs limit: asked for, or compressing regardless of profit (skip_unprofitable false).
+bool Unguarded(const Options& o) { return o.allow_slower || !o.skip_unprofitable; }
+
+// The MACs per row a compressed layer may cost: the dense layer's K*N (-1: no limit).
+int64_t MacsLimit(const Options& o, const match::LayerCandidate& c) {
+  return Unguarded(o) ? -1 : c.k * c.n;
+}
+
+// The largest rank of `shape` that saves parameters and is not slower than dense (unless allowed).
+int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
+                      const match::LayerCandidate& c) {
+  return std::min(MaxProfitableRank(shape, c.k * c.n),
+                  kron::MaxRankWithinMacs(shape, MacsLimit(o, c)));
+}
+
+// A layer at rank `rank` of `shape` costs more MACs per row than dense (and that is not allowed).
+bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
+             int64_t rank) {
+  return !Unguarded(o) && rank * kron::MacsPerTerm(shape) > c.k * c.n;
+}
+
+std::string SlowerDetail(const match::LayerCandidate& c, const kron::KronShape& shape,
+                         int64_t rank) {
+  const int64_t fast = kron::MaxRankWithinMacs(shape, c.k * c.n);
+  return "rank " + std::to_string(rank) + " of " + ShapeText(shape) + " costs " +
+         std::to_string(rank * kron::MacsPerTerm(shape)) + " MACs per row, dense " +
+         std::to_string(c.k * c.n) +
+         (fast >= 1 ? " (rank <= " + std::to_string(fast) + " would not be slower)"
+                    : " (even one term is slower)");
+}
+
 // The spectrum that rates `shape`: of W's rearrangement, or with calibration statistics of the
 // whitened weight's (kron::Whiten), whose tail energy is the data-weighted error (exact for the
 // low-rank shapes, through the Kronecker-factored covariance for the others).
@@ -314,14 +354,16 @@ StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std
 
 // -r --shape auto with calibration: every shape at the largest rank the budget allows, rated by its
 // whitened spectrum (SearchShape's pruning works on one matrix; each shape whitens differently).
-StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, const match::LayerCandidate& c,
+StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, int64_t max_macs,
+                                            const match::LayerCandidate& c,
                                             const std::vector<float>& w,
                                             const kron::InputStats& stats) {
   Decision best;
   double best_error = 2.0;
   best.compared = 0;
   for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
-    const int64_t rank = std::min(max_params / shape.ParamsPerTerm(), shape.MaxRank());
+    const int64_t rank =
+        std::min(max_params / shape.ParamsPerTerm(), kron::MaxRankWithinMacs(shape, max_macs));
     if (rank < 1) continue;
     ++best.compared;
     double norm = 0.0;
@@ -343,28 +385,55 @@ StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, const match::Lay
 
 // -r with --shape auto: the budget is what the balanced shape (fewest parameters per term,
 // squarest) uses at the requested rank, so auto never makes a layer bigger than balanced would.
-StatusOr<Decision> DecideAutoRank(int64_t rank, const match::LayerCandidate& c,
+StatusOr<Decision> DecideAutoRank(const Options& o, int64_t rank, const match::LayerCandidate& c,
                                   const std::vector<float>& w, const kron::InputStats* stats) {
   auto balanced = kron::DefaultShape(c.k, c.n);
   if (!balanced.ok()) return SkipDecision("no_factor_shape", kNoShape);
   kron::SearchBudget budget;
   budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
-  if (stats != nullptr) return DecideAutoRankCalibrated(budget.max_params, c, w, *stats);
-  KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
-                       kron::SearchShape(w.data(), c.k, c.n, budget));
-  if (!search.found) {
-    return SkipDecision("no_factor_shape", "no shape fits a budget of " +
-                                               std::to_string(budget.max_params) + " parameters");
+  budget.max_macs = MacsLimit(o, c);
+  StatusOr<Decision> d = Decision{};
+  if (stats != nullptr) {
+    d = DecideAutoRankCalibrated(budget.max_params, budget.max_macs, c, w, *stats);
+  } else {
+    KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                         kron::SearchShape(w.data(), c.k, c.n, budget));
+    d = search.found ? FromSearch(std::move(search))
+                     : SkipDecision("no_factor_shape", "no shape fits a budget of " +
+                                                           std::to_string(budget.max_params) +
+                                                           " parameters");
   }
-  return FromSearch(std::move(search));
+  if (d.ok() && !d->compress) {
+    // Some shape fits the parameters, none the MACs.
+    for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
+      if (budget.max_params / shape.ParamsPerTerm() >= 1) {
+        return SkipDecision("slower_than_dense", "no shape within a budget of " +
+                                                     std::to_string(budget.max_params) +
+                                                     " parameters costs at most the dense " +
+                                                     std::to_string(c.k * c.n) + " MACs per row");
+      }
+    }
+  }
+  return d;
 }
 
 // -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
-StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate& c,
-                              const std::vector<float>& w, const kron::InputStats* stats) {
-  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(dir.rank, c, w, stats);
-  const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
+StatusOr<Decision> DecideRank(const Options& o, const Directive& dir,
+                              const match::LayerCandidate& c, const std::vector<float>& w,
+                              const kron::InputStats* stats) {
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(o, dir.rank, c, w, stats);
+  std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
   if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
+  // Never slower than dense: the policy's shapes that are not, at the rank asked for (a rank that
+  // saves no parameters is skipped as unprofitable later, the more basic reason).
+  const int64_t asked = std::min(dir.rank, shapes.front().MaxRank());
+  const kron::KronShape first = shapes.front();
+  if (asked * first.ParamsPerTerm() < c.k * c.n) {
+    shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
+                                [&](const kron::KronShape& s) { return TooSlow(o, c, s, asked); }),
+                 shapes.end());
+  }
+  if (shapes.empty()) return SkipDecision("slower_than_dense", SlowerDetail(c, first, asked));
   Decision best;
   best.compress = true;
   best.shape = shapes.front();
@@ -390,24 +459,32 @@ StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate&
   return best;
 }
 
-// The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
-int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
-  return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
-}
-
 // --max-error: the fewest parameters whose exact error meets the target, over the policy's shapes
 // (kron::SearchShape for auto) and every profitable rank.
-StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandidate& c,
-                                  const std::vector<float>& w, const kron::InputStats* stats) {
+StatusOr<Decision> DecideMaxError(const Options& o, const Directive& dir,
+                                  const match::LayerCandidate& c, const std::vector<float>& w,
+                                  const kron::InputStats* stats) {
   const int64_t dense = c.k * c.n;
   const std::string unmet = "no shape reaches relative error <= " + Num(dir.max_error) +
                             " with fewer than " + std::to_string(dense) + " parameters";
+  const std::string slower = "every shape that reaches relative error <= " + Num(dir.max_error) +
+                             " with fewer than " + std::to_string(dense) +
+                             " parameters costs more than the dense " + std::to_string(dense) +
+                             " MACs per row";
+  const bool by_macs = o.objective == Objective::kMacs;
   if (dir.shape.kind == ShapePolicy::Kind::kAuto && stats == nullptr) {
     kron::SearchBudget budget;
     budget.max_error = dir.max_error;
+    budget.max_macs = MacsLimit(o, c);
+    budget.objective = by_macs ? kron::SearchObjective::kMacs : kron::SearchObjective::kParams;
     KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
                          kron::SearchShape(w.data(), c.k, c.n, budget));
-    if (!search.found) return SkipDecision("error_target_unmet", unmet);
+    if (!search.found) {
+      for (const auto& cand : search.candidates) {
+        if (cand.meets_target_above_max_macs) return SkipDecision("slower_than_dense", slower);
+      }
+      return SkipDecision("error_target_unmet", unmet);
+    }
     return FromSearch(std::move(search));
   }
   const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
@@ -415,17 +492,27 @@ StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandid
   Decision best;
   best.compared = static_cast<int64_t>(shapes.size());
   double best_error = 2.0, closest = 2.0;
+  bool met_too_slow = false;
   for (const auto& shape : shapes) {
     double norm = 0.0;
     KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
     for (int64_t r = 1; r <= MaxProfitableRank(shape, dense); ++r) {
       const double error = kron::SpectrumError(s, r, norm);
+      if (TooSlow(o, c, shape, r)) {
+        met_too_slow = met_too_slow || error <= dir.max_error;
+        if (error <= dir.max_error) break;
+        continue;
+      }
       closest = std::min(closest, error);
       if (error > dir.max_error) continue;
       const int64_t params = r * shape.ParamsPerTerm();
       const int64_t best_params = best.rank * best.shape.ParamsPerTerm();
-      if (!best.compress || params < best_params ||
-          (params == best_params && error < best_error * (1.0 - 1e-9) - 1e-15)) {
+      const int64_t macs = r * kron::MacsPerTerm(shape);
+      const int64_t best_macs = best.rank * kron::MacsPerTerm(best.shape);
+      const bool tie = by_macs ? macs == best_macs && params == best_params : params == best_params;
+      const bool fewer = by_macs ? macs < best_macs || (macs == best_macs && params < best_params)
+                                 : params < best_params;
+      if (!best.compress || fewer || (tie && error < best_error * (1.0 - 1e-9) - 1e-15)) {
         best.compress = true;
         best.shape = shape;
         best.rank = r;
@@ -434,6 +521,7 @@ StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandid
       break;
     }
   }
+  if (!best.compress && met_too_slow) return SkipDecision("slower_than_dense", slower);
   if (!best.compress) {
     return SkipDecision(
         "error_target_unmet",
@@ -447,20 +535,23 @@ StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandid
 struct RatioUnit {
   std::vector<size_t> layers;  // indices into the pipeline's layer list
   int64_t dense = 0;           // K * N
+  bool slower = false;         // some rank saved parameters but was slower than dense
   std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
   AllocGroup group;
 };
 
 // Options of a unit from the exact spectra of the policy's shapes: every profitable rank.
-Status BuildRatioOptions(const ShapePolicy& policy, const match::LayerCandidate& c,
-                         const std::vector<float>& w, const kron::InputStats* stats,
-                         RatioUnit* unit) {
+Status BuildRatioOptions(const Options& o, const ShapePolicy& policy,
+                         const match::LayerCandidate& c, const std::vector<float>& w,
+                         const kron::InputStats* stats, RatioUnit* unit) {
   unit->dense = c.k * c.n;
   const double weight = static_cast<double>(unit->dense);
   for (const auto& shape : PolicyShapes(policy, c)) {
+    const int64_t r_max = MaxUsefulRank(o, shape, c);
+    unit->slower = unit->slower || r_max < MaxProfitableRank(shape, unit->dense);
+    if (r_max < 1) continue;
     double norm = 0.0;
     KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
-    const int64_t r_max = MaxProfitableRank(shape, unit->dense);
     // Squared error for every rank at once: the energy left after the first r values.
     double kept = 0.0, total = 0.0;
     for (double v : s) total += v * v;
@@ -624,7 +715,7 @@ struct CompressibleCount {
   void Add(const Options& o, const LayerState& s) {
     const match::LayerCandidate& c = *s.c;
     dense[c.source_value] = c.k * c.n;
-    if (s.dec.compress && Profitable(o, c, s.dec)) {
+    if (s.dec.compress && Profitable(o, c, s.dec) && !TooSlow(o, c, s.dec.shape, s.dec.rank)) {
       factors[FactorKey(s, s.dec.shape, s.dec.rank)] = s.dec.rank * s.dec.shape.ParamsPerTerm();
     } else {
       dense_kept.insert(c.source_value);
@@ -646,7 +737,7 @@ struct CompressibleCount {
 // --ratio: the layers the ratio decides are grouped by weight, each group's options come from its
 // spectra, and Allocate spreads what the budget leaves after the other (pinned) layers.
 Status AllocateRatio(const Options& o, const Weights& weights, std::vector<LayerState>* states,
-                     report::Report* rep) {
+                     report::Report* rep, CurveInput* curve) {
   std::vector<RatioUnit> units;
   std::map<std::string, size_t> unit_of;
   CompressibleCount all, pinned;
@@ -667,7 +758,7 @@ Status AllocateRatio(const Options& o, const Weights& weights, std::vector<Layer
     const LayerState& s = (*states)[units[u].layers.front()];
     auto w = weights.Matrix(*s.c);
     Status built =
-        w.ok() ? BuildRatioOptions(s.dir.shape, *s.c, *w, StatsOf(s), &units[u]) : w.status();
+        w.ok() ? BuildRatioOptions(o, s.dir.shape, *s.c, *w, StatsOf(s), &units[u]) : w.status();
     return built.WithContext("layer '" + s.c->node_name + "'");
   }));
   const double before = all.Before();
@@ -676,6 +767,13 @@ Status AllocateRatio(const Options& o, const Weights& weights, std::vector<Layer
   std::vector<AllocGroup> groups;
   for (const auto& u : units) groups.push_back(u.group);
   const Allocation alloc = Allocate(groups, target - pinned_after);
+  if (o.record_charts) {
+    curve->total_weight = before;
+    for (size_t u = 0; u < units.size(); ++u) {
+      curve->fixed_params -= static_cast<double>(units[u].group.options[alloc.choice[u]].params);
+    }
+    curve->groups = std::move(groups);
+  }
   Logger().info("--ratio {}: {} of {} compressible parameters allocated to {} weights ({})",
                 o.ratio, alloc.params + pinned_after, target, units.size(),
                 alloc.met ? "target met" : "target missed");
@@ -685,6 +783,13 @@ Status AllocateRatio(const Options& o, const Weights& weights, std::vector<Layer
     for (size_t i : unit.layers) {
       Decision& d = (*states)[i].dec;
       if (pick + 1 == unit.group.options.size()) {
+        if (unit.choices.empty() && unit.slower) {
+          d = SkipDecision("slower_than_dense",
+                           "every Kronecker shape and rank that saves parameters costs more "
+                           "than the dense " +
+                               std::to_string(unit.dense) + " MACs per row");
+          continue;
+        }
         d = SkipDecision("kept_dense", unit.choices.empty()
                                            ? "no Kronecker shape saves parameters"
                                            : "the --ratio allocation keeps this weight dense");
@@ -847,6 +952,17 @@ void SetShape(const LayerState& s, report::LayerReport* lr) {
                        s.dir.shape.kind != ShapePolicy::Kind::kAuto && d.rank < s.dir.rank);
 }
 
+// The chosen shape's singular values for the HTML report, relative to ||W||_F.
+void SetSpectrum(const kron::KronFactors& f, report::LayerReport* lr) {
+  constexpr size_t kMaxSpectrum = 512;
+  if (!(f.frobenius_norm > 0)) return;
+  report::Spectrum* sp = lr->mutable_spectrum();
+  for (size_t t = 0; t < f.singular_values.size() && t < kMaxSpectrum; ++t) {
+    sp->add_values(RoundSignificant(f.singular_values[t] / f.frobenius_norm));
+  }
+  sp->set_complete(f.method == kron::SvdMethod::kExact);
+}
+
 // One factorization to compute: a weight (in one orientation, with its calibration data) at a
 // decided shape and rank, under one budget; every layer that asks for the same shares it.
 struct FactorJob {
@@ -908,7 +1024,10 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
     if (s.dir.budget != Budget::kMaxError || Judged(s, d.shape, wf) <= s.dir.max_error) break;
     Decision next = d;
     ++next.rank;
-    if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
+    if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next) ||
+        TooSlow(o, c, next.shape, next.rank)) {
+      break;
+    }
     Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
                    c.node_name, Judged(s, d.shape, wf), s.dir.max_error, d.rank);
     d = next;
@@ -974,6 +1093,10 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
            "rank " + std::to_string(d.rank) + " of " + ShapeText(d.shape) + " needs " +
                std::to_string(d.rank * d.shape.ParamsPerTerm()) + " parameters, dense has " +
                std::to_string(s.c->k * s.c->n));
+      continue;
+    }
+    if (TooSlow(o, *s.c, d.shape, d.rank)) {
+      Skip(s.lr, "slower_than_dense", SlowerDetail(*s.c, d.shape, d.rank));
       continue;
     }
     const std::string key =
@@ -1053,11 +1176,13 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     }
     lr->set_weight_bytes_after(lr->params_after() *
                                static_cast<double>(tensor::DTypeSize(c.dtype)));
+    if (o.record_charts && inserted && !s.stats) SetSpectrum(f, lr);
     Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
                    ShapeText(shape), rank, f.relative_error);
     (*results)[i].factors = f;
     (*results)[i].bias_correction = wf.bias_correction;
-    rewrites.push_back({c, std::move(f), order, std::nullopt, std::move(wf.bias_correction)});
+    rewrites.push_back(
+        {c, std::move(f), order, std::nullopt, std::move(wf.bias_correction), LayerDocString(*lr)});
     if (o.spill != nullptr) rewrites.back().encoded = job.encoded.at(EncodingKey(c));
   }
   return rewrites;
@@ -1201,10 +1326,10 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
                   : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
           break;
         case Budget::kRank:
-          d = DecideRank(s.dir, c, w, StatsOf(s));
+          d = DecideRank(options, s.dir, c, w, StatsOf(s));
           break;
         case Budget::kMaxError:
-          d = DecideMaxError(s.dir, c, w, StatsOf(s));
+          d = DecideMaxError(options, s.dir, c, w, StatsOf(s));
           break;
         case Budget::kRatio:
           break;  // below, for all such layers at once
@@ -1215,7 +1340,10 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       return Status::Ok();
     }));
   }
-  if (options.ratio > 0) KFC_RETURN_IF_ERROR(AllocateRatio(options, weights, &states, &rep));
+  CurveInput ratio_curve;  // --ratio's options, for the HTML report's size-error curve
+  if (options.ratio > 0) {
+    KFC_RETURN_IF_ERROR(AllocateRatio(options, weights, &states, &rep, &ratio_curve));
+  }
   for (LayerState& s : states) {
     if (!calibration || !s.considered || s.c->k <= kMaxCalibratedK || !s.dec.compress) continue;
     const kron::KronShape& shape = s.dec.shape;
@@ -1273,6 +1401,8 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   totals->set_model_params_after(after.params);
   totals->set_weight_bytes_before(before.bytes);
   totals->set_weight_bytes_after(after.bytes);
+  // Provenance before the size is taken: the entries are part of the output.
+  rewrite::ReplaceMetadata(&result.model, kMetadataPrefix, ProvenanceEntries(options, rep));
   // As if stored inline: tensors still in the input's external files count with their bytes.
   totals->set_file_bytes_before(file_bytes_before);
   KFC_ASSIGN_OR_RETURN(const int64_t file_bytes_after, io::InlineSize(&result.model));
@@ -1297,6 +1427,16 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
     if (!met) log.warn("--ratio {}: {}", options.ratio, rep.ratio_detail());
   }
   EvaluateGates(options, &rep);
+  if (options.record_charts) {
+    if (!ratio_curve.groups.empty()) {
+      // Allocated parameters were subtracted: what remains outside the groups.
+      ratio_curve.fixed_params += ca;
+      ratio_curve.fixed_cost = CompressedCost(rep, "ratio");
+      SetSizeErrorCurve(ratio_curve, "ratio_allocation", &rep);
+    } else {
+      SetSizeErrorCurve(CurveFromSpectra(rep), "chosen_shapes", &rep);
+    }
+  }
   return result;
 }
 
@@ -1360,6 +1500,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
   Options with_reader = options;
   with_reader.external_reader = &reader;
+  if (with_reader.input_sha256.empty()) {
+    KFC_ASSIGN_OR_RETURN(with_reader.input_sha256, io::FileSha256(input));
+  }
   // Factors go to a nameless file next to the output as they are produced (none for a dry run).
   io::SpillFile spill;
   if (!dry_run) {
