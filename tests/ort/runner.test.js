@@ -122,6 +122,17 @@ test('one command gives the bytes of the manual probe workflow, and output error
   assert.match(text.stdout, /\n {2}probabilities {2}\d\.\d{6} {2}/);
   assert.match(text.stderr, /runner \(onnxruntime-node 1\.30\.0\): recorded 3 activations and 1 outputs on 512 rows/);
 
+  // The Markdown and HTML reports carry the same figures.
+  const md = path.join(dir, 'report.md');
+  const html = path.join(dir, 'report.html');
+  for (const file of [md, html]) {
+    const rr = kfc(env, [FASHION, ...mode, '--calibration-data', path.join(dir, 'calib.npy'),
+      '--dry-run', '-q', '--report', file]);
+    assert.equal(rr.status, 0, rr.stderr);
+  }
+  assert.match(fs.readFileSync(md, 'utf8'), /\| output \(512 calibration rows, run by onnxruntime-node 1\.30\.0\) \| relative error \| max abs error \|\n\|:--\|--:\|--:\|\n\| probabilities \| \d\.\d{6} \|/);
+  assert.match(fs.readFileSync(html, 'utf8'), /<section id="outputs">[\s\S]*<td>probabilities<\/td><td class="n">\d\.\d{6}<\/td>/);
+
   const report = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
   assert.equal(report.calibration, 'runner');
   assert.deepEqual(report.calibration_data, [`input=${file}`]);
