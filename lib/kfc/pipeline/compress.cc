@@ -16,6 +16,8 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/core/parallel.h"
+#include "kfc/graph/scope.h"
+#include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
 #include "kfc/kron/blas_threads.h"
 #include "kfc/kron/weighted.h"
@@ -49,14 +51,14 @@ const onnx::TensorProto* FindInitializer(const onnx::GraphProto& g, const std::s
 const onnx::TensorProto* WeightSource(const onnx::ModelProto& model,
                                       const match::LayerCandidate& c) {
   if (c.constant_node >= 0) {
-    const onnx::GraphProto* g = match::GraphAt(model, c.scope, c.scope.size());
+    const onnx::GraphProto* g = graph::GraphAt(model, c.scope, c.scope.size());
     if (g == nullptr || c.constant_node >= g->node_size()) return nullptr;
     for (const auto& a : g->node(c.constant_node).attribute()) {
       if (a.name() == "value" && a.has_t()) return &a.t();
     }
     return nullptr;
   }
-  const onnx::GraphProto* g = match::GraphAt(model, c.scope, c.source_depth);
+  const onnx::GraphProto* g = graph::GraphAt(model, c.scope, c.source_depth);
   return g != nullptr ? FindInitializer(*g, c.weight_tensor_name) : nullptr;
 }
 
