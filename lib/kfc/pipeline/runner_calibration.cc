@@ -13,6 +13,7 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/io/external_data.h"
+#include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
 #include "kfc/io/temp_dir.h"
 #include "kfc/pipeline/calibration.h"
