@@ -23,6 +23,9 @@ StatusOr<std::string> ReadFile(const std::string& path, const std::string& what,
 // that is not an ONNX model (no graph, no ir_version, no opset_import).
 StatusOr<onnx::ModelProto> LoadModel(const std::string& path);
 
+// Parses serialized model bytes with LoadModel's checks; errors start with `what` ("model bytes").
+StatusOr<onnx::ModelProto> ParseModel(const std::string& bytes, const std::string& what);
+
 // Deterministic serialization (map fields sorted): identical models give identical bytes.
 StatusOr<std::string> SerializeModel(const onnx::ModelProto& model);
 
