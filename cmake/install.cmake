@@ -41,6 +41,9 @@ set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# Executables and the Python module without debug info (the static libraries keep theirs; build
+# with -DCMAKE_BUILD_TYPE=Release for a smaller package).
+set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS
     "libonnx-dev, libprotobuf-dev, libspdlog-dev, liblapacke-dev, libopenblas-dev")
 if(KFC_PYTHON_DEB_DEPENDS)

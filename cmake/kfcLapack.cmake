@@ -6,7 +6,7 @@ if(NOT TARGET kfc::lapack)
   find_library(OPENBLAS_LIBRARY openblas)
   find_path(CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread)
   include(FindPackageHandleStandardArgs)
-  find_package_handle_standard_args(kfcLapack REQUIRED_VARS LAPACKE_INCLUDE_DIR LAPACKE_LIBRARY
+  find_package_handle_standard_args(kfcLapack NAME_MISMATCHED REQUIRED_VARS LAPACKE_INCLUDE_DIR LAPACKE_LIBRARY
                                                             OPENBLAS_LIBRARY CBLAS_INCLUDE_DIR)
   if(kfcLapack_FOUND)
     add_library(kfc::lapack INTERFACE IMPORTED)

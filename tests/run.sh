@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash cmake/install-deps.sh
+bash cmake/install-deps.sh --test
 # ONNX Runtime for the cross-checks, pinned by tests/ort/package-lock.json. Its postinstall would
 # try to download extra binaries, which this environment cannot reach; the npm package already
 # carries the CPU runtime.
