@@ -161,7 +161,7 @@ void RaiseGateFailed(const kfc::report::Report& report, const std::string& json)
   throw py::error_already_set();
 }
 
-py::tuple Compress(const py::bytes& model_bytes, const py::object& rank, const py::object& ratio,
+py::tuple Compress(const py::object& model_bytes, const py::object& rank, const py::object& ratio,
                    const py::object& max_error, const py::object& shape, const py::kwargs& kwargs) {
   py::dict options;
   options["rank"] = rank;
@@ -176,7 +176,21 @@ py::tuple Compress(const py::bytes& model_bytes, const py::object& rank, const p
   args.push_back("<memory>");
   const kfc::tool::CliOptions cli = Parse(std::move(args));
 
-  std::string input = model_bytes;  // a copy: the bytes object may change once the GIL is released
+  // bytes, bytearray, memoryview or any other buffer; copied, since a mutable buffer could change
+  // once the GIL is released.
+  if (py::isinstance<py::str>(model_bytes) || !PyObject_CheckBuffer(model_bytes.ptr())) {
+    throw py::type_error(
+        "model_bytes: expected bytes (a serialized ONNX model), got " +
+        py::str(py::type::handle_of(model_bytes).attr("__name__")).cast<std::string>());
+  }
+  std::string input;
+  if (py::isinstance<py::bytes>(model_bytes)) {
+    input = model_bytes.cast<std::string>();
+  } else {
+    const auto copy = py::reinterpret_steal<py::bytes>(PyBytes_FromObject(model_bytes.ptr()));
+    if (!copy) throw py::error_already_set();
+    input = copy.cast<std::string>();
+  }
   kfc::StatusOr<kfc::tool::BytesRun> run = kfc::InvalidArgument("not run");
   {
     py::gil_scoped_release release;

@@ -171,8 +171,14 @@ class Errors(Scratch):
         for junk in (b"", b"not a model", DIGITS.read_bytes()[:100]):
             with self.assertRaisesRegex(RuntimeError, "^model bytes: "):
                 kfc_compress.compress(junk, rank=4)
-        with self.assertRaises(TypeError):
-            kfc_compress.compress("a path, not bytes", rank=4)
+        with self.assertRaisesRegex(TypeError, "model_bytes: expected bytes"):
+            kfc_compress.compress(str(DIGITS), rank=4)
+
+    def test_bytes_like_input(self):
+        model = DIGITS.read_bytes()
+        expected, _ = kfc_compress.compress(model, rank=4)
+        for view in (bytearray(model), memoryview(model)):
+            self.assertEqual(kfc_compress.compress(view, rank=4)[0], expected)
 
     def test_gate_failure(self):
         with self.assertRaises(kfc_compress.GateFailedError) as caught:
