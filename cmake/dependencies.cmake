@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Finds Debian's packages; nothing is vendored or fetched.
 find_package(Protobuf REQUIRED)  # must come before ONNX: Debian's ONNX targets use protobuf::libprotobuf
 find_package(ONNX REQUIRED)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages kfc-compress needs, only those that are missing. Runs unattended
 # (no prompts); uses sudo when not root.
 #   bash cmake/install-deps.sh          what building needs: the tool, the library, the Python

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What `cmake --install build --prefix P` puts under P, and the .deb that `cpack -G DEB` builds:
 #   bin/kfc-compress
 #   lib/libkfc.a, lib/libkfc_proto.a           the library and the report/plan messages it needs

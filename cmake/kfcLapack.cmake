@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # LAPACKE + OpenBLAS (Debian: liblapacke-dev, libopenblas-dev) as the imported target kfc::lapack.
 # Used by the build and, installed next to kfcConfig.cmake, by projects that find_package(kfc).
 if(NOT TARGET kfc::lapack)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Python module kfc_compress: the CLI's two runs (tool/run.h) behind keyword arguments.
 //
 //   compress(model_bytes, rank=None, ratio=None, max_error=None, shape=None, **options)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole test suite from a fresh Debian 12 machine: install what is missing, build, run every
 # test (unit, rewrite, CLI, ONNX Runtime cross-checks) through ctest.
 set -euo pipefail

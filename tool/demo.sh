@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Quick start demo: install what building needs (not the test tools: cmake/install-deps.sh --test),
 # build kfc-compress, compress the digits MLP shipped in testdata/ (trained on scikit-learn's real
 # 8x8 digits) and print the report.

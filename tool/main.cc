@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // kfc-compress: parse options, run the pipeline, render the report, map to an exit code.
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>

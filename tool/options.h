@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Command-line options of kfc-compress and their parsing (CLI11).
 #pragma once
 

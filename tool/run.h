@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The work behind both entry points of kfc-compress, below argv parsing and above the pipeline:
 // the CLI's path-based run (also Python's compress_file) and the in-memory run behind Python's
 // compress. Neither prints anything: callers render the report and map errors to exit codes.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `cpack -G DEB` builds a .deb whose Depends come from dpkg-shlibdeps; unpacked into a scratch root
 # (dpkg -x), its kfc-compress and Python module compress testdata/digits_mlp.onnx at rank 4 to the
 # same bytes as the build tree's binary.

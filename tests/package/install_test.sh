@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A fresh prefix install works end to end: `cmake --install BUILD --prefix P` into an empty P, then
 # P/bin/kfc-compress, a CMake project built against P (find_package(kfc), tests/package/consumer)
 # and the Python module from P's Python path each compress testdata/digits_mlp.onnx at rank 4 to

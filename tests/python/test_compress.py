@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kfc_compress (the Python module) against the kfc-compress binary it wraps.
 
 Run by ctest (python_module) with PYTHONPATH at the built module and KFC_COMPRESS, KFC_SOURCE_DIR

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reading and writing ONNX model files. Writes are atomic: the bytes go to a temporary file in the
 // target folder, which is renamed into place only when complete.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // kfc_consumer INPUT.onnx OUTPUT.onnx: compresses INPUT at rank 4 through the installed library,
 // both in memory and path to path, and prints the report. Exit 1 on any error or disagreement.
 #include <cstdio>
