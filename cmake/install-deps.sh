@@ -7,7 +7,8 @@
 #   bash cmake/install-deps.sh --test   that plus what the test suite adds: GoogleTest, ONNX
 #                                       Runtime's node runner, Python ONNX/NumPy/scikit-learn and a
 #                                       dataset for the model scripts, clang for the fuzzer,
-#                                       dpkg-dev and file for the .deb test (dpkg-shlibdeps)
+#                                       dpkg-dev and file for the .deb test (dpkg-shlibdeps),
+#                                       chromium for the HTML report test
 set -euo pipefail
 
 build=(
@@ -23,6 +24,7 @@ test=(
   dataset-fashion-mnist
   clang libclang-rt-14-dev
   dpkg-dev file
+  chromium
 )
 
 packages=("${build[@]}")

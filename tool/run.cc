@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <utility>
 
+#include "kfc/core/sha256.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/plan.h"
+#include "kfc/report/format.h"
 #include "kfc/report/render.h"
 
 namespace kfc::tool {
@@ -78,7 +80,11 @@ StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline
   if (!json.ok()) return undo(json.status());
   run.json = std::move(*json);
   if (!o.report_path.empty()) {
-    if (auto s = io::WriteFileAtomic(o.report_path, run.json); !s.ok()) return undo(s);
+    const auto format = report::FormatForPath(o.report_path);
+    auto rendered = format == report::ReportFormat::kJson ? StatusOr<std::string>(run.json)
+                                                          : report::RenderAs(run.report, format);
+    if (!rendered.ok()) return undo(rendered.status());
+    if (auto s = io::WriteFileAtomic(o.report_path, *rendered); !s.ok()) return undo(s);
   }
   return run;
 }
@@ -87,7 +93,11 @@ StatusOr<BytesRun> RunBytes(const std::string& model_bytes, const pipeline::Opti
   KFC_RETURN_IF_ERROR(pipeline::ValidateOptions(options));
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::ParseModel(model_bytes, "model bytes"));
   KFC_RETURN_IF_ERROR(pipeline::CheckModel(model, "input model"));
-  KFC_ASSIGN_OR_RETURN(pipeline::Result result, pipeline::CompressModel(std::move(model), options));
+  // The provenance names the input by its digest, as CompressFile does from the file's bytes.
+  pipeline::Options with_digest = options;
+  if (with_digest.input_sha256.empty()) with_digest.input_sha256 = Sha256Hex(model_bytes);
+  KFC_ASSIGN_OR_RETURN(pipeline::Result result,
+                       pipeline::CompressModel(std::move(model), with_digest));
   BytesRun run;
   run.report = std::move(result.report);
   if (run.report.gates_passed() || options.write_on_gate_failure) {

@@ -23,7 +23,8 @@ struct FileRun {
 
 // The CLI's run after parsing: checks that the side files (--report, --plan-out) clobber neither
 // the input, the model nor each other, compresses o.input to o.output (pipeline::CompressFile with
-// `pipeline_options`), then writes --plan-out and --report. All or nothing: when a side file cannot
+// `pipeline_options`), then writes --plan-out and --report (JSON, Markdown or HTML by extension:
+// report/format.h). All or nothing: when a side file cannot
 // be written, the model written is removed again. A failed gate is not an error here: the report
 // says so (gates_passed false).
 StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline_options);
@@ -39,7 +40,7 @@ struct BytesRun {
 };
 
 // In memory: parses `model_bytes` (io::ParseModel), checks it as CompressFile does, compresses it
-// and serializes the result (io::SerializeModel: the bytes CompressFile writes for a model that
+// (the provenance's input_sha256 is that of `model_bytes`) and serializes the result (io::SerializeModel: the bytes CompressFile writes for a model that
 // needs no external data). Weights stored in external files are skipped (`external_data`): there
 // is no folder to read them from. When a gate failed, `model` is empty unless
 // options.write_on_gate_failure. Errors: invalid options, unparsable or invalid model, a model
