@@ -6,7 +6,9 @@
 #include <utility>
 
 #include "kfc/core/sha256.h"
+#include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
+#include "kfc/io/model_stream.h"
 #include "kfc/pipeline/plan.h"
 #include "kfc/report/format.h"
 #include "kfc/report/render.h"
