@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Models past protobuf's 2 GiB: writes a MatMul chain whose external weights add up to 2.06 GiB
 # (bench/make_large_external_model.py), then times kfc-compress on it and reports its peak memory
 # (GNU time's maximum resident set size):

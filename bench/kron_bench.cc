@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // kfc_kron_bench: measured time, error and peak memory of kfc::kron::Factorize (auto and exact
 // SVD) and kfc::kron::SearchShape on big layers. A benchmark, not a test: it prints numbers and
 // asserts nothing about them.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes DIR/large.onnx: a chain of LAYERS MatMuls with SIZE x SIZE float32 weights, all stored
 in DIR/large.weights (external data, 4096-aligned offsets). The .onnx file is a few KB; the
 weights add up to LAYERS * SIZE^2 * 4 bytes (33 x 4096^2 x 4 = 2.06 GiB, past protobuf's 2 GiB).

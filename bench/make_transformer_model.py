@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes a transformer-like ONNX model: BLOCKS feed-forward blocks on a [batch, seq, D] input,
 
     h = LayerNormalization(x);  x = x + MatMul(Relu(MatMul(h, W1[D, F]) + b1), W2[F, D]) + b2

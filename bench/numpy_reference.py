@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """NumPy reference for kfc_kron_bench: the textbook nearest-Kronecker-product factorization.
 
 For each weight kfc_kron_bench dumped (--dump DIR writes DIR/manifest.tsv and one float32 .npy per

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds kfc_kron_bench, runs it, runs the NumPy reference on the weights it dumped, and prints
 # kfc's table, numpy's table and one combined Markdown table with the target check.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Scale benchmark: a transformer-like model with about 2.5 GB of float32 weights in external data
 # (bench/make_transformer_model.py: 75 FFN blocks, MatMul weights [1024, 4096] and [4096, 1024],
 # input [batch, seq, 1024]), compressed at -r 8 with 1 and with all threads. For each run it prints

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes a model with every MatMul(X[.., K], W[K, N]) (W an initializer) replaced by one form of
 the Kronecker subgraph, to time emitted-subgraph alternatives in ONNX Runtime:
 

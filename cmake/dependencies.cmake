@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Finds Debian's packages; nothing is vendored or fetched.
 find_package(Protobuf REQUIRED)  # must come before ONNX: Debian's ONNX targets use protobuf::libprotobuf
 find_package(ONNX REQUIRED)
@@ -9,11 +10,8 @@ if(NOT TARGET CLI11::CLI11)
   target_include_directories(CLI11::CLI11 INTERFACE ${CLI11_INCLUDE_DIR})
 endif()
 
-# LAPACKE + OpenBLAS (Debian: liblapacke-dev, libopenblas-dev).
-find_path(LAPACKE_INCLUDE_DIR lapacke.h PATH_SUFFIXES openblas REQUIRED)
-find_library(LAPACKE_LIBRARY lapacke REQUIRED)
-find_library(OPENBLAS_LIBRARY openblas REQUIRED)
-find_path(CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/openblas-pthread REQUIRED)
-add_library(kfc_lapack INTERFACE)
-target_include_directories(kfc_lapack INTERFACE ${LAPACKE_INCLUDE_DIR} ${CBLAS_INCLUDE_DIR})
-target_link_libraries(kfc_lapack INTERFACE ${LAPACKE_LIBRARY} ${OPENBLAS_LIBRARY})
+# LAPACKE + OpenBLAS (Debian: liblapacke-dev, libopenblas-dev): kfc::lapack.
+include(${CMAKE_CURRENT_LIST_DIR}/kfcLapack.cmake)
+if(NOT TARGET kfc::lapack)
+  message(FATAL_ERROR "LAPACKE and OpenBLAS not found: install liblapacke-dev and libopenblas-dev")
+endif()

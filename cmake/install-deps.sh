@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages kfc-compress needs to build and test, only those that are
-# missing. Runs unattended (no prompts); uses sudo when not root.
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian 12 packages kfc-compress needs, only those that are missing. Runs unattended
+# (no prompts); uses sudo when not root.
+#   bash cmake/install-deps.sh          what building needs: the tool, the library, the Python
+#                                       module (pybind11-dev, python3-dev)
+#   bash cmake/install-deps.sh --test   that plus what the test suite adds: GoogleTest, ONNX
+#                                       Runtime's node runner, Python ONNX/NumPy/scikit-learn and a
+#                                       dataset for the model scripts, clang for the fuzzer,
+#                                       dpkg-dev and file for the .deb test (dpkg-shlibdeps),
+#                                       chromium for the HTML report test
 set -euo pipefail
 
-packages=(
+build=(
   cmake make g++ pkg-config
   libonnx-dev libprotobuf-dev protobuf-compiler
   liblapacke-dev libopenblas-dev
-  libspdlog-dev libgtest-dev libcli11-dev
+  libspdlog-dev libcli11-dev
+  python3-dev pybind11-dev
+)
+test=(
+  libgtest-dev
   python3-onnx python3-numpy python3-sklearn
   dataset-fashion-mnist
   clang libclang-rt-14-dev
+  dpkg-dev file
+  chromium
 )
-# Tests: the HTML report is checked in headless Chromium (tests/cli/html_report_browser_test.py).
-packages+=(chromium)
-command -v node >/dev/null 2>&1 || packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+packages=("${build[@]}")
+case "${1:-}" in
+  "") ;;
+  --test)
+    packages+=("${test[@]}")
+    command -v node >/dev/null 2>&1 || packages+=(nodejs)
+    command -v npm >/dev/null 2>&1 || packages+=(npm)
+    ;;
+  *)
+    echo "usage: install-deps.sh [--test]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Fashion-MNIST from the Debian package dataset-fashion-mnist, as float32 arrays.
 
     from fashion_data import load_train, load_test

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the small models that kfc-compress is tested on, plus synthetic/cases.json.
 
 Run with Debian's interpreter (python3-onnx, python3-numpy):

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Plots test accuracy against FC parameter ratio from tests/ort/bench_fashion_sweep.js results.
 
     /usr/bin/python3 testdata/plot_fashion_sweep.py RESULTS.tsv OUT.png   (or OUT.svg)

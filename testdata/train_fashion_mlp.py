@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Trains a 784-512-256-10 MLP on Fashion-MNIST and exports it to ONNX: testdata/fashion_mlp.onnx.
 
 Run with Debian's interpreter (python3-sklearn, python3-onnx, python3-numpy) after

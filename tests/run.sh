@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole test suite from a fresh Debian 12 machine: install what is missing, build, run every
 # test (unit, rewrite, CLI, ONNX Runtime cross-checks) through ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash cmake/install-deps.sh
+bash cmake/install-deps.sh --test
 # ONNX Runtime for the cross-checks, pinned by tests/ort/package-lock.json. Its postinstall would
 # try to download extra binaries, which this environment cannot reach; the npm package already
 # carries the CPU runtime.

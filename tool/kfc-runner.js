@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // kfc-runner: runs ONNX models in ONNX Runtime (onnxruntime-node) for kfc-compress and records
 // the tensors it asks for as .npy files. kfc-compress starts it once per run and speaks the

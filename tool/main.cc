@@ -1,21 +1,17 @@
+// SPDX-License-Identifier: Apache-2.0
 // kfc-compress: parse options, run the pipeline, render the report, map to an exit code.
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <exception>
-#include <filesystem>
 #include <string>
 
 #include "kfc/core/logging.h"
-#include "kfc/io/file.h"
-#include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
-#include "kfc/pipeline/plan.h"
-#include "kfc/report/format.h"
 #include "kfc/report/render.h"
 #include "tool/options.h"
-#include "tool/runner_command.h"
+#include "tool/run.h"
 
 namespace {
 
@@ -42,31 +38,9 @@ void SetUpLogging(int verbosity) {
   }
 }
 
-// Errors are one line: messages from libraries (the ONNX checker) can span several.
-std::string OneLine(const std::string& message) {
-  std::string out;
-  for (char ch : message) {
-    if (ch == '\n' || ch == '\r') {
-      while (!out.empty() && out.back() == ' ') out.pop_back();
-      if (!out.empty() && out.compare(out.size() - 2, 2, "; ") != 0) out += "; ";
-    } else {
-      out += ch;
-    }
-  }
-  while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
-  return out;
-}
-
 int Fail(const kfc::Status& status) {
-  std::fprintf(stderr, "kfc-compress: error: %s\n", OneLine(status.message()).c_str());
+  std::fprintf(stderr, "kfc-compress: error: %s\n", kfc::tool::OneLine(status.message()).c_str());
   return kExitFailure;
-}
-
-bool SameFile(const std::string& a, const std::string& b) {
-  std::error_code ec1, ec2;
-  const auto ca = std::filesystem::weakly_canonical(a, ec1);
-  const auto cb = std::filesystem::weakly_canonical(b, ec2);
-  return !ec1 && !ec2 && ca == cb;
 }
 
 // The progress line on a terminal: rewritten in place with \r, finished with a newline at the end
@@ -91,6 +65,10 @@ void ShowProgress(const kfc::pipeline::Progress& p) {
 
 int Run(int argc, char** argv) {
   kfc::tool::ParseOutcome parsed = kfc::tool::ParseCommandLine(argc, argv);
+  if (!parsed.error.empty()) {
+    std::fprintf(stderr, "kfc-compress: error: %s\nRun 'kfc-compress --help' for usage.\n",
+                 parsed.error.c_str());
+  }
   if (parsed.exit_now) return parsed.exit_code;
   const kfc::tool::CliOptions& o = parsed.options;
   SetUpLogging(o.verbosity);
@@ -101,65 +79,18 @@ int Run(int argc, char** argv) {
     std::fputs(summary->c_str(), stdout);
     return kExitOk;
   }
-  // Side files (--report, --plan-out) must not clobber the input, the model or each other.
-  const std::pair<const char*, const std::string*> side[] = {{"--report", &o.report_path},
-                                                             {"--plan-out", &o.plan_out}};
-  for (const auto& [flag, path] : side) {
-    if (path->empty()) continue;
-    if (auto s = kfc::io::CheckOutputPath(o.input, *path); !s.ok()) return Fail(s);
-    if (!o.output.empty() && SameFile(*path, o.output)) {
-      return Fail(kfc::InvalidArgument(std::string(flag) + " '" + *path + "' and --output '" +
-                                       o.output + "' are the same file"));
-    }
-    const std::string data = kfc::io::DataFilePath(o.output, o.pipeline.save);
-    if (!o.output.empty() && SameFile(*path, data)) {
-      return Fail(kfc::InvalidArgument(std::string(flag) + " '" + *path +
-                                       "' and the external data file '" + data +
-                                       "' are the same file"));
-    }
-  }
-  if (!o.report_path.empty() && !o.plan_out.empty() && SameFile(o.report_path, o.plan_out)) {
-    return Fail(
-        kfc::InvalidArgument("--report and --plan-out are the same file '" + o.plan_out + "'"));
-  }
   kfc::pipeline::Options pipeline_options = o.pipeline;
   // A progress line only for people: on a terminal, at the default verbosity (-v logs each layer
   // instead, -q wants silence).
   if (o.verbosity == 0 && isatty(STDERR_FILENO)) pipeline_options.progress = ShowProgress;
-  kfc::StatusOr<kfc::report::Report> report = kfc::Internal("not run");
-  if (o.runner.inputs.empty()) {
-    report = kfc::pipeline::CompressFile(o.input, o.output, pipeline_options, o.dry_run);
-  } else {  // --calibration-data: calibrate and verify through the runner
-    kfc::pipeline::RunnerOptions runner = o.runner;
-    if (auto s = kfc::tool::ResolveRunner(o.runner_command, &runner); !s.ok()) return Fail(s);
-    report = kfc::pipeline::CompressFileWithRunner(o.input, o.output, pipeline_options, runner,
-                                                   o.dry_run);
-  }
-  if (!report.ok()) return Fail(report.status());
+  auto run = kfc::tool::RunFile(o, pipeline_options);
+  if (!run.ok()) return Fail(run.status());
+  const kfc::report::Report* report = &run->report;
 
-  // All or nothing: when the report cannot be delivered, the model written above goes too.
-  auto undo = [&](const kfc::Status& s) {
-    if (report->output_written()) std::remove(o.output.c_str());
-    if (!report->external_data_file().empty()) std::remove(report->external_data_file().c_str());
-    return Fail(s);
-  };
-  if (!o.plan_out.empty()) {
-    auto plan = kfc::pipeline::RenderPlan(*report, kfc::pipeline::IsJsonPath(o.plan_out));
-    if (!plan.ok()) return undo(plan.status());
-    if (auto s = kfc::io::WriteFileAtomic(o.plan_out, *plan); !s.ok()) return undo(s);
-  }
-  auto json = kfc::report::RenderJson(*report);
-  if (!json.ok()) return undo(json.status());
-  if (!o.report_path.empty()) {
-    const auto format = kfc::report::FormatForPath(o.report_path);
-    auto rendered =
-        format == kfc::report::ReportFormat::kJson ? json : kfc::report::RenderAs(*report, format);
-    if (!rendered.ok()) return undo(rendered.status());
-    if (auto s = kfc::io::WriteFileAtomic(o.report_path, *rendered); !s.ok()) return undo(s);
-  }
-  const std::string text = o.json ? *json : kfc::report::RenderText(*report);
+  const std::string text = o.json ? run->json : kfc::report::RenderText(*report);
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
-    return undo(kfc::IoError("stdout: writing the report failed"));
+    kfc::tool::RemoveOutputs(o, *report);
+    return Fail(kfc::IoError("stdout: writing the report failed"));
   }
   if (!report->gates_passed()) {
     for (const auto& g : report->gates()) {

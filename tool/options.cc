@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tool/options.h"
 
 #include <CLI/CLI.hpp>
@@ -24,12 +25,6 @@ Exit codes:
 
 The report goes to stdout (a table, or JSON with --json); logs go to stderr.
 Nothing is written on failure: the output is written to a temporary file and renamed into place.)";
-
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "kfc-compress: error: %s\nRun 'kfc-compress --help' for usage.\n",
-               message.c_str());
-  return kExitUsage;
-}
 
 // Whole decimal number that fits int64; false on anything else (sign allowed, no spaces).
 bool ParseInt64(const std::string& text, int64_t* out) {
@@ -206,7 +201,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     return outcome;
   } catch (const CLI::ParseError& e) {
     outcome.exit_now = true;
-    outcome.exit_code = UsageError(e.what());
+    outcome.exit_code = kExitUsage;
+    outcome.error = e.what();
     return outcome;
   }
   if (quiet) o.verbosity = -1;
@@ -216,7 +212,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
 
   auto fail = [&](const std::string& message) {
     outcome.exit_now = true;
-    outcome.exit_code = UsageError(message);
+    outcome.exit_code = kExitUsage;
+    outcome.error = message;
     return outcome;
   };
   // Integers are parsed here, not by CLI11, which saturates out-of-range values silently.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Command-line options of kfc-compress and their parsing (CLI11).
 #pragma once
 
@@ -31,12 +32,13 @@ struct CliOptions {
 };
 
 struct ParseOutcome {
-  bool exit_now = false;  // --help / --version printed, or a usage error printed
+  bool exit_now = false;  // --help / --version printed, or a usage error (below)
   int exit_code = kExitOk;
+  std::string error;  // the usage error (exit code kExitUsage), for the caller to print
   CliOptions options;
 };
 
-// Parses argv; prints help/version to stdout and usage errors (one line plus a hint) to stderr.
+// Parses argv; prints help/version to stdout. Usage errors are returned in `error`, not printed.
 ParseOutcome ParseCommandLine(int argc, char** argv);
 
 }  // namespace kfc::tool

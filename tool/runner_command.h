@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Which runner --calibration-data starts: --runner CMD, else $KFC_RUNNER, else the default
 // `node kfc-runner.js` (next to this executable, then in the source tree it was built from).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs the real kfc-compress binary: exact exit codes, stdout/stderr separation, no output file
 // left behind on failure.
 #include <google/protobuf/util/json_util.h>

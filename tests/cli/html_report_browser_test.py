@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The HTML report in a real browser: headless Chromium loads it, and the test checks that the
 rendered DOM names every layer and holds the charts, and that a screenshot shows the charts' blue.
 

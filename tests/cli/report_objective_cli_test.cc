@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The real binary: --report by extension (JSON, Markdown, HTML), --objective and the never-slower
 // guard, including the random 1024 x 1024 MatMul at --max-error 0.5.
 #include <google/protobuf/util/json_util.h>

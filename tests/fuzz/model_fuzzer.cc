@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the loader and matcher (and everything behind them): the input bytes are
 // written as a model file and compressed exactly as the CLI does, `--dry-run -r 2 --min-params 0`.
 // Any Status error is a fine answer; a crash, hang, leak or sanitizer report is a bug.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer target with clang (ASan + UBSan) in build-fuzz and runs it for a bounded
 # time (default 60 s; first argument) over a corpus of the repository's own small models. Exit
 # code 0 when no crash, leak, timeout or sanitizer report was found; the fuzzer's reproducer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Byte-identity harness: runs two kfc-compress binaries on the same models and options and compares
 # everything they write (model, external data file, --plan-out plan, --json report on stdout, exit
 # code) with cmp. The reports carry no timings; paths are relative to each run's own folder, so

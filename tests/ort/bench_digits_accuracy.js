@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Accuracy of the digits MLP (testdata/digits_mlp.onnx) after kfc-compress at several ranks,
 // measured in ONNX Runtime on the 200 held-out samples of testdata/digits_test.json.

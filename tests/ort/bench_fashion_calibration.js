@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Calibration's effect on the Fashion-MNIST MLP: accuracy on the 10,000 test images with and
 // without --calibration, for --shape auto across --ratio targets, plus the time and memory the

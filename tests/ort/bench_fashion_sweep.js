@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Accuracy against parameter ratio for testdata/fashion_mlp.onnx under three shape policies.
 // Not a test (node --test only runs *.test.js): run it by hand after building kfc-compress.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Inference latency of original and compressed models in ONNX Runtime (onnxruntime-node), next to
 // the MAC reduction the compression report predicts. Not a test (node --test only runs *.test.js)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Calibration in ONNX Runtime: the probe model runs and its extra outputs equal the layers'
 // inputs (checked against numpy), run_probe.js writes what --calibration reads, calibrated outputs

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // The real kfc-compress on the trained digits MLP (testdata/digits_mlp.onnx), judged in ONNX
 // Runtime: the output loads, keeps the graph's input/output names and shapes, and keeps accuracy

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // ONNX Runtime judges what the emitted Kronecker subgraphs compute. For every synthetic case and
 // the trained digits MLP, kfc_make_reference writes a compressed model (C) and a dense model (D)

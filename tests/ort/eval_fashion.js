@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Test accuracy of Fashion-MNIST classifiers (testdata/fashion_mlp.onnx and compressed versions of
 // it) in ONNX Runtime, on the 10,000 test images of the Debian package dataset-fashion-mnist.

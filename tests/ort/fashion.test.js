@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // The budgets issue's accuracy target, judged in ONNX Runtime on real data: the Fashion-MNIST MLP
 // (testdata/fashion_mlp.onnx, 784-512-256-10, 0.8901 test accuracy) compressed with

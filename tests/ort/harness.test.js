@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Checks of the harness itself and of the committed test data; these need no kfc binary.
 // The original models must load and run in ONNX Runtime, or the cross-checks prove nothing.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Minimal NumPy .npy reading and writing (format 1.0/2.0, little-endian, C order) for the
 // calibration tools: float32 and float64 read (as Float32Array), int64 read (as BigInt64Array),

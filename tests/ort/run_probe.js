@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Runs a kfc-compress calibration probe in ONNX Runtime (onnxruntime-node) and saves the layer
 // inputs it exposes, ready for `kfc-compress --calibration DIR`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // One-command calibration (--calibration-data) and end-to-end verification through the runner
 // (tool/kfc-runner.js, docs/runner.md): the same bytes as the manual probe workflow on the same

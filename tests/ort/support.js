@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Shared helpers for the ONNX Runtime cross-checks. Not a test file: `node --test tests/ort/`
 // only runs files named *.test.js (and the other test-name patterns), so this one is a module.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --shape auto in a model: never bigger than balanced at the same rank, and finds a planted shape.
 #include <gtest/gtest.h>
 

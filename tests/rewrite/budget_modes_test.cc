@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Budget modes through the pipeline: --max-error meets its target with the fewest parameters,
 // --ratio never exceeds its target (or says by how much it cannot), gates, and plans (entries,
 // fallbacks, and a written plan reproducing the run byte for byte).

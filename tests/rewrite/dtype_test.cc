@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Layers in float16, bfloat16 and float64: factors computed and stored in the layer's dtype, the
 // reported error that of the stored factors, and bfloat16 below opset 13 skipped with the op.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rewrite tests: small models in ONNX text syntax, compressed through the pipeline; op counts,
 // checker and shape inference, kept interface and metadata, names, the W X form and every opset.
 // Subgraphs, weight sources, dtypes, skip reasons and shape policies have their own suites.

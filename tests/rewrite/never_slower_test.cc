@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Never slower than dense: over a sweep of weight shapes, modes (-r, --max-error, --ratio, plans)
 // and shape policies, no compressed layer costs more MACs per input row than the dense layer,
 // unless allow_slower; where nothing qualifies the layer is skipped as `slower_than_dense`; and

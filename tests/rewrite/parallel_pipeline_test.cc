@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The pipeline on several threads: reading, deciding and factorizing layers in parallel gives the
 // same output bytes and the same report as one thread, in every mode; a model whose weights
 // stay in their external file (read layer by layer) compresses to the same bytes as the same

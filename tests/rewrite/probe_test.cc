@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rewrite tests for rewrite/probe: layer inputs exposed as main-graph outputs, from the main graph
 // and through an If; new names avoid every name of the model, value_info and sparse ones included.
 #include "kfc/rewrite/probe.h"

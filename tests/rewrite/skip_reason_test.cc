@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Layers the pipeline leaves dense: each skip reason reported with a detail, and the model still
 // valid. The matcher's own reasons, on FindLayers directly: tests/unit/match_test.cc.
 #include <gtest/gtest.h>

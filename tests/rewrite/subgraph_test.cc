@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rewrite tests for layers inside If branches and Loop bodies: rewritten in place, factors placed
 // where the weight was, names unique across scopes, outer weights shared or left alone.
 #include <gtest/gtest.h>

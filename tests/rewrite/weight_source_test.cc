@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Weights that reach the layer through a Constant node or Identity/Cast chains, and weights shared
 // by several layers: followed, factorized once, and removed only when nothing else reads them.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test support for the ONNX Runtime cross-checks (tests/ort):
 //   kfc_make_reference INPUT.onnx --rank R --compressed OUT_C.onnx --dense OUT_D.onnx
 //   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers of the rewrite tests: op counts, initializer lookup, compressing at a fixed rank, and a
 // one-MatMul model.
 #pragma once

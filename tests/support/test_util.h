@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the C++ tests: small models built in code, seeded random data, running the
 // real binary with stdout and stderr captured apart, temporary folders.
 #pragma once

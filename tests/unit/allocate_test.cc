@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // pipeline::Allocate: the --ratio budget split. Budget respected, optimal where the greedy is
 // provably optimal (unit steps, convex costs), locally optimal elsewhere, deterministic ties.
 #include "kfc/pipeline/allocate.h"

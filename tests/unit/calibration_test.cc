@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for pipeline/calibration: layers that read features along the activation's
 // second-to-last axis (MatMul(W, X), Gemm transA=1) take each column of X as a sample.
 #include "kfc/pipeline/calibration.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/io/external_data and the external data side of SaveModel: resolving
 // external tensors (initializers, Constant values, subgraphs), the path rules, every way the
 // location, range or size can be wrong, the light copy the checker sees, and writing the output

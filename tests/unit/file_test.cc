@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/io/file: atomic writes and the output path checks.
 #include "kfc/io/file.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/graph: walk order and scopes, graph-at-scope, scope keys, name reservation
 // and use counts, on a model with an If (one branch holding a Loop) and a GRAPHS attribute.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/kron/factorize: rearrangement, factorization, error accounting, shape search.
 #include <gtest/gtest.h>
 #include <lapacke.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/match: the candidates FindLayers yields (attributes, weight sources, scopes,
 // order, sharing) and each skip reason with its detail, on ONNX text models, without the pipeline.
 #include "kfc/match/match.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Building blocks of the randomized passes: the Schur-complement eigenvalue bounds must bound the
 // exact spectrum from above (for any gamma >= ||C||, with float32-like errors in Z covered by
 // delta), and be nearly tight once V is nearly invariant.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/io/model_io: loading (and every way a file can fail to be a model),
 // and deterministic serialization. Atomic writes and path checks: file_test.cc.
 #include "kfc/io/model_io.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --include / --exclude through the pipeline: long names, bad patterns.
 #include <gtest/gtest.h>
 

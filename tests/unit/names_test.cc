@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/core/names: deterministic unique names around reserved ones.
 #include "kfc/core/names.h"
 

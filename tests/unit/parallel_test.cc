@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/core/parallel: every index runs once, the reported error is the smallest
 // failing index's whatever the thread count, and exceptions become errors.
 #include "kfc/core/parallel.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --plan files: text and JSON parse to the same entries, every invalid entry is an error naming
 // it, matching is first-wins, and the --shape policy parses and prints back.
 #include "kfc/pipeline/plan.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Provenance: SHA-256 (known answers), the metadata replacement, the options text, and what a
 // compressed model says about itself (metadata_props and the rewritten nodes' doc_string).
 #include "kfc/pipeline/provenance.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The --report renderers other than text and JSON (report/format.h, markdown.h, html.h,
 // charts.h) and the size-error curve behind the HTML chart (pipeline/size_error_curve.h).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Golden report test: the text and JSON reports for testdata/digits_mlp.onnx at rank 4 (default
 // options) must match testdata/golden/digits_r4.txt and digits_r4.json byte for byte.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/runner (command splitting, the line process, the protocol's checks, the
 // comparison of recordings), io/temp_dir and --calibration-data's INPUT=FILE parsing. The real
 // runner (tool/kfc-runner.js in ONNX Runtime) is exercised by tests/ort/runner.test.js.

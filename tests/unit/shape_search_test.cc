@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shape search: planted shapes are found, pruning never loses the best shape, the bounds hold,
 // and error targets give the fewest parameters.
 #include "kfc/kron/shape_search.h"

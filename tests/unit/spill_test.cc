@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/io/spill (the nameless file factors wait in until the output is written) and
 // io::StreamModel (the model's bytes streamed with spilled and external tensors copied in):
 // nothing is ever left in the folder, identical bytes share one range, and the streamed bytes

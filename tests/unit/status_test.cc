@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/core/status: Status, WithContext, StatusOr, and the propagation macros.
 #include "kfc/core/status.h"
 

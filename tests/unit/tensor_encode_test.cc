@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for the encoders in kfc/tensor/tensor: float32 -> float16 / bfloat16 rounding (to
 // nearest even, as ONNX Cast does), EncodeFromFloat per dtype, and RoundToDType.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/tensor/tensor: dtype names and sizes, element counts, decoding FLOAT tensors
 // from raw_data and float_data, the errors for bad data, and the encoders.
 #include "kfc/tensor/tensor.h"

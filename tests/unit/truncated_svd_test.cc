@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests for kfc/kron/truncated_svd: exact and randomized top-r singular triplets.
 #include "kfc/kron/truncated_svd.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Calibrated factorization (kron/weighted.h): statistics, exact whitening for low-rank shapes,
 // Kronecker-factored whitening plus ALS for the others, and the never-worse guarantee.
 #include "kfc/kron/weighted.h"

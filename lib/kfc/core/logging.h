@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The library's one named spdlog logger ("kfc"). The library never adds sinks: the tool (or a
 // test) decides where logs go by adding sinks to this logger.
 #pragma once

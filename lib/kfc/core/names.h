@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Deterministic unique names for tensors and nodes added to a graph.
 #pragma once
 

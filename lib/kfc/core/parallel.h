@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Running independent pieces of work on several threads, deterministically: which piece fails
 // first, and what each piece computes, do not depend on the number of threads.
 #pragma once

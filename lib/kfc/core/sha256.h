@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SHA-256 (FIPS 180-4), for the input digest the output's provenance metadata records
 // (kfc_compress.input_sha256): the same hex string `sha256sum` prints for the file.
 #pragma once

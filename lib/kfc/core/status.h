@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Status and StatusOr: how every fallible library call reports failure.
 // A Status is ok or carries a code and a one-line message that names the object and the cause,
 // e.g. "initializer 'W1': data has 12 bytes, expected 4096 (32 x 32 float)".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Name seeding: a NameGenerator that knows every name a model already uses, so that the names an
 // edit adds collide with none, in any graph (ONNX wants value names unique across scopes, and
 // node names unique too).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scopes: where a graph sits in a model. A scope is the path of steps from the main graph down
 // through If/Loop/Scan (or any node's) graph attributes to one subgraph.
 #pragma once

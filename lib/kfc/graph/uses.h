@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Use counts: how often each value is read, over a graph and all its subgraphs.
 #pragma once
 

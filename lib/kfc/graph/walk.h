@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Walks over a graph and its subgraphs (the GRAPH and GRAPHS attributes of its nodes, If branches,
 // Loop and Scan bodies, at any depth). One order everywhere: a graph before its subgraphs, and
 // subgraphs in node order, then attribute order, then GRAPHS index order (depth first, pre-order).

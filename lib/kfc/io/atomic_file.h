@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A file written atomically: bytes go to a temporary file in the target's folder, which replaces
 // the target only on Commit. Until then (and after any failure) the target is left as it was, and
 // the destructor removes the temporary file.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tensors whose bytes live outside the .onnx file (ONNX's external data convention):
 // data_location == EXTERNAL, and external_data entries `location` (a path relative to the model's
 // folder), `offset` (bytes, default 0) and `length` (bytes, default: to the end of the file).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // File helpers: whole-file reads with a size limit, atomic writes, and the checks made on output
 // paths before any work is done.
 #pragma once

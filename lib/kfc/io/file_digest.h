@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The sha256 of a file's bytes, as `sha256sum` prints it (the input digest of the provenance).
 #pragma once
 

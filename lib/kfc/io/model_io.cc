@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "kfc/io/model_io.h"
 
 #include <google/protobuf/io/coded_stream.h>
@@ -28,7 +29,15 @@ StatusOr<onnx::ModelProto> LoadModel(const std::string& path) {
   KFC_ASSIGN_OR_RETURN(const std::string bytes,
                        ReadFile(path, what, INT_MAX, "protobuf's 2 GiB limit for one message"));
   if (bytes.empty()) return DataLoss(what + ": file is empty, not an ONNX model");
+  return ParseModel(bytes, what);
+}
 
+StatusOr<onnx::ModelProto> ParseModel(const std::string& bytes, const std::string& what) {
+  if (bytes.empty()) return DataLoss(what + ": empty, not an ONNX model");
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) {
+    return DataLoss(what + ": " + std::to_string(bytes.size()) +
+                    " bytes exceeds protobuf's 2 GiB limit for one message");
+  }
   onnx::ModelProto model;
   google::protobuf::io::ArrayInputStream raw(bytes.data(), static_cast<int>(bytes.size()));
   google::protobuf::io::CodedInputStream coded(&raw);

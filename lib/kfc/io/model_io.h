@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reading and writing ONNX model files. Writes are atomic: the bytes go to a temporary file in the
 // target folder, which is renamed into place only when complete. The bytes come from
 // model_stream.h (SerializeModel, StreamModel); whole-file helpers are in file.h.
@@ -17,6 +18,9 @@ namespace kfc::io {
 // unreadable, over protobuf's 2 GiB limit, not a protobuf (truncated or corrupt), or a protobuf
 // that is not an ONNX model (no graph, no ir_version, no opset_import).
 StatusOr<onnx::ModelProto> LoadModel(const std::string& path);
+
+// Parses serialized model bytes with LoadModel's checks; errors start with `what` ("model bytes").
+StatusOr<onnx::ModelProto> ParseModel(const std::string& bytes, const std::string& what);
 
 // Offsets of tensors in a data file SaveModel writes are multiples of this: the page size, so
 // each tensor can be mmapped in place (ONNX Runtime's own writer aligns to it too).

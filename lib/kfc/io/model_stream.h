@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Serializing a model: deterministic bytes, and the same bytes streamed with tensors still in
 // external files (the input's or the spill) copied in by chunks, never held whole.
 #pragma once

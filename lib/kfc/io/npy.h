@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Streaming reader for NumPy .npy files (format versions 1-3): little-endian float32 or float64,
 // C order. Used for calibration activations, which can be larger than memory: rows are read a
 // chunk at a time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A spill file: an anonymous temporary file in the output's folder that holds tensor bytes
 // between the moment they are produced (a layer's factors) and the final write, so that memory
 // never holds all of them at once. The file has no name from the moment it exists (O_TMPFILE, or

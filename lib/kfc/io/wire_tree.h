@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The protobuf wire-format walker behind StreamModel (model_stream.h): a serialized model in
 // which some tensors' raw_data is a marker (a prefix no tensor of the model holds, then the
 // tensor's index) is cut into pieces, so that it can be written with each marker replaced by that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Nearest sum of Kronecker products: SVD of the rearranged matrix (rearrange.h; LAPACK dgesdd or
 // the truncated SVD), factor split and error accounting. Symbols follow factorize.h: W is K x N,
 // A_t is k1 x n1, B_t is k2 x n2, R is (k1*n1) x (k2*n2), all row-major; m = k1*n1 and n = k2*n2

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Nearest sum of Kronecker products (Van Loan-Pitsianis rearrangement + truncated SVD). Shapes
 // and their costs: shapes.h; the rearrangement W -> R: rearrange.h.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Size limits of Debian's LP64 LAPACK (32-bit lapack_int), shared by the SVD paths in kron/.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Thin products with a float32 matrix and small double-precision pieces; see matrix_passes.h.
 #include "kfc/kron/matrix_passes.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Building blocks of the randomized SVD and the shape search: products of a big float32 matrix
 // with thin blocks, in float32 (sgemm) or with double accumulation, plus the small dense pieces
 // (orthonormalization, Gram spectra) in double.

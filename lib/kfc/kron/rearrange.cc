@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The rearrangement W -> R, tiled; symbols as in rearrange.h.
 #include "kfc/kron/rearrange.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Van Loan-Pitsianis rearrangement: W (K x N) -> R ((k1*n1) x (k2*n2)), row-major, with
 //   R[i1*n1 + j1, i2*n2 + j2] = W[i1*k2 + i2, j1*n2 + j2],
 // so that W = sum_t A_t (x) B_t exactly when R = sum_t vec(A_t) vec(B_t)^T (see factorize.h).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shape search under a parameter budget or an error target; see shape_search.h for the iteration
 // and the bounds. Symbols as there: R is m x n (row-major, float32); the iteration runs on
 // R' = R or R^T, whichever has fewer columns, so V (l columns) and the probes (p columns) live on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Choosing the factor shape (and rank) of one layer under a budget.
 //
 // Conventions as in factorize.h: W is K x N row-major, a candidate shape is k1 x n1 (x) k2 x n2

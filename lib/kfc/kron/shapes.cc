@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Kronecker shapes: enumeration, the balanced default and its ties, and MAC counts.
 #include "kfc/kron/shapes.h"
 

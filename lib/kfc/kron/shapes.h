@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Kronecker shapes of a K x N weight, and what they cost.
 //
 // Conventions (all matrices row-major): W is K x N and acts as y = x W on input rows x of length

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Truncated SVD: exact (dgesdd) and randomized (Halko-Martinsson-Tropp) paths. Symbols follow
 // truncated_svd.h: A is m x n row-major, r is the rank, l the number of sketch columns.
 //

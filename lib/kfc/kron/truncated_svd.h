@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Top-r singular triplets of a dense matrix: exact (LAPACK dgesdd) or randomized (Halko,
 // Martinsson and Tropp 2011, "Finding structure with randomness", Algorithm 4.4 + 5.1).
 //

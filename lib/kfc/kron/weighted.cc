@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Calibrated factorization; see weighted.h for the method. Matrices are row-major doubles unless
 // named otherwise; the index conventions are factorize.h's.
 #include "kfc/kron/weighted.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Data-aware (calibrated) factorization: minimize ||X (W - W_hat)||_F over the calibration rows X
 // instead of ||W - W_hat||_F (primer, "Going past the paper").
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Read-only scan of a model: one LayerCandidate per Gemm/MatMul node, in every graph (subgraphs
 // included), either eligible for compression or carrying the skip reason. Never edits the model.
 #pragma once

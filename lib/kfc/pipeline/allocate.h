@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --ratio: spreading a parameter budget across layers.
 //
 // Each group (one weight; layers sharing a weight form one group) offers options: a parameter

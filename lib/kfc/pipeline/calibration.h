@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Calibration-aware compression, the model side:
 //  1. BuildProbe: a copy of the model whose extra graph outputs are the input activations of every
 //     candidate layer (kfc_calib_0, kfc_calib_1, ...: one per distinct activation; the graph edit

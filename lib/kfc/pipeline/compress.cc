@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CompressModel: the phases in order (pipeline/phases.h), over one LayerState per Gemm/MatMul;
 // the report is built once, at the end, from their outcomes (pipeline/layer_report.h).
 #include "kfc/pipeline/compress.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The whole job: match, factorize, rewrite, validate, report. No argv parsing here.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The path-based twins of CompressModel: CompressFile (load, prepare external data, compress,
 // write atomically) and WriteCalibrationProbe.
 #include <google/protobuf/util/json_util.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Per-layer decision policies of the decide phase: which budget a layer gets (Resolve), which
 // shapes its policy allows, and the shape and rank for -r and --max-error. Internal to pipeline/.
 #pragma once

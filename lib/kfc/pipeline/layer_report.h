@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The report phase: the report protobuf built once, at the end, from the layers' outcomes and the
 // run's (nothing before it writes or reads the report). Internal to pipeline/.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One Gemm/MatMul as CompressModel's phases see it: the candidate, and the plain outcome of each
 // phase (select, read and check, decide, factorize), from which pipeline/layer_report builds the
 // report once, at the end. Internal to pipeline/.

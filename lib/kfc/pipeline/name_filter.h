@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Layer selection by name: --include / --exclude and --plan's `regex` entries. Patterns are POSIX
 // extended regular expressions searched (not anchored) in a layer's node name and weight name.
 // POSIX regexec is used rather than std::regex, whose libstdc++ implementation recurses once per

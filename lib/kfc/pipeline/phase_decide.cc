@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // decide: each considered layer's directive (its plan entry or the mode), its calibration
 // statistics, and its shape and rank, in parallel; --ratio then allocates its layers together.
 #include "kfc/core/logging.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // factorize: each distinct factorization (rewrite::FactorIdentity::FactorsKey, and the budget)
 // computed once, in parallel, and spilled as soon as it is done; then each factorized layer's
 // outcome, in layer order, and its rewrite.

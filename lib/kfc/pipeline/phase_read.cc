@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // read and check: each selected weight read once, in parallel, and checked to be finite; layers
 // with NaN or Inf weights stay dense (`non_finite_weight`).
 #include "kfc/kron/factorize.h"

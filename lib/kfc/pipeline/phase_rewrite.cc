@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rewrite and check: the graph edit (rewrite::ApplyKronRewrites) and the full ONNX check of the
 // result, with the model's counts taken before the edit and after it.
 #include "kfc/io/model_io.h"

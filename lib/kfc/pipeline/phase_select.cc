@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // select: which Gemm/MatMul layers go on, from the graph alone (eligibility, --include/--exclude,
 // --min-params) and whether their weight can be read.
 #include "kfc/pipeline/phases.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CompressModel's phases, in order, over one LayerState per Gemm/MatMul (pipeline/layer_state.h):
 //   select             eligibility, --include/--exclude, --min-params, readable weight
 //   read and check     each selected weight read once and checked to be finite

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Per-layer plans (--plan FILE, --plan-out FILE) and the --shape policy they share with the
 // command line. The file schema is kfc.plan.Plan in proto/kfc_plan.proto: protobuf text format,
 // or JSON when the file name ends in ".json".

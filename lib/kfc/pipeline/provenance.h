@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the output model says about how it was made (issue 15, "Provenance"):
 // - model metadata_props `kfc_compress.*`: the tool version, the options that shape the output,
 //   the input's sha256 (when the caller knows it), and the totals; the input's own entries are

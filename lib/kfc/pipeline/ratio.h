@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --ratio inside the decide phase, and the compressible-parameter count the report shares with it.
 // Internal to pipeline/.
 #pragma once

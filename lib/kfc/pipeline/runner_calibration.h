@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One-command calibration and end-to-end verification (--calibration-data), through the runner
 // (runner/runner.h, docs/runner.md):
 //  1. the probe (pipeline/calibration.h) is written to a private temporary folder, and the

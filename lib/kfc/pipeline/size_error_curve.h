@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The model-level size-error curve of the HTML report (report::SizeErrorCurve).
 //
 // Each compressible weight is a group of options (params, cost) as in allocate.h, cost = K*N*e^2

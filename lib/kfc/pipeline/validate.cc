@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Checks at the pipeline's boundaries: option values, and a model against the ONNX checker and
 // strict shape inference.
 #include <exception>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where the pipeline reads layers' weights: the model, and for tensors PrepareExternalData left in
 // their files, a reader (one weight at a time, so memory holds only the weights being worked on).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cell texts shared by the Markdown and HTML renderers: numbers, shapes and layer names as the
 // text report writes them, so the three formats agree. Pure functions.
 #pragma once

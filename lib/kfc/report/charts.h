@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Inline SVG charts of the HTML report. Each function returns one <svg> element (UTF-8, no
 // scripts, no external references), with coordinates printed at one decimal so that identical
 // reports give identical bytes. Pure functions.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --report FILE: which renderer a report file gets, by its extension.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The report as one self-contained HTML page: inline CSS and SVG (report/charts.h), no scripts,
 // no external references, so it opens anywhere (a CI artifact, a mail attachment) and prints.
 // Sections: summary and gates; parameters before/after and error per layer; each compressed

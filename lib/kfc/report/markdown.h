@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The report as GitHub-flavoured Markdown: a heading, a one-line summary, the per-layer table, the
 // totals and the gate outcomes. Made for a CI job summary ($GITHUB_STEP_SUMMARY) and pull-request
 // comments. Pure function: no logging, no model access; byte-stable for identical reports.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Renderers for the compression report (the kfc::report::Report message in proto/kfc_report.proto).
 // Pure functions: no logging, no model access.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "kfc/rewrite/factor_encoding.h"
 
 #include <cstring>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The factor constants a Kronecker layer emits, and their one identity.
 //
 // Before: KronFactors f approximating W (K x N): A_t (k1 x n1), B_t (k2 x n2), t < r, in double.

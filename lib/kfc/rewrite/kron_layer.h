@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Before: Y[..,N] = MatMul(X[..,K], W[K,N])                       K = k1*k2, N = n1*n2
 //         Y[M,N]  = Gemm(X[M,K], B, C; alpha, beta, transB)       W = transB ? B^T : B
 // After:  Y = sum_t A_t^T X B_t on X reshaped [..,k1,k2]; standard ops only (Reshape, MatMul,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The model-level metadata_props of a rewritten model: the input's entries are kept, and the
 // entries under one key prefix (kfc-compress's own, "kfc_compress.") are replaced as a whole.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Before: a layer reads activation X, in the main graph or in a subgraph (If branch, Loop or Scan
 //         body, at any depth); X is not an output of the model.
 // After:  X leaves the model too, as a new main-graph output kfc_calib_<i> (one per distinct X):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Compares two recordings of one tensor (the runner's .npy files, batch by batch): the original
 // model's output against the compressed model's, on the same inputs.
 #pragma once

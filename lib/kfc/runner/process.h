@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A child process the tool talks to in lines: its stdin and stdout are pipes, its stderr goes
 // to a file (read back for error messages, so a chatty child can never block on a full pipe).
 // POSIX only (posix_spawnp).

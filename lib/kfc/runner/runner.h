@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The model runner: a separate process that runs ONNX models in an ONNX Runtime (by default
 // `node tool/kfc-runner.js` on onnxruntime-node, which this binary cannot link) and records the
 // tensors it is asked for as .npy files. The protocol (proto/kfc_runner.proto, docs/runner.md):

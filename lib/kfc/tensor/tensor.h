@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tensor data: element types, decoding an ONNX TensorProto to a row-major matrix and encoding one
 // back. Knows nothing about graphs.
 #pragma once

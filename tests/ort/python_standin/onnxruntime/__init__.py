@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A numpy stand-in for the part of the onnxruntime Python API that the Python runner shown in
 docs/runner.md uses (InferenceSession, get_inputs/get_outputs with name/type/shape, run), enough
 for the Fashion MLP, its probe and its low-rank compressed form: Gemm, MatMul, Add, Relu,
