@@ -1,16 +1,17 @@
-// --ratio inside the decide phase, and the compressible-parameter count the report shares with it.
-// Internal to pipeline/.
+// --ratio inside the read, check and decide phase, and the compressible-parameter count the report
+// shares with it. Internal to pipeline/.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/pipeline/allocate.h"
 #include "kfc/pipeline/layer_state.h"
-#include "kfc/pipeline/weights.h"
 
 namespace kfc::pipeline {
 
@@ -29,10 +30,26 @@ struct CompressibleCount {
   double After() const;
 };
 
-// --ratio: the layers the ratio decides are grouped by weight, each group's options come from its
-// spectra, and Allocate spreads what the budget leaves after the other (pinned) layers. Returns
-// why the target cannot be met ("" when it can).
-StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
+// One --ratio allocation unit: the layers sharing one weight in one orientation (WeightKey),
+// decided together; each option is a (shape, rank) or, last, the dense weight.
+struct RatioUnit {
+  std::vector<size_t> layers;  // indices into the pipeline's layer list, in layer order
+  int64_t dense = 0;           // K * N
+  std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
+  AllocGroup group;
+  bool built = false;  // BuildRatioOptions ran
+};
+
+// The units of the considered layers the ratio decides (directives resolved), in layer order.
+std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states);
+
+// Unit options from the exact spectra of the policy's shapes of its first layer s, whose weight is
+// w: every profitable rank, then the dense weight.
+Status BuildRatioOptions(const LayerState& s, const std::vector<float>& w, RatioUnit* unit);
+
+// --ratio: Allocate spreads over `units` (each built, its layers considered) what the budget
+// leaves after the other (pinned) layers. Returns why the target cannot be met ("" when it can).
+StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
                                     std::vector<LayerState>* states);
 
 }  // namespace kfc::pipeline
