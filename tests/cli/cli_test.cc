@@ -622,7 +622,7 @@ TEST(CliProgressTest, ProgressLineOnlyOnATerminalAndNotWithQuiet) {
         << phase << "\n"
         << r.out;
   }
-  EXPECT_EQ(r.out.find("reading"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("kfc-compress: reading"), std::string::npos) << r.out;
   // -q on a terminal: nothing but errors.
   const std::string quiet = cmd + " -q";
   r = testing::RunProcess({"/usr/bin/script", "-qec", quiet, "/dev/null"});

@@ -48,7 +48,7 @@ onnx::ModelProto ChainModel() {
 std::string WriteExternal(onnx::ModelProto model, const testing::TempDir& dir) {
   std::string data;
   for (auto& t : *model.mutable_graph()->mutable_initializer()) {
-    data += testing::MakeExternal(&t, "w.data", static_cast<int64_t>(data.size()), -1);
+    data += testing::MakeExternal(&t, "w.data", static_cast<int64_t>(data.size()), kWeightBytes);
   }
   testing::WriteText(data, dir.File("w.data"));
   testing::WriteModel(model, dir.File("model.onnx"));
@@ -84,12 +84,12 @@ std::vector<std::pair<std::string, pipeline::Options>> Modes() {
   return modes;
 }
 
-struct Run {
+struct Counted {
   int64_t reads = -1;  // weights read, counted in 64 x 64 float32 weights
   report::Report report;
 };
 
-Run CompressCounting(const std::string& path, pipeline::Options options) {
+Counted CompressCounting(const std::string& path, pipeline::Options options) {
   auto model = io::LoadModel(path);
   EXPECT_TRUE(model.ok()) << model.status().message();
   if (!model.ok()) return {};
@@ -125,14 +125,14 @@ TEST(WeightReadsTest, EachLayerReadsItsWeightAtMostTwiceInEveryMode) {
       o.threads = threads;
       // All four layers: one read each to check and decide, one more per distinct factorization
       // (the two layers on W3 share theirs).
-      const Run all = CompressCounting(path, o);
+      const Counted all = CompressCounting(path, o);
       ASSERT_EQ(all.report.layers_size(), 4) << name;
       EXPECT_GE(Factorizations(all.report), 1) << name;
       EXPECT_EQ(all.reads, 4 + Factorizations(all.report)) << name;
       // One layer at a time: at most two reads of its weight.
       for (const char* weight : {"^W1$", "^W2$"}) {
         o.include = {weight};
-        const Run one = CompressCounting(path, o);
+        const Counted one = CompressCounting(path, o);
         EXPECT_GE(one.reads, 1) << name << " " << weight;
         EXPECT_LE(one.reads, 2) << name << " " << weight;
         EXPECT_EQ(one.reads, 1 + Factorizations(one.report)) << name << " " << weight;
@@ -157,7 +157,7 @@ TEST(WeightReadsTest, ANonFiniteWeightInALaterLayerLeavesItDenseInEveryMode) {
     for (int threads : {1, 2, 3}) {
       pipeline::Options o = mode;
       o.threads = threads;
-      const Run run = CompressCounting(path, o);
+      const Counted run = CompressCounting(path, o);
       const report::Report& r = run.report;
       ASSERT_EQ(r.layers_size(), 4) << name;
       EXPECT_NE(r.layers(0).skip_reason(), "non_finite_weight") << name;

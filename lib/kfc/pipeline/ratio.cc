@@ -10,12 +10,11 @@
 #include "kfc/pipeline/phases.h"
 
 namespace kfc::pipeline {
-namespace {
 
-Status BuildRatioOptions(const LayerState& s, const std::vector<float>& w, RatioUnit* unit) {
-  const match::LayerCandidate& c = *s.c;
-  const ShapePolicy& policy = s.dir.shape;
-  const kron::InputStats* stats = StatsOf(s);
+Status BuildRatioOptions(const LayerState& layer, const std::vector<float>& w, RatioUnit* unit) {
+  const match::LayerCandidate& c = *layer.c;
+  const ShapePolicy& policy = layer.dir.shape;
+  const kron::InputStats* stats = StatsOf(layer);
   unit->dense = c.k * c.n;
   const double weight = static_cast<double>(unit->dense);
   for (const auto& shape : PolicyShapes(policy, c)) {

@@ -43,9 +43,9 @@ struct RatioUnit {
 // The units of the considered layers the ratio decides (directives resolved), in layer order.
 std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states);
 
-// Unit options from the exact spectra of the policy's shapes of its first layer s, whose weight is
-// w: every profitable rank, then the dense weight.
-Status BuildRatioOptions(const LayerState& s, const std::vector<float>& w, RatioUnit* unit);
+// Unit options from the exact spectra of the policy's shapes of its first layer, whose weight is w:
+// every profitable rank, then the dense weight.
+Status BuildRatioOptions(const LayerState& layer, const std::vector<float>& w, RatioUnit* unit);
 
 // --ratio: Allocate spreads over `units` (each built, its layers considered) what the budget
 // leaves after the other (pinned) layers. Returns why the target cannot be met ("" when it can).
