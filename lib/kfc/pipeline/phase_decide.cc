@@ -44,7 +44,7 @@ struct LayerOutcome {
 };
 
 // Layer s's decision from its weight w; --ratio layers are decided by AllocateRatio.
-StatusOr<Decision> DecideLayer(const LayerState& s, const std::vector<float>& w) {
+StatusOr<Decision> DecideLayer(const Options& o, const LayerState& s, const std::vector<float>& w) {
   const match::LayerCandidate& c = *s.c;
   switch (s.dir.budget) {
     case Budget::kSkip:
@@ -53,9 +53,9 @@ StatusOr<Decision> DecideLayer(const LayerState& s, const std::vector<float>& w)
                                 "plan entry " + std::to_string(s.dir.plan_entry + 1) + " skips it")
                  : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
     case Budget::kRank:
-      return DecideRank(s.dir, c, w, StatsOf(s));
+      return DecideRank(o, s.dir, c, w, StatsOf(s));
     case Budget::kMaxError:
-      return DecideMaxError(s.dir, c, w, StatsOf(s));
+      return DecideMaxError(o, s.dir, c, w, StatsOf(s));
     case Budget::kRatio:
       break;  // AllocateRatio, for all such layers at once
   }
@@ -64,7 +64,8 @@ StatusOr<Decision> DecideLayer(const LayerState& s, const std::vector<float>& w)
 
 // One layer's task: read, check, decide, and when s is the first layer of a --ratio unit, build
 // the unit's options; the weight is read once for all of them.
-void ReadCheckAndDecide(const Weights& weights, LayerState* s, RatioUnit* unit, LayerOutcome* r) {
+void ReadCheckAndDecide(const Options& o, const Weights& weights, LayerState* s, RatioUnit* unit,
+                        LayerOutcome* r) {
   const match::LayerCandidate& c = *s->c;
   const std::string layer = "layer '" + c.node_name + "'";
   StatusOr<std::vector<float>> w = weights.Matrix(c);
@@ -78,13 +79,13 @@ void ReadCheckAndDecide(const Weights& weights, LayerState* s, RatioUnit* unit, 
     return;
   }
   if (!r->stats.ok()) return;
-  StatusOr<Decision> d = DecideLayer(*s, *w);
+  StatusOr<Decision> d = DecideLayer(o, *s, *w);
   if (!d.ok()) {
     r->decided = d.status().WithContext(layer);
     return;
   }
   s->dec = std::move(*d);
-  if (unit != nullptr) r->ratio = BuildRatioOptions(*s, *w, unit).WithContext(layer);
+  if (unit != nullptr) r->ratio = BuildRatioOptions(o, *s, *w, unit).WithContext(layer);
 }
 
 // A layer whose weight is not finite leaves the phase as if never decided.
@@ -102,8 +103,8 @@ void SkipNonFinite(const std::string& why, LayerState* s) {
 // The units without their non-finite layers, the empty ones dropped, in the order of their first
 // layers; a unit whose first layer was not finite is built from its new first layer (only when
 // layers with one WeightKey differ in finiteness, which equal weights cannot).
-Status KeepFiniteUnits(const Weights& weights, const std::vector<LayerState>& states,
-                       std::vector<RatioUnit>* units) {
+Status KeepFiniteUnits(const Options& o, const Weights& weights,
+                       const std::vector<LayerState>& states, std::vector<RatioUnit>* units) {
   std::vector<RatioUnit> kept;
   for (RatioUnit& unit : *units) {
     std::vector<size_t> layers;
@@ -115,7 +116,7 @@ Status KeepFiniteUnits(const Weights& weights, const std::vector<LayerState>& st
       RatioUnit rebuilt;
       const LayerState& s = states[layers.front()];
       auto w = weights.Matrix(*s.c);
-      Status built = w.ok() ? BuildRatioOptions(s, *w, &rebuilt) : w.status();
+      Status built = w.ok() ? BuildRatioOptions(o, s, *w, &rebuilt) : w.status();
       KFC_RETURN_IF_ERROR(built.WithContext("layer '" + s.c->node_name + "'"));
       unit = std::move(rebuilt);
     }
@@ -160,7 +161,7 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
   ProgressMeter deciding(o, "deciding", CandidatesAt(*states, order));
   KFC_RETURN_IF_ERROR(RunParallel(o, order.size(), [&](size_t j) -> Status {
     const size_t i = order[j];
-    ReadCheckAndDecide(weights, &(*states)[i], unit_at[i], &outcome[i]);
+    ReadCheckAndDecide(o, weights, &(*states)[i], unit_at[i], &outcome[i]);
     deciding.Done(j);
     return Status::Ok();
   }));
@@ -187,8 +188,10 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
   out.layers = static_cast<int64_t>(ConsideredLayers(*states).size());
 
   if (o.ratio > 0) {
-    KFC_RETURN_IF_ERROR(KeepFiniteUnits(weights, *states, &units));
-    KFC_ASSIGN_OR_RETURN(out.ratio_shortfall, AllocateRatio(o, units, states));
+    KFC_RETURN_IF_ERROR(KeepFiniteUnits(o, weights, *states, &units));
+    KFC_ASSIGN_OR_RETURN(
+        out.ratio_shortfall,
+        AllocateRatio(o, units, states, o.record_charts ? &out.ratio_curve : nullptr));
   }
   for (LayerState& s : *states) {
     if (calibration == nullptr || !s.considered || s.c->k <= kMaxCalibratedK || !s.dec.compress) {

@@ -11,16 +11,19 @@
 
 namespace kfc::pipeline {
 
-Status BuildRatioOptions(const LayerState& layer, const std::vector<float>& w, RatioUnit* unit) {
+Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::vector<float>& w,
+                         RatioUnit* unit) {
   const match::LayerCandidate& c = *layer.c;
   const ShapePolicy& policy = layer.dir.shape;
   const kron::InputStats* stats = StatsOf(layer);
   unit->dense = c.k * c.n;
   const double weight = static_cast<double>(unit->dense);
   for (const auto& shape : PolicyShapes(policy, c)) {
+    const int64_t r_max = MaxUsefulRank(o, shape, c);
+    unit->slower = unit->slower || r_max < MaxProfitableRank(shape, unit->dense);
+    if (r_max < 1) continue;
     double norm = 0.0;
     KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
-    const int64_t r_max = MaxProfitableRank(shape, unit->dense);
     // Squared error for every rank at once: the energy left after the first r values.
     double kept = 0.0, total = 0.0;
     for (double v : s) total += v * v;
@@ -76,14 +79,15 @@ double CompressibleCount::After() const {
 }
 
 StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
-                                    std::vector<LayerState>* states) {
+                                    std::vector<LayerState>* states, CurveInput* curve) {
   CompressibleCount all, pinned;
   for (size_t i = 0; i < states->size(); ++i) {
     const LayerState& s = (*states)[i];
     if (!s.considered) continue;
     all.dense[s.c->source_value] = s.c->k * s.c->n;
     if (s.dir.budget != Budget::kRatio) {
-      if (s.dec.compress && Profitable(o, *s.c, s.dec)) {
+      if (s.dec.compress && Profitable(o, *s.c, s.dec) &&
+          !TooSlow(o, *s.c, s.dec.shape, s.dec.rank)) {
         pinned.AddFactors(s, s.dec.shape, s.dec.rank);
       } else {
         pinned.AddDense(s);
@@ -97,6 +101,14 @@ StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUni
   std::vector<AllocGroup> groups;
   for (const auto& u : units) groups.push_back(u.group);
   const Allocation alloc = Allocate(groups, target - pinned_after);
+  if (curve != nullptr) {
+    // The chart's groups; the parameters outside them are completed from the report's totals.
+    curve->total_weight = before;
+    for (size_t u = 0; u < units.size(); ++u) {
+      curve->fixed_params -= static_cast<double>(units[u].group.options[alloc.choice[u]].params);
+    }
+    curve->groups = groups;
+  }
   Logger().info("--ratio {}: {} of {} compressible parameters allocated to {} weights ({})",
                 o.ratio, alloc.params + pinned_after, target, units.size(),
                 alloc.met ? "target met" : "target missed");
@@ -106,6 +118,13 @@ StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUni
     for (size_t i : unit.layers) {
       Decision& d = (*states)[i].dec;
       if (pick + 1 == unit.group.options.size()) {
+        if (unit.choices.empty() && unit.slower) {
+          d = SkipDecision("slower_than_dense",
+                           "every Kronecker shape and rank that saves parameters costs more "
+                           "than the dense " +
+                               std::to_string(unit.dense) + " MACs per row");
+          continue;
+        }
         d = SkipDecision("kept_dense", unit.choices.empty()
                                            ? "no Kronecker shape saves parameters"
                                            : "the --ratio allocation keeps this weight dense");

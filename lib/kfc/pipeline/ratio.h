@@ -12,6 +12,7 @@
 #include "kfc/core/status.h"
 #include "kfc/pipeline/allocate.h"
 #include "kfc/pipeline/layer_state.h"
+#include "kfc/pipeline/size_error_curve.h"
 
 namespace kfc::pipeline {
 
@@ -35,6 +36,7 @@ struct CompressibleCount {
 struct RatioUnit {
   std::vector<size_t> layers;  // indices into the pipeline's layer list, in layer order
   int64_t dense = 0;           // K * N
+  bool slower = false;         // some rank saved parameters but was slower than dense
   std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
   AllocGroup group;
   bool built = false;  // BuildRatioOptions ran
@@ -44,12 +46,15 @@ struct RatioUnit {
 std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states);
 
 // Unit options from the exact spectra of the policy's shapes of its first layer, whose weight is w:
-// every profitable rank, then the dense weight.
-Status BuildRatioOptions(const LayerState& layer, const std::vector<float>& w, RatioUnit* unit);
+// every profitable rank that is not slower than dense (unless allowed), then the dense weight.
+Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::vector<float>& w,
+                         RatioUnit* unit);
 
 // --ratio: Allocate spreads over `units` (each built, its layers considered) what the budget
 // leaves after the other (pinned) layers. Returns why the target cannot be met ("" when it can).
+// With `curve` (HTML reports), also the allocation's options for the size-error curve, its
+// fixed_params less the allocated parameters.
 StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
-                                    std::vector<LayerState>* states);
+                                    std::vector<LayerState>* states, CurveInput* curve = nullptr);
 
 }  // namespace kfc::pipeline
