@@ -45,24 +45,19 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
         log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), s);
       }));
 
-  // select, then read and check.
+  // select, then read, check and decide (--ratio inside).
   std::vector<LayerState> states;
-  int64_t read = 0;
   KFC_RETURN_IF_ERROR(Timed(
       [&]() -> Status {
         KFC_ASSIGN_OR_RETURN(states, SelectLayers(candidates, options, filter, weights));
-        read = static_cast<int64_t>(ConsideredLayers(states).size());
-        return ReadAndCheck(options, weights, &states);
-      },
-      [&](double s) { log.info("read and checked {} weights in {:.3f} s", read, s); }));
-
-  // decide (--ratio inside).
-  KFC_RETURN_IF_ERROR(Timed(
-      [&]() -> Status {
-        KFC_ASSIGN_OR_RETURN(run.decided, Decide(options, weights, calibration.get(), &states));
+        KFC_ASSIGN_OR_RETURN(run.decided,
+                             ReadAndDecide(options, weights, calibration.get(), &states));
         return Status::Ok();
       },
-      [&](double s) { log.info("decided {} layers in {:.3f} s", run.decided.layers, s); }));
+      [&](double s) {
+        log.info("read and checked {} weights, decided {} layers in {:.3f} s", run.decided.read,
+                 run.decided.layers, s);
+      }));
 
   // factorize.
   std::vector<rewrite::KronRewrite> rewrites;

@@ -32,7 +32,8 @@ inline constexpr int64_t kTieSearchMaxElements = int64_t{1} << 20;
 // Where a run is, for a progress display: called before each layer of each phase and once at
 // the end of the phase (layers_done == layers_total).
 struct Progress {
-  std::string phase;  // "deciding" (shapes, ranks, spectra) or "factorizing"
+  std::string phase;  // "deciding" (weights read and checked; shapes, ranks, spectra) or
+                      // "factorizing"
   int64_t layers_done = 0;
   int64_t layers_total = 0;
   double bytes_done = 0;   // weight bytes of the layers done

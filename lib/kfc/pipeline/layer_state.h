@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // One Gemm/MatMul as CompressModel's phases see it: the candidate, and the plain outcome of each
-// phase (select, read and check, decide, factorize), from which pipeline/layer_report builds the
+// phase (select, read-check-and-decide, factorize), from which pipeline/layer_report builds the
 // report once, at the end. Internal to pipeline/.
 #pragma once
 
@@ -65,12 +65,12 @@ struct Factored {
 
 struct LayerState {
   const match::LayerCandidate* c = nullptr;
-  // Select, read and check: still a candidate (eligible, through the filters and min-params, its
-  // weight readable and finite).
+  // Select, then read and check: still a candidate (eligible, through the filters and min-params,
+  // its weight readable and finite).
   bool considered = false;
   // Why the layer stays dense (any phase); empty while it is not skipped.
   std::string skip_reason, skip_detail;
-  // Decide.
+  // Decide (a layer whose weight is not finite leaves it undecided).
   bool directed = false;  // dir holds the layer's directive
   Directive dir;
   Decision dec;

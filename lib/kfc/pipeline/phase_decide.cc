@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// decide: each considered layer's directive (its plan entry or the mode), its calibration
-// statistics, and its shape and rank, in parallel; --ratio then allocates its layers together.
+// read, check and decide: each considered layer's directive (its plan entry or the mode) and
+// calibration statistics, then, in one parallel task per layer, its weight read once, checked to
+// be finite (NaN or Inf: the layer stays dense, `non_finite_weight`) and its shape and rank
+// decided from that same read (--ratio: the options of its weight's allocation unit too); --ratio
+// then allocates its layers together. The factorization reads the weight a second time.
+#include <algorithm>
+
 #include "kfc/core/logging.h"
+#include "kfc/kron/factorize.h"
 #include "kfc/pipeline/decide_layer.h"
 #include "kfc/pipeline/phases.h"
 #include "kfc/pipeline/ratio.h"
@@ -10,8 +16,9 @@ namespace kfc::pipeline {
 namespace {
 
 // Layer s's calibration statistics (Calibration::Stats, Kronecker-factored by k1 when K is too
-// large): calibrated, or the note saying why not.
-Status LoadStats(Calibration* calibration, int64_t k1, LayerState* s) {
+// large): calibrated, or the note saying why not. Returns the warning a fallback to weight-only
+// logs ("" for none).
+StatusOr<std::string> LoadStats(Calibration* calibration, int64_t k1, LayerState* s) {
   const match::LayerCandidate& c = *s->c;
   std::string note;
   auto stats = calibration->Stats(c, k1, &note);
@@ -20,34 +27,26 @@ Status LoadStats(Calibration* calibration, int64_t k1, LayerState* s) {
   s->calibrated = s->stats.has_value();
   if (!s->stats) {
     s->calibration_note = "weight-only: " + note;
-    Logger().warn("layer '{}': calibration falls back to weight-only: {}", c.node_name, note);
-  } else if (!note.empty()) {
-    s->calibration_note = note;
+    return "layer '" + c.node_name + "': calibration falls back to weight-only: " + note;
   }
-  return Status::Ok();
+  if (!note.empty()) s->calibration_note = note;
+  return std::string();
 }
 
-// Whether deciding layer s reads its weight: comparing shapes or ranks does; -r at a policy that
-// allows one shape does not (the factorization reads it later).
-bool NeedsWeight(const LayerState& s) {
-  bool fell_back = false;
-  switch (s.dir.budget) {
-    case Budget::kRank:
-      return s.dir.shape.kind == ShapePolicy::Kind::kAuto ||
-             PolicyShapesQuiet(s.dir.shape, *s.c, &fell_back).size() > 1;
-    case Budget::kMaxError:
-      return true;
-    default:
-      return false;
-  }
-}
+// What one layer's task and the statistics before it found, each kept until all layers are done so
+// that errors are reported for the first failing layer in graph order, in the order of the steps.
+struct LayerOutcome {
+  Status stats;               // loading its calibration statistics
+  std::string stats_warning;  // its fallback to weight-only
+  Status read;                // reading its weight
+  std::string not_finite;     // where its weight holds NaN or Inf
+  Status decided;             // deciding it
+  Status ratio;               // building its --ratio unit's options
+};
 
-StatusOr<Decision> DecideLayer(const Options& o, const Weights& weights, const LayerState& s) {
+// Layer s's decision from its weight w; --ratio layers are decided by AllocateRatio.
+StatusOr<Decision> DecideLayer(const Options& o, const LayerState& s, const std::vector<float>& w) {
   const match::LayerCandidate& c = *s.c;
-  std::vector<float> w;
-  if (NeedsWeight(s)) {
-    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
-  }
   switch (s.dir.budget) {
     case Budget::kSkip:
       return s.dir.plan_entry >= 0
@@ -64,44 +63,145 @@ StatusOr<Decision> DecideLayer(const Options& o, const Weights& weights, const L
   return Decision{};
 }
 
+// One layer's task: read, check, decide, and when s is the first layer of a --ratio unit, build
+// the unit's options; the weight is read once for all of them.
+void ReadCheckAndDecide(const Options& o, const Weights& weights, LayerState* s, RatioUnit* unit,
+                        LayerOutcome* r) {
+  const match::LayerCandidate& c = *s->c;
+  const std::string layer = "layer '" + c.node_name + "'";
+  StatusOr<std::vector<float>> w = weights.Matrix(c);
+  if (!w.ok()) {
+    r->read = w.status().WithContext(layer);
+    return;
+  }
+  const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w->data(), c.k, c.n);
+  if (!finite.ok()) {
+    r->not_finite = finite.status().message();
+    return;
+  }
+  if (!r->stats.ok()) return;
+  StatusOr<Decision> d = DecideLayer(o, *s, *w);
+  if (!d.ok()) {
+    r->decided = d.status().WithContext(layer);
+    return;
+  }
+  s->dec = std::move(*d);
+  if (unit != nullptr) r->ratio = BuildRatioOptions(o, *s, *w, unit).WithContext(layer);
+}
+
+// A layer whose weight is not finite leaves the phase as if never decided.
+void SkipNonFinite(const std::string& why, LayerState* s) {
+  s->considered = false;
+  s->directed = false;
+  s->dir = Directive{};
+  s->dec = Decision{};
+  s->stats.reset();
+  s->calibrated = false;
+  s->calibration_note.clear();
+  s->Skip("non_finite_weight", why);
+}
+
+// The units without their non-finite layers, the empty ones dropped, in the order of their first
+// layers; a unit whose first layer was not finite is built from its new first layer (only when
+// layers with one WeightKey differ in finiteness, which equal weights cannot).
+Status KeepFiniteUnits(const Options& o, const Weights& weights,
+                       const std::vector<LayerState>& states, std::vector<RatioUnit>* units) {
+  std::vector<RatioUnit> kept;
+  for (RatioUnit& unit : *units) {
+    std::vector<size_t> layers;
+    for (size_t i : unit.layers) {
+      if (states[i].considered) layers.push_back(i);
+    }
+    if (layers.empty()) continue;
+    if (layers.front() != unit.layers.front()) {
+      RatioUnit rebuilt;
+      const LayerState& s = states[layers.front()];
+      auto w = weights.Matrix(*s.c);
+      Status built = w.ok() ? BuildRatioOptions(o, s, *w, &rebuilt) : w.status();
+      KFC_RETURN_IF_ERROR(built.WithContext("layer '" + s.c->node_name + "'"));
+      unit = std::move(rebuilt);
+    }
+    unit.layers = std::move(layers);
+    kept.push_back(std::move(unit));
+  }
+  std::stable_sort(kept.begin(), kept.end(), [](const RatioUnit& a, const RatioUnit& b) {
+    return a.layers.front() < b.layers.front();
+  });
+  *units = std::move(kept);
+  return Status::Ok();
+}
+
 }  // namespace
 
-StatusOr<DecideOutcome> Decide(const Options& o, const Weights& weights, Calibration* calibration,
-                               std::vector<LayerState>* states) {
+StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
+                                      Calibration* calibration, std::vector<LayerState>* states) {
   DecideOutcome out;
-  for (LayerState& s : *states) {
-    if (!s.considered) continue;
+  const std::vector<size_t> order = ConsideredLayers(*states);
+  out.read = static_cast<int64_t>(order.size());
+  std::vector<LayerOutcome> outcome(states->size());
+  for (size_t i : order) {
+    LayerState& s = (*states)[i];
     s.dir = Resolve(o, *s.c);
     s.directed = true;
     // Layers too wide for K x K statistics are decided without them, then get
     // Kronecker-factored statistics for the decided shape (below).
     if (calibration != nullptr && s.c->k <= kMaxCalibratedK) {
-      KFC_RETURN_IF_ERROR(LoadStats(calibration, 0, &s));
+      StatusOr<std::string> warning = LoadStats(calibration, 0, &s);
+      if (warning.ok()) {
+        outcome[i].stats_warning = std::move(*warning);
+      } else {
+        outcome[i].stats = warning.status();
+      }
     }
   }
+  std::vector<RatioUnit> units;
+  if (o.ratio > 0) units = RatioUnits(*states);
+  std::vector<RatioUnit*> unit_at(states->size(), nullptr);  // by a unit's first layer
+  for (RatioUnit& unit : units) unit_at[unit.layers.front()] = &unit;
 
-  const std::vector<size_t> order = ConsideredLayers(*states);
-  out.layers = static_cast<int64_t>(order.size());
   ProgressMeter deciding(o, "deciding", CandidatesAt(*states, order));
   KFC_RETURN_IF_ERROR(RunParallel(o, order.size(), [&](size_t j) -> Status {
-    LayerState& s = (*states)[order[j]];
-    StatusOr<Decision> d = DecideLayer(o, weights, s);
-    if (!d.ok()) return d.status().WithContext("layer '" + s.c->node_name + "'");
-    s.dec = std::move(*d);
+    const size_t i = order[j];
+    ReadCheckAndDecide(o, weights, &(*states)[i], unit_at[i], &outcome[i]);
     deciding.Done(j);
     return Status::Ok();
   }));
+
+  // In the order the steps ran as separate passes: reading; then the statistics and decisions of
+  // the finite weights.
+  for (size_t i : order) {
+    if (!outcome[i].read.ok()) return outcome[i].read;
+  }
+  for (size_t i : order) {
+    if (!outcome[i].not_finite.empty()) {
+      SkipNonFinite(outcome[i].not_finite, &(*states)[i]);
+      continue;
+    }
+    if (!outcome[i].stats.ok()) return outcome[i].stats;
+    if (!outcome[i].stats_warning.empty()) Logger().warn("{}", outcome[i].stats_warning);
+  }
+  for (size_t i : order) {
+    if (!outcome[i].decided.ok()) return outcome[i].decided;
+  }
+  for (size_t i : order) {
+    if (!outcome[i].ratio.ok()) return outcome[i].ratio;
+  }
+  out.layers = static_cast<int64_t>(ConsideredLayers(*states).size());
+
   if (o.ratio > 0) {
+    KFC_RETURN_IF_ERROR(KeepFiniteUnits(o, weights, *states, &units));
     KFC_ASSIGN_OR_RETURN(
         out.ratio_shortfall,
-        AllocateRatio(o, weights, states, o.record_charts ? &out.ratio_curve : nullptr));
+        AllocateRatio(o, units, states, o.record_charts ? &out.ratio_curve : nullptr));
   }
   for (LayerState& s : *states) {
     if (calibration == nullptr || !s.considered || s.c->k <= kMaxCalibratedK || !s.dec.compress) {
       continue;
     }
     const kron::KronShape& shape = s.dec.shape;
-    KFC_RETURN_IF_ERROR(LoadStats(calibration, shape.k1 > 1 && shape.k2 > 1 ? shape.k1 : 0, &s));
+    KFC_ASSIGN_OR_RETURN(const std::string warning,
+                         LoadStats(calibration, shape.k1 > 1 && shape.k2 > 1 ? shape.k1 : 0, &s));
+    if (!warning.empty()) Logger().warn("{}", warning);
   }
   deciding.Finish();
   return out;

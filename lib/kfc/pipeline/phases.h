@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // CompressModel's phases, in order, over one LayerState per Gemm/MatMul (pipeline/layer_state.h):
 //   select             eligibility, --include/--exclude, --min-params, readable weight
-//   read and check     each selected weight read once and checked to be finite
-//   decide             directive (plan or mode), calibration statistics, shape and rank
+//   read, check and    directive (plan or mode) and calibration statistics; then each weight read
+//   decide             once, checked to be finite and its shape and rank decided from that read
 //                      (--ratio allocates across layers inside this phase)
-//   factorize          each distinct factorization once; the rewrites
+//   factorize          each distinct factorization once (the weight's second read); the rewrites
 //   rewrite and check  the graph edit and the ONNX checker
 //   report             built once from the outcomes (pipeline/layer_report.h)
 // Each is a function in its own file (phase_<name>.cc), timed by Timed. Internal to pipeline/.
@@ -73,19 +73,20 @@ StatusOr<std::vector<LayerState>> SelectLayers(const std::vector<match::LayerCan
                                                const Options& o, const NameFilter& filter,
                                                const Weights& weights);
 
-// read and check: reads each considered weight (in parallel) and skips the non-finite ones.
-Status ReadAndCheck(const Options& o, const Weights& weights, std::vector<LayerState>* states);
-
-// What the decide phase leaves besides the layers' decisions.
+// What the read, check and decide phase leaves besides the layers' decisions.
 struct DecideOutcome {
-  int64_t layers = 0;           // layers decided
+  int64_t read = 0;             // weights read and checked
+  int64_t layers = 0;           // layers decided (their weights finite)
   std::string ratio_shortfall;  // --ratio: why the allocation cannot meet the target; "" if met
   CurveInput ratio_curve;       // --ratio with Options::record_charts: the allocation's options
 };
 
-// decide: each considered layer's directive, calibration statistics and decision.
-StatusOr<DecideOutcome> Decide(const Options& o, const Weights& weights, Calibration* calibration,
-                               std::vector<LayerState>* states);
+// read, check and decide: each considered layer's directive and calibration statistics; then in
+// parallel its weight read once, checked (layers with NaN or Inf weights stay dense,
+// `non_finite_weight`) and decided from that read; then --ratio's allocation. Errors are those of
+// the first failing layer in graph order, whatever the number of threads.
+StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
+                                      Calibration* calibration, std::vector<LayerState>* states);
 
 // factorize: each distinct factorization once (in parallel; spilled as done when o.spill), the
 // factorized layers' outcomes in layer order, and their rewrites.

@@ -11,23 +11,12 @@
 #include "kfc/pipeline/phases.h"
 
 namespace kfc::pipeline {
-namespace {
 
-// One --ratio allocation unit: the layers sharing one weight in one orientation, decided
-// together; each option is a (shape, rank) or, last, the dense weight.
-struct RatioUnit {
-  std::vector<size_t> layers;  // indices into the pipeline's layer list
-  int64_t dense = 0;           // K * N
-  bool slower = false;         // some rank saved parameters but was slower than dense
-  std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
-  AllocGroup group;
-};
-
-// Options of a unit from the exact spectra of the policy's shapes: every profitable rank that is
-// not slower than dense (unless allowed).
-Status BuildRatioOptions(const Options& o, const ShapePolicy& policy,
-                         const match::LayerCandidate& c, const std::vector<float>& w,
-                         const kron::InputStats* stats, RatioUnit* unit) {
+Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::vector<float>& w,
+                         RatioUnit* unit) {
+  const match::LayerCandidate& c = *layer.c;
+  const ShapePolicy& policy = layer.dir.shape;
+  const kron::InputStats* stats = StatsOf(layer);
   unit->dense = c.k * c.n;
   const double weight = static_cast<double>(unit->dense);
   for (const auto& shape : PolicyShapes(policy, c)) {
@@ -49,10 +38,22 @@ Status BuildRatioOptions(const Options& o, const ShapePolicy& policy,
     }
   }
   unit->group.options.push_back({unit->dense, 0.0});
+  unit->built = true;
   return Status::Ok();
 }
 
-}  // namespace
+std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states) {
+  std::vector<RatioUnit> units;
+  std::map<std::string, size_t> unit_of;
+  for (size_t i = 0; i < states.size(); ++i) {
+    const LayerState& s = states[i];
+    if (!s.considered || s.dir.budget != Budget::kRatio) continue;
+    auto [it, fresh] = unit_of.emplace(WeightKey(s), units.size());
+    if (fresh) units.emplace_back();
+    units[it->second].layers.push_back(i);
+  }
+  return units;
+}
 
 void CompressibleCount::AddDense(const LayerState& s) {
   dense[s.c->source_value] = s.c->k * s.c->n;
@@ -78,10 +79,8 @@ double CompressibleCount::After() const {
   return sum;
 }
 
-StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
+StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
                                     std::vector<LayerState>* states, CurveInput* curve) {
-  std::vector<RatioUnit> units;
-  std::map<std::string, size_t> unit_of;
   CompressibleCount all, pinned;
   for (size_t i = 0; i < states->size(); ++i) {
     const LayerState& s = (*states)[i];
@@ -94,20 +93,9 @@ StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
       } else {
         pinned.AddDense(s);
       }
-      continue;
     }
-    auto [it, fresh] = unit_of.emplace(WeightKey(s), units.size());
-    if (fresh) units.emplace_back();
-    units[it->second].layers.push_back(i);
   }
   if (units.empty()) return std::string();
-  KFC_RETURN_IF_ERROR(RunParallel(o, units.size(), [&](size_t u) -> Status {
-    const LayerState& s = (*states)[units[u].layers.front()];
-    auto w = weights.Matrix(*s.c);
-    Status built =
-        w.ok() ? BuildRatioOptions(o, s.dir.shape, *s.c, *w, StatsOf(s), &units[u]) : w.status();
-    return built.WithContext("layer '" + s.c->node_name + "'");
-  }));
   const double before = all.Before();
   const int64_t target = static_cast<int64_t>(std::floor(o.ratio * before + 1e-9));
   const int64_t pinned_after = static_cast<int64_t>(pinned.After());

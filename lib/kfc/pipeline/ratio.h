@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// --ratio inside the decide phase, and the compressible-parameter count the report shares with it.
-// Internal to pipeline/.
+// --ratio inside the read, check and decide phase, and the compressible-parameter count the report
+// shares with it. Internal to pipeline/.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/pipeline/allocate.h"
 #include "kfc/pipeline/layer_state.h"
 #include "kfc/pipeline/size_error_curve.h"
-#include "kfc/pipeline/weights.h"
 
 namespace kfc::pipeline {
 
@@ -31,11 +32,30 @@ struct CompressibleCount {
   double After() const;
 };
 
-// --ratio: the layers the ratio decides are grouped by weight, each group's options come from its
-// spectra, and Allocate spreads what the budget leaves after the other (pinned) layers. Returns
-// why the target cannot be met ("" when it can). With `curve` (HTML reports), also the
-// allocation's options for the size-error curve, its fixed_params less the allocated parameters.
-StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
+// One --ratio allocation unit: the layers sharing one weight in one orientation (WeightKey),
+// decided together; each option is a (shape, rank) or, last, the dense weight.
+struct RatioUnit {
+  std::vector<size_t> layers;  // indices into the pipeline's layer list, in layer order
+  int64_t dense = 0;           // K * N
+  bool slower = false;         // some rank saved parameters but was slower than dense
+  std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
+  AllocGroup group;
+  bool built = false;  // BuildRatioOptions ran
+};
+
+// The units of the considered layers the ratio decides (directives resolved), in layer order.
+std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states);
+
+// Unit options from the exact spectra of the policy's shapes of its first layer, whose weight is w:
+// every profitable rank that is not slower than dense (unless allowed), then the dense weight.
+Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::vector<float>& w,
+                         RatioUnit* unit);
+
+// --ratio: Allocate spreads over `units` (each built, its layers considered) what the budget
+// leaves after the other (pinned) layers. Returns why the target cannot be met ("" when it can).
+// With `curve` (HTML reports), also the allocation's options for the size-error curve, its
+// fixed_params less the allocated parameters.
+StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
                                     std::vector<LayerState>* states, CurveInput* curve = nullptr);
 
 }  // namespace kfc::pipeline
