@@ -146,6 +146,9 @@ int Run(int argc, char** argv) {
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
     return undo(kfc::IoError("stdout: writing the report failed"));
   }
+  if (report->totals().layers_compressed() == 0) {
+    kfc::Logger().warn("{}", kfc::report::CompressedSummary(*report));
+  }
   if (!report->gates_passed()) {
     for (const auto& g : report->gates()) {
       if (!g.passed())

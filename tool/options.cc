@@ -15,8 +15,9 @@ Exit codes:
   0  success (layers left uncompressed are listed in the report with the reason)
   1  runtime failure: unreadable, corrupt or invalid model, unwritable output, numerical failure
   2  usage error: bad or missing options, or an unreadable or invalid --plan file
-  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above) failed: the report says which
-     and by how much; no model is written unless --write-on-gate-failure
+  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above, --fail-if-nothing-compressed)
+     failed: the report says which and by how much; no model is written unless
+     --write-on-gate-failure
 
 The report goes to stdout (a table, or JSON with --json); logs go to stderr.
 Nothing is written on failure: the output is written to a temporary file and renamed into place.)";
@@ -103,6 +104,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "quality gate: exit 3 and write no model if the whole model's parameter ratio "
                  "(totals.param_ratio: all initializers, after / before) is above F")
       ->type_name("F");
+  app.add_flag("--fail-if-nothing-compressed", o.pipeline.fail_if_nothing_compressed,
+               "quality gate: exit 3 and write no model if no layer was compressed");
   app.add_flag("--write-on-gate-failure", o.pipeline.write_on_gate_failure,
                "write the model even when a gate fails (the exit code is still 3)");
   app.add_option("-o,--output", o.output, "where to write the compressed model")

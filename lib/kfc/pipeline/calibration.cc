@@ -157,6 +157,37 @@ std::string SidecarPathFor(const std::string& probe_path) {
   return probe_path + ".calib.json";
 }
 
+namespace {
+
+// Reshape(c's input, [-1, K]) added to the probe's main graph; returns its output.
+std::string FlattenedRows(const match::LayerCandidate& c, NameGenerator* names,
+                          onnx::ModelProto* probe) {
+  onnx::GraphProto* g = probe->mutable_graph();
+  const std::string target = names->Unique("kfc_calib_rows_shape");
+  auto* t = g->add_initializer();
+  t->set_name(target);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(2);
+  t->add_int64_data(-1);
+  t->add_int64_data(c.k);
+  if (probe->ir_version() < 4) {  // IR 3: initializers are graph inputs too
+    auto* in = g->add_input();
+    in->set_name(target);
+    in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::INT64);
+    in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(2);
+  }
+  const std::string rows = names->Unique("kfc_calib_rows");
+  auto* node = g->add_node();
+  node->set_op_type("Reshape");
+  node->set_name(names->Unique(rows + "/reshape"));
+  node->add_input(c.input_name);
+  node->add_input(target);
+  node->add_output(rows);
+  return rows;
+}
+
+}  // namespace
+
 StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& model_path) {
   Probe probe;
   probe.model = model;
@@ -194,6 +225,16 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
       if (!type || !type->has_tensor_type()) continue;
       const std::string name = names.Unique("kfc_calib_" + std::to_string(by_source.size()));
       std::string exposed = c.input_name;
+      if (!type->tensor_type().has_shape()) {
+        // Rank unknown (the layer takes its leading dims at run time): its samples are rows of K
+        // whatever the rank, so the probe exposes them as [-1, K]. Not for W·X layers (samples
+        // are columns) or inside subgraphs: those stay weight-only.
+        if (ColumnSamples(c) || depth > 0) continue;
+        exposed = FlattenedRows(c, &names, &probe.model);
+        auto* shape = type->mutable_tensor_type()->mutable_shape();
+        shape->add_dim();
+        shape->add_dim()->set_dim_value(c.k);
+      }
       int rank = std::max(type->tensor_type().shape().dim_size(), ColumnSamples(c) ? 2 : 1);
       for (size_t d = depth; d >= 1; --d) {
         onnx::GraphProto* outer = MutableGraphAt(&probe.model, c.scope, d - 1);

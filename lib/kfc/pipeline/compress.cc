@@ -14,6 +14,7 @@
 #include <set>
 #include <type_traits>
 
+#include "kfc/check/validate.h"
 #include "kfc/core/logging.h"
 #include "kfc/core/parallel.h"
 #include "kfc/io/model_io.h"
@@ -146,13 +147,28 @@ struct ModelTotals {
   double params = 0, bytes = 0;
 };
 
+// The main graph's initializers, and the `value` tensors of Constant nodes in every graph
+// (exporters such as paddle2onnx store weights there).
 ModelTotals CountInitializers(const onnx::GraphProto& g) {
   ModelTotals t;
-  for (const auto& init : g.initializer()) {
+  auto add = [&](const onnx::TensorProto& init) {
     auto n = tensor::NumElements(init.dims(), init.name());
     if (n.ok()) t.params += static_cast<double>(*n);
     t.bytes += static_cast<double>(tensor::StoredDataBytes(init));
-  }
+  };
+  for (const auto& init : g.initializer()) add(init);
+  std::function<void(const onnx::GraphProto&)> constants = [&](const onnx::GraphProto& graph) {
+    for (const auto& node : graph.node()) {
+      const bool constant = node.op_type() == "Constant" &&
+                            (node.domain().empty() || node.domain() == "ai.onnx");
+      for (const auto& attr : node.attribute()) {
+        if (constant && attr.name() == "value" && attr.has_t()) add(attr.t());
+        if (attr.has_g()) constants(attr.g());
+        for (const auto& sub : attr.graphs()) constants(sub);
+      }
+    }
+  };
+  constants(g);
   return t;
 }
 
@@ -732,6 +748,15 @@ void EvaluateGates(const Options& o, report::Report* rep) {
     if (worst > 0.0) who = "worst " + who;
     add("fail_if_error_above", o.fail_if_error_above, worst, who);
   }
+  if (o.fail_if_nothing_compressed) {
+    report::Gate* g = rep->add_gates();
+    g->set_gate("fail_if_nothing_compressed");
+    g->set_threshold(1);
+    g->set_value(rep->totals().layers_compressed());
+    g->set_passed(rep->totals().layers_compressed() >= 1);
+    g->set_detail(report::CompressedSummary(*rep));
+    if (!g->passed()) rep->set_gates_passed(false);
+  }
   if (o.fail_if_ratio_above >= 0) {
     add("fail_if_ratio_above", o.fail_if_ratio_above, rep->totals().param_ratio(),
         "model param_ratio");
@@ -807,30 +832,7 @@ Status ValidateOptions(const Options& o) {
 }
 
 Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
-  // ONNX 1.12's checker refuses IR versions above its own (8). IR 9 and 10 only add element types
-  // (float8, int4) and function overloads; a model that uses the new types still fails below on
-  // its unknown types, so checking the rest as IR 8 loses nothing.
-  // Large weights are checked through their dims only: the copy holds one element of each, so
-  // checking neither doubles memory nor trips over protobuf's 2 GiB limit.
-  onnx::ModelProto light = io::CopyForChecking(model);
-  if (light.ir_version() > onnx::IR_VERSION && light.ir_version() <= kMaxIrVersion) {
-    light.set_ir_version(onnx::IR_VERSION);
-  }
-  const onnx::ModelProto* checked = &light;
-  try {
-    onnx::checker::check_model(*checked);
-  } catch (const std::exception& e) {
-    return FailedPrecondition(what + " fails the ONNX checker: " + std::string(e.what()));
-  }
-  try {
-    onnx::ModelProto copy = *checked;
-    onnx::ShapeInferenceOptions strict(/*check_type_val=*/true, /*strict_mode_val=*/1,
-                                       /*data_prop_val=*/false);
-    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), strict);
-  } catch (const std::exception& e) {
-    return FailedPrecondition(what + " fails ONNX shape inference: " + std::string(e.what()));
-  }
-  return Status::Ok();
+  return check::CheckModel(model, what, "input", {}, nullptr);
 }
 
 namespace {
@@ -1089,6 +1091,12 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   rep.set_shape_policy(options.shape.value_or(default_policy).Name());
   rep.set_min_params(static_cast<double>(options.min_params));
   rep.set_opset(static_cast<int32_t>(match::DefaultOpset(model)));
+  if (options.input_checks != nullptr) {
+    *rep.mutable_checks() = *options.input_checks;
+  } else {
+    KFC_RETURN_IF_ERROR(
+        check::CheckModel(model, "input model", "input", {}, rep.mutable_checks()));
+  }
 
   std::shared_ptr<Calibration> calibration;
   if (!options.calibration_dir.empty()) {
@@ -1261,8 +1269,10 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       static_cast<double>(model.ByteSizeLong() + io::ExternalDataBytes(model));
   start = Clock::now();
   result.model = std::move(model);
-  KFC_RETURN_IF_ERROR(rewrite::ApplyKronRewrites(&result.model, rewrites));
-  KFC_RETURN_IF_ERROR(CheckModel(result.model, "output model"));
+  std::vector<rewrite::EmittedLayer> emitted;
+  KFC_RETURN_IF_ERROR(rewrite::ApplyKronRewrites(&result.model, rewrites, &emitted));
+  KFC_RETURN_IF_ERROR(
+      check::CheckModel(result.model, "output model", "output", emitted, rep.mutable_checks()));
   log.info("rewrote and checked the graph in {:.3f} s", SecondsSince(start));
 
   const ModelTotals after = CountInitializers(result.model.graph());
@@ -1347,7 +1357,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),
                                               external.files, "external data file"));
   }
-  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  report::Checks input_checks;
+  KFC_RETURN_IF_ERROR(
+      check::CheckModel(model, "input model '" + input + "'", "input", {}, &input_checks));
   if (external.tensors > 0) {
     Logger().info(
         "loaded '{}' and checked {} external tensors ({} bytes in {} files; {} left there, read "
@@ -1360,6 +1372,7 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
   Options with_reader = options;
   with_reader.external_reader = &reader;
+  with_reader.input_checks = &input_checks;
   // Factors go to a nameless file next to the output as they are produced (none for a dry run).
   io::SpillFile spill;
   if (!dry_run) {

@@ -67,6 +67,8 @@ struct Options {
   double fail_if_error_above = -1.0;  // any compressed layer's relative error above this
   double fail_if_ratio_above = -1.0;  // the whole model's param_ratio above this
   bool write_on_gate_failure = false;
+  // --fail-if-nothing-compressed: a gate that fails when no layer was compressed.
+  bool fail_if_nothing_compressed = false;
   // How CompressFile writes the output: --external-data[=FILE], --external-data-threshold, and
   // the automatic switch to external data above protobuf's 2 GiB limit.
   io::SaveOptions save;
@@ -84,6 +86,9 @@ struct Options {
   // given the spill), and LayerResult::factors then has empty a and b. Without it, factors stay in
   // memory, and the model holds them inline.
   io::SpillFile* spill = nullptr;
+  // The input model's checks (check/validate.h), when the caller ran them (CompressFile does);
+  // without them CompressModel checks the input itself. Either way they open the report's checks.
+  const report::Checks* input_checks = nullptr;
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate
