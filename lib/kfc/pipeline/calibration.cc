@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "kfc/check/schemas.h"
 #include "kfc/core/names.h"
 #include "kfc/io/model_io.h"
 #include "kfc/io/npy.h"
@@ -199,7 +200,9 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
   onnx::ModelProto inferred = model;
   try {
     onnx::ShapeInferenceOptions options(false, 0, false);
-    onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(), options);
+    // Through the schemas that apply at the model's opset: an older schema of a newer op
+    // (ReduceMean-13 for ReduceMean-18) would infer wrong shapes for the exposed activations.
+    onnx::shape_inference::InferShapes(inferred, check::KnownSchemas::Instance(), options);
   } catch (const std::exception& e) {
     return FailedPrecondition(std::string("probe: shape inference failed: ") + e.what());
   }
@@ -222,6 +225,12 @@ StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& mod
       const onnx::GraphProto* made_in = match::GraphAt(inferred, c.scope, depth);
       std::optional<onnx::TypeProto> type =
           made_in != nullptr ? TypeOf(*made_in, c.input_name) : std::nullopt;
+      if ((!type || !type->has_tensor_type()) && depth == 0 && !ColumnSamples(c)) {
+        // Made by a node shape inference does not know (newer than the ONNX library, or of a
+        // custom domain): the layer's dtype, rank unknown (exposed as rows, below).
+        type = onnx::TypeProto();
+        type->mutable_tensor_type()->set_elem_type(c.dtype);
+      }
       if (!type || !type->has_tensor_type()) continue;
       const std::string name = names.Unique("kfc_calib_" + std::to_string(by_source.size()));
       std::string exposed = c.input_name;
