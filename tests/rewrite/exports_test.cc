@@ -328,6 +328,26 @@ agraph (float[4] x) => (float[4] y) {
   EXPECT_NE(s.message().find("'a' is defined twice"), std::string::npos) << s.message();
 }
 
+TEST(CheckTest, SubgraphsSeeOuterValuesDefinedBeforeTheirNodeOnly) {
+  auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 20]>
+agraph (bool c, float[4] x) => (float[4] y) {
+  a = Gelu(x)
+  y = If(c) <then_branch = g1 () => (float[4] t) { t = Relu(a) },
+              else_branch = g2 () => (float[4] e) { e = Neg(a) }>
+})");
+  ASSERT_TRUE(check::CheckStructure(model, "m").ok());
+  // The branch reads 'b', which its enclosing graph defines only after the If.
+  auto* g = model.mutable_graph();
+  *g->add_node() = g->node(0);
+  g->mutable_node(2)->set_output(0, "b");
+  g->mutable_node(1)->mutable_attribute(0)->mutable_g()->mutable_node(0)->set_input(0, "b");
+  const Status s = check::CheckStructure(model, "m");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("reads 'b', which is not defined before it"), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("main/#1/"), std::string::npos) << s.message();
+}
+
 TEST(CheckTest, StandardOpAtAKnownOpsetStillFailsTheChecker) {
   // Gelu does not exist at opset 17: the library is authoritative there.
   auto model = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 17]>
