@@ -494,6 +494,9 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
         return InvalidArgument("layer '" + layer.node_name + "' cannot be rewritten");
       }
       KFC_ASSIGN_OR_RETURN(auto nodes, emitter.Emit(rw));
+      if (!rw.doc_string.empty()) {
+        for (auto& n : nodes) n.set_doc_string(rw.doc_string);
+      }
       if (emitted != nullptr) {
         emitted->push_back({layer, {}});
         for (const auto& n : nodes) emitted->back().nodes.push_back(n.name());

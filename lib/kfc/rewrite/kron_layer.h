@@ -34,6 +34,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -56,6 +57,9 @@ struct KronRewrite {
   // Calibration: mu^T (W - W_hat) (length N, alpha excluded), added to the output with one more
   // Add so the layer's expected output on the calibration data is unchanged. Empty: none.
   std::vector<float> bias_correction;
+  // Set as the doc_string of every node emitted for the layer (what Netron shows): which node it
+  // replaces, and how. Empty: none.
+  std::string doc_string;
 };
 
 // The nodes emitted for one layer, for the strict check of the output (check/validate.h).
