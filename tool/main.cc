@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kfc/core/logging.h"
+#include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/pipeline/plan.h"

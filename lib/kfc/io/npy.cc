@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "kfc/io/model_io.h"
+#include "kfc/io/file.h"
 
 namespace kfc::io {
 namespace {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kfc/graph/scope.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::match {
@@ -14,14 +15,6 @@ namespace kfc::match {
 // The lowest opset at which the emitted ops (Reshape with a shape input, numpy-style MatMul, Add
 // and Mul with multidirectional broadcasting) exist in the form the rewriter uses.
 inline constexpr int64_t kMinOpset = 7;
-
-// One step from a graph into one of its subgraphs: node `node` of the enclosing graph, its
-// attribute `attribute`, and `graph`, the index into a GRAPHS attribute (-1 for a GRAPH one).
-struct ScopeStep {
-  int node = -1;
-  int attribute = -1;
-  int graph = -1;
-};
 
 // Where a layer's weight data lives, resolved once by FindLayers so that no later stage searches
 // for it again: an initializer (its index in the graph `depth` steps into the layer's scope) or
@@ -37,7 +30,7 @@ struct WeightRef {
 
 struct LayerCandidate {
   std::string graph_path = "main";  // "main", or "main/<node>/<attribute>" for subgraphs
-  std::vector<ScopeStep> scope;     // steps from the main graph to the node's graph (empty: main)
+  graph::Scope scope;               // steps from the main graph to the node's graph (empty: main)
   int node_index = -1;              // position in its graph's node list
   std::string node_name;
   std::string op_type;      // "Gemm" or "MatMul"
@@ -88,6 +81,10 @@ struct LayerCandidate {
   bool eligible() const { return skip_reason.empty(); }
 };
 
+// Whether the layer reads its features along the activation's second-to-last axis, so that each
+// column of X [.., K, C] is one sample: Gemm with transA=1 (A is [K, M]) and MatMul(W, X).
+inline bool ColumnSamples(const LayerCandidate& c) { return c.trans_a || c.weight_first; }
+
 // The default ("" or "ai.onnx") domain's opset version; 0 when not imported.
 int64_t DefaultOpset(const onnx::ModelProto& model);
 
@@ -96,21 +93,17 @@ int64_t DefaultOpset(const onnx::ModelProto& model);
 // shape inference with data propagation on a copy to learn activation ranks (InferTypes).
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
 
-// Every value's type that shape inference finds on a light copy of `model`: with data propagation
-// (so Reshape(x, Concat(Slice(Shape(x)), [-1])) gets a rank), through check::KnownSchemas (so nodes
-// newer than the ONNX library are left unknown, not inferred by an older schema). Graph inputs,
-// value_info and outputs of every graph; an inference error leaves what was found before it.
+// Every value's type that shape inference finds on a light copy of `model`: with data propagation,
+// through check::KnownSchemas (so nodes newer than the ONNX library are left unknown, not inferred
+// by an older schema), and with the rank of Reshape outputs whose target is computed (ONNX 1.12
+// infers none for Reshape(x, Concat(Slice(Shape(x)), [-1]))). Graph inputs, value_info and outputs
+// of every graph; an inference error leaves what was found before it.
 using TypeMap = std::unordered_map<std::string, onnx::TypeProto>;
 TypeMap InferTypes(const onnx::ModelProto& model);
 
-// The graph `depth` steps into `scope` (0: the main graph); nullptr when the model has no such
-// graph (a scope from another model, or depth > scope.size()).
-const onnx::GraphProto* GraphAt(const onnx::ModelProto& model, const std::vector<ScopeStep>& scope,
-                                size_t depth);
-
 // The tensor `ref` points to for a layer in `scope` (WeightRef); nullptr when it does not fit the
 // model (a candidate from another model, or kNone).
-const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model,
-                                      const std::vector<ScopeStep>& scope, const WeightRef& ref);
+const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model, const graph::Scope& scope,
+                                      const WeightRef& ref);
 
 }  // namespace kfc::match

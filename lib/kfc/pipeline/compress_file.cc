@@ -7,6 +7,7 @@
 
 #include "kfc/check/validate.h"
 #include "kfc/core/logging.h"
+#include "kfc/io/file.h"
 #include "kfc/io/file_digest.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/calibration.h"

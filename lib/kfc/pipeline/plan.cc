@@ -7,7 +7,7 @@
 #include <charconv>
 #include <cmath>
 
-#include "kfc/io/model_io.h"
+#include "kfc/io/file.h"
 #include "kfc_plan.pb.h"
 
 namespace kfc::pipeline {
