@@ -92,6 +92,9 @@ int Run(int argc, char** argv) {
     kfc::tool::RemoveOutputs(o, *report);
     return Fail(kfc::IoError("stdout: writing the report failed"));
   }
+  if (report->totals().layers_compressed() == 0) {
+    kfc::Logger().warn("{}", kfc::report::CompressedSummary(*report));
+  }
   if (!report->gates_passed()) {
     for (const auto& g : report->gates()) {
       if (!g.passed())

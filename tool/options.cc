@@ -19,7 +19,8 @@ Exit codes:
   0  success (layers left uncompressed are listed in the report with the reason)
   1  runtime failure: unreadable, corrupt or invalid model, unwritable output, numerical failure
   2  usage error: bad or missing options, or an unreadable or invalid --plan file
-  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above, --fail-if-output-error-above)
+  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above, --fail-if-output-error-above,
+     --fail-if-nothing-compressed)
      failed: the report says which and by how much; no model is written unless
      --write-on-gate-failure
 
@@ -126,6 +127,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "output's relative error on the calibration inputs, original vs compressed, is "
                  "above E")
       ->type_name("E");
+  app.add_flag("--fail-if-nothing-compressed", o.pipeline.fail_if_nothing_compressed,
+               "quality gate: exit 3 and write no model if no layer was compressed");
   app.add_flag("--write-on-gate-failure", o.pipeline.write_on_gate_failure,
                "write the model even when a gate fails (the exit code is still 3)");
   app.add_option("-o,--output", o.output, "where to write the compressed model")

@@ -652,3 +652,59 @@ TEST(CliProgressTest, ProgressLineOnlyOnATerminalAndNotWithQuiet) {
 
 }  // namespace
 }  // namespace kfc
+
+namespace kfc {
+namespace {
+
+// Two MatMuls on graph inputs and one small constant one: nothing can be compressed.
+std::string WriteNothingModel(const TempDir& dir) {
+  auto model = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[B, 8] x, float[8, 8] a, float[8, 8] b) => (float[B, 8] y, float[B, 8] z, float[B, 8] w) {
+  y = MatMul(x, a)
+  z = MatMul(x, b)
+  w = MatMul(x, W)
+})");
+  testing::AddRandomInitializer(&model, "W", {8, 8}, 5);
+  const std::string path = dir.File("nothing.onnx");
+  testing::WriteModel(model, path);
+  return path;
+}
+
+TEST(CliOutcomeTest, NothingCompressedIsOneStderrLineWithReasonsCounted) {
+  TempDir dir;
+  const std::string model = WriteNothingModel(dir);
+  auto r = Cli({model, "-r", "2", "-o", dir.File("out.onnx")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("0 of 3 layers compressed: 2 weight_not_constant, 1 below_min_params\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("0 of 3 layers compressed"), std::string::npos) << "stderr only";
+  EXPECT_TRUE(std::filesystem::exists(dir.File("out.onnx")));
+  // A run that compresses something says nothing of the kind.
+  auto ok = Cli({kDigits, "-r", "4", "-o", dir.File("digits.onnx")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.err.find("layers compressed"), std::string::npos) << ok.err;
+}
+
+TEST(CliOutcomeTest, FailIfNothingCompressedExitsThreeAndWritesNothing) {
+  TempDir dir;
+  const std::string model = WriteNothingModel(dir);
+  auto r = Cli({model, "-r", "2", "-o", dir.File("out.onnx"), "--fail-if-nothing-compressed"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("0 of 3 layers compressed: 2 weight_not_constant, 1 below_min_params"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("gate failed: fail_if_nothing_compressed"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("gate fail_if_nothing_compressed"), std::string::npos) << r.out;
+  EXPECT_EQ(dir.List(), std::vector<std::string>{"nothing.onnx"});
+  // With a layer compressed, the gate passes and the model is written.
+  auto ok = Cli({kDigits, "-r", "4", "-o", dir.File("digits.onnx"), "--fail-if-nothing-compressed"});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("gate fail_if_nothing_compressed 1.000000: passed (2 of 3 layers compressed)"),
+            std::string::npos)
+      << ok.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("digits.onnx")));
+}
+
+}  // namespace
+}  // namespace kfc

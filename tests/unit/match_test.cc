@@ -299,6 +299,8 @@ agraph (float[N, 64] x) => (float[N, 64] y) {
   }
 }
 
+// A vector input is skipped; an input of unknown rank is not (issue 13: the rewriter takes its
+// leading dims at run time), and its rank is reported as 0.
 TEST(MatchSkipTest, InputRankUnknownOrOne) {
   auto vector_input = ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
 agraph (float[64] x) => (float[64] y) { y = MatMul(x, W) })");
@@ -308,7 +310,9 @@ agraph (float[64] x) => (float[64] y) { y = MatMul(x, W) })");
 agraph (float[N, 64] x) => (float[N, 64] y) { y = MatMul(x, W) })");
   AddRandomInitializer(&unknown, "W", {64, 64}, 1);
   unknown.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->clear_shape();
-  ExpectSkip(Only(unknown), "unknown_input_rank", "rank of input 'x' is unknown");
+  const LayerCandidate c = Only(unknown);
+  EXPECT_TRUE(c.eligible()) << c.skip_reason << ": " << c.skip_detail;
+  EXPECT_EQ(c.input_rank, 0);
 }
 
 TEST(MatchSkipTest, OldOpsetAndMalformedNodes) {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "kfc/check/schemas.h"
 #include "kfc/core/logging.h"
 #include "kfc/graph/scope.h"
 #include "kfc/graph/uses.h"
@@ -19,27 +20,31 @@
 namespace kfc::match {
 namespace {
 
-// Dims of every value whose shape is known (-1 for a dim without a static value), from graph
-// inputs, value_info and outputs.
+// Dims of every value whose shape is known (-1 for a dim without a static value).
 using ShapeMap = std::unordered_map<std::string, std::vector<int64_t>>;
 
 // Value names are unique across scopes (the checker enforces SSA through subgraphs), so one map
 // serves every graph.
-ShapeMap KnownShapes(const onnx::GraphProto& root) {
-  ShapeMap shapes;
+void CollectTypes(const onnx::GraphProto& root, TypeMap* types) {
   auto add = [&](const onnx::ValueInfoProto& vi) {
-    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape()) return;
-    std::vector<int64_t>& dims = shapes[vi.name()];
-    dims.clear();
-    for (const auto& d : vi.type().tensor_type().shape().dim()) {
-      dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
-    }
+    if (vi.type().has_tensor_type()) (*types)[vi.name()] = vi.type();
   };
   graph::ForEachGraph(root, [&](const onnx::GraphProto& g) {
     for (const auto& vi : g.input()) add(vi);
     for (const auto& vi : g.value_info()) add(vi);
     for (const auto& vi : g.output()) add(vi);
   });
+}
+
+ShapeMap KnownShapes(const TypeMap& types) {
+  ShapeMap shapes;
+  for (const auto& [name, type] : types) {
+    if (!type.tensor_type().has_shape()) continue;
+    std::vector<int64_t>& dims = shapes[name];
+    for (const auto& d : type.tensor_type().shape().dim()) {
+      dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    }
+  }
   return shapes;
 }
 
@@ -180,6 +185,7 @@ std::string OpLackingDType(const LayerCandidate& c, int64_t opset) {
 // What every layer's classification reads.
 struct ModelFacts {
   graph::UseCounts uses;
+  TypeMap types;
   ShapeMap shapes;
   int64_t opset = 0;
   int64_t ir_version = 0;
@@ -231,6 +237,10 @@ void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFac
       path = std::move(swapped_path);
       w = w0;
     }
+  }
+  if (auto t = model.types.find(c->input_name); t != model.types.end()) c->input_type = t->second;
+  if (auto t = model.types.find(c->output_name); t != model.types.end()) {
+    c->output_type = t->second;
   }
   if (!is_gemm) {
     auto it = shapes.find(c->input_name);
@@ -322,11 +332,8 @@ void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFac
                       " times (by other nodes or as a graph output)");
     }
   }
-  if (c->input_rank == 0) {
-    return Skip(c, "unknown_input_rank",
-                "rank of input '" + c->input_name + "' is unknown after shape inference");
-  }
-  if (c->input_rank < 2) {
+  // An input of unknown rank is fine: the rewriter then takes the leading dims at run time.
+  if (c->input_rank == 1) {
     return Skip(c, "input_rank_1", "input '" + c->input_name + "' is a vector (rank 1)");
   }
 }
@@ -381,21 +388,97 @@ int64_t DefaultOpset(const onnx::ModelProto& model) {
   return 0;
 }
 
+namespace {
+
+using ShapeData = std::unordered_map<std::string, onnx::TensorShapeProto>;
+
+// ONNX 1.12 infers no output shape for a Reshape whose target is computed (Shape -> Slice ->
+// Concat, Shape -> Gather -> Unsqueeze -> Concat), although the target's length is the output's
+// rank, and data propagation often knows the target's values. Declares that, as value_info, for
+// the Reshape outputs inference left without a shape, in every graph; true when it added any.
+bool AddReshapeRanks(onnx::GraphProto* g, const TypeMap& known, const ShapeData& data) {
+  bool added = false;
+  for (auto& node : *g->mutable_node()) {
+    for (auto& attr : *node.mutable_attribute()) {
+      if (attr.has_g()) added |= AddReshapeRanks(attr.mutable_g(), known, data);
+      for (auto& sub : *attr.mutable_graphs()) added |= AddReshapeRanks(&sub, known, data);
+    }
+    if (!IsStd(node) || node.op_type() != "Reshape" || node.input_size() < 2 ||
+        node.output_size() < 1) {
+      continue;
+    }
+    auto out = known.find(node.output(0));
+    if (out != known.end() && out->second.tensor_type().has_shape()) continue;
+    auto in = known.find(node.input(0));
+    auto target = known.find(node.input(1));
+    if (in == known.end() || target == known.end()) continue;
+    const auto& target_shape = target->second.tensor_type().shape();
+    if (!target->second.tensor_type().has_shape() || target_shape.dim_size() != 1 ||
+        !target_shape.dim(0).has_dim_value() || target_shape.dim(0).dim_value() < 1) {
+      continue;
+    }
+    const int64_t rank = target_shape.dim(0).dim_value();
+    auto* vi = g->add_value_info();
+    vi->set_name(node.output(0));
+    auto* tt = vi->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(in->second.tensor_type().elem_type());
+    auto* shape = tt->mutable_shape();
+    auto values = data.find(node.input(1));
+    const bool have_values = values != data.end() && values->second.dim_size() == rank;
+    for (int64_t i = 0; i < rank; ++i) {
+      auto* d = shape->add_dim();
+      if (!have_values) continue;
+      const auto& v = values->second.dim(static_cast<int>(i));
+      // 0 (copy, or a real 0 under allowzero) and -1 (inferred) stay unknown.
+      if (v.has_dim_value() && v.dim_value() > 0) d->set_dim_value(v.dim_value());
+      if (v.has_dim_param()) d->set_dim_param(v.dim_param());
+    }
+    added = true;
+  }
+  return added;
+}
+
+}  // namespace
+
+TypeMap InferTypes(const onnx::ModelProto& model) {
+  // A copy without the bulk of the weights: inference reads dims, and small constants whole. A
+  // model that inference rejects still gets scanned, and its MatMul layers whose input rank stays
+  // unknown take it at run time.
+  onnx::ModelProto inferred;
+  tensor::CopyWithoutBulkData(model, &inferred, tensor::kReadWholeBytes);
+  const onnx::ModelProto light = inferred;
+  TypeMap types;
+  // Each pass may give Reshape outputs a rank (AddReshapeRanks) that the next pass carries on.
+  for (int pass = 0; pass < 8; ++pass) {
+    ShapeData data;
+    try {
+      onnx::ShapeInferenceOptions options(/*check_type_val=*/false, /*strict_mode_val=*/0,
+                                          /*data_prop_val=*/true);
+      onnx::shape_inference::InferShapes(inferred, check::KnownSchemas::Instance(), options, &data);
+    } catch (const std::exception& e) {
+      // Data propagation is newer code than the rest of inference: once without it, as before.
+      Logger().debug("shape inference with data propagation failed: {}", e.what());
+      inferred = light;
+      try {
+        onnx::shape_inference::InferShapes(inferred, check::KnownSchemas::Instance());
+      } catch (const std::exception& e2) {
+        Logger().warn("shape inference on the input failed: {}", e2.what());
+      }
+      types.clear();
+      CollectTypes(inferred.graph(), &types);
+      return types;
+    }
+    types.clear();
+    CollectTypes(inferred.graph(), &types);
+    if (!AddReshapeRanks(inferred.mutable_graph(), types, data)) break;
+  }
+  return types;
+}
+
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
   ModelFacts facts;
-  {
-    // Ranks come from an inferred copy; a model that inference rejects still gets scanned, and
-    // its MatMul layers with unknown input rank are skipped with that reason.
-    // A copy without the bulk of the weights: inference reads dims, and small constants whole.
-    onnx::ModelProto inferred;
-    tensor::CopyWithoutBulkData(model, &inferred, tensor::kReadWholeBytes);
-    try {
-      onnx::shape_inference::InferShapes(inferred);
-    } catch (const std::exception& e) {
-      Logger().warn("shape inference on the input failed: {}", e.what());
-    }
-    facts.shapes = KnownShapes(inferred.graph());
-  }
+  facts.types = InferTypes(model);
+  facts.shapes = KnownShapes(facts.types);
   facts.uses = graph::CountUses(model.graph());
   facts.opset = DefaultOpset(model);
   facts.ir_version = model.ir_version();

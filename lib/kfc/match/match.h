@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kfc/graph/scope.h"
@@ -70,7 +71,11 @@ struct LayerCandidate {
   // weight paths (in any graph) end at it: > 1 means the layers share one weight.
   std::string source_value;
   int sharing_layers = 1;
-  int64_t input_rank = 0;   // rank of X; 0 when unknown
+  int64_t input_rank = 0;  // rank of X; 0 when unknown
+  // X's and Y's types as shape inference (with data propagation) found them on the input model;
+  // no tensor_type when unknown. The output check compares the emitted nodes against them.
+  onnx::TypeProto input_type;
+  onnx::TypeProto output_type;
   std::string skip_reason;  // snake_case; empty when eligible
   std::string skip_detail;  // one sentence for people
 
@@ -86,8 +91,16 @@ int64_t DefaultOpset(const onnx::ModelProto& model);
 
 // Scans every Gemm and MatMul in the model, in graph order (main graph first, then subgraphs in
 // the order their nodes appear, each graph's layers before those of its subgraphs). Runs ONNX
-// shape inference on a copy to learn activation ranks.
+// shape inference with data propagation on a copy to learn activation ranks (InferTypes).
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
+
+// Every value's type that shape inference finds on a light copy of `model`: with data propagation,
+// through check::KnownSchemas (so nodes newer than the ONNX library are left unknown, not inferred
+// by an older schema), and with the rank of Reshape outputs whose target is computed (ONNX 1.12
+// infers none for Reshape(x, Concat(Slice(Shape(x)), [-1]))). Graph inputs, value_info and outputs
+// of every graph; an inference error leaves what was found before it.
+using TypeMap = std::unordered_map<std::string, onnx::TypeProto>;
+TypeMap InferTypes(const onnx::ModelProto& model);
 
 // The tensor `ref` points to for a layer in `scope` (WeightRef); nullptr when it does not fit the
 // model (a candidate from another model, or kNone).

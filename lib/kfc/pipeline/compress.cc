@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "kfc/check/validate.h"
 #include "kfc/core/logging.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/layer_report.h"
@@ -28,6 +29,11 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   RunOutcome run;
   run.options = &options;
   run.opset = static_cast<int32_t>(match::DefaultOpset(model));
+  if (options.input_checks != nullptr) {
+    run.input_checks = *options.input_checks;
+  } else {
+    KFC_RETURN_IF_ERROR(check::CheckModel(model, "input model", "input", {}, &run.input_checks));
+  }
 
   std::shared_ptr<Calibration> calibration;
   if (!options.calibration_dir.empty()) {

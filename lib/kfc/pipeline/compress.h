@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kfc/check/validate.h"
 #include "kfc/core/status.h"
 #include "kfc/io/external_data.h"
 #include "kfc/io/model_io.h"
@@ -23,7 +24,7 @@ namespace kfc::pipeline {
 
 inline constexpr int64_t kDefaultMinParams = 4096;
 // Newest ONNX IR version accepted (checked as IR 8, the newest ONNX 1.12 knows; see CheckModel).
-inline constexpr int64_t kMaxIrVersion = 10;
+inline constexpr int64_t kMaxIrVersion = check::kMaxIrVersion;
 // Up to this many weight elements (1024 x 1024), the default shape is the least-error one among
 // the shapes tied for fewest parameters per term (one singular-value pass each); above it, the
 // squarest of them (the exact search would cost several full SVDs per layer).
@@ -88,6 +89,8 @@ struct Options {
   double fail_if_error_above = -1.0;  // any compressed layer's relative error above this
   double fail_if_ratio_above = -1.0;  // the whole model's param_ratio above this
   bool write_on_gate_failure = false;
+  // --fail-if-nothing-compressed: a gate that fails when no layer was compressed.
+  bool fail_if_nothing_compressed = false;
   // How CompressFile writes the output: --external-data[=FILE], --external-data-threshold, and
   // the automatic switch to external data above protobuf's 2 GiB limit.
   io::SaveOptions save;
@@ -110,6 +113,9 @@ struct Options {
   // decide whether it is written, with --dry-run too. An error stops the run with nothing
   // written. pipeline/runner_calibration.h verifies the outputs here.
   std::function<Status(onnx::ModelProto*, io::ExternalDataReader*, report::Report*)> before_write;
+  // The input model's checks (check/validate.h), when the caller ran them (CompressFile does);
+  // without them CompressModel checks the input itself. Either way they open the report's checks.
+  const report::Checks* input_checks = nullptr;
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate
@@ -132,15 +138,17 @@ struct Result {
   std::vector<LayerResult> layers;
 };
 
-// Compresses `model` per `options`. The output has passed the ONNX checker and strict shape
-// inference. Errors: invalid options, an input model the checker rejects, a weight that cannot be
+// Compresses `model` per `options`. The input and the output have passed CheckModel (the report's
+// `checks` says how). Errors: invalid options, an input model the checker rejects, a weight that cannot be
 // decoded, LAPACK failure.
 StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options);
 // The same, rewriting `model` in place of a copy (no second copy of its weights in memory).
 StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options);
 
-// Full check of a model: onnx::checker plus shape inference with type checks and errors on.
-// `what` names the model in the message ("input model 'a.onnx'").
+// Full check of a model (check::CheckModel): onnx::checker plus strict shape inference when the
+// ONNX library knows every node's schema at the model's opset; else structure, the checker node by
+// node where the schemas apply, and shape inference through those. `what` names the model in the
+// message ("input model 'a.onnx'").
 Status CheckModel(const onnx::ModelProto& model, const std::string& what);
 
 // Path-based twin: load `input`, check its external data (PrepareExternalData: the large tensors

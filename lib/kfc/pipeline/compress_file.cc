@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "kfc/check/validate.h"
 #include "kfc/core/logging.h"
 #include "kfc/io/file.h"
 #include "kfc/io/file_digest.h"
@@ -64,7 +65,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),
                                               external.files, "external data file"));
   }
-  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  report::Checks input_checks;
+  KFC_RETURN_IF_ERROR(
+      check::CheckModel(model, "input model '" + input + "'", "input", {}, &input_checks));
   if (external.tensors > 0) {
     Logger().info(
         "loaded '{}' and checked {} external tensors ({} bytes in {} files; {} left there, read "
@@ -77,6 +80,7 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
   Options with_reader = options;
   with_reader.external_reader = &reader;
+  with_reader.input_checks = &input_checks;
   if (with_reader.input_sha256.empty()) {
     KFC_ASSIGN_OR_RETURN(with_reader.input_sha256, io::FileSha256(input));
   }

@@ -99,6 +99,15 @@ void EvaluateGates(const Options& o, report::Report* rep) {
     if (worst > 0.0) who = "worst " + who;
     add("fail_if_error_above", o.fail_if_error_above, worst, who);
   }
+  if (o.fail_if_nothing_compressed) {
+    report::Gate* g = rep->add_gates();
+    g->set_gate("fail_if_nothing_compressed");
+    g->set_threshold(1);
+    g->set_value(rep->totals().layers_compressed());
+    g->set_passed(rep->totals().layers_compressed() >= 1);
+    g->set_detail(report::CompressedSummary(*rep));
+    if (!g->passed()) rep->set_gates_passed(false);
+  }
   if (o.fail_if_ratio_above >= 0) {
     add("fail_if_ratio_above", o.fail_if_ratio_above, rep->totals().param_ratio(),
         "model param_ratio");
@@ -175,6 +184,8 @@ report::Report BuildReport(const RunOutcome& run) {
   if (!options.calibration_dir.empty()) {
     rep.set_calibration(report::ToValidUtf8(options.calibration_dir));
   }
+  *rep.mutable_checks() = run.input_checks;
+  rep.mutable_checks()->MergeFrom(run.rewritten.checks);
 
   report::Totals* totals = rep.mutable_totals();
   CompressibleCount compressible;

@@ -19,6 +19,7 @@ struct RunOutcome {
   DecideOutcome decided;
   RewriteOutcome rewritten;
   int64_t layers_compressed = 0;
+  report::Checks input_checks;  // what validated the input (check/validate.h)
 };
 
 // One layer's report line.

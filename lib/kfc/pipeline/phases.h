@@ -102,6 +102,7 @@ struct ModelTotals {
 struct RewriteOutcome {
   ModelTotals before, after;
   double file_bytes_before = 0, file_bytes_after = 0;
+  report::Checks checks;  // what validated the output (check/validate.h)
 };
 
 // rewrite and check: applies the rewrites to `model` and checks the result.

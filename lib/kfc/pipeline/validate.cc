@@ -1,15 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// Checks at the pipeline's boundaries: option values, and a model against the ONNX checker and
-// strict shape inference.
-#include <exception>
+// Checks at the pipeline's boundaries: option values, and a model (check::CheckModel).
+#include "kfc/check/validate.h"
+
 #include <string>
 
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/pipeline/layer_state.h"
 #include "kfc/pipeline/name_filter.h"
-#include "onnx/checker.h"
-#include "onnx/shape_inference/implementation.h"
 
 namespace kfc::pipeline {
 
@@ -52,30 +50,7 @@ Status ValidateOptions(const Options& o) {
 }
 
 Status CheckModel(const onnx::ModelProto& model, const std::string& what) {
-  // ONNX 1.12's checker refuses IR versions above its own (8). IR 9 and 10 only add element types
-  // (float8, int4) and function overloads; a model that uses the new types still fails below on
-  // its unknown types, so checking the rest as IR 8 loses nothing.
-  // Large weights are checked through their dims only: the copy holds one element of each, so
-  // checking neither doubles memory nor trips over protobuf's 2 GiB limit.
-  onnx::ModelProto light = io::CopyForChecking(model);
-  if (light.ir_version() > onnx::IR_VERSION && light.ir_version() <= kMaxIrVersion) {
-    light.set_ir_version(onnx::IR_VERSION);
-  }
-  const onnx::ModelProto* checked = &light;
-  try {
-    onnx::checker::check_model(*checked);
-  } catch (const std::exception& e) {
-    return FailedPrecondition(what + " fails the ONNX checker: " + std::string(e.what()));
-  }
-  try {
-    onnx::ModelProto copy = *checked;
-    onnx::ShapeInferenceOptions strict(/*check_type_val=*/true, /*strict_mode_val=*/1,
-                                       /*data_prop_val=*/false);
-    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(), strict);
-  } catch (const std::exception& e) {
-    return FailedPrecondition(what + " fails ONNX shape inference: " + std::string(e.what()));
-  }
-  return Status::Ok();
+  return check::CheckModel(model, what, "input", {}, nullptr);
 }
 
 }  // namespace kfc::pipeline

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace kfc::report {
@@ -124,6 +126,28 @@ std::string Outcomes(const Report& r) {
   return out;
 }
 
+// Only when some node went without a schema check: the checks that ran, and those nodes by op.
+// (A model the ONNX library checks whole adds nothing here.)
+std::string ChecksText(const Report& r) {
+  if (r.checks().unchecked().empty()) return "";
+  std::string out = "\nchecks:";
+  const char* sep = " ";
+  for (const auto& c : r.checks().ran()) {
+    out += sep + c.model() + " " + c.check() + " (" + Int(c.nodes()) + " nodes)";
+    sep = ", ";
+  }
+  out += "\nnot checked by a schema:\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& u : r.checks().unchecked()) {
+    std::string nodes;
+    for (int i = 0; i < u.nodes_size() && i < 3; ++i) nodes += (i ? ", " : "") + u.nodes(i);
+    if (u.nodes_size() > 3) nodes += ", ...";
+    rows.push_back({"  " + u.model(), u.op_type(), std::to_string(u.nodes_size()) + " nodes",
+                    u.reason() + " (" + u.detail() + ")", nodes});
+  }
+  return out + Table(rows);
+}
+
 }  // namespace
 
 std::string ToValidUtf8(const std::string& s) {
@@ -216,6 +240,28 @@ std::string RenderText(const Report& r) {
   });
   out += Outcomes(r);
   out += OutputErrors(r);
+  out += ChecksText(r);
+  return out;
+}
+
+std::string CompressedSummary(const Report& r) {
+  const Totals& t = r.totals();
+  std::string out =
+      Int(t.layers_compressed()) + " of " + Int(t.layers_found()) + " layers compressed";
+  if (t.layers_compressed() > 0) return out;
+  if (r.layers().empty()) return out + ": the model has no Gemm or MatMul";
+  std::map<std::string, int> counts;
+  for (const auto& l : r.layers()) {
+    if (!l.compressed()) ++counts[l.skip_reason().empty() ? "not_compressed" : l.skip_reason()];
+  }
+  std::vector<std::pair<std::string, int>> sorted(counts.begin(), counts.end());
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  const char* sep = ": ";
+  for (const auto& [reason, n] : sorted) {
+    out += sep + std::to_string(n) + " " + reason;
+    sep = ", ";
+  }
   return out;
 }
 

@@ -137,6 +137,7 @@ class LayerEmitter {
     }
     base_ = layer.node_name.empty() ? layer.output_name : layer.node_name;
     dtype_ = layer.dtype;
+    opset_ = match::DefaultOpset(*model_);
     // New initializers go where the weight was: the layer's graph, or the enclosing graph whose
     // initializer it read (layers in several subgraphs then share the factors). At IR 3 always the
     // main graph, whose initializers must be inputs too.
@@ -152,13 +153,18 @@ class LayerEmitter {
     const std::string first_w = Deduped(b_first ? "kfc_b" : "kfc_a", std::move(encoded->first));
     const std::string second_w = Deduped(b_first ? "kfc_a" : "kfc_b", std::move(encoded->second));
     encoded.reset();
-    const ReshapeTargets targets =
-        layer.weight_first ? WeightFirstTargets(layer, f, b_first) : RowTargets(layer, f, rw.order);
-    const std::string shape_in = Shape("kfc_shape_in", targets.in);
-    const std::string shape_mid = Shape("kfc_shape_mid", targets.mid);
-    const std::string shape_out = Shape("kfc_shape_out", targets.out);
-
     std::vector<onnx::NodeProto> nodes;
+    std::string shape_in, shape_mid, shape_out;
+    if (layer.input_rank == 0) {
+      RunTimeShapes(layer, f, rw.order, &nodes, &shape_in, &shape_mid, &shape_out);
+    } else {
+      const ReshapeTargets targets = layer.weight_first ? WeightFirstTargets(layer, f, b_first)
+                                                        : RowTargets(layer, f, rw.order);
+      shape_in = Shape("kfc_shape_in", targets.in);
+      shape_mid = Shape("kfc_shape_mid", targets.mid);
+      shape_out = Shape("kfc_shape_out", targets.out);
+    }
+
     std::string x = layer.input_name;
     if (layer.trans_a) {  // Gemm transA=1: X is stored [K, M]
       x = Value("kfc_x_t");
@@ -214,6 +220,83 @@ class LayerEmitter {
   }
 
  private:
+  // X of unknown rank (a MatMul after a Reshape whose target inference could not work out): the
+  // Reshape targets take X's leading dims at run time.
+  //   X W:  lead = Shape(X)[:-1];  [-1, k1, k2] and [-1, mid tail] flatten the leading dims (the
+  //         MatMuls broadcast over one batch axis as over several), Concat(lead, [N]) restores
+  //         them.
+  //   W X:  lead = Shape(X)[:-2];  Concat(lead, tail) for all three, C as -1 (the only unknown).
+  // Shape takes `end` from opset 15; before, Shape then Slice (attributes before opset 10, inputs
+  // from 10). Concat (axis 0) of int64 vectors is valid at every opset from 7.
+  void RunTimeShapes(const match::LayerCandidate& layer, const KronFactors& f,
+                     ContractionOrder order, std::vector<onnx::NodeProto>* nodes, std::string* in,
+                     std::string* mid, std::string* out) {
+    const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, r = f.rank;
+    const std::string lead = LeadingDims(layer.input_name, layer.weight_first ? 2 : 1, nodes);
+    if (!layer.weight_first) {
+      std::vector<int64_t> flat_in = {-1, k1, k2};
+      std::vector<int64_t> flat_mid = MidTail(f, order);
+      flat_mid.insert(flat_mid.begin(), -1);
+      *in = Shape("kfc_shape_in", flat_in);
+      *mid = Shape("kfc_shape_mid", flat_mid);
+      *out = WithLead(lead, "kfc_shape_out", {layer.n}, nodes);
+      return;
+    }
+    const bool b_first = order == ContractionOrder::kBFirst;
+    *in =
+        WithLead(lead, "kfc_shape_in",
+                 b_first ? std::vector<int64_t>{k1, k2, -1} : std::vector<int64_t>{k1, -1}, nodes);
+    *mid = WithLead(
+        lead, "kfc_shape_mid",
+        b_first ? std::vector<int64_t>{k1 * r, -1} : std::vector<int64_t>{n1, r * k2, -1}, nodes);
+    *out = WithLead(lead, "kfc_shape_out", {layer.n, -1}, nodes);
+  }
+
+  // All but the last `drop` dims of x's shape, as an int64 vector computed at run time.
+  std::string LeadingDims(const std::string& x, int64_t drop, std::vector<onnx::NodeProto>* nodes) {
+    const std::string lead = Value("kfc_lead_dims");
+    auto ints_attr = [](onnx::NodeProto* n, const std::string& name, int64_t v) {
+      auto* a = n->add_attribute();
+      a->set_name(name);
+      a->set_type(onnx::AttributeProto::INTS);
+      a->add_ints(v);
+    };
+    if (opset_ >= 15) {
+      nodes->push_back(MakeNode("Shape", NodeName("kfc_shape_x"), {x}, lead));
+      auto* a = nodes->back().add_attribute();
+      a->set_name("end");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(-drop);
+      return lead;
+    }
+    const std::string shape = Value("kfc_x_shape");
+    nodes->push_back(MakeNode("Shape", NodeName("kfc_shape_x"), {x}, shape));
+    if (opset_ >= 10) {
+      const std::string starts = Shape("kfc_slice_starts", {0});
+      const std::string ends = Shape("kfc_slice_ends", {-drop});
+      nodes->push_back(MakeNode("Slice", NodeName("kfc_slice_lead"), {shape, starts, ends}, lead));
+    } else {
+      nodes->push_back(MakeNode("Slice", NodeName("kfc_slice_lead"), {shape}, lead));
+      ints_attr(&nodes->back(), "axes", 0);
+      ints_attr(&nodes->back(), "starts", 0);
+      ints_attr(&nodes->back(), "ends", -drop);
+    }
+    return lead;
+  }
+
+  // Concat(lead, tail) along axis 0: a Reshape target with run-time leading dims.
+  std::string WithLead(const std::string& lead, const std::string& suffix,
+                       const std::vector<int64_t>& tail, std::vector<onnx::NodeProto>* nodes) {
+    const std::string target = Value(suffix);
+    nodes->push_back(MakeNode("Concat", NodeName("kfc_concat" + suffix.substr(3)),
+                              {lead, Shape(suffix + "_tail", tail)}, target));
+    auto* a = nodes->back().add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(0);
+    return target;
+  }
+
   std::string Value(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
   std::string NodeName(const std::string& suffix) { return names_->Unique(base_ + "/" + suffix); }
   // A constant of the layer's dtype (bias, beta, bias correction), rounded the way Cast rounds.
@@ -279,6 +362,7 @@ class LayerEmitter {
   Scope scope_;
   size_t target_depth_ = 0;
   int32_t dtype_ = onnx::TensorProto::FLOAT;
+  int64_t opset_ = 0;
 };
 
 // Removes initializers in `dead` from every graph, with their value_info entries (and main-graph
@@ -345,7 +429,8 @@ std::unordered_set<std::string> CollectReads(const onnx::GraphProto& main, const
 
 }  // namespace
 
-Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites) {
+Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites,
+                         std::vector<EmittedLayer>* emitted) {
   if (rewrites.empty()) return Status::Ok();
   NameGenerator names;
   graph::ReserveNames(model->graph(), &names);
@@ -363,6 +448,10 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
       KFC_ASSIGN_OR_RETURN(auto nodes, emitter.Emit(rw));
       if (!rw.doc_string.empty()) {
         for (auto& n : nodes) n.set_doc_string(rw.doc_string);
+      }
+      if (emitted != nullptr) {
+        emitted->push_back({layer, {}});
+        for (const auto& n : nodes) emitted->back().nodes.push_back(n.name());
       }
       GraphEdits& e = edits[ScopeKey(layer.scope, layer.scope.size())];
       e.scope = layer.scope;

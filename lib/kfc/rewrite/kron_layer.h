@@ -20,12 +20,17 @@
 //   make the sum over t part of the second MatMul's contraction, so no ReduceSum (whose signature
 //   changed at opset 13) is needed; "0" in a Reshape shape copies that leading dim, so symbolic
 //   batch/sequence dims stay symbolic.
+// X of unknown rank (shape inference could not follow the exporter's Reshapes): the targets take
+//   X's leading dims at run time. X W: lead = Shape(X)[:-1] (Shape's `end` from opset 15, else
+//   Shape + Slice); X4 = Reshape(X, [-1,k1,k2]), the middle Reshape [-1, ..] as above, and
+//   Y = Reshape(Y4, Concat(lead, [N])). W X: lead = Shape(X)[:-2], and all three targets are
+//   Concat(lead, [.., -1]) with C as the -1. Known rank keeps the constant targets above.
 // Why this form: timed in ONNX Runtime against flattened leading dims, Transposes that make both
 // products one GEMM over all rows, rows moved into the GEMM columns, and Einsum; none was faster
 // beyond the noise, most were slower (README, "Inference speed"; bench/subgraph_variants.py).
 // Factors, a folded bias and beta are stored in the layer's dtype (float32, float64, float16 or
 // bfloat16), so every op computes in the dtype the layer did.
-// Preconditions: W a constant used only by this node; rank of X known and >= 2; opset >= 7, and
+// Preconditions: W a constant used only by this node; rank of X >= 2 or unknown; opset >= 7, and
 // >= 13 for bfloat16; r*(k1*n1 + k2*n2) < K*N is the caller's choice, not checked here.
 #pragma once
 
@@ -58,6 +63,12 @@ struct KronRewrite {
   std::string doc_string;
 };
 
+// The nodes emitted for one layer, for the strict check of the output (check/validate.h).
+struct EmittedLayer {
+  match::LayerCandidate layer;     // the layer as matched (its input and output types included)
+  std::vector<std::string> nodes;  // names of the emitted nodes, unique in the model, in order
+};
+
 // Replaces each layer's node by its Kronecker subgraph, in place of the node (inside its If, Loop
 // or Scan body when it is in one) so every graph stays topologically sorted, then removes the dense
 // weights (and a Gemm bias folded with beta) that nothing uses any more, from whichever graph held
@@ -65,6 +76,8 @@ struct KronRewrite {
 // enclosing graph whose initializer a subgraph read (IR 3: always the main graph, listed as inputs
 // there). New names derive from the node's name (or its output's name when the node has none) and
 // are made unique against every name in every graph of the model.
-Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites);
+// When `emitted` is given, it receives one entry per rewrite.
+Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites,
+                         std::vector<EmittedLayer>* emitted = nullptr);
 
 }  // namespace kfc::rewrite

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 
+#include "kfc/check/schemas.h"
 #include "kfc/core/names.h"
 #include "kfc/graph/names.h"
 #include "kfc/graph/scope.h"
@@ -100,13 +101,42 @@ size_t DepthMade(const onnx::ModelProto& model, const match::LayerCandidate& c) 
   return 0;
 }
 
+// Reshape(c's input, [-1, K]) added to the probe's main graph; returns its output.
+std::string FlattenedRows(const match::LayerCandidate& c, NameGenerator* names,
+                          onnx::ModelProto* probe) {
+  onnx::GraphProto* g = probe->mutable_graph();
+  const std::string target = names->Unique("kfc_calib_rows_shape");
+  auto* t = g->add_initializer();
+  t->set_name(target);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(2);
+  t->add_int64_data(-1);
+  t->add_int64_data(c.k);
+  if (probe->ir_version() < 4) {  // IR 3: initializers are graph inputs too
+    auto* in = g->add_input();
+    in->set_name(target);
+    in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::INT64);
+    in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(2);
+  }
+  const std::string rows = names->Unique("kfc_calib_rows");
+  auto* node = g->add_node();
+  node->set_op_type("Reshape");
+  node->set_name(names->Unique(rows + "/reshape"));
+  node->add_input(c.input_name);
+  node->add_input(target);
+  node->add_output(rows);
+  return rows;
+}
+
 }  // namespace
 
 StatusOr<std::vector<ExposedInput>> ExposeLayerInputs(onnx::ModelProto* model) {
   onnx::ModelProto inferred = *model;
   try {
     onnx::ShapeInferenceOptions options(false, 0, false);
-    onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(), options);
+    // Through the schemas that apply at the model's opset: an older schema of a newer op
+    // (ReduceMean-13 for ReduceMean-18) would infer wrong shapes for the exposed activations.
+    onnx::shape_inference::InferShapes(inferred, check::KnownSchemas::Instance(), options);
   } catch (const std::exception& e) {
     return FailedPrecondition(std::string("probe: shape inference failed: ") + e.what());
   }
@@ -125,10 +155,26 @@ StatusOr<std::vector<ExposedInput>> ExposeLayerInputs(onnx::ModelProto* model) {
       const onnx::GraphProto* made_in = graph::GraphAt(inferred, c.scope, depth);
       std::optional<onnx::TypeProto> type =
           made_in != nullptr ? TypeOf(*made_in, c.input_name) : std::nullopt;
-      if (!type || !type->has_tensor_type()) continue;
       const bool columns = match::ColumnSamples(c);
+      if ((!type || !type->has_tensor_type()) && depth == 0 && !columns) {
+        // Made by a node shape inference does not know (newer than the ONNX library, or of a
+        // custom domain): the layer's dtype, rank unknown (exposed as rows, below).
+        type = onnx::TypeProto();
+        type->mutable_tensor_type()->set_elem_type(c.dtype);
+      }
+      if (!type || !type->has_tensor_type()) continue;
       const std::string name = names.Unique("kfc_calib_" + std::to_string(by_source.size()));
       std::string exposed = c.input_name;
+      if (!type->tensor_type().has_shape()) {
+        // Rank unknown (the layer takes its leading dims at run time): its samples are rows of K
+        // whatever the rank, so the probe exposes them as [-1, K]. Not for W·X layers (samples
+        // are columns) or inside subgraphs: those stay weight-only.
+        if (columns || depth > 0) continue;
+        exposed = FlattenedRows(c, &names, model);
+        auto* shape = type->mutable_tensor_type()->mutable_shape();
+        shape->add_dim();
+        shape->add_dim()->set_dim_value(c.k);
+      }
       int rank = std::max(type->tensor_type().shape().dim_size(), columns ? 2 : 1);
       for (size_t d = depth; d >= 1; --d) {
         onnx::GraphProto* outer = graph::MutableGraphAt(model, c.scope, d - 1);
