@@ -17,3 +17,8 @@ find_path(CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu/open
 add_library(kfc_lapack INTERFACE)
 target_include_directories(kfc_lapack INTERFACE ${LAPACKE_INCLUDE_DIR} ${CBLAS_INCLUDE_DIR})
 target_link_libraries(kfc_lapack INTERFACE ${LAPACKE_LIBRARY} ${OPENBLAS_LIBRARY})
+
+# RE2 (Debian: libre2-dev) for --include/--exclude and plan regexes: linear time, no
+# backreferences, and the \d \w \s classes users write.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)

@@ -7,7 +7,7 @@ packages=(
   cmake make g++ pkg-config
   libonnx-dev libprotobuf-dev protobuf-compiler
   liblapacke-dev libopenblas-dev
-  libspdlog-dev libgtest-dev libcli11-dev
+  libspdlog-dev libgtest-dev libcli11-dev libre2-dev
   python3-onnx python3-numpy python3-sklearn
   dataset-fashion-mnist
   clang libclang-rt-14-dev

@@ -137,7 +137,7 @@ StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::st
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = files_.find(canonical.string()); it != files_.end()) return &it->second;
-  const int fd = ::open(canonical.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(canonical.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO: no hang
   if (fd < 0) return IoError(where + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kfc/io/atomic_file.h"
+#include "kfc/io/file_identity.h"
 #include "kfc/io/spill.h"
 #include "kfc/tensor/tensor.h"
 
@@ -38,22 +39,18 @@ fs::path ParentOf(const std::string& path) {
 
 StatusOr<std::string> ReadFile(const std::string& path, const std::string& what, int64_t max_bytes,
                                const std::string& limit_name) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return NotFound(what + ": no such file");
-    return IoError(what + ": " + ErrnoText());
+  // Non-blocking until known to be a regular file: a FIFO or a device is refused, never waited on.
+  int64_t size = 0;
+  KFC_ASSIGN_OR_RETURN(const int fd, OpenRegularFile(path, what, &size));
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_fd{fd};
+  if (size > max_bytes) {
+    return InvalidArgument(what + ": " + std::to_string(size) + " bytes exceeds " + limit_name);
   }
-  if (S_ISDIR(st.st_mode)) return InvalidArgument(what + ": is a directory, not a file");
-  if (st.st_size > max_bytes) {
-    return InvalidArgument(what + ": " + std::to_string(st.st_size) + " bytes exceeds " +
-                           limit_name);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IoError(what + ": cannot open: " + ErrnoText());
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  if (!bytes.empty() && !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
-    return IoError(what + ": read failed: " + ErrnoText());
-  }
+  std::string bytes(static_cast<size_t>(size), '\0');
+  KFC_RETURN_IF_ERROR(ReadFully(fd, bytes.data(), bytes.size(), what));
   return bytes;
 }
 
@@ -107,6 +104,7 @@ Status CheckOutputPath(const std::string& input, const std::string& output) {
     return InvalidArgument(what + ": " + Quote(parent.string()) + " is not a folder");
   }
   if (fs::is_directory(output, ec)) return InvalidArgument(what + ": is a directory");
+  KFC_RETURN_IF_ERROR(ResolveWriteTarget(output, "output").status());
   if (fs::exists(output, ec) && fs::equivalent(input, output, ec)) {
     return InvalidArgument(what + ": is the input file; write to another path");
   }
@@ -117,9 +115,9 @@ Status CheckOutputPath(const std::string& input, const std::string& output) {
   return Status::Ok();
 }
 
-Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
+Status WriteFileAtomic(const std::string& path, const std::string& bytes, CommitGroup* group) {
   AtomicFile file;
-  KFC_RETURN_IF_ERROR(file.Open(path));
+  KFC_RETURN_IF_ERROR(file.Open(path, group));
   KFC_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
   return file.Commit();
 }
@@ -547,7 +545,7 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   };
   if (!options.external_data && !result.automatic) {
     AtomicFile file;
-    KFC_RETURN_IF_ERROR(file.Open(path));
+    KFC_RETURN_IF_ERROR(file.Open(path, options.commit));
     KFC_ASSIGN_OR_RETURN(
         result.model_bytes,
         StreamModel(
@@ -574,9 +572,12 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   for (const onnx::TensorProto* t : initializers) {
     if (to_file(*t)) file_tensors.insert(t);
   }
+  // The data file and the model appear together (the data file first), or neither does.
+  CommitGroup both;
+  CommitGroup* group = options.commit != nullptr ? options.commit : &both;
   AtomicFile data, file;
-  KFC_RETURN_IF_ERROR(data.Open(data_path));
-  KFC_RETURN_IF_ERROR(file.Open(path));
+  KFC_RETURN_IF_ERROR(data.Open(data_path, group));
+  KFC_RETURN_IF_ERROR(file.Open(path, group));
   {
     MovedOut moved;
     for (onnx::TensorProto* t : initializers) {
@@ -604,10 +605,8 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   KFC_RETURN_IF_ERROR(data.Finish());
   KFC_RETURN_IF_ERROR(file.Finish());
   KFC_RETURN_IF_ERROR(data.Rename());
-  if (Status s = file.Rename(); !s.ok()) {
-    ::unlink(data_path.c_str());
-    return s;
-  }
+  KFC_RETURN_IF_ERROR(file.Rename());
+  if (group == &both) KFC_RETURN_IF_ERROR(both.Commit());
   result.data_path = data_path;
   result.data_bytes = data.size();
   return result;

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/io/atomic_file.h"
 #include "kfc/io/external_data.h"
+#include "kfc/io/file_identity.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::io {
@@ -56,7 +58,9 @@ Status CheckOutputPath(const std::string& input, const std::string& output);
 
 // Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename). On any
 // failure the temporary file is removed and `path` is left as it was.
-Status WriteFileAtomic(const std::string& path, const std::string& bytes);
+// With a `group`, the file is staged there and appears only at the group's Commit.
+Status WriteFileAtomic(const std::string& path, const std::string& bytes,
+                       CommitGroup* group = nullptr);
 
 // Fails when `path` is one of the input model's external data files (canonical paths, as
 // ExternalDataStats::files lists them): writing it would change the input. `what` names the flag.
@@ -79,6 +83,12 @@ struct SaveOptions {
   // Above this serialized size the model is written with external data even when not asked
   // (protobuf cannot write more). An internal knob: tests lower it to exercise that path.
   int64_t inline_limit = kProtobufLimit;
+  // When set, the files are staged into this group and appear only at its Commit (the tool commits
+  // after the report reached stdout); else they are put in place before SaveModel returns.
+  CommitGroup* commit = nullptr;
+  // When set, the run's reads and writes (io/file_identity.h): CompressFile adds the input's
+  // external data files to the reads and checks again before any work.
+  RunFiles* files = nullptr;
 };
 
 // A data file name is a plain file name: not empty, no '/', not "." or "..".

@@ -189,7 +189,7 @@ Directive Resolve(const Options& o, const match::LayerCandidate& c) {
   Directive d;
   const PlanEntry* entry = nullptr;
   if (o.plan) {
-    d.plan_entry = o.plan->Match(c.node_name, c.weight_name);
+    d.plan_entry = o.plan->MatchLayer(c);
     if (d.plan_entry >= 0) entry = &o.plan->entries()[static_cast<size_t>(d.plan_entry)];
   }
   if (entry != nullptr && entry->SetsBudget()) {
@@ -1099,6 +1099,9 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   auto start = Clock::now();
   const std::vector<match::LayerCandidate> candidates = match::FindLayers(model);
   log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), SecondsSince(start));
+  if (options.plan) {
+    for (const auto& w : options.plan->Bind(candidates)) log.warn("{}", w);
+  }
 
   // Selection: eligibility, filters and size, from the graph alone.
   start = Clock::now();
@@ -1136,6 +1139,7 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
     }
     s.considered = true;
   }
+  for (const auto& p : filter.Unmatched()) log.warn("{} matches no eligible layer", p);
 
   // Each selected weight read once and checked to be finite, in parallel.
   std::vector<std::string> not_finite(states.size());
@@ -1300,14 +1304,17 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   return result;
 }
 
-StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe) {
+StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe,
+                                            io::CommitGroup* group, io::RunFiles* files) {
   KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, probe));
   const std::string sidecar = SidecarPathFor(probe);
   KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, sidecar));
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
   // Prepared as CompressFile prepares it, so that the sidecar's fingerprint matches there.
   io::ExternalDataReader reader(input);
-  KFC_RETURN_IF_ERROR(io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes).status());
+  KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
+                       io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes));
+  if (files) KFC_RETURN_IF_ERROR(files->AddInputDataAndCheck(external.files));
   KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
   KFC_ASSIGN_OR_RETURN(Probe p, BuildProbe(model, input));
   KFC_RETURN_IF_ERROR(CheckModel(p.model, "probe model"));
@@ -1319,11 +1326,10 @@ StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std:
   if (!google::protobuf::util::MessageToJsonString(p.sidecar, &json, json_options).ok()) {
     return Internal("calibration sidecar: JSON rendering failed");
   }
-  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(sidecar, json));
-  if (Status s = io::WriteFileAtomic(probe, bytes); !s.ok()) {
-    std::remove(sidecar.c_str());
-    return s;
-  }
+  io::CommitGroup both;  // the probe and its sidecar appear together, or neither
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(sidecar, json, group ? group : &both));
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(probe, bytes, group ? group : &both));
+  KFC_RETURN_IF_ERROR(both.Commit());
   int layers = 0;
   for (const auto& t : p.sidecar.tensors()) layers += t.layers_size();
   return "probe '" + probe + "': " + std::to_string(p.sidecar.tensors_size()) +
@@ -1342,6 +1348,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   io::ExternalDataReader reader(input);
   KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
                        io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes));
+  if (options.save.files) {
+    KFC_RETURN_IF_ERROR(options.save.files->AddInputDataAndCheck(external.files));
+  }
   if (!dry_run) {
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(output, external.files, "output"));
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),
