@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -159,6 +160,82 @@ TEST(HostileNamesTest, Float16AndBigEndianActivationsCalibrate) {
   int calibrated = 0;
   for (const auto& l : rep.layers()) calibrated += l.calibrated();
   EXPECT_EQ(calibrated, 2) << r.out;  // fc1 and fc2 (fc3 is below --min-params)
+}
+
+}  // namespace
+}  // namespace kfc
+
+namespace kfc {
+namespace {
+
+// Item 9: a Gemm alpha of NaN or Inf is a clear error naming the node (it gave non-finite factors
+// with exit 0).
+TEST(HostileModelTest, NonFiniteGemmAlphaIsAnErrorNamingTheNode) {
+  TempDir dir;
+  for (const float alpha : {std::nanf(""), INFINITY, -INFINITY}) {
+    auto model = io::LoadModel(kDigits);
+    ASSERT_TRUE(model.ok());
+    for (auto& n : *model->mutable_graph()->mutable_node()) {
+      if (n.name() != "fc2") continue;
+      auto* a = n.add_attribute();
+      a->set_name("alpha");
+      a->set_type(onnx::AttributeProto::FLOAT);
+      a->set_f(alpha);
+    }
+    testing::WriteModel(*model, dir.File("m.onnx"));
+    auto r = Cli({dir.File("m.onnx"), "-r", "4", "-q", "-o", dir.File("o.onnx")});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("'fc2'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("alpha"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("o.onnx")));
+  }
+}
+
+// Item 9: a weight stored as a sparse initializer: the model compresses (the layer is skipped
+// with a reason), it does not fail.
+TEST(HostileModelTest, SparseInitializerWeightDoesNotFailTheModel) {
+  TempDir dir;
+  auto model = io::LoadModel(kDigits);
+  ASSERT_TRUE(model.ok());
+  auto* g = model->mutable_graph();
+  for (int i = 0; i < g->initializer_size(); ++i) {
+    if (g->initializer(i).name() != "fc2.weight") continue;
+    onnx::TensorProto dense = g->initializer(i);
+    auto* sparse = g->add_sparse_initializer();
+    *sparse->mutable_dims() = dense.dims();
+    auto* values = sparse->mutable_values();
+    values->set_name("fc2.weight");
+    values->set_data_type(onnx::TensorProto::FLOAT);
+    auto* indices = sparse->mutable_indices();
+    indices->set_name("fc2.weight_indices");
+    indices->set_data_type(onnx::TensorProto::INT64);
+    const auto* data = reinterpret_cast<const float*>(dense.raw_data().data());
+    const int64_t count = static_cast<int64_t>(dense.raw_data().size() / 4);
+    int64_t nonzero = 0;
+    for (int64_t j = 0; j < count; j += 3) {  // every third element
+      values->add_float_data(data[j]);
+      indices->add_int64_data(j);
+      ++nonzero;
+    }
+    values->add_dims(nonzero);
+    indices->add_dims(nonzero);
+    g->mutable_initializer()->DeleteSubrange(i, 1);
+    break;
+  }
+  testing::WriteModel(*model, dir.File("m.onnx"));
+  auto r = Cli({dir.File("m.onnx"), "-r", "4", "--json", "-o", dir.File("o.onnx")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  for (const auto& l : rep.layers()) {
+    if (l.node_name() == "fc1") EXPECT_TRUE(l.compressed());
+    if (l.node_name() == "fc2") {
+      EXPECT_FALSE(l.compressed());
+      EXPECT_FALSE(l.skip_reason().empty());
+    }
+  }
+  EXPECT_TRUE(io::LoadModel(dir.File("o.onnx")).ok());
 }
 
 }  // namespace

@@ -315,6 +315,18 @@ int64_t ExternalDataBytes(const onnx::ModelProto& model) {
 onnx::ModelProto CopyForChecking(const onnx::ModelProto& model) {
   onnx::ModelProto copy;
   tensor::CopyWithoutBulkData(model, &copy, kCheckerInlineBytes);
+  // ONNX's shape inference types a sparse initializer as sparse_tensor, which no operator takes
+  // (Gemm's B included), while runtimes densify them at load: check them as dense placeholders
+  // (dims and dtype kept, one element), so that such a model is not refused (issue 18).
+  onnx::GraphProto* g = copy.mutable_graph();
+  for (const onnx::SparseTensorProto& sparse : g->sparse_initializer()) {
+    onnx::TensorProto* t = g->add_initializer();
+    t->set_name(sparse.values().name());
+    t->set_data_type(sparse.values().data_type());
+    *t->mutable_dims() = sparse.dims();
+    t->set_raw_data(std::string(static_cast<size_t>(tensor::DTypeSize(t->data_type())), '\0'));
+  }
+  g->clear_sparse_initializer();
   return copy;
 }
 

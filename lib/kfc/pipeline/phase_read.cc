@@ -1,5 +1,7 @@
 // read and check: each selected weight read once, in parallel, and checked to be finite; layers
 // with NaN or Inf weights stay dense (`non_finite_weight`).
+#include <cmath>
+
 #include "kfc/kron/factorize.h"
 #include "kfc/pipeline/phases.h"
 
@@ -7,6 +9,17 @@ namespace kfc::pipeline {
 
 Status ReadAndCheck(const Options& o, const Weights& weights, std::vector<LayerState>* states) {
   const std::vector<size_t> order = ConsideredLayers(*states);
+  // alpha scales every factor: NaN or Inf would give non-finite factors (issue 18).
+  for (size_t i : order) {
+    const match::LayerCandidate& c = *(*states)[i].c;
+    if (!std::isfinite(c.alpha)) {
+      return InvalidArgument("layer '" + c.node_name + "': Gemm alpha is " +
+                             (std::isnan(c.alpha) ? "NaN"
+                              : c.alpha > 0       ? "Inf"
+                                                  : "-Inf") +
+                             "; the layer's output would not be finite");
+    }
+  }
   std::vector<std::string> not_finite(states->size());
   ProgressMeter reading(o, "reading", CandidatesAt(*states, order));
   KFC_RETURN_IF_ERROR(RunParallel(o, order.size(), [&](size_t j) -> Status {
