@@ -230,16 +230,24 @@ int Run(int argc, char** argv) {
     if (!plan.ok()) return Fail(plan.status());
     if (auto s = kfc::io::WriteFileAtomic(o.plan_out, *plan, &outputs); !s.ok()) return Fail(s);
   }
-  auto json = kfc::report::RenderJson(*report);
-  if (!json.ok()) return Fail(json.status());
-  if (!o.report_path.empty()) {
-    if (auto s = kfc::io::WriteFileAtomic(o.report_path, *json, &outputs); !s.ok()) return Fail(s);
+  // JSON only when it is asked for: at 100k layers it is ~1 GB of transient memory (issue 18).
+  std::string json;
+  if (o.json || !o.report_path.empty()) {
+    auto rendered = kfc::report::RenderJson(*report);
+    if (!rendered.ok()) return Fail(rendered.status());
+    json = std::move(*rendered);
   }
-  std::string text = *json;
-  if (!o.json) {
-    kfc::report::Report printable = *report;
+  if (!o.report_path.empty()) {
+    if (auto s = kfc::io::WriteFileAtomic(o.report_path, json, &outputs); !s.ok()) return Fail(s);
+  }
+  std::string text;
+  if (o.json) {
+    text = std::move(json);
+  } else {
+    kfc::report::Report printable = std::move(*report);
     EscapeStrings(&printable);
     text = kfc::report::RenderText(printable);
+    *report = std::move(printable);  // the gates below read it; escaping changed only strings
   }
   if (!PrintAll(text)) return Fail(kfc::IoError("stdout: writing the report failed"));
   if (auto s = outputs.Commit(); !s.ok()) return Fail(s);
