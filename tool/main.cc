@@ -19,6 +19,7 @@
 #include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/pipeline/plan.h"
+#include "kfc/report/format.h"
 #include "kfc/report/render.h"
 #include "tool/options.h"
 
@@ -231,14 +232,22 @@ int Run(int argc, char** argv) {
     if (auto s = kfc::io::WriteFileAtomic(o.plan_out, *plan, &outputs); !s.ok()) return Fail(s);
   }
   // JSON only when it is asked for: at 100k layers it is ~1 GB of transient memory (issue 18).
+  const auto report_format = o.report_path.empty() ? kfc::report::ReportFormat::kJson
+                                                   : kfc::report::FormatForPath(o.report_path);
   std::string json;
-  if (o.json || !o.report_path.empty()) {
+  if (o.json || (!o.report_path.empty() && report_format == kfc::report::ReportFormat::kJson)) {
     auto rendered = kfc::report::RenderJson(*report);
     if (!rendered.ok()) return Fail(rendered.status());
     json = std::move(*rendered);
   }
   if (!o.report_path.empty()) {
-    if (auto s = kfc::io::WriteFileAtomic(o.report_path, json, &outputs); !s.ok()) return Fail(s);
+    std::string file = json;
+    if (report_format != kfc::report::ReportFormat::kJson) {
+      auto rendered = kfc::report::RenderAs(*report, report_format);
+      if (!rendered.ok()) return Fail(rendered.status());
+      file = std::move(*rendered);
+    }
+    if (auto s = kfc::io::WriteFileAtomic(o.report_path, file, &outputs); !s.ok()) return Fail(s);
   }
   std::string text;
   if (o.json) {
