@@ -16,6 +16,7 @@
 #include <map>
 #include <string>
 
+#include "kfc/graph/scope.h"
 #include "kfc/io/model_io.h"
 #include "kfc/kron/factorize.h"
 #include "kfc/pipeline/compress.h"
@@ -116,11 +117,8 @@ int main(int argc, char** argv) {
         for (int64_t d : dims) type->mutable_shape()->add_dim()->set_dim_value(d);
       }
     }
-    onnx::GraphProto* graph = reference.mutable_graph();
-    for (const auto& step : c.scope) {  // down to the layer's (sub)graph
-      auto* attr = graph->mutable_node(step.node)->mutable_attribute(step.attribute);
-      graph = step.graph < 0 ? attr->mutable_g() : attr->mutable_graphs(step.graph);
-    }
+    onnx::GraphProto* graph =  // the layer's (sub)graph
+        kfc::graph::MutableGraphAt(&reference, c.scope, c.scope.size());
     graph->mutable_node(c.node_index)->set_input(c.weight_first ? 0 : 1, name);
     if (!layer.bias_correction.empty()) {  // calibration: y + alpha * mu^T (W - W_hat)
       std::vector<float> corr = layer.bias_correction;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kfc/kron/factorize.h"
+#include "kfc/kron/rearrange.h"
 
 namespace kfc::kron {
 namespace {

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/report/render.h"

@@ -1,71 +1,24 @@
 // Reading and writing ONNX model files. Writes are atomic: the bytes go to a temporary file in the
-// target folder, which is renamed into place only when complete.
+// target folder, which is renamed into place only when complete. The bytes come from
+// model_stream.h (SerializeModel, StreamModel); whole-file helpers are in file.h.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
-#include <vector>
 
 #include "kfc/core/status.h"
 #include "kfc/io/atomic_file.h"
 #include "kfc/io/external_data.h"
 #include "kfc/io/file_identity.h"
+#include "kfc/io/model_stream.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::io {
-
-// Reads a whole file. Errors name `what` ("plan 'p.json'") and the cause: missing, a directory,
-// unreadable, or larger than `max_bytes` (described as `limit_name`).
-StatusOr<std::string> ReadFile(const std::string& path, const std::string& what, int64_t max_bytes,
-                               const std::string& limit_name);
 
 // Reads and parses an ONNX model. Errors name the path and the cause: missing file, a directory,
 // unreadable, over protobuf's 2 GiB limit, not a protobuf (truncated or corrupt), or a protobuf
 // that is not an ONNX model (no graph, no ir_version, no opset_import).
 StatusOr<onnx::ModelProto> LoadModel(const std::string& path);
-
-// Deterministic serialization (map fields sorted): identical models give identical bytes.
-StatusOr<std::string> SerializeModel(const onnx::ModelProto& model);
-
-// Which tensors a streamed write reads into raw_data (see StreamModel).
-using TensorFilter = std::function<bool(const onnx::TensorProto&)>;
-// Where streamed bytes go, in order.
-using ByteSink = std::function<Status(const char* data, size_t size)>;
-
-// Streams to `sink` exactly the bytes SerializeModel would give for `model` once every external
-// tensor (input data files or the spill) that `inline_it` selects had its bytes read into raw_data
-// (external_data and data_location cleared), without ever holding those bytes whole: they are
-// copied from `reader` in chunks. How: the model is serialized with a short unique marker as the
-// raw_data of each such tensor, then the wire format is walked along the messages that hold
-// tensors (ModelProto.graph and .functions, GraphProto.node, .initializer and
-// .sparse_initializer, NodeProto.attribute, AttributeProto.t, .g, .tensors, .graphs and the sparse
-// ones, FunctionProto.node, SparseTensorProto.values and .indices), with each enclosing length
-// recomputed for the real data. `model` is modified during the call and restored before it
-// returns. With an empty `sink` nothing is read or written: the size alone is returned. Errors: a
-// read that fails (named by the tensor), a sink error, or more than protobuf's 2 GiB in all.
-StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inline_it,
-                              ExternalDataReader* reader, const ByteSink& sink);
-
-// The size of `model` written inline, as the 2 GiB switch and the report count it: exact for
-// tensors in memory and in the spill (StreamModel's size), and for tensors still in the input's
-// files their stored reference plus their bytes (a few bytes more than inline, nothing read).
-StatusOr<int64_t> InlineSize(onnx::ModelProto* model);
-
-// Checks, before any work is done, that `output` can be written: its folder exists and is a
-// folder, `output` is not a folder and is not the same file as `input`.
-Status CheckOutputPath(const std::string& input, const std::string& output);
-
-// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename). On any
-// failure the temporary file is removed and `path` is left as it was.
-// With a `group`, the file is staged there and appears only at the group's Commit.
-Status WriteFileAtomic(const std::string& path, const std::string& bytes,
-                       CommitGroup* group = nullptr);
-
-// Fails when `path` is one of the input model's external data files (canonical paths, as
-// ExternalDataStats::files lists them): writing it would change the input. `what` names the flag.
-Status CheckNotInputData(const std::string& path, const std::vector<std::string>& input_files,
-                         const std::string& what);
 
 // Offsets of tensors in a data file SaveModel writes are multiples of this: the page size, so
 // each tensor can be mmapped in place (ONNX Runtime's own writer aligns to it too).

@@ -9,6 +9,7 @@
 
 #include "kfc/io/file_identity.h"
 #include "kfc/io/model_io.h"
+#include "kfc/io/file.h"
 
 namespace kfc::io {
 namespace {

@@ -1,6 +1,7 @@
-// Nearest sum of Kronecker products: rearrangement, SVD (LAPACK dgesdd), factor split and error
-// accounting. Symbols follow factorize.h: W is K x N, A_t is k1 x n1, B_t is k2 x n2, R is
-// (k1*n1) x (k2*n2), all row-major; m = k1*n1 and n = k2*n2 are R's dimensions.
+// Nearest sum of Kronecker products: SVD of the rearranged matrix (rearrange.h; LAPACK dgesdd or
+// the truncated SVD), factor split and error accounting. Symbols follow factorize.h: W is K x N,
+// A_t is k1 x n1, B_t is k2 x n2, R is (k1*n1) x (k2*n2), all row-major; m = k1*n1 and n = k2*n2
+// are R's dimensions.
 #include "kfc/kron/factorize.h"
 
 #include <lapacke.h>
@@ -15,158 +16,10 @@
 #include <utility>
 
 #include "kfc/kron/lapack_limits.h"
+#include "kfc/kron/rearrange.h"
 #include "kfc/kron/truncated_svd.h"
 
 namespace kfc::kron {
-namespace {
-
-constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-
-// a * b for a, b >= 0 without undefined behaviour; false when the product exceeds int64.
-bool CheckedMul(int64_t a, int64_t b, int64_t* out) {
-  if (a != 0 && b > kInt64Max / a) return false;
-  *out = a * b;
-  return true;
-}
-
-std::string ShapeString(const KronShape& s) {
-  return std::to_string(s.k1) + "x" + std::to_string(s.n1) + " (x) " + std::to_string(s.k2) + "x" +
-         std::to_string(s.n2);
-}
-
-std::string DimsString(int64_t rows, int64_t cols) {
-  return std::to_string(rows) + "x" + std::to_string(cols);
-}
-
-// Checks K, N and `shape` against each other without overflowing; on success K*N, k1*n1 and
-// k2*n2 are all representable in int64 and the vectors of K*N doubles can be sized.
-Status ValidateDims(int64_t K, int64_t N, const KronShape& shape) {
-  if (K < 1 || N < 1) {
-    return InvalidArgument("weight dimensions " + DimsString(K, N) + " must both be at least 1");
-  }
-  if (shape.k1 < 1 || shape.n1 < 1 || shape.k2 < 1 || shape.n2 < 1) {
-    return InvalidArgument("shape " + ShapeString(shape) + " has a dimension below 1");
-  }
-  int64_t shape_k = 0, shape_n = 0;
-  if (!CheckedMul(shape.k1, shape.k2, &shape_k) || !CheckedMul(shape.n1, shape.n2, &shape_n) ||
-      shape_k != K || shape_n != N) {
-    return InvalidArgument("shape " + ShapeString(shape) + " does not divide weight " +
-                           DimsString(K, N) + ": k1*k2 must equal K and n1*n2 must equal N");
-  }
-  int64_t elements = 0;
-  if (!CheckedMul(K, N, &elements) ||
-      static_cast<uint64_t>(elements) > std::vector<double>().max_size()) {
-    return InvalidArgument("weight " + DimsString(K, N) + " has too many elements to index");
-  }
-  return Status::Ok();
-}
-
-// Divisors of x >= 1 in increasing order, O(sqrt(x)).
-std::vector<int64_t> Divisors(int64_t x) {
-  std::vector<int64_t> small, large;
-  for (int64_t d = 1; d <= x / d; ++d) {
-    if (x % d != 0) continue;
-    small.push_back(d);
-    if (d != x / d) large.push_back(x / d);
-  }
-  small.insert(small.end(), large.rbegin(), large.rend());
-  return small;
-}
-
-}  // namespace
-
-int64_t Macs(const KronShape& shape, int64_t rank, ContractionOrder order) {
-  const int64_t K = shape.K(), N = shape.N();
-  if (order == ContractionOrder::kBFirst) return rank * K * shape.n2 + rank * shape.k1 * N;
-  return rank * K * shape.n1 + rank * shape.k2 * N;
-}
-
-ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank) {
-  return Macs(shape, rank, ContractionOrder::kAFirst) < Macs(shape, rank, ContractionOrder::kBFirst)
-             ? ContractionOrder::kAFirst
-             : ContractionOrder::kBFirst;
-}
-
-int64_t MacsPerTerm(const KronShape& shape) {
-  return std::min(Macs(shape, 1, ContractionOrder::kBFirst),
-                  Macs(shape, 1, ContractionOrder::kAFirst));
-}
-
-int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs) {
-  if (max_macs < 0) return shape.MaxRank();
-  const int64_t per_term = MacsPerTerm(shape);
-  if (per_term <= 0) return shape.MaxRank();
-  return std::min(shape.MaxRank(), max_macs / per_term);
-}
-
-std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N) {
-  std::vector<KronShape> shapes;
-  if (K < 1 || N < 1 || (K == 1 && N == 1)) return shapes;
-  const std::vector<int64_t> k_divisors = Divisors(K);
-  const std::vector<int64_t> n_divisors = Divisors(N);
-  shapes.reserve(k_divisors.size() * n_divisors.size());
-  for (int64_t k1 : k_divisors) {
-    for (int64_t n1 : n_divisors) {
-      if ((k1 == 1 && n1 == 1) || (k1 == K && n1 == N)) continue;
-      shapes.push_back(KronShape{k1, n1, K / k1, N / n1});
-    }
-  }
-  return shapes;
-}
-
-namespace {
-
-// DefaultShape's order: fewer parameters per term, then k1*n1 closer to k2*n2 (the "key"), then
-// the squarest factors, then the smaller k1 and n1 (EnumerateShapes' order, kept by stable sort).
-std::pair<double, double> BalanceKey(const KronShape& s) {
-  // Compared in double so the key stays defined even where K*N overflows.
-  const double p = static_cast<double>(s.k1) * static_cast<double>(s.n1);
-  const double q = static_cast<double>(s.k2) * static_cast<double>(s.n2);
-  return std::make_pair(p + q, std::fabs(p - q));
-}
-
-// Aspect (max(k1,k2)*max(n1,n2)) / (min(k1,k2)*min(n1,n2)) of a is below b's, compared exactly by
-// cross-multiplying.
-bool Squarer(const KronShape& a, const KronShape& b) {
-  __extension__ typedef __int128 Wide;
-  const Wide a_num = Wide(std::max(a.k1, a.k2)) * std::max(a.n1, a.n2);
-  const Wide a_den = Wide(std::min(a.k1, a.k2)) * std::min(a.n1, a.n2);
-  const Wide b_num = Wide(std::max(b.k1, b.k2)) * std::max(b.n1, b.n2);
-  const Wide b_den = Wide(std::min(b.k1, b.k2)) * std::min(b.n1, b.n2);
-  return a_num * b_den < b_num * a_den;
-}
-
-bool DefaultOrder(const KronShape& a, const KronShape& b) {
-  const auto ka = BalanceKey(a), kb = BalanceKey(b);
-  if (ka != kb) return ka < kb;
-  return Squarer(a, b);
-}
-
-}  // namespace
-
-bool IsLowRankShape(const KronShape& s, int64_t K, int64_t N) {
-  return s == KronShape{K, 1, 1, N} || s == KronShape{1, N, K, 1};
-}
-
-std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N) {
-  std::vector<KronShape> shapes = EnumerateShapes(K, N);
-  // Balanced means Kronecker: the low-rank shapes are plain truncated SVD (--shape lowrank), and
-  // stay only where nothing else divides the layer (prime dimensions).
-  if (std::any_of(shapes.begin(), shapes.end(),
-                  [&](const KronShape& s) { return !IsLowRankShape(s, K, N); })) {
-    shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
-                                [&](const KronShape& s) { return IsLowRankShape(s, K, N); }),
-                 shapes.end());
-  }
-  if (shapes.empty()) return shapes;
-  std::stable_sort(shapes.begin(), shapes.end(), DefaultOrder);
-  const auto best = BalanceKey(shapes.front());
-  shapes.erase(std::find_if(shapes.begin(), shapes.end(),
-                            [&](const KronShape& s) { return BalanceKey(s) != best; }),
-               shapes.end());
-  return shapes;
-}
-
 namespace {
 
 template <typename T>
@@ -195,14 +48,6 @@ StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N) {
 
 StatusOr<double> CheckedFrobeniusNorm(const double* w, int64_t K, int64_t N) {
   return FrobeniusNormOf(w, K, N);
-}
-
-StatusOr<KronShape> DefaultShape(int64_t K, int64_t N) {
-  const std::vector<KronShape> tied = TiedDefaultShapes(K, N);
-  if (tied.empty()) {
-    return InvalidArgument("weight " + DimsString(K, N) + " has no non-trivial Kronecker shape");
-  }
-  return tied.front();
 }
 
 double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
@@ -252,48 +97,6 @@ StatusOr<std::vector<double>> SingularValues(const double* w, int64_t K, int64_t
 
 namespace {
 
-// Writes R for `shape` (validated) into `r` (K*N elements). W[i1*k2 + i2, j1*n2 + j2] ->
-// R[i1*n1 + j1, i2*n2 + j2]: each run of n2 contiguous elements of W lands contiguously in R. For
-// one i1 this moves a k2 x n1 grid of such runs to an n1 x k2 grid (a transpose of runs), done in
-// tiles so short runs (n2 = 1 makes R a plain transpose of W's panels) stay cache-friendly.
-template <typename S, typename T>
-void RearrangeInto(const S* w, int64_t N, const KronShape& shape, T* r) {
-  const int64_t k1 = shape.k1, n1 = shape.n1, k2 = shape.k2, n2 = shape.n2;
-  const int64_t r_cols = k2 * n2;
-  // Tile edge in runs: about 4 KB of source per tile row.
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(64, 1024 / n2));
-  for (int64_t i1 = 0; i1 < k1; ++i1) {
-    for (int64_t i2_0 = 0; i2_0 < k2; i2_0 += tile) {
-      const int64_t i2_end = std::min(k2, i2_0 + tile);
-      for (int64_t j1_0 = 0; j1_0 < n1; j1_0 += tile) {
-        const int64_t j1_end = std::min(n1, j1_0 + tile);
-        for (int64_t i2 = i2_0; i2 < i2_end; ++i2) {
-          const S* w_row = w + (i1 * k2 + i2) * N;
-          for (int64_t j1 = j1_0; j1 < j1_end; ++j1) {
-            const S* src = w_row + j1 * n2;
-            T* dst = r + (i1 * n1 + j1) * r_cols + i2 * n2;
-            for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] = static_cast<T>(src[j2]);
-          }
-        }
-      }
-    }
-  }
-}
-
-template <typename S, typename T>
-Status RearrangeIntoVector(const S* w, int64_t K, int64_t N, const KronShape& shape,
-                           std::vector<T>* r) {
-  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
-  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
-  try {
-    r->resize(static_cast<size_t>(K * N));
-  } catch (const std::bad_alloc&) {
-    return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
-  }
-  RearrangeInto(w, N, shape, r->data());
-  return Status::Ok();
-}
-
 // A_t = reshape(sqrt(s_t) U[:, t]), B_t = reshape(sqrt(s_t) V[:, t]) from triplets whose signs
 // ComputeTruncatedSvd normalized, rounded to T, the precision of the weight (see KronFactors).
 template <typename T>
@@ -310,36 +113,6 @@ void SplitFactors(const TruncatedSvd& t, KronFactors* out) {
     for (int64_t q = 0; q < n; ++q) b_k[q] = static_cast<T>(scale * v_k[q]);
   }
 }
-
-}  // namespace
-
-StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
-                                        const KronShape& shape) {
-  std::vector<double> r;
-  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
-  return r;
-}
-
-StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
-                                        const KronShape& shape) {
-  std::vector<double> r;
-  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
-  return r;
-}
-
-StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
-                                            const KronShape& shape) {
-  std::vector<float> r;
-  KFC_RETURN_IF_ERROR(RearrangeFloatInto(w, K, N, shape, &r));
-  return r;
-}
-
-Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
-                          std::vector<float>* r) {
-  return RearrangeIntoVector(w, K, N, shape, r);
-}
-
-namespace {
 
 // Factorize for a float32 or float64 W: the factors keep T's precision, R and the randomized passes
 // are in T (float32 R: half the memory of a double one; float64 R: double passes throughout).
@@ -385,7 +158,11 @@ StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronSh
   // orthogonal projection of R, computed to double rounding (see truncated_svd.h), so the error of
   // the returned factors is exactly sqrt(||W||^2 - sum_t s_t^2) up to rounding.
   std::vector<T> r;
-  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
+  if constexpr (std::is_same_v<T, double>) {
+    KFC_ASSIGN_OR_RETURN(r, Rearrange(w, K, N, shape));
+  } else {
+    KFC_RETURN_IF_ERROR(RearrangeFloatInto(w, K, N, shape, &r));
+  }
   SvdOptions svd = options.svd;
   svd.method = SvdMethod::kRandomized;
   KFC_ASSIGN_OR_RETURN(TruncatedSvd t, ComputeTruncatedSvd(r.data(), m, n, rank, svd));

@@ -1,4 +1,5 @@
-// Nearest sum of Kronecker products (Van Loan-Pitsianis rearrangement + truncated SVD).
+// Nearest sum of Kronecker products (Van Loan-Pitsianis rearrangement + truncated SVD). Shapes
+// and their costs: shapes.h; the rearrangement W -> R: rearrange.h.
 //
 // Conventions (see shared/kfc-primer.md), all matrices row-major:
 //   W is K x N and acts as y = x W on input rows x of length K.
@@ -14,40 +15,10 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/kron/shapes.h"
 #include "kfc/kron/truncated_svd.h"
 
 namespace kfc::kron {
-
-// Shape of one Kronecker term: A is k1 x n1, B is k2 x n2.
-struct KronShape {
-  int64_t k1 = 0, n1 = 0, k2 = 0, n2 = 0;
-
-  int64_t K() const { return k1 * k2; }
-  int64_t N() const { return n1 * n2; }
-  int64_t ParamsPerTerm() const { return k1 * n1 + k2 * n2; }
-  // Largest useful rank: the rank of the rearranged matrix is at most min(k1*n1, k2*n2).
-  int64_t MaxRank() const { return k1 * n1 < k2 * n2 ? k1 * n1 : k2 * n2; }
-  bool operator==(const KronShape& o) const {
-    return k1 == o.k1 && n1 == o.n1 && k2 == o.k2 && n2 == o.n2;
-  }
-};
-
-// The two ways to evaluate y = x W_hat for one input row (primer, "The forward pass").
-enum class ContractionOrder {
-  kBFirst,  // T_t = X B_t, then A_t^T T_t: MACs r*K*n2 + r*k1*N
-  kAFirst,  // U_t = A_t^T X, then U_t B_t: MACs r*K*n1 + r*k2*N
-};
-
-int64_t Macs(const KronShape& shape, int64_t rank, ContractionOrder order);
-// The order with fewer MACs; kBFirst on a tie.
-ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank);
-// MACs per input row of one term in the cheaper order: min(K*n2 + k1*N, K*n1 + k2*N). Macs is
-// linear in the rank, so the cheaper order does not depend on it.
-int64_t MacsPerTerm(const KronShape& shape);
-// The largest rank r <= shape.MaxRank() whose MACs per row in the cheaper order are at most
-// max_macs (0 when one term already costs more); shape.MaxRank() when max_macs < 0 (no limit).
-// With max_macs = K*N this keeps a layer no slower than the dense one.
-int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs);
 
 // Result of factorizing one weight.
 struct KronFactors {
@@ -87,26 +58,6 @@ struct FactorizeOptions {
   SvdOptions svd;
 };
 
-// Every divisor pair (k1 | K, n1 | N) except the two trivial ones (k1 = n1 = 1 and k1 = K, n1 = N),
-// ordered by k1 then n1. Includes the low-rank shapes (K x 1 with 1 x N, and 1 x N with K x 1).
-// Empty when K or N < 1 or K*N == 1.
-std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N);
-
-// True for the two low-rank shapes K x 1 (x) 1 x N and 1 x N (x) K x 1 (R is W or W^T: plain SVD).
-bool IsLowRankShape(const KronShape& shape, int64_t K, int64_t N);
-
-// The shape with the fewest parameters per term ("balanced") among the shapes that are not
-// low-rank (those only where no other shape exists, e.g. prime K and N); ties go to the shape
-// whose k1*n1 is closest to k2*n2, then to the squarest factors (least (max(k1,k2)*max(n1,n2)) /
-// (min(k1,k2)*min(n1,n2))), then to the smaller k1, then the smaller n1. InvalidArgument when no
-// shape exists.
-StatusOr<KronShape> DefaultShape(int64_t K, int64_t N);
-
-// Every shape that ties with DefaultShape on parameters per term and on |k1*n1 - k2*n2|, in
-// DefaultShape's order (its choice first). All of them have the same MaxRank(). Empty when no
-// shape exists.
-std::vector<KronShape> TiedDefaultShapes(int64_t K, int64_t N);
-
 // The functions reading W take it as float32 or as float64 (K x N, row-major); a float64 W is
 // read as it is, never rounded to float32.
 
@@ -121,19 +72,6 @@ StatusOr<std::vector<double>> SingularValues(const double* w, int64_t K, int64_t
 // approximation given the whole spectrum; 0 when frobenius_norm is 0.
 double SpectrumError(const std::vector<double>& singular_values, int64_t rank,
                      double frobenius_norm);
-
-// Builds R from W (K x N, row-major) for `shape`; R is (k1*n1) x (k2*n2), row-major, in double.
-// InvalidArgument when shape does not divide W.
-StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
-                                        const KronShape& shape);
-StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
-                                        const KronShape& shape);
-// The same R in float32 (exact: a permutation of W's elements).
-StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
-                                            const KronShape& shape);
-// The same into *r (resized to K*N; its memory is reused when large enough).
-Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
-                          std::vector<float>* r);
 
 // Best rank-`rank` sum of Kronecker products of `shape` for W (K x N, row-major), via the SVD of R.
 // `rank` must be in [1, shape.MaxRank()]. InvalidArgument on bad dimensions, shape or rank, or on

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "kfc/kron/matrix_passes.h"
+#include "kfc/kron/rearrange.h"
 
 namespace kfc::kron {
 namespace {

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "kfc/core/logging.h"
+#include "kfc/graph/scope.h"
+#include "kfc/graph/uses.h"
+#include "kfc/graph/walk.h"
 #include "kfc/tensor/tensor.h"
 #include "onnx/defs/data_type_utils.h"
 #include "onnx/defs/schema.h"
@@ -14,45 +18,28 @@
 namespace kfc::match {
 namespace {
 
-using NameCount = std::unordered_map<std::string, int>;
-
-// Counts every use of every name as a node input or a graph output, in all graphs (a subgraph
-// may name an outer value as its output).
-void CountUses(const onnx::GraphProto& g, NameCount* uses) {
-  for (const auto& out : g.output()) ++(*uses)[out.name()];
-  for (const auto& node : g.node()) {
-    for (const auto& in : node.input()) ++(*uses)[in];
-    for (const auto& attr : node.attribute()) {
-      if (attr.has_g()) CountUses(attr.g(), uses);
-      for (const auto& sub : attr.graphs()) CountUses(sub, uses);
-    }
-  }
-}
-
 // Dims of every value whose shape is known (-1 for a dim without a static value), from graph
 // inputs, value_info and outputs.
 using ShapeMap = std::unordered_map<std::string, std::vector<int64_t>>;
 
 // Value names are unique across scopes (the checker enforces SSA through subgraphs), so one map
 // serves every graph.
-void KnownShapes(const onnx::GraphProto& g, ShapeMap* shapes) {
+ShapeMap KnownShapes(const onnx::GraphProto& root) {
+  ShapeMap shapes;
   auto add = [&](const onnx::ValueInfoProto& vi) {
     if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape()) return;
-    std::vector<int64_t>& dims = (*shapes)[vi.name()];
+    std::vector<int64_t>& dims = shapes[vi.name()];
     dims.clear();
     for (const auto& d : vi.type().tensor_type().shape().dim()) {
       dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
     }
   };
-  for (const auto& vi : g.input()) add(vi);
-  for (const auto& vi : g.value_info()) add(vi);
-  for (const auto& vi : g.output()) add(vi);
-  for (const auto& node : g.node()) {
-    for (const auto& attr : node.attribute()) {
-      if (attr.has_g()) KnownShapes(attr.g(), shapes);
-      for (const auto& sub : attr.graphs()) KnownShapes(sub, shapes);
-    }
-  }
+  graph::ForEachGraph(root, [&](const onnx::GraphProto& g) {
+    for (const auto& vi : g.input()) add(vi);
+    for (const auto& vi : g.value_info()) add(vi);
+    for (const auto& vi : g.output()) add(vi);
+  });
+  return shapes;
 }
 
 const onnx::AttributeProto* FindAttr(const onnx::NodeProto& node, const std::string& name) {
@@ -191,7 +178,7 @@ std::string OpLackingDType(const LayerCandidate& c, int64_t opset) {
 
 // What every layer's classification reads.
 struct ModelFacts {
-  NameCount uses;
+  graph::UseCounts uses;
   ShapeMap shapes;
   int64_t opset = 0;
   int64_t ir_version = 0;
@@ -202,7 +189,7 @@ struct ModelFacts {
 void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFacts& scopes,
               const onnx::NodeProto& node, const ModelFacts& model, LayerCandidate* c) {
   const GraphFacts& facts = *scopes.back();
-  const NameCount& uses = model.uses;
+  const graph::UseCounts& uses = model.uses;
   const ShapeMap& shapes = model.shapes;
   const int64_t opset = model.opset;
   const bool is_gemm = c->op_type == "Gemm";
@@ -343,51 +330,45 @@ void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFac
   }
 }
 
-// The graph being scanned and every graph enclosing it, main graph first.
-struct ScanState {
-  std::vector<const onnx::GraphProto*> graphs;
-  ScopeFacts scopes;
-  std::vector<ScopeStep> scope;
-};
-
-// Classifies the Gemm/MatMul nodes of graphs.back(), then recurses into its subgraphs in node
-// order (a graph's own layers come before those of its subgraphs).
-void ScanGraph(const std::string& path, const ModelFacts& model, ScanState* state,
-               std::vector<LayerCandidate>* out) {
-  const onnx::GraphProto& g = *state->graphs.back();
-  const GraphFacts facts = FactsOf(g);
-  state->scopes.push_back(&facts);
-  for (int i = 0; i < g.node_size(); ++i) {
-    const auto& node = g.node(i);
-    if (!IsStd(node) || (node.op_type() != "Gemm" && node.op_type() != "MatMul")) continue;
-    LayerCandidate c;
-    c.graph_path = path;
-    c.scope = state->scope;
-    c.node_index = i;
-    c.node_name = node.name();
-    c.op_type = node.op_type();
-    Classify(state->graphs, state->scopes, node, model, &c);
-    out->push_back(std::move(c));
-  }
-  for (int i = 0; i < g.node_size(); ++i) {
-    const auto& node = g.node(i);
-    const std::string node_label = node.name().empty() ? "#" + std::to_string(i) : node.name();
-    for (int a = 0; a < node.attribute_size(); ++a) {
-      const auto& attr = node.attribute(a);
-      auto scan = [&](const onnx::GraphProto& sub, int index, const std::string& label) {
-        state->graphs.push_back(&sub);
-        state->scope.push_back({i, a, index});
-        ScanGraph(path + "/" + node_label + "/" + label, model, state, out);
-        state->scope.pop_back();
-        state->graphs.pop_back();
-      };
-      if (attr.has_g()) scan(attr.g(), -1, attr.name());
-      for (int j = 0; j < attr.graphs_size(); ++j) {
-        scan(attr.graphs(j), j, attr.name() + "[" + std::to_string(j) + "]");
-      }
-    }
-  }
-  state->scopes.pop_back();
+// Classifies the Gemm/MatMul nodes of every graph, in the walk's order (a graph's own layers come
+// before those of its subgraphs).
+void ScanGraphs(const onnx::GraphProto& main, const ModelFacts& model,
+                std::vector<LayerCandidate>* out) {
+  std::vector<std::unique_ptr<GraphFacts>> facts;  // of the graphs from main to the visited one
+  std::vector<std::string> paths;
+  graph::ForEachGraphInScope(
+      main, [&](const std::vector<const onnx::GraphProto*>& graphs, const graph::Scope& scope) {
+        const size_t depth = scope.size();
+        const onnx::GraphProto& g = *graphs.back();
+        facts.resize(depth);
+        facts.push_back(std::make_unique<GraphFacts>(FactsOf(g)));
+        paths.resize(depth);
+        if (depth == 0) {
+          paths.push_back("main");
+        } else {
+          const graph::ScopeStep& step = scope.back();
+          const onnx::NodeProto& node = graphs[depth - 1]->node(step.node);
+          const std::string node_label =
+              node.name().empty() ? "#" + std::to_string(step.node) : node.name();
+          const std::string& attr = node.attribute(step.attribute).name();
+          paths.push_back(paths.back() + "/" + node_label + "/" +
+                          (step.graph < 0 ? attr : attr + "[" + std::to_string(step.graph) + "]"));
+        }
+        ScopeFacts scopes;
+        for (const auto& f : facts) scopes.push_back(f.get());
+        for (int i = 0; i < g.node_size(); ++i) {
+          const auto& node = g.node(i);
+          if (!IsStd(node) || (node.op_type() != "Gemm" && node.op_type() != "MatMul")) continue;
+          LayerCandidate c;
+          c.graph_path = paths.back();
+          c.scope = scope;
+          c.node_index = i;
+          c.node_name = node.name();
+          c.op_type = node.op_type();
+          Classify(graphs, scopes, node, model, &c);
+          out->push_back(std::move(c));
+        }
+      });
 }
 
 }  // namespace
@@ -397,26 +378,6 @@ int64_t DefaultOpset(const onnx::ModelProto& model) {
     if (op.domain().empty() || op.domain() == "ai.onnx") return op.version();
   }
   return 0;
-}
-
-const onnx::GraphProto* GraphAt(const onnx::ModelProto& model, const std::vector<ScopeStep>& scope,
-                                size_t depth) {
-  const onnx::GraphProto* g = &model.graph();
-  for (size_t i = 0; i < depth && i < scope.size(); ++i) {
-    const ScopeStep& step = scope[i];
-    if (step.node < 0 || step.node >= g->node_size()) return nullptr;
-    const onnx::NodeProto& node = g->node(step.node);
-    if (step.attribute < 0 || step.attribute >= node.attribute_size()) return nullptr;
-    const onnx::AttributeProto& attr = node.attribute(step.attribute);
-    if (step.graph < 0) {
-      if (!attr.has_g()) return nullptr;
-      g = &attr.g();
-    } else {
-      if (step.graph >= attr.graphs_size()) return nullptr;
-      g = &attr.graphs(step.graph);
-    }
-  }
-  return depth <= scope.size() ? g : nullptr;
 }
 
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
@@ -432,16 +393,14 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     } catch (const std::exception& e) {
       Logger().warn("shape inference on the input failed: {}", e.what());
     }
-    KnownShapes(inferred.graph(), &facts.shapes);
+    facts.shapes = KnownShapes(inferred.graph());
   }
-  CountUses(model.graph(), &facts.uses);
+  facts.uses = graph::CountUses(model.graph());
   facts.opset = DefaultOpset(model);
   facts.ir_version = model.ir_version();
 
   std::vector<LayerCandidate> layers;
-  ScanState state;
-  state.graphs.push_back(&model.graph());
-  ScanGraph("main", facts, &state, &layers);
+  ScanGraphs(model.graph(), facts, &layers);
   // A weight feeding several layers is factorized once and shared; one also read by any other op
   // (or a graph output) would keep its dense copy, so there is no saving: skipped.
   std::unordered_map<std::string, int> claims;
@@ -463,9 +422,9 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
   return layers;
 }
 
-const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model,
-                                      const std::vector<ScopeStep>& scope, const WeightRef& ref) {
-  const onnx::GraphProto* g = GraphAt(model, scope, ref.depth);
+const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model, const graph::Scope& scope,
+                                      const WeightRef& ref) {
+  const onnx::GraphProto* g = graph::GraphAt(model, scope, ref.depth);
   if (g == nullptr || ref.index < 0) return nullptr;
   switch (ref.kind) {
     case WeightRef::Kind::kInitializer:

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kfc/graph/scope.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::match {
@@ -13,14 +14,6 @@ namespace kfc::match {
 // The lowest opset at which the emitted ops (Reshape with a shape input, numpy-style MatMul, Add
 // and Mul with multidirectional broadcasting) exist in the form the rewriter uses.
 inline constexpr int64_t kMinOpset = 7;
-
-// One step from a graph into one of its subgraphs: node `node` of the enclosing graph, its
-// attribute `attribute`, and `graph`, the index into a GRAPHS attribute (-1 for a GRAPH one).
-struct ScopeStep {
-  int node = -1;
-  int attribute = -1;
-  int graph = -1;
-};
 
 // Where a layer's weight data lives, resolved once by FindLayers so that no later stage searches
 // for it again: an initializer (its index in the graph `depth` steps into the layer's scope) or
@@ -36,7 +29,7 @@ struct WeightRef {
 
 struct LayerCandidate {
   std::string graph_path = "main";  // "main", or "main/<node>/<attribute>" for subgraphs
-  std::vector<ScopeStep> scope;     // steps from the main graph to the node's graph (empty: main)
+  graph::Scope scope;               // steps from the main graph to the node's graph (empty: main)
   int node_index = -1;              // position in its graph's node list
   std::string node_name;
   std::string op_type;      // "Gemm" or "MatMul"
@@ -83,6 +76,10 @@ struct LayerCandidate {
   bool eligible() const { return skip_reason.empty(); }
 };
 
+// Whether the layer reads its features along the activation's second-to-last axis, so that each
+// column of X [.., K, C] is one sample: Gemm with transA=1 (A is [K, M]) and MatMul(W, X).
+inline bool ColumnSamples(const LayerCandidate& c) { return c.trans_a || c.weight_first; }
+
 // The default ("" or "ai.onnx") domain's opset version; 0 when not imported.
 int64_t DefaultOpset(const onnx::ModelProto& model);
 
@@ -91,14 +88,9 @@ int64_t DefaultOpset(const onnx::ModelProto& model);
 // shape inference on a copy to learn activation ranks.
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
 
-// The graph `depth` steps into `scope` (0: the main graph); nullptr when the model has no such
-// graph (a scope from another model, or depth > scope.size()).
-const onnx::GraphProto* GraphAt(const onnx::ModelProto& model, const std::vector<ScopeStep>& scope,
-                                size_t depth);
-
 // The tensor `ref` points to for a layer in `scope` (WeightRef); nullptr when it does not fit the
 // model (a candidate from another model, or kNone).
-const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model,
-                                      const std::vector<ScopeStep>& scope, const WeightRef& ref);
+const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model, const graph::Scope& scope,
+                                      const WeightRef& ref);
 
 }  // namespace kfc::match

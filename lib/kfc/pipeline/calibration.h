@@ -1,7 +1,8 @@
 // Calibration-aware compression, the model side:
 //  1. BuildProbe: a copy of the model whose extra graph outputs are the input activations of every
-//     candidate layer (kfc_calib_0, kfc_calib_1, ...: one per distinct activation), and the
-//     sidecar (proto/kfc_calibration.proto) mapping each to its layers.
+//     candidate layer (kfc_calib_0, kfc_calib_1, ...: one per distinct activation; the graph edit
+//     is rewrite/probe.h's), and the sidecar (proto/kfc_calibration.proto) mapping each to its
+//     layers.
 //  2. The user runs the probe on calibration inputs and saves each exposed tensor as
 //     DIR/<name>.npy or DIR/<name>.<part>.npy (batches concatenated along the leading axes), with
 //     the sidecar copied to DIR/kfc_calibration.json (tests/ort/run_probe.js does both;
@@ -30,9 +31,7 @@ namespace kfc::pipeline {
 inline constexpr int64_t kMaxCalibratedK = 8192;
 inline constexpr char kSidecarName[] = "kfc_calibration.json";
 
-// Whether the layer reads its features along the activation's second-to-last axis, so that each
-// column of X [.., K, C] is one sample: Gemm with transA=1 (A is [K, M]) and MatMul(W, X).
-bool ColumnSamples(const match::LayerCandidate& c);
+using match::ColumnSamples;
 
 // FNV-1a 64 of the deterministic serialization, as 16 hex digits.
 StatusOr<std::string> ModelFingerprint(const onnx::ModelProto& model);
@@ -42,8 +41,8 @@ struct Probe {
   calibration::Sidecar sidecar;
 };
 
-// The probe for `model`. Layers in subgraphs (their values are not the main graph's to output) and
-// ineligible layers are left out. `model_path` is recorded in the sidecar.
+// The probe for `model`: the inputs of its eligible layers, in the main graph and in subgraphs,
+// exposed by rewrite::ExposeLayerInputs. `model_path` is recorded in the sidecar.
 StatusOr<Probe> BuildProbe(const onnx::ModelProto& model, const std::string& model_path);
 
 // PROBE.onnx -> PROBE.calib.json (any other name: name + ".calib.json").

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kfc/core/logging.h"
+#include "kfc/io/file.h"
 #include "kfc/io/file_digest.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/calibration.h"

@@ -10,6 +10,7 @@
 
 #include "kfc/io/model_io.h"
 #include "kfc/report/render.h"
+#include "kfc/io/file.h"
 #include "kfc_plan.pb.h"
 
 namespace kfc::pipeline {
@@ -178,7 +179,7 @@ int Plan::Match(const std::string& node_name, const std::string& weight_name) co
 
 std::string NodeIndexPath(const match::LayerCandidate& c) {
   std::string path;
-  for (const match::ScopeStep& s : c.scope) {
+  for (const graph::ScopeStep& s : c.scope) {
     path += std::to_string(s.node) + "." + std::to_string(s.attribute) + "." +
             std::to_string(s.graph) + "/";
   }

@@ -6,6 +6,10 @@
 #include <unordered_set>
 
 #include "kfc/core/names.h"
+#include "kfc/graph/names.h"
+#include "kfc/graph/scope.h"
+#include "kfc/graph/uses.h"
+#include "kfc/graph/walk.h"
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::rewrite {
@@ -14,59 +18,8 @@ namespace {
 using kron::ContractionOrder;
 using kron::KronFactors;
 
-void CollectNames(const onnx::GraphProto& g, NameGenerator* names) {
-  for (const auto& t : g.initializer()) names->Reserve(t.name());
-  for (const auto& sp : g.sparse_initializer()) {
-    names->Reserve(sp.values().name());
-    names->Reserve(sp.indices().name());
-  }
-  for (const auto& vi : g.input()) names->Reserve(vi.name());
-  for (const auto& vi : g.output()) names->Reserve(vi.name());
-  for (const auto& vi : g.value_info()) names->Reserve(vi.name());
-  for (const auto& node : g.node()) {
-    names->Reserve(node.name());
-    for (const auto& s : node.input()) names->Reserve(s);
-    for (const auto& s : node.output()) names->Reserve(s);
-    for (const auto& attr : node.attribute()) {
-      if (attr.has_g()) CollectNames(attr.g(), names);
-      for (const auto& sub : attr.graphs()) CollectNames(sub, names);
-    }
-  }
-}
-
-// Every name read as a node input or named as a graph output, in all graphs.
-void CollectUses(const onnx::GraphProto& g, std::unordered_set<std::string>* used) {
-  for (const auto& out : g.output()) used->insert(out.name());
-  for (const auto& node : g.node()) {
-    for (const auto& s : node.input()) used->insert(s);
-    for (const auto& attr : node.attribute()) {
-      if (attr.has_g()) CollectUses(attr.g(), used);
-      for (const auto& sub : attr.graphs()) CollectUses(sub, used);
-    }
-  }
-}
-
-using Scope = std::vector<match::ScopeStep>;
-
-// Identifies the graph `depth` steps into `scope` (map keys; "" is the main graph).
-std::string ScopeKey(const Scope& scope, size_t depth) {
-  std::string key;
-  for (size_t i = 0; i < depth && i < scope.size(); ++i) {
-    key += std::to_string(scope[i].node) + "." + std::to_string(scope[i].attribute) + "." +
-           std::to_string(scope[i].graph) + "/";
-  }
-  return key;
-}
-
-// match::GraphAt for editing; the caller has checked the scope with GraphAt.
-onnx::GraphProto* MutableGraphAt(onnx::ModelProto* model, const Scope& scope, size_t depth) {
-  onnx::GraphProto* g = model->mutable_graph();
-  for (size_t i = 0; i < depth; ++i) {
-    auto* attr = g->mutable_node(scope[i].node)->mutable_attribute(scope[i].attribute);
-    g = scope[i].graph < 0 ? attr->mutable_g() : attr->mutable_graphs(scope[i].graph);
-  }
-  return g;
-}
+using graph::Scope;
+using graph::ScopeKey;
 
 // Adds an initializer to `g`; IR version 3 requires every initializer of the main graph to be a
 // graph input too (the rewriter puts nothing into subgraphs at IR 3: their inputs are positional).
@@ -89,7 +42,7 @@ const onnx::TensorProto* VisibleInitializer(const onnx::ModelProto& model, const
                                             size_t depth, const std::string& name,
                                             bool* overridable) {
   for (size_t d = depth + 1; d-- > 0;) {
-    const onnx::GraphProto* g = match::GraphAt(model, scope, d);
+    const onnx::GraphProto* g = graph::GraphAt(model, scope, d);
     if (g == nullptr) return nullptr;
     bool input = false;
     for (const auto& vi : g->input()) input |= vi.name() == name;
@@ -284,7 +237,7 @@ class LayerEmitter {
     if (it != emitted_.end()) return it->second;
     std::string name = names_->Unique(base_ + "." + suffix);
     t.set_name(name);
-    AddInitializer(MutableGraphAt(model_, scope_, target_depth_),
+    AddInitializer(graph::MutableGraphAt(model_, scope_, target_depth_),
                    target_depth_ == 0 && model_->ir_version() < 4, std::move(t));
     emitted_.emplace(std::move(key), name);
     return name;
@@ -327,31 +280,26 @@ class LayerEmitter {
   int32_t dtype_ = onnx::TensorProto::FLOAT;
 };
 
-// Removes initializers in `names` that no node of any graph reads and that no graph names as an
-// output, from every graph, with their value_info entries (and main-graph input entries, IR 3).
-// Subgraph inputs are never touched: Loop and Scan bind them by position.
-void RemoveUnused(onnx::GraphProto* g, bool main, const std::unordered_set<std::string>& dead) {
+// Removes initializers in `dead` from every graph, with their value_info entries (and main-graph
+// input entries, IR 3). Subgraph inputs are never touched: Loop and Scan bind them by position.
+void RemoveUnused(onnx::GraphProto* main, const std::unordered_set<std::string>& dead) {
   auto gone = [&](const std::string& n) { return dead.count(n) > 0; };
-  auto* inits = g->mutable_initializer();
-  inits->erase(std::remove_if(inits->begin(), inits->end(),
-                              [&](const onnx::TensorProto& t) { return gone(t.name()); }),
-               inits->end());
-  if (main) {
-    auto* inputs = g->mutable_input();
-    inputs->erase(std::remove_if(inputs->begin(), inputs->end(),
-                                 [&](const onnx::ValueInfoProto& v) { return gone(v.name()); }),
-                  inputs->end());
-  }
-  auto* vis = g->mutable_value_info();
-  vis->erase(std::remove_if(vis->begin(), vis->end(),
-                            [&](const onnx::ValueInfoProto& v) { return gone(v.name()); }),
-             vis->end());
-  for (auto& node : *g->mutable_node()) {
-    for (auto& attr : *node.mutable_attribute()) {
-      if (attr.has_g()) RemoveUnused(attr.mutable_g(), false, dead);
-      for (auto& sub : *attr.mutable_graphs()) RemoveUnused(&sub, false, dead);
+  graph::ForEachMutableGraph(main, [&](onnx::GraphProto* g, const Scope& scope) {
+    auto* inits = g->mutable_initializer();
+    inits->erase(std::remove_if(inits->begin(), inits->end(),
+                                [&](const onnx::TensorProto& t) { return gone(t.name()); }),
+                 inits->end());
+    if (scope.empty()) {
+      auto* inputs = g->mutable_input();
+      inputs->erase(std::remove_if(inputs->begin(), inputs->end(),
+                                   [&](const onnx::ValueInfoProto& v) { return gone(v.name()); }),
+                    inputs->end());
     }
-  }
+    auto* vis = g->mutable_value_info();
+    vis->erase(std::remove_if(vis->begin(), vis->end(),
+                              [&](const onnx::ValueInfoProto& v) { return gone(v.name()); }),
+               vis->end());
+  });
 }
 
 // What the rewrite does to one graph's node list.
@@ -363,32 +311,35 @@ struct GraphEdits {
 using EditMap = std::map<std::string, GraphEdits>;  // by ScopeKey of the graph
 
 // Names read once the edits are applied: inputs of the nodes that stay and of the replacements,
-// and every graph's outputs, through all subgraphs.
-void CollectReads(const onnx::GraphProto& g, Scope* scope, const EditMap& edits,
-                  std::unordered_set<std::string>* read) {
-  for (const auto& out : g.output()) read->insert(out.name());
-  auto found = edits.find(ScopeKey(*scope, scope->size()));
-  const GraphEdits* e = found == edits.end() ? nullptr : &found->second;
-  for (int i = 0; i < g.node_size(); ++i) {
-    if (e != nullptr && e->dead.count(i)) continue;
-    if (e != nullptr && e->replacements.count(i)) {
-      for (const auto& n : e->replacements.at(i))
-        for (const auto& in : n.input()) read->insert(in);
-      continue;
+// and every graph's outputs, through all subgraphs (but those of removed or replaced nodes).
+std::unordered_set<std::string> CollectReads(const onnx::GraphProto& main, const EditMap& edits) {
+  std::unordered_set<std::string> read;
+  auto edits_at = [&](const Scope& scope, size_t depth) -> const GraphEdits* {
+    auto found = edits.find(ScopeKey(scope, depth));
+    return found == edits.end() ? nullptr : &found->second;
+  };
+  graph::ForEachGraphInScope(main, [&](const std::vector<const onnx::GraphProto*>& graphs,
+                                       const Scope& scope) {
+    for (size_t d = 0; d < scope.size(); ++d) {  // inside a node that goes: nothing is read
+      const GraphEdits* e = edits_at(scope, d);
+      if (e != nullptr && (e->dead.count(scope[d].node) || e->replacements.count(scope[d].node))) {
+        return;
+      }
     }
-    const auto& node = g.node(i);
-    for (const auto& in : node.input()) read->insert(in);
-    for (int a = 0; a < node.attribute_size(); ++a) {
-      const auto& attr = node.attribute(a);
-      auto recurse = [&](const onnx::GraphProto& sub, int index) {
-        scope->push_back({i, a, index});
-        CollectReads(sub, scope, edits, read);
-        scope->pop_back();
-      };
-      if (attr.has_g()) recurse(attr.g(), -1);
-      for (int j = 0; j < attr.graphs_size(); ++j) recurse(attr.graphs(j), j);
+    const onnx::GraphProto& g = *graphs.back();
+    for (const auto& out : g.output()) read.insert(out.name());
+    const GraphEdits* e = edits_at(scope, scope.size());
+    for (int i = 0; i < g.node_size(); ++i) {
+      if (e != nullptr && e->dead.count(i)) continue;
+      if (e != nullptr && e->replacements.count(i)) {
+        for (const auto& n : e->replacements.at(i))
+          for (const auto& in : n.input()) read.insert(in);
+        continue;
+      }
+      for (const auto& in : g.node(i).input()) read.insert(in);
     }
-  }
+  });
+  return read;
 }
 
 }  // namespace
@@ -396,14 +347,14 @@ void CollectReads(const onnx::GraphProto& g, Scope* scope, const EditMap& edits,
 Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>& rewrites) {
   if (rewrites.empty()) return Status::Ok();
   NameGenerator names;
-  CollectNames(model->graph(), &names);
+  graph::ReserveNames(model->graph(), &names);
   std::unordered_set<std::string> maybe_unused;
   EditMap edits;
   {
     LayerEmitter emitter(model, &names, &maybe_unused);
     for (const auto& rw : rewrites) {
       const auto& layer = rw.layer;
-      const onnx::GraphProto* g = match::GraphAt(*model, layer.scope, layer.scope.size());
+      const onnx::GraphProto* g = graph::GraphAt(*model, layer.scope, layer.scope.size());
       if (g == nullptr || !layer.eligible() || layer.node_index < 0 ||
           layer.node_index >= g->node_size()) {
         return InvalidArgument("layer '" + layer.node_name + "' cannot be rewritten");
@@ -423,11 +374,9 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
   // have been left dense. Candidates can feed each other, so settle that to a fixed point.
   for (bool changed = true; changed;) {
     changed = false;
-    std::unordered_set<std::string> read;
-    Scope root;
-    CollectReads(model->graph(), &root, edits, &read);
+    const std::unordered_set<std::string> read = CollectReads(model->graph(), edits);
     for (auto& [key, e] : edits) {
-      const onnx::GraphProto* g = match::GraphAt(*model, e.scope, e.scope.size());
+      const onnx::GraphProto* g = graph::GraphAt(*model, e.scope, e.scope.size());
       for (auto it = e.dead.begin(); it != e.dead.end();) {
         const auto& outs = g->node(*it).output();
         if (std::any_of(outs.begin(), outs.end(),
@@ -448,7 +397,7 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
     return a->scope.size() > b->scope.size();
   });
   for (GraphEdits* e : order) {
-    auto* old_nodes = MutableGraphAt(model, e->scope, e->scope.size())->mutable_node();
+    auto* old_nodes = graph::MutableGraphAt(model, e->scope, e->scope.size())->mutable_node();
     google::protobuf::RepeatedPtrField<onnx::NodeProto> rebuilt;
     for (int i = 0; i < old_nodes->size(); ++i) {
       if (e->dead.count(i)) continue;
@@ -461,12 +410,12 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
     }
     old_nodes->Swap(&rebuilt);
   }
-  std::unordered_set<std::string> used, dead;
-  CollectUses(model->graph(), &used);
+  const graph::UseCounts used = graph::CountUses(model->graph());
+  std::unordered_set<std::string> dead;
   for (const auto& n : maybe_unused) {
     if (!used.count(n)) dead.insert(n);
   }
-  RemoveUnused(model->mutable_graph(), true, dead);
+  RemoveUnused(model->mutable_graph(), dead);
   return Status::Ok();
 }
 

@@ -1,0 +1,80 @@
+// The rearrangement W -> R, tiled; symbols as in rearrange.h.
+#include "kfc/kron/rearrange.h"
+
+#include <algorithm>
+#include <new>
+
+namespace kfc::kron {
+namespace {
+
+// Writes R for `shape` (validated) into `r` (K*N elements). W[i1*k2 + i2, j1*n2 + j2] ->
+// R[i1*n1 + j1, i2*n2 + j2]: each run of n2 contiguous elements of W lands contiguously in R. For
+// one i1 this moves a k2 x n1 grid of such runs to an n1 x k2 grid (a transpose of runs), done in
+// tiles so short runs (n2 = 1 makes R a plain transpose of W's panels) stay cache-friendly.
+template <typename S, typename T>
+void RearrangeInto(const S* w, int64_t N, const KronShape& shape, T* r) {
+  const int64_t k1 = shape.k1, n1 = shape.n1, k2 = shape.k2, n2 = shape.n2;
+  const int64_t r_cols = k2 * n2;
+  // Tile edge in runs: about 4 KB of source per tile row.
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(64, 1024 / n2));
+  for (int64_t i1 = 0; i1 < k1; ++i1) {
+    for (int64_t i2_0 = 0; i2_0 < k2; i2_0 += tile) {
+      const int64_t i2_end = std::min(k2, i2_0 + tile);
+      for (int64_t j1_0 = 0; j1_0 < n1; j1_0 += tile) {
+        const int64_t j1_end = std::min(n1, j1_0 + tile);
+        for (int64_t i2 = i2_0; i2 < i2_end; ++i2) {
+          const S* w_row = w + (i1 * k2 + i2) * N;
+          for (int64_t j1 = j1_0; j1 < j1_end; ++j1) {
+            const S* src = w_row + j1 * n2;
+            T* dst = r + (i1 * n1 + j1) * r_cols + i2 * n2;
+            for (int64_t j2 = 0; j2 < n2; ++j2) dst[j2] = static_cast<T>(src[j2]);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename S, typename T>
+Status RearrangeIntoVector(const S* w, int64_t K, int64_t N, const KronShape& shape,
+                           std::vector<T>* r) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  try {
+    r->resize(static_cast<size_t>(K * N));
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
+  }
+  RearrangeInto(w, N, shape, r->data());
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
+                                        const KronShape& shape) {
+  std::vector<double> r;
+  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
+  return r;
+}
+
+StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
+                                        const KronShape& shape) {
+  std::vector<double> r;
+  KFC_RETURN_IF_ERROR(RearrangeIntoVector(w, K, N, shape, &r));
+  return r;
+}
+
+StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
+                                            const KronShape& shape) {
+  std::vector<float> r;
+  KFC_RETURN_IF_ERROR(RearrangeFloatInto(w, K, N, shape, &r));
+  return r;
+}
+
+Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          std::vector<float>* r) {
+  return RearrangeIntoVector(w, K, N, shape, r);
+}
+
+}  // namespace kfc::kron

@@ -1,0 +1,28 @@
+// The Van Loan-Pitsianis rearrangement: W (K x N) -> R ((k1*n1) x (k2*n2)), row-major, with
+//   R[i1*n1 + j1, i2*n2 + j2] = W[i1*k2 + i2, j1*n2 + j2],
+// so that W = sum_t A_t (x) B_t exactly when R = sum_t vec(A_t) vec(B_t)^T (see factorize.h).
+// This header includes no ONNX or protobuf headers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kfc/core/status.h"
+#include "kfc/kron/shapes.h"
+
+namespace kfc::kron {
+
+// Builds R from W (K x N, row-major) for `shape`; R is (k1*n1) x (k2*n2), row-major, in double.
+// InvalidArgument when shape does not divide W.
+StatusOr<std::vector<double>> Rearrange(const float* w, int64_t K, int64_t N,
+                                        const KronShape& shape);
+StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
+                                        const KronShape& shape);
+// The same R in float32 (exact: a permutation of W's elements).
+StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
+                                            const KronShape& shape);
+// The same into *r (resized to K*N; its memory is reused when large enough).
+Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
+                          std::vector<float>* r);
+
+}  // namespace kfc::kron
