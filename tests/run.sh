@@ -9,6 +9,9 @@ bash cmake/install-deps.sh
 # try to download extra binaries, which this environment cannot reach; the npm package already
 # carries the CPU runtime.
 (cd tests/ort && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+# The same for the runner that --calibration-data starts (tool/kfc-runner.js), pinned by
+# tool/package-lock.json.
+(cd tool && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
 
 cmake -S . -B build -DKFC_BUILD_TESTS=ON
 cmake --build build -j"$(nproc)"

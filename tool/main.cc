@@ -23,6 +23,7 @@
 #include "kfc/report/format.h"
 #include "kfc/report/render.h"
 #include "tool/options.h"
+#include "tool/runner_command.h"
 
 namespace {
 
@@ -222,7 +223,15 @@ int Run(int argc, char** argv) {
   // A progress line only for people: on a terminal, at the default verbosity (-v logs each layer
   // instead, -q wants silence).
   if (o.verbosity == 0 && isatty(STDERR_FILENO)) pipeline_options.progress = ShowProgress;
-  auto report = kfc::pipeline::CompressFile(o.input, o.output, pipeline_options, o.dry_run);
+  kfc::StatusOr<kfc::report::Report> report = kfc::Internal("not run");
+  if (o.runner.inputs.empty()) {
+    report = kfc::pipeline::CompressFile(o.input, o.output, pipeline_options, o.dry_run);
+  } else {  // --calibration-data: calibrate and verify through the runner
+    kfc::pipeline::RunnerOptions runner = o.runner;
+    if (auto s = kfc::tool::ResolveRunner(o.runner_command, &runner); !s.ok()) return Fail(s);
+    report = kfc::pipeline::CompressFileWithRunner(o.input, o.output, pipeline_options, runner,
+                                                   o.dry_run);
+  }
   if (!report.ok()) return Fail(report.status());
 
   // All or nothing: every file is staged; an error before the commit below discards them all, and

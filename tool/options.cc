@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "kfc/report/format.h"
+#include "kfc/runner/runner.h"
 
 namespace kfc::tool {
 namespace {
@@ -19,8 +20,9 @@ Exit codes:
   0  success (layers left uncompressed are listed in the report with the reason)
   1  runtime failure: unreadable, corrupt or invalid model, unwritable output, numerical failure
   2  usage error: bad or missing options, or an unreadable or invalid --plan file
-  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above) failed: the report says which
-     and by how much; no model is written unless --write-on-gate-failure
+  3  a quality gate (--fail-if-error-above, --fail-if-ratio-above, --fail-if-output-error-above)
+     failed: the report says which and by how much; no model is written unless
+     --write-on-gate-failure
 
 The report goes to stdout (a table, or JSON with --json); logs go to stderr.
 Nothing is written on failure: the output is written to a temporary file and renamed into place.)";
@@ -97,6 +99,24 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "kfc_calibration.json: run the --calibration-probe model on your data, e.g. "
                  "with tests/ort/run_probe.js; docs/calibration.md)")
       ->type_name("DIR");
+  std::vector<std::string> calibration_data;
+  app.add_option("--calibration-data", calibration_data,
+                 "calibrate in one command: the runner (tool/kfc-runner.js on onnxruntime-node, "
+                 "or --runner) runs the model on these inputs (one .npy per model input, rows "
+                 "along the first axis; INPUT= may be left out for a single-input model), records "
+                 "each layer's input, and, before writing, measures each model output's error "
+                 "(repeatable)")
+      ->type_name("[INPUT=]FILE.npy")
+      ->allow_extra_args(false);
+  app.add_option("--runner", o.runner_command,
+                 "the program that runs models for --calibration-data, speaking the protocol in "
+                 "docs/runner.md (split at spaces; quotes group); default: $KFC_RUNNER, else "
+                 "node kfc-runner.js")
+      ->type_name("CMD");
+  std::string calibration_batch_text, gate_output_text;
+  app.add_option("--calibration-batch", calibration_batch_text,
+                 "rows per run of the model in the runner (default 256)")
+      ->type_name("ROWS");
   app.add_option("--calibration-probe", o.calibration_probe,
                  "write a copy of the model that also outputs every candidate layer's input "
                  "(and PROBE.calib.json), then exit; run it on calibration data")
@@ -109,6 +129,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "quality gate: exit 3 and write no model if the whole model's parameter ratio "
                  "(totals.param_ratio: all initializers, after / before) is above F")
       ->type_name("F");
+  app.add_option("--fail-if-output-error-above", gate_output_text,
+                 "quality gate (with --calibration-data): exit 3 and write no model if any model "
+                 "output's relative error on the calibration inputs, original vs compressed, is "
+                 "above E")
+      ->type_name("E");
   app.add_flag("--write-on-gate-failure", o.pipeline.write_on_gate_failure,
                "write the model even when a gate fails (the exit code is still 3)");
   app.add_option("-o,--output", o.output, "where to write the compressed model")
@@ -270,6 +295,41 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     auto plan = pipeline::Plan::Load(plan_path);
     if (!plan.ok()) return fail(plan.status().message());
     o.pipeline.plan = std::move(*plan);
+  }
+  // --calibration-data and the options that only make sense with it.
+  for (const auto& text : calibration_data) {
+    o.runner.inputs.push_back(pipeline::CalibrationInput::Parse(text));
+  }
+  if (!calibration_batch_text.empty() &&
+      !ParseInt64(calibration_batch_text, &o.runner.batch_size)) {
+    return fail("--calibration-batch: expected a whole number, got '" + calibration_batch_text +
+                "'");
+  }
+  if (!gate_output_text.empty() &&
+      !ParseDouble(gate_output_text, &o.runner.fail_if_output_error_above)) {
+    return fail("--fail-if-output-error-above: expected a number, got '" + gate_output_text + "'");
+  }
+  if (calibration_data.empty()) {
+    const std::pair<bool, const char*> needs_data[] = {
+        {!o.runner_command.empty(), "--runner"},
+        {!calibration_batch_text.empty(), "--calibration-batch"},
+        {!gate_output_text.empty(), "--fail-if-output-error-above"}};
+    for (const auto& [given, flag] : needs_data) {
+      if (given) return fail(std::string(flag) + " needs --calibration-data");
+    }
+  } else {
+    if (!o.runner_command.empty()) {
+      if (auto split = runner::SplitCommand(o.runner_command); !split.ok()) {
+        return fail("--runner: " + split.status().message());
+      }
+    }
+    if (!o.pipeline.calibration_dir.empty()) {
+      return fail("--calibration-data and --calibration exclude each other");
+    }
+    if (!o.calibration_probe.empty()) {
+      return fail("--calibration-data and --calibration-probe exclude each other");
+    }
+    if (Status s = pipeline::ValidateRunnerOptions(o.runner); !s.ok()) return fail(s.message());
   }
   if (!o.calibration_probe.empty()) return outcome;  // no compression options needed
   if (o.output.empty() && !o.dry_run) return fail("--output is required (or use --dry-run)");

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kfc/pipeline/compress.h"
+#include "kfc/pipeline/runner_calibration.h"
 
 namespace kfc::tool {
 
@@ -24,6 +25,10 @@ struct CliOptions {
   bool dry_run = false;
   int verbosity = 0;  // -1 quiet, 0 default, 1 -v, 2 -vv
   pipeline::Options pipeline;
+  // --calibration-data, --calibration-batch, --fail-if-output-error-above (runner.inputs empty:
+  // no runner); --runner CMD as given.
+  pipeline::RunnerOptions runner;
+  std::string runner_command;
 };
 
 struct ParseOutcome {

@@ -103,6 +103,11 @@ struct Options {
   // given the spill), and LayerResult::factors then has empty a and b. Without it, factors stay in
   // memory, and the model holds them inline.
   io::SpillFile* spill = nullptr;
+  // CompressFile only: called with the compressed model (its large tensors possibly still in the
+  // input's files or the spill, readable through the reader) and the report, before the gates
+  // decide whether it is written, with --dry-run too. An error stops the run with nothing
+  // written. pipeline/runner_calibration.h verifies the outputs here.
+  std::function<Status(onnx::ModelProto*, io::ExternalDataReader*, report::Report*)> before_write;
 };
 
 // Checks option values: exactly one mode (at most one with a plan), rank >= 1, max_error and gate

@@ -93,6 +93,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   KFC_ASSIGN_OR_RETURN(Result result, CompressModel(std::move(model), with_reader));
   result.report.set_input(report::ToValidUtf8(input));
   result.report.set_dry_run(dry_run);
+  if (options.before_write) {
+    KFC_RETURN_IF_ERROR(options.before_write(&result.model, &reader, &result.report));
+  }
   if (dry_run) return std::move(result.report);
   if (!result.report.gates_passed() && !options.write_on_gate_failure) {
     Logger().warn("a quality gate failed: '{}' not written (--write-on-gate-failure writes it)",

@@ -174,6 +174,20 @@ std::string RenderHtml(const Report& r) {
   if (const std::string c = Curve(r); !c.empty()) {
     out += "<section id=\"curve\">\n" + c + "</section>\n";
   }
+  if (!r.output_errors().empty()) {  // --calibration-data: end-to-end verification
+    out +=
+        "<section id=\"outputs\">\n<h2>Model outputs, original vs compressed</h2>\n<p "
+        "class=\"note\">On " +
+        HtmlEscape(IntText(r.calibration_rows())) + " calibration rows, run by " +
+        HtmlEscape(r.runner()) +
+        ".</p>\n<table><tr><th>output</th><th class=\"n\">relative error</th><th "
+        "class=\"n\">max abs error</th></tr>\n";
+    for (const auto& e : r.output_errors()) {
+      out += "<tr>" + Td(e.name()) + Td(FixedText(e.relative_error(), 6), "n") +
+             Td(FixedText(e.max_abs_error(), 6), "n") + "</tr>\n";
+    }
+    out += "</table>\n</section>\n";
+  }
   out += "<section id=\"table\">\n<h2>Layers</h2>\n" + LayerTable(r) + "</section>\n";
   out += "</body>\n</html>\n";
   return out;

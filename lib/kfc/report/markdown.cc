@@ -111,6 +111,18 @@ std::string RenderMarkdown(const Report& r) {
       {"weight bytes", BeforeAfterText(t.weight_bytes_before(), t.weight_bytes_after(), kArrow)});
   out += Row({"file bytes", BeforeAfterText(t.file_bytes_before(), t.file_bytes_after(), kArrow)});
 
+  if (!r.output_errors().empty()) {  // --calibration-data: end-to-end verification
+    out += "\n" +
+           Row({"output (" + IntText(r.calibration_rows()) + " calibration rows, run by " +
+                    MarkdownEscape(r.runner()) + ")",
+                "relative error", "max abs error"}) +
+           "|:--|--:|--:|\n";
+    for (const auto& e : r.output_errors()) {
+      out += Row({MarkdownEscape(e.name()), FixedText(e.relative_error(), 6),
+                  FixedText(e.max_abs_error(), 6)});
+    }
+  }
+
   std::string outcomes;
   if (r.mode() == "ratio") {
     outcomes += std::string("- ") + (r.ratio_met() ? kPass : kFail) + " --ratio " +

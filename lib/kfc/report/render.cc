@@ -90,6 +90,19 @@ std::string ModeText(const Report& r) {
   return mode;
 }
 
+// --calibration-data: each model output's error, original against compressed, on the
+// calibration inputs.
+std::string OutputErrors(const Report& r) {
+  if (r.output_errors().empty()) return "";
+  std::string out = "\noutputs on " + Int(r.calibration_rows()) +
+                    " calibration rows, original vs compressed (run by " + r.runner() + "):\n";
+  std::vector<std::vector<std::string>> rows = {{"  output", "relative error", "max abs error"}};
+  for (const auto& e : r.output_errors()) {
+    rows.push_back({"  " + e.name(), Fixed(e.relative_error(), 6), Fixed(e.max_abs_error(), 6)});
+  }
+  return out + Table(rows);
+}
+
 // Budget and gate outcomes under the totals; nothing for a plain -r run.
 std::string Outcomes(const Report& r) {
   std::string out;
@@ -201,6 +214,7 @@ std::string RenderText(const Report& r) {
       {"  file bytes", BeforeAfter(t.file_bytes_before(), t.file_bytes_after())},
   });
   out += Outcomes(r);
+  out += OutputErrors(r);
   return out;
 }
 

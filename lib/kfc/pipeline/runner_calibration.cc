@@ -1,0 +1,341 @@
+#include "kfc/pipeline/runner_calibration.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "kfc/core/logging.h"
+#include "kfc/io/external_data.h"
+#include "kfc/io/file.h"
+#include "kfc/io/model_io.h"
+#include "kfc/io/temp_dir.h"
+#include "kfc/pipeline/calibration.h"
+#include "kfc/report/render.h"
+#include "kfc/runner/compare.h"
+#include "kfc/runner/runner.h"
+
+namespace kfc::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kOutputStem[] = "kfc_output_";
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.6g", v);
+  return buf;
+}
+
+std::string Quoted(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
+  return out;
+}
+
+// The main graph's inputs that callers feed: those without an initializer of the same name.
+std::vector<std::string> FedInputs(const onnx::GraphProto& g) {
+  std::set<std::string> initializers;
+  for (const auto& t : g.initializer()) initializers.insert(t.name());
+  std::vector<std::string> out;
+  for (const auto& v : g.input()) {
+    if (initializers.count(v.name()) == 0) out.push_back(v.name());
+  }
+  return out;
+}
+
+// The main graph's tensor outputs, which the runner can record.
+std::vector<std::string> TensorOutputs(const onnx::GraphProto& g) {
+  std::vector<std::string> out;
+  for (const auto& v : g.output()) {
+    if (v.type().has_tensor_type()) {
+      out.push_back(v.name());
+    } else {
+      Logger().warn("output '{}' is not a tensor: it is not verified", v.name());
+    }
+  }
+  return out;
+}
+
+// Each --calibration-data value bound to a model input, with an absolute path.
+StatusOr<std::vector<runner::InputFile>> BindInputs(const onnx::ModelProto& model,
+                                                    const std::vector<CalibrationInput>& given) {
+  const std::vector<std::string> names = FedInputs(model.graph());
+  std::map<std::string, std::string> files;
+  for (const auto& in : given) {
+    std::string name = in.name;
+    const std::string text = (in.name.empty() ? "" : in.name + "=") + in.file;
+    if (name.empty()) {
+      if (names.size() != 1) {
+        return InvalidArgument("--calibration-data '" + text + "': the model has " +
+                               std::to_string(names.size()) + " inputs (" + Quoted(names) +
+                               "): give each as INPUT=FILE.npy");
+      }
+      name = names[0];
+    }
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      return InvalidArgument("--calibration-data '" + text + "': the model has no input '" + name +
+                             "' (its inputs: " + Quoted(names) + ")");
+    }
+    if (files.count(name) > 0) {
+      return InvalidArgument("--calibration-data: input '" + name + "' is given twice");
+    }
+    std::error_code ec;
+    const fs::path abs = fs::absolute(in.file, ec);
+    files[name] = ec ? in.file : abs.string();
+  }
+  std::vector<runner::InputFile> out;
+  for (const auto& name : names) {
+    auto it = files.find(name);
+    if (it == files.end()) {
+      return InvalidArgument("--calibration-data: no data for the model's input '" + name +
+                             "' (give INPUT=FILE.npy for each of " + Quoted(names) + ")");
+    }
+    runner::InputFile f;
+    f.set_name(name);
+    f.set_file(it->second);
+    out.push_back(f);
+  }
+  return out;
+}
+
+// Writes `model` (as prepared by PrepareExternalData: its large tensors may still be in the
+// input's files) to dir/name so that ONNX Runtime can load it from there. ONNX Runtime only reads
+// external data inside the model's own folder, symlinks resolved, so the input's data files are
+// hard-linked into `dir`; where that is impossible (another file system), SaveModel copies the
+// weights instead.
+Status WriteRunnable(onnx::ModelProto* model, const std::string& input, const std::string& dir,
+                     const std::string& name, io::ExternalDataReader* reader) {
+  const std::string path = dir + "/" + name;
+  std::set<std::string> locations;
+  KFC_RETURN_IF_ERROR(io::ForEachTensor(model, [&](onnx::TensorProto* t, const std::string&) {
+    if (t->data_location() != onnx::TensorProto::EXTERNAL) return Status::Ok();
+    for (const auto& e : t->external_data()) {
+      if (e.key() == "location") locations.insert(e.value());
+    }
+    return Status::Ok();
+  }));
+  bool linked = !locations.empty();
+  const fs::path from = fs::path(input).parent_path();
+  for (const auto& loc : locations) {
+    std::error_code ec;
+    const fs::path to = fs::path(dir) / loc;
+    fs::create_directories(to.parent_path(), ec);
+    if (ec || link((from / loc).c_str(), to.c_str()) != 0) {
+      linked = false;
+      break;
+    }
+  }
+  if (linked) {
+    Logger().debug("'{}': the input's {} data files hard-linked next to it", path,
+                   locations.size());
+    KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(*model));
+    return io::WriteFileAtomic(path, bytes);
+  }
+  if (!locations.empty()) {
+    Logger().debug("'{}': data files cannot be hard-linked there; the weights are copied", path);
+  }
+  for (const auto& loc : locations) {
+    std::error_code ec;
+    fs::remove(fs::path(dir) / loc, ec);
+  }
+  return io::SaveModel(model, path, io::SaveOptions{}, reader).status();
+}
+
+// The runner's files of recorded tensor `i` of `response`, as paths in `dir`.
+std::vector<std::string> FilesOf(const runner::Response& response, int i, const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& f : response.tensors(i).files()) out.push_back(dir + "/" + f);
+  return out;
+}
+
+}  // namespace
+
+CalibrationInput CalibrationInput::Parse(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) return {"", text};
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+Status ValidateRunnerOptions(const RunnerOptions& runner) {
+  if (runner.inputs.empty()) return InvalidArgument("--calibration-data: no input given");
+  for (const auto& in : runner.inputs) {
+    if (in.file.empty()) {
+      return InvalidArgument("--calibration-data '" + in.name + "=': no file after the '='");
+    }
+  }
+  if (runner.batch_size < 1 || runner.batch_size > (int64_t{1} << 30)) {
+    return InvalidArgument("--calibration-batch must be from 1 to 2^30, got " +
+                           std::to_string(runner.batch_size));
+  }
+  const double gate = runner.fail_if_output_error_above;
+  if (gate != -1.0 && !(gate >= 0.0 && std::isfinite(gate))) {
+    return InvalidArgument("--fail-if-output-error-above must be a finite number >= 0, got " +
+                           Num(gate));
+  }
+  return Status::Ok();
+}
+
+StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const std::string& output,
+                                                const Options& options,
+                                                const RunnerOptions& runner_options, bool dry_run) {
+  KFC_RETURN_IF_ERROR(ValidateOptions(options));
+  KFC_RETURN_IF_ERROR(ValidateRunnerOptions(runner_options));
+  if (!options.calibration_dir.empty()) {
+    return InvalidArgument("--calibration-data and --calibration DIR exclude each other");
+  }
+  if (!dry_run) KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, output));
+  if (runner_options.command.empty()) {
+    return NotFound("runner: " + runner_options.missing_runner_hint);
+  }
+  auto& log = Logger();
+
+  // The probe, prepared as CompressFile prepares the model, so that the fingerprints agree.
+  auto start = Clock::now();
+  KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  io::ExternalDataReader reader(input);
+  KFC_RETURN_IF_ERROR(io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes).status());
+  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  KFC_ASSIGN_OR_RETURN(const std::vector<runner::InputFile> inputs,
+                       BindInputs(model, runner_options.inputs));
+  const std::vector<std::string> outputs = TensorOutputs(model.graph());
+  KFC_ASSIGN_OR_RETURN(Probe probe, BuildProbe(model, input));
+  model = onnx::ModelProto();  // the probe holds its own copy
+
+  KFC_ASSIGN_OR_RETURN(io::TempDir tmp, io::TempDir::Create("kfc-compress-"));
+  const std::string calib_dir = tmp.Join("calibration");
+  std::error_code ec;
+  fs::create_directories(calib_dir, ec);
+  if (ec) return IoError("temporary folder '" + calib_dir + "': " + ec.message());
+  KFC_RETURN_IF_ERROR(WriteRunnable(&probe.model, input, tmp.path(), "probe.onnx", &reader));
+  probe.model = onnx::ModelProto();  // written: its weights need not stay in memory
+  google::protobuf::util::JsonPrintOptions json_options;
+  json_options.add_whitespace = true;
+  json_options.preserve_proto_field_names = true;
+  std::string sidecar;
+  if (!google::protobuf::util::MessageToJsonString(probe.sidecar, &sidecar, json_options).ok()) {
+    return Internal("calibration sidecar: JSON rendering failed");
+  }
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(calib_dir + "/" + kSidecarName, sidecar));
+  log.info("wrote the probe ({} exposed activations) in {:.3f} s", probe.sidecar.tensors_size(),
+           SecondsSince(start));
+
+  // 1. The runner records every exposed activation and every model output.
+  start = Clock::now();
+  log.debug("starting the runner: {}", runner::CommandText(runner_options.command));
+  auto started = runner::Runner::Start(runner_options.command, tmp.path());
+  if (!started.ok()) {
+    // The hint (how to get Node.js) helps only when the program itself is missing.
+    if (started.status().code() != StatusCode::kNotFound) return started.status();
+    return NotFound(started.status().message() + runner_options.start_hint);
+  }
+  std::unique_ptr<runner::Runner> runner = std::move(*started);
+  runner::Request request;
+  request.set_model(tmp.Join("probe.onnx"));
+  for (const auto& in : inputs) *request.add_inputs() = in;
+  for (const auto& t : probe.sidecar.tensors()) {
+    auto* r = request.add_record();
+    r->set_tensor(t.name());
+    r->set_stem(t.name());  // Calibration reads <name>.*.npy
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    auto* r = request.add_record();
+    r->set_tensor(outputs[i]);
+    r->set_stem(kOutputStem + std::to_string(i));
+  }
+  request.set_batch_size(static_cast<int32_t>(runner_options.batch_size));
+  request.set_output_dir(calib_dir);
+  KFC_ASSIGN_OR_RETURN(const runner::Response recorded, runner->Run(request));
+  log.info("runner ({}): recorded {} activations and {} outputs on {} rows in {:.3f} s",
+           runner->runtime(), probe.sidecar.tensors_size(), outputs.size(),
+           static_cast<int64_t>(recorded.rows()), SecondsSince(start));
+  const int first_output = probe.sidecar.tensors_size();
+
+  // 2.-3. Compress with the recorded activations; verify before anything is written.
+  Options with_data = options;
+  with_data.calibration_dir = calib_dir;
+  const std::string verify_dir = tmp.Join("verify");
+  with_data.before_write = [&](onnx::ModelProto* compressed, io::ExternalDataReader* model_reader,
+                               report::Report* rep) -> Status {
+    auto t0 = Clock::now();
+    std::error_code mk;
+    fs::create_directories(verify_dir, mk);
+    if (mk) return IoError("temporary folder '" + verify_dir + "': " + mk.message());
+    KFC_RETURN_IF_ERROR(
+        io::SaveModel(compressed, verify_dir + "/model.onnx", options.save, model_reader).status());
+    runner::Request check;
+    check.set_model(verify_dir + "/model.onnx");
+    for (const auto& in : inputs) *check.add_inputs() = in;
+    for (size_t i = 0; i < outputs.size(); ++i)
+      *check.add_record() = request.record(first_output + static_cast<int>(i));
+    check.set_batch_size(request.batch_size());
+    check.set_output_dir(verify_dir);
+    if (!outputs.empty()) {
+      KFC_ASSIGN_OR_RETURN(const runner::Response ran, runner->Run(check));
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        const int at = first_output + static_cast<int>(i);
+        KFC_ASSIGN_OR_RETURN(
+            const runner::Difference d,
+            runner::CompareRecordings(FilesOf(recorded, at, calib_dir),
+                                      FilesOf(ran, static_cast<int>(i), verify_dir),
+                                      "output '" + outputs[i] + "'"));
+        report::OutputError* e = rep->add_output_errors();
+        e->set_name(report::ToValidUtf8(outputs[i]));
+        e->set_relative_error(d.relative_error);
+        e->set_max_abs_error(d.max_abs_error);
+        e->set_elements(static_cast<double>(d.elements));
+      }
+    }
+    rep->set_calibration("runner");
+    for (const auto& in : runner_options.inputs) {
+      rep->add_calibration_data(
+          report::ToValidUtf8((in.name.empty() ? inputs[0].name() : in.name) + "=" + in.file));
+    }
+    rep->set_calibration_rows(recorded.rows());
+    rep->set_runner(report::ToValidUtf8(runner->runtime()));
+    log.info("runner: ran the compressed model and compared {} outputs in {:.3f} s", outputs.size(),
+             SecondsSince(t0));
+    if (runner_options.fail_if_output_error_above >= 0) {
+      const double threshold = runner_options.fail_if_output_error_above;
+      double worst = 0.0;
+      std::string who = "no output: error";
+      for (const auto& e : rep->output_errors()) {
+        const double v = e.relative_error();
+        if (std::isnan(v) || (!std::isnan(worst) && v > worst)) {  // NaN counts as the worst
+          worst = v;
+          who = "output '" + e.name() + "' relative error";
+        }
+      }
+      report::Gate* g = rep->add_gates();
+      g->set_gate("fail_if_output_error_above");
+      g->set_threshold(threshold);
+      g->set_value(worst);
+      g->set_passed(worst <= threshold);
+      g->set_detail(report::ToValidUtf8(
+          who + " " + Num(worst) +
+          (g->passed() ? " is within " + Num(threshold)
+                       : " exceeds " + Num(threshold) +
+                             (std::isfinite(worst) ? " by " + Num(worst - threshold) : ""))));
+      if (!g->passed()) rep->set_gates_passed(false);
+    }
+    return Status::Ok();
+  };
+  auto report = CompressFile(input, output, with_data, dry_run);
+  const std::string diagnostics = runner->Stderr();
+  if (!diagnostics.empty()) log.debug("runner stderr:\n{}", diagnostics);
+  return report;
+}
+
+}  // namespace kfc::pipeline
