@@ -15,3 +15,8 @@ include(${CMAKE_CURRENT_LIST_DIR}/kfcLapack.cmake)
 if(NOT TARGET kfc::lapack)
   message(FATAL_ERROR "LAPACKE and OpenBLAS not found: install liblapacke-dev and libopenblas-dev")
 endif()
+
+# RE2 (Debian: libre2-dev) for --include/--exclude and plan regexes: linear time, no
+# backreferences, and the \d \w \s classes users write.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)

@@ -15,7 +15,7 @@ build=(
   cmake make g++ pkg-config
   libonnx-dev libprotobuf-dev protobuf-compiler
   liblapacke-dev libopenblas-dev
-  libspdlog-dev libcli11-dev
+  libspdlog-dev libcli11-dev libre2-dev
   python3-dev pybind11-dev
 )
 test=(

@@ -222,7 +222,13 @@ py::object CompressFile(const py::object& input, const py::object& output,
   kfc::StatusOr<kfc::tool::FileRun> run = kfc::InvalidArgument("not run");
   {
     py::gil_scoped_release release;
-    run = kfc::tool::RunFile(cli, cli.pipeline);
+    kfc::io::RunFiles files;
+    kfc::tool::AddRunReads(cli, &files);
+    kfc::io::CommitGroup outputs;
+    run = kfc::tool::RunFile(cli, cli.pipeline, &files, &outputs, /*need_json=*/true);
+    if (run.ok()) {
+      if (auto s = outputs.Commit(); !s.ok()) run = s;
+    }
   }
   if (!run.ok()) ThrowStatus(run.status());
   if (!run->report.gates_passed()) RaiseGateFailed(run->report, run->json);

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <optional>
 
 #include "kfc/report/format.h"
 #include "kfc/runner/runner.h"
@@ -66,7 +68,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kfc-compress ") + KFC_VERSION);
   app.add_option("input", o.input, "ONNX model to compress")->required()->type_name("INPUT.onnx");
   std::string rank_text, min_params_text = std::to_string(pipeline::kDefaultMinParams);
-  std::string max_error_text, ratio_text, gate_error_text, gate_ratio_text, plan_path;
+  std::string max_error_text, ratio_text, gate_error_text, gate_ratio_text;
+  std::string& plan_path = o.plan_path;
   auto* mode = app.add_option_group("mode", "how much to compress: exactly one of");
   mode->add_option("-r,--rank", rank_text,
                    "Kronecker terms per layer (>= 1); clamped per layer to min(k1*n1, k2*n2)")
@@ -224,19 +227,35 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     return fail("--rank: expected a whole number, got '" + rank_text + "'");
   }
   if (!rank_text.empty() && o.pipeline.rank == 0) return fail("rank must be at least 1, got 0");
-  const std::pair<const std::string*, double*> numbers[] = {
-      {&max_error_text, &o.pipeline.max_error},
-      {&ratio_text, &o.pipeline.ratio},
-      {&gate_error_text, &o.pipeline.fail_if_error_above},
-      {&gate_ratio_text, &o.pipeline.fail_if_ratio_above}};
-  const char* names[] = {"--max-error", "--ratio", "--fail-if-error-above",
-                         "--fail-if-ratio-above"};
-  for (size_t i = 0; i < 4; ++i) {
-    const std::string& text = *numbers[i].first;
-    if (text.empty()) continue;
-    if (!ParseDouble(text, numbers[i].second)) {
-      return fail(std::string(names[i]) + ": expected a number, got '" + text + "'");
+  // Each number is checked here, when given: the pipeline's -1 "unset" sentinel is never reachable
+  // from the command line (--ratio -1 is out of range, like --ratio -2).
+  struct Number {
+    const char* flag;
+    const std::string* text;
+    double* value;
+    double lo, hi;
+    bool lo_open;
+  };
+  const double kInf = std::numeric_limits<double>::infinity();
+  const Number numbers[] = {
+      {"--max-error", &max_error_text, &o.pipeline.max_error, 0.0, 1.0, false},
+      {"--ratio", &ratio_text, &o.pipeline.ratio, 0.0, 1.0, true},
+      {"--fail-if-error-above", &gate_error_text, &o.pipeline.fail_if_error_above, 0.0, 1.0, false},
+      {"--fail-if-ratio-above", &gate_ratio_text, &o.pipeline.fail_if_ratio_above, 0.0, kInf,
+       true}};
+  for (const Number& n : numbers) {
+    if (n.text->empty()) continue;
+    std::optional<double> value;
+    if (double v = 0; ParseDouble(*n.text, &v)) value = v;
+    if (!value) return fail(std::string(n.flag) + ": expected a number, got '" + *n.text + "'");
+    const bool in_range = (n.lo_open ? *value > n.lo : *value >= n.lo) && *value <= n.hi;
+    if (!in_range) {
+      const std::string range = n.hi == kInf
+                                    ? std::string("above 0")
+                                    : std::string("in ") + (n.lo_open ? "(" : "[") + "0, 1]";
+      return fail(std::string(n.flag + 2) + " must be " + range + ", got " + *n.text);
     }
+    *n.value = *value;
   }
   if (!ParseInt64(min_params_text, &o.pipeline.min_params)) {
     return fail("--min-params: expected a whole number, got '" + min_params_text + "'");

@@ -21,6 +21,7 @@ struct CliOptions {
   std::string report_path;        // --report FILE.json
   std::string plan_out;           // --plan-out FILE
   std::string calibration_probe;  // --calibration-probe FILE: write the probe and exit
+  std::string plan_path;          // --plan FILE (already loaded into pipeline.plan)
   bool json = false;
   bool dry_run = false;
   int verbosity = 0;  // -1 quiet, 0 default, 1 -v, 2 -vv

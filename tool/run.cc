@@ -6,26 +6,18 @@
 #include <utility>
 
 #include "kfc/core/sha256.h"
+#include "kfc/io/atomic_file.h"
 #include "kfc/io/file.h"
+#include "kfc/io/file_identity.h"
 #include "kfc/io/model_io.h"
 #include "kfc/io/model_stream.h"
+#include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/plan.h"
 #include "kfc/report/format.h"
 #include "kfc/report/render.h"
 #include "tool/runner_command.h"
 
 namespace kfc::tool {
-namespace {
-
-bool SameFile(const std::string& a, const std::string& b) {
-  std::error_code ec1, ec2;
-  const auto ca = std::filesystem::weakly_canonical(a, ec1);
-  const auto cb = std::filesystem::weakly_canonical(b, ec2);
-  return !ec1 && !ec2 && ca == cb;
-}
-
-}  // namespace
-
 std::string OneLine(const std::string& message) {
   std::string out;
   for (char ch : message) {
@@ -40,61 +32,75 @@ std::string OneLine(const std::string& message) {
   return out;
 }
 
-void RemoveOutputs(const CliOptions& o, const report::Report& report) {
-  if (report.output_written()) std::remove(o.output.c_str());
-  if (!report.external_data_file().empty()) std::remove(report.external_data_file().c_str());
+namespace {
+
+// The calibration folder's files are inputs too: its sidecar and every .npy file.
+void AddCalibrationReads(const std::string& dir, io::RunFiles* files) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == pipeline::kSidecarName ||
+        (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0)) {
+      files->AddRead("a calibration file", entry.path().string());
+    }
+  }
 }
 
-StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline_options) {
-  // Side files (--report, --plan-out) must not clobber the input, the model or each other.
-  const std::pair<const char*, const std::string*> side[] = {{"--report", &o.report_path},
-                                                             {"--plan-out", &o.plan_out}};
-  for (const auto& [flag, path] : side) {
-    if (path->empty()) continue;
-    KFC_RETURN_IF_ERROR(io::CheckOutputPath(o.input, *path));
-    if (!o.output.empty() && SameFile(*path, o.output)) {
-      return InvalidArgument(std::string(flag) + " '" + *path + "' and --output '" + o.output +
-                             "' are the same file");
-    }
-    const std::string data = io::DataFilePath(o.output, o.pipeline.save);
-    if (!o.output.empty() && SameFile(*path, data)) {
-      return InvalidArgument(std::string(flag) + " '" + *path + "' and the external data file '" +
-                             data + "' are the same file");
-    }
+}  // namespace
+
+void AddRunReads(const CliOptions& o, io::RunFiles* files) {
+  files->AddRead("the input file", o.input);
+  files->AddRead("the --plan file", o.plan_path);
+  AddCalibrationReads(o.pipeline.calibration_dir, files);
+}
+
+StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline_options,
+                          io::RunFiles* files, io::CommitGroup* outputs, bool need_json) {
+  // No write may be a read or another write (by device and inode, links resolved), and only
+  // regular files are replaced: checked before any work, and again (by CompressFile) once the
+  // input's external data files are known.
+  if (!o.output.empty() && !o.dry_run) {
+    files->AddWrite("output", o.output);
+    files->AddWrite("external data file", io::DataFilePath(o.output, o.pipeline.save),
+                    /*maybe=*/!o.pipeline.save.external_data);
   }
-  if (!o.report_path.empty() && !o.plan_out.empty() && SameFile(o.report_path, o.plan_out)) {
-    return InvalidArgument("--report and --plan-out are the same file '" + o.plan_out + "'");
-  }
+  files->AddWrite("--report", o.report_path);
+  files->AddWrite("--plan-out", o.plan_out);
+  KFC_RETURN_IF_ERROR(files->Check());
+
+  pipeline::Options options = pipeline_options;
+  options.save.commit = outputs;
+  options.save.files = files;
   FileRun run;
   if (o.runner.inputs.empty()) {
-    KFC_ASSIGN_OR_RETURN(run.report,
-                         pipeline::CompressFile(o.input, o.output, pipeline_options, o.dry_run));
+    KFC_ASSIGN_OR_RETURN(run.report, pipeline::CompressFile(o.input, o.output, options, o.dry_run));
   } else {  // --calibration-data: calibrate and verify through the runner (docs/runner.md)
     pipeline::RunnerOptions runner = o.runner;
     KFC_RETURN_IF_ERROR(ResolveRunner(o.runner_command, &runner));
-    KFC_ASSIGN_OR_RETURN(run.report, pipeline::CompressFileWithRunner(
-                                         o.input, o.output, pipeline_options, runner, o.dry_run));
+    KFC_ASSIGN_OR_RETURN(run.report, pipeline::CompressFileWithRunner(o.input, o.output, options,
+                                                                      runner, o.dry_run));
   }
 
-  // All or nothing: when the report cannot be delivered, the model written above goes too.
-  auto undo = [&](const Status& s) {
-    RemoveOutputs(o, run.report);
-    return s;
-  };
+  // All or nothing: every file is staged in `outputs`; an error before the caller commits them
+  // discards them all, and existing files at those paths stay as they were.
   if (!o.plan_out.empty()) {
-    auto plan = pipeline::RenderPlan(run.report, pipeline::IsJsonPath(o.plan_out));
-    if (!plan.ok()) return undo(plan.status());
-    if (auto s = io::WriteFileAtomic(o.plan_out, *plan); !s.ok()) return undo(s);
+    KFC_ASSIGN_OR_RETURN(std::string plan,
+                         pipeline::RenderPlan(run.report, pipeline::IsJsonPath(o.plan_out)));
+    KFC_RETURN_IF_ERROR(io::WriteFileAtomic(o.plan_out, plan, outputs));
   }
-  auto json = report::RenderJson(run.report);
-  if (!json.ok()) return undo(json.status());
-  run.json = std::move(*json);
+  // JSON only when it is asked for: at 100k layers it is ~1 GB of transient memory (issue 18).
+  const auto format = o.report_path.empty() ? report::ReportFormat::kJson
+                                            : report::FormatForPath(o.report_path);
+  if (need_json || (!o.report_path.empty() && format == report::ReportFormat::kJson)) {
+    KFC_ASSIGN_OR_RETURN(run.json, report::RenderJson(run.report));
+  }
   if (!o.report_path.empty()) {
-    const auto format = report::FormatForPath(o.report_path);
-    auto rendered = format == report::ReportFormat::kJson ? StatusOr<std::string>(run.json)
-                                                          : report::RenderAs(run.report, format);
-    if (!rendered.ok()) return undo(rendered.status());
-    if (auto s = io::WriteFileAtomic(o.report_path, *rendered); !s.ok()) return undo(s);
+    std::string file = run.json;
+    if (format != report::ReportFormat::kJson) {
+      KFC_ASSIGN_OR_RETURN(file, report::RenderAs(run.report, format));
+    }
+    KFC_RETURN_IF_ERROR(io::WriteFileAtomic(o.report_path, file, outputs));
   }
   return run;
 }

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "kfc/core/status.h"
+#include "kfc/io/atomic_file.h"
+#include "kfc/io/file_identity.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc_report.pb.h"
 #include "tool/options.h"
@@ -21,17 +23,19 @@ struct FileRun {
   std::string json;  // report::RenderJson(report), as --json prints and --report writes it
 };
 
-// The CLI's run after parsing: checks that the side files (--report, --plan-out) clobber neither
-// the input, the model nor each other, compresses o.input to o.output (pipeline::CompressFile with
-// `pipeline_options`), then writes --plan-out and --report (JSON, Markdown or HTML by extension:
-// report/format.h). All or nothing: when a side file cannot
-// be written, the model written is removed again. A failed gate is not an error here: the report
-// says so (gates_passed false).
-StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline_options);
+// The files a run reads (the input, --plan, the calibration folder's sidecar and .npy files), for
+// the identity checks of io::RunFiles; callers add their own (the CLI: its stdout).
+void AddRunReads(const CliOptions& o, io::RunFiles* files);
 
-// Removes the model (and its external data file) a run wrote: for callers who fail after RunFile
-// succeeded (the CLI, when stdout cannot take the report).
-void RemoveOutputs(const CliOptions& o, const report::Report& report);
+// The CLI's run after parsing: checks that no output (the model, its data file, --report,
+// --plan-out) is one of `files`' reads or another output and that each is a regular file or
+// absent, compresses o.input to o.output (pipeline::CompressFile, or CompressFileWithRunner with
+// --calibration-data), then renders --plan-out and --report (JSON, Markdown or HTML by extension:
+// report/format.h). Every output is staged in `outputs`: nothing appears until the caller commits
+// it (the CLI does after the report reached stdout). `json` is rendered when `need_json` or the
+// report file is JSON. A failed gate is not an error here: the report says so (gates_passed false).
+StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline_options,
+                          io::RunFiles* files, io::CommitGroup* outputs, bool need_json);
 
 struct BytesRun {
   std::string model;  // the compressed model's bytes; empty when a gate failed (see below)

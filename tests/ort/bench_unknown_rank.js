@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // What the run-time form of the Reshape targets costs in ONNX Runtime (onnxruntime-node): one
 // MatMul layer compressed twice, once with its input rank known (constant Reshape targets) and once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Layers whose input rank shape inference cannot work out take the Reshape targets at run time
 // (Shape -> Slice -> Concat, or Shape<end> from opset 15). ONNX Runtime runs the compressed model

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rewrite tests for what real exporters produce: inputs of unknown rank (the run-time Reshape
 // targets), opsets 7-22, ops newer than the ONNX library (ReduceMean-18, Gelu-20,
 // GroupNormalization-21, DFT-20) and custom-domain nodes, which pass through unchanged and are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How often the pipeline reads a weight: at most twice per layer in every mode (once to check it
 // is finite and decide, once to factorize), counted by the bytes the ExternalDataReader reads from
 // a model whose weights all stay in their file; and a NaN or Inf weight in a later layer leaves

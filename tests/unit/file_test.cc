@@ -132,9 +132,11 @@ TEST(WriteFileAtomicTest, MissingFolderFailsCleanly) {
   const std::string path = dir.File("missing/out.onnx");
   Status s = WriteFileAtomic(path, "bytes");
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kIoError);
+  // Found before anything is created (io::ResolveWriteTarget).
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
   EXPECT_TRUE(Contains(s.message(), path)) << s.message();
-  EXPECT_TRUE(Contains(s.message(), "temporary file")) << s.message();
+  EXPECT_TRUE(Contains(s.message(), "folder '" + dir.File("missing") + "' does not exist"))
+      << s.message();
   EXPECT_FALSE(fs::exists(dir.File("missing")));
   EXPECT_TRUE(dir.List().empty());
 }
@@ -146,8 +148,9 @@ TEST(WriteFileAtomicTest, TargetThatIsADirectoryFailsAndLeavesNoTemporaryFile) {
   WriteText("keep", path + "/inside");
   Status s = WriteFileAtomic(path, "bytes");
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), StatusCode::kIoError);
-  EXPECT_TRUE(Contains(s.message(), "rename")) << s.message();
+  // Refused before anything is written: only regular files are replaced.
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(s.message(), "'" + path + "' is a directory")) << s.message();
   EXPECT_EQ(dir.List(), std::vector<std::string>{"out.onnx"});
   EXPECT_TRUE(fs::is_directory(path));
   EXPECT_EQ(ReadFile(path + "/inside"), "keep");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Which operator schemas the ONNX library linked in (1.12 on Debian 12: default domain up to opset
 // 17) knows at a model's opset, and a schema registry that answers only with those.
 //

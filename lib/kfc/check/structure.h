@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The graph checks that need no operator schema, so they hold for every node of every domain and
 // opset: each graph is in SSA form and topologically sorted, every input is defined before use,
 // subgraphs read only names of their own or of enclosing scopes.

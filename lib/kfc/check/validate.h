@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Validation of the input and output models that never fails a model only because the ONNX library
 // linked in is older than the model (ONNX 1.12 knows the default domain up to opset 17; exports are
 // at opsets 17-22, with com.microsoft and other custom-domain nodes).

@@ -138,7 +138,7 @@ StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::st
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = files_.find(canonical.string()); it != files_.end()) return &it->second;
-  const int fd = ::open(canonical.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(canonical.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO: no hang
   if (fd < 0) return IoError(where + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -316,6 +316,18 @@ int64_t ExternalDataBytes(const onnx::ModelProto& model) {
 onnx::ModelProto CopyForChecking(const onnx::ModelProto& model) {
   onnx::ModelProto copy;
   tensor::CopyWithoutBulkData(model, &copy, kCheckerInlineBytes);
+  // ONNX's shape inference types a sparse initializer as sparse_tensor, which no operator takes
+  // (Gemm's B included), while runtimes densify them at load: check them as dense placeholders
+  // (dims and dtype kept, one element), so that such a model is not refused (issue 18).
+  onnx::GraphProto* g = copy.mutable_graph();
+  for (const onnx::SparseTensorProto& sparse : g->sparse_initializer()) {
+    onnx::TensorProto* t = g->add_initializer();
+    t->set_name(sparse.values().name());
+    t->set_data_type(sparse.values().data_type());
+    *t->mutable_dims() = sparse.dims();
+    t->set_raw_data(std::string(static_cast<size_t>(tensor::DTypeSize(t->data_type())), '\0'));
+  }
+  g->clear_sparse_initializer();
   return copy;
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "kfc/io/atomic_file.h"
+#include "kfc/io/file_identity.h"
 
 namespace kfc::io {
 namespace fs = std::filesystem;
@@ -29,22 +30,18 @@ fs::path ParentOf(const std::string& path) {
 
 StatusOr<std::string> ReadFile(const std::string& path, const std::string& what, int64_t max_bytes,
                                const std::string& limit_name) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return NotFound(what + ": no such file");
-    return IoError(what + ": " + ErrnoText());
+  // Non-blocking until known to be a regular file: a FIFO or a device is refused, never waited on.
+  int64_t size = 0;
+  KFC_ASSIGN_OR_RETURN(const int fd, OpenRegularFile(path, what, &size));
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_fd{fd};
+  if (size > max_bytes) {
+    return InvalidArgument(what + ": " + std::to_string(size) + " bytes exceeds " + limit_name);
   }
-  if (S_ISDIR(st.st_mode)) return InvalidArgument(what + ": is a directory, not a file");
-  if (st.st_size > max_bytes) {
-    return InvalidArgument(what + ": " + std::to_string(st.st_size) + " bytes exceeds " +
-                           limit_name);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IoError(what + ": cannot open: " + ErrnoText());
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  if (!bytes.empty() && !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
-    return IoError(what + ": read failed: " + ErrnoText());
-  }
+  std::string bytes(static_cast<size_t>(size), '\0');
+  KFC_RETURN_IF_ERROR(ReadFully(fd, bytes.data(), bytes.size(), what));
   return bytes;
 }
 
@@ -60,6 +57,7 @@ Status CheckOutputPath(const std::string& input, const std::string& output) {
     return InvalidArgument(what + ": " + Quote(parent.string()) + " is not a folder");
   }
   if (fs::is_directory(output, ec)) return InvalidArgument(what + ": is a directory");
+  KFC_RETURN_IF_ERROR(ResolveWriteTarget(output, "output").status());
   if (fs::exists(output, ec) && fs::equivalent(input, output, ec)) {
     return InvalidArgument(what + ": is the input file; write to another path");
   }
@@ -70,9 +68,9 @@ Status CheckOutputPath(const std::string& input, const std::string& output) {
   return Status::Ok();
 }
 
-Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
+Status WriteFileAtomic(const std::string& path, const std::string& bytes, CommitGroup* group) {
   AtomicFile file;
-  KFC_RETURN_IF_ERROR(file.Open(path));
+  KFC_RETURN_IF_ERROR(file.Open(path, group));
   KFC_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
   return file.Commit();
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/io/atomic_file.h"
 
 namespace kfc::io {
 
@@ -22,7 +23,9 @@ Status CheckOutputPath(const std::string& input, const std::string& output);
 
 // Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename). On any
 // failure the temporary file is removed and `path` is left as it was.
-Status WriteFileAtomic(const std::string& path, const std::string& bytes);
+// With a `group`, the file is staged there and appears only at the group's Commit.
+Status WriteFileAtomic(const std::string& path, const std::string& bytes,
+                       CommitGroup* group = nullptr);
 
 // Fails when `path` is one of the input model's external data files (canonical paths, as
 // ExternalDataStats::files lists them): writing it would change the input. `what` names the flag.

@@ -13,6 +13,8 @@
 
 #include "kfc/graph/walk.h"
 #include "kfc/io/atomic_file.h"
+#include "kfc/io/file_identity.h"
+#include "kfc/io/spill.h"
 #include "kfc/io/file.h"
 #include "kfc/tensor/tensor.h"
 
@@ -143,7 +145,7 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   };
   if (!options.external_data && !result.automatic) {
     AtomicFile file;
-    KFC_RETURN_IF_ERROR(file.Open(path));
+    KFC_RETURN_IF_ERROR(file.Open(path, options.commit));
     KFC_ASSIGN_OR_RETURN(
         result.model_bytes,
         StreamModel(
@@ -173,9 +175,12 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   for (const onnx::TensorProto* t : initializers) {
     if (to_file(*t)) file_tensors.insert(t);
   }
+  // The data file and the model appear together (the data file first), or neither does.
+  CommitGroup both;
+  CommitGroup* group = options.commit != nullptr ? options.commit : &both;
   AtomicFile data, file;
-  KFC_RETURN_IF_ERROR(data.Open(data_path));
-  KFC_RETURN_IF_ERROR(file.Open(path));
+  KFC_RETURN_IF_ERROR(data.Open(data_path, group));
+  KFC_RETURN_IF_ERROR(file.Open(path, group));
   {
     MovedOut moved;
     for (onnx::TensorProto* t : initializers) {
@@ -203,10 +208,8 @@ StatusOr<SaveResult> SaveModel(onnx::ModelProto* model, const std::string& path,
   KFC_RETURN_IF_ERROR(data.Finish());
   KFC_RETURN_IF_ERROR(file.Finish());
   KFC_RETURN_IF_ERROR(data.Rename());
-  if (Status s = file.Rename(); !s.ok()) {
-    ::unlink(data_path.c_str());
-    return s;
-  }
+  KFC_RETURN_IF_ERROR(file.Rename());
+  if (group == &both) KFC_RETURN_IF_ERROR(both.Commit());
   result.data_path = data_path;
   result.data_bytes = data.size();
   return result;

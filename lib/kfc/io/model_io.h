@@ -8,7 +8,9 @@
 #include <string>
 
 #include "kfc/core/status.h"
+#include "kfc/io/atomic_file.h"
 #include "kfc/io/external_data.h"
+#include "kfc/io/file_identity.h"
 #include "kfc/io/model_stream.h"
 #include "onnx/onnx_pb.h"
 
@@ -38,6 +40,12 @@ struct SaveOptions {
   // Above this serialized size the model is written with external data even when not asked
   // (protobuf cannot write more). An internal knob: tests lower it to exercise that path.
   int64_t inline_limit = kProtobufLimit;
+  // When set, the files are staged into this group and appear only at its Commit (the tool commits
+  // after the report reached stdout); else they are put in place before SaveModel returns.
+  CommitGroup* commit = nullptr;
+  // When set, the run's reads and writes (io/file_identity.h): CompressFile adds the input's
+  // external data files to the reads and checks again before any work.
+  RunFiles* files = nullptr;
 };
 
 // A data file name is a plain file name: not empty, no '/', not "." or "..".

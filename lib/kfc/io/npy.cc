@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kfc/io/npy.h"
 
-#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 
+#include "kfc/io/file_identity.h"
+#include "kfc/io/model_io.h"
 #include "kfc/io/file.h"
 
 namespace kfc::io {
@@ -32,42 +37,54 @@ std::string DictValue(const std::string& header, const std::string& key) {
 
 }  // namespace
 
+NpyReader::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
+}
+
 StatusOr<NpyReader> NpyReader::Open(const std::string& path) {
   const std::string what = "activation file '" + path + "'";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return NotFound(what + ": no such file");
+  int64_t file_size = 0;
   NpyReader r;
   r.path_ = path;
-  r.in_ = std::make_unique<std::ifstream>(path, std::ios::binary);
-  if (!*r.in_) return IoError(what + ": cannot open");
+  r.in_ = std::make_shared<Fd>();
+  KFC_ASSIGN_OR_RETURN(r.in_->fd, OpenRegularFile(path, what, &file_size));
+  const int fd = r.in_->fd;
+  auto read = [&](char* out, size_t n) { return ReadFully(fd, out, n, what).ok(); };
   char magic[8] = {};
-  if (!r.in_->read(magic, 8) || std::memcmp(magic, kMagic, 6) != 0) {
+  if (file_size < 10 || !read(magic, 8) || std::memcmp(magic, kMagic, 6) != 0) {
     return DataLoss(what + ": not a .npy file (bad magic)");
   }
   const int major = static_cast<unsigned char>(magic[6]);
   uint32_t header_len = 0;
+  int64_t data_offset = 0;
   if (major == 1) {
     unsigned char b[2];
-    if (!r.in_->read(reinterpret_cast<char*>(b), 2)) return DataLoss(what + ": truncated header");
+    if (!read(reinterpret_cast<char*>(b), 2)) return DataLoss(what + ": truncated header");
     header_len = b[0] | (b[1] << 8);
+    data_offset = 10 + header_len;
   } else if (major == 2 || major == 3) {
     unsigned char b[4];
-    if (!r.in_->read(reinterpret_cast<char*>(b), 4)) return DataLoss(what + ": truncated header");
+    if (!read(reinterpret_cast<char*>(b), 4)) return DataLoss(what + ": truncated header");
     header_len = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
+    data_offset = 12 + static_cast<int64_t>(header_len);
   } else {
     return DataLoss(what + ": unsupported .npy version " + std::to_string(major));
   }
   if (header_len > (1u << 20)) return DataLoss(what + ": header too long");
+  if (data_offset > file_size) return DataLoss(what + ": truncated header");
   std::string header(header_len, '\0');
-  if (!r.in_->read(header.data(), header_len)) return DataLoss(what + ": truncated header");
+  if (!read(header.data(), header_len)) return DataLoss(what + ": truncated header");
   const std::string descr = DictValue(header, "descr");
-  if (descr == "'<f4'") {
-    r.item_size_ = 4;
-  } else if (descr == "'<f8'") {
-    r.item_size_ = 8;
+  // '<' little-endian, '>' big-endian, '=' native, '|' not applicable (1-byte types only).
+  if (descr.size() == 5 && descr[1] != '\0' && std::strchr("<>=|", descr[1]) != nullptr &&
+      descr[2] == 'f' && (descr[3] == '2' || descr[3] == '4' || descr[3] == '8') &&
+      descr[0] == '\'' && descr[4] == '\'') {
+    r.item_size_ = descr[3] - '0';
+    r.swap_ = descr[1] == '>';
   } else {
     return InvalidArgument(what + ": dtype " + (descr.empty() ? "(none)" : descr) +
-                           " is not supported (float32 '<f4' or float64 '<f8')");
+                           " is not supported (float16, float32 or float64: '<f2', '<f4', '<f8', "
+                           "or big-endian '>f2', '>f4', '>f8')");
   }
   if (DictValue(header, "fortran_order") != "False") {
     return InvalidArgument(what + ": Fortran order is not supported (save a C-order array)");
@@ -76,41 +93,88 @@ StatusOr<NpyReader> NpyReader::Open(const std::string& path) {
   if (shape.size() < 2) return DataLoss(what + ": header has no shape");
   r.elements_ = 1;
   size_t pos = 1;
+  constexpr int64_t kMaxElements = int64_t{1} << 50;
   while (pos < shape.size() - 1) {
     while (pos < shape.size() && (shape[pos] == ' ' || shape[pos] == ',')) ++pos;
     if (pos >= shape.size() - 1) break;
     size_t end = pos;
     while (end < shape.size() && std::isdigit(static_cast<unsigned char>(shape[end]))) ++end;
     if (end == pos) return DataLoss(what + ": bad shape " + shape);
-    const int64_t d = std::stoll(shape.substr(pos, end - pos));
-    if (d > 0 && r.elements_ > (int64_t{1} << 50) / d) return DataLoss(what + ": shape too large");
+    int64_t d = 0;
+    const auto [ptr, ec] = std::from_chars(shape.data() + pos, shape.data() + end, d);
+    if (ec != std::errc() || ptr != shape.data() + end || d > kMaxElements) {
+      return DataLoss(what + ": shape " + shape + " has a dimension too large (" +
+                      shape.substr(pos, std::min<size_t>(end - pos, 40)) + ")");
+    }
+    if (d > 0 && r.elements_ > kMaxElements / d) {
+      return DataLoss(what + ": shape " + shape + " has more than 2^50 elements");
+    }
     r.shape_.push_back(d);
     r.elements_ *= d;
     pos = end;
   }
-  const int64_t data_offset = static_cast<int64_t>(r.in_->tellg());
-  if (st.st_size - data_offset < r.elements_ * r.item_size_) {
+  if (file_size - data_offset < r.elements_ * r.item_size_) {
     return DataLoss(what + ": shape " + shape + " needs " +
                     std::to_string(r.elements_ * r.item_size_) + " bytes of data, the file has " +
-                    std::to_string(st.st_size - data_offset));
+                    std::to_string(file_size - data_offset));
   }
   return r;
 }
+
+namespace {
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  float f;
+  if (exp == 0) {
+    f = std::ldexp(static_cast<float>(mant), -24);  // zero and subnormals
+    return sign ? -f : f;
+  }
+  const uint32_t bits =
+      exp == 0x1f ? sign | 0x7f800000u | (mant << 13) : sign | ((exp + 112) << 23) | (mant << 13);
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <typename U>
+U Load(const unsigned char* p, bool swap) {
+  U u;
+  std::memcpy(&u, p, sizeof(U));
+  if (!swap) return u;
+  U v = 0;
+  for (size_t i = 0; i < sizeof(U); ++i) v = static_cast<U>((v << 8) | p[i]);
+  return v;
+}
+
+}  // namespace
 
 Status NpyReader::Read(int64_t max_elements, std::vector<float>* out) {
   const int64_t n = std::min(max_elements, elements_ - consumed_);
   out->resize(static_cast<size_t>(std::max<int64_t>(n, 0)));
   if (n <= 0) return Status::Ok();
-  if (item_size_ == 4) {
-    if (!in_->read(reinterpret_cast<char*>(out->data()), n * 4)) {
-      return IoError("activation file '" + path_ + "': read failed");
-    }
+  const std::string what = "activation file '" + path_ + "'";
+  if (item_size_ == 4 && !swap_) {
+    KFC_RETURN_IF_ERROR(
+        ReadFully(in_->fd, reinterpret_cast<char*>(out->data()), static_cast<size_t>(n) * 4, what));
   } else {
-    std::vector<double> buf(static_cast<size_t>(n));
-    if (!in_->read(reinterpret_cast<char*>(buf.data()), n * 8)) {
-      return IoError("activation file '" + path_ + "': read failed");
+    std::vector<unsigned char> buf(static_cast<size_t>(n) * item_size_);
+    KFC_RETURN_IF_ERROR(ReadFully(in_->fd, reinterpret_cast<char*>(buf.data()), buf.size(), what));
+    for (int64_t i = 0; i < n; ++i) {
+      const unsigned char* p = buf.data() + i * item_size_;
+      float& v = (*out)[static_cast<size_t>(i)];
+      if (item_size_ == 2) {
+        v = HalfToFloat(Load<uint16_t>(p, swap_));
+      } else if (item_size_ == 4) {
+        const uint32_t bits = Load<uint32_t>(p, swap_);
+        std::memcpy(&v, &bits, 4);
+      } else {
+        const uint64_t bits = Load<uint64_t>(p, swap_);
+        double d;
+        std::memcpy(&d, &bits, 8);
+        v = static_cast<float>(d);
+      }
     }
-    for (int64_t i = 0; i < n; ++i) (*out)[static_cast<size_t>(i)] = static_cast<float>(buf[i]);
   }
   consumed_ += n;
   return Status::Ok();

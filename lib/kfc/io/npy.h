@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// Streaming reader for NumPy .npy files (format versions 1-3): little-endian float32 or float64,
-// C order. Used for calibration activations, which can be larger than memory: rows are read a
-// chunk at a time.
+// Streaming reader for NumPy .npy files (format versions 1-3): float16, float32 or float64 in
+// either byte order ('<f2', '<f4', '<f8', '>f2', '>f4', '>f8'; '=' and '|' read as native), C
+// order. Used for calibration activations, which can be larger than memory: rows are read a chunk
+// at a time. A float16 model's probe gives float16 activations: they are read as they are.
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,8 +16,10 @@ namespace kfc::io {
 
 class NpyReader {
  public:
-  // Opens `path` and parses its header. Errors name the file: missing, not .npy, an unsupported
-  // dtype (only '<f4' and '<f8'), Fortran order, or a file shorter than its shape says.
+  // Opens `path` (non-blocking until known to be a regular file: a FIFO is refused, not waited on)
+  // and parses its header. Errors, one line naming the file: missing, not a regular file, not
+  // .npy, an unsupported dtype, Fortran order, a dimension or element count too large, or a file
+  // shorter than its shape says.
   static StatusOr<NpyReader> Open(const std::string& path);
 
   const std::vector<int64_t>& shape() const { return shape_; }
@@ -29,12 +31,17 @@ class NpyReader {
   Status Read(int64_t max_elements, std::vector<float>* out);
 
  private:
+  struct Fd {
+    int fd = -1;
+    ~Fd();
+  };
   std::string path_;
-  std::unique_ptr<std::ifstream> in_;
+  std::shared_ptr<Fd> in_;
   std::vector<int64_t> shape_;
   int64_t elements_ = 0;
   int64_t consumed_ = 0;
   int item_size_ = 4;
+  bool swap_ = false;  // big-endian data
 };
 
 // Writes a float32 C-order .npy (version 1) atomically: for tests and tools.

@@ -202,9 +202,13 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
     return std::optional<kron::InputStats>();
   }
   auto st = factored ? kf->Finish() : full->Finish();
+  full.reset();  // the K x K sums: freed before the caller holds the statistics
+  kf.reset();
   if (!st.ok())
     return InvalidArgument("calibration tensor '" + tensor->name() + "': " + st.status().message());
-  cache_.emplace(key, *st);
+  // Cached only for an activation that several layers read: a copy of 8*K^2 bytes kept for the
+  // whole run otherwise (issue 18: 6 layers at K = 8192 held 12 such copies).
+  if (tensor->layers_size() > 1) cache_.emplace(key, *st);
   return std::optional<kron::InputStats>(std::move(*st));
 }
 

@@ -50,12 +50,16 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       [&](double s) {
         log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), s);
       }));
+  if (options.plan) {
+    for (const auto& w : options.plan->Bind(candidates)) log.warn("{}", w);
+  }
 
   // select, then read, check and decide (--ratio inside).
   std::vector<LayerState> states;
   KFC_RETURN_IF_ERROR(Timed(
       [&]() -> Status {
         KFC_ASSIGN_OR_RETURN(states, SelectLayers(candidates, options, filter, weights));
+        for (const auto& p : filter.Unmatched()) log.warn("{} matches no eligible layer", p);
         KFC_ASSIGN_OR_RETURN(run.decided,
                              ReadAndDecide(options, weights, calibration.get(), &states));
         return Status::Ok();

@@ -161,6 +161,10 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
 // --calibration-probe: writes the probe model (pipeline/calibration.h) to `probe` and its sidecar
 // next to it, both atomically. Returns a one-line summary for stdout.
-StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe);
+// With a `group`, both are staged there instead (see io::CommitGroup); with `files`, the input's
+// external data files are checked against the run's writes before any work.
+StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe,
+                                            io::CommitGroup* group = nullptr,
+                                            io::RunFiles* files = nullptr);
 
 }  // namespace kfc::pipeline

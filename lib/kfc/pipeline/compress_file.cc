@@ -18,14 +18,17 @@
 
 namespace kfc::pipeline {
 
-StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe) {
+StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe,
+                                            io::CommitGroup* group, io::RunFiles* files) {
   KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, probe));
   const std::string sidecar = SidecarPathFor(probe);
   KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, sidecar));
   KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
   // Prepared as CompressFile prepares it, so that the sidecar's fingerprint matches there.
   io::ExternalDataReader reader(input);
-  KFC_RETURN_IF_ERROR(io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes).status());
+  KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
+                       io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes));
+  if (files) KFC_RETURN_IF_ERROR(files->AddInputDataAndCheck(external.files));
   KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
   KFC_ASSIGN_OR_RETURN(Probe p, BuildProbe(model, input));
   KFC_RETURN_IF_ERROR(CheckModel(p.model, "probe model"));
@@ -37,11 +40,10 @@ StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std:
   if (!google::protobuf::util::MessageToJsonString(p.sidecar, &json, json_options).ok()) {
     return Internal("calibration sidecar: JSON rendering failed");
   }
-  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(sidecar, json));
-  if (Status s = io::WriteFileAtomic(probe, bytes); !s.ok()) {
-    std::remove(sidecar.c_str());
-    return s;
-  }
+  io::CommitGroup both;  // the probe and its sidecar appear together, or neither
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(sidecar, json, group ? group : &both));
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(probe, bytes, group ? group : &both));
+  KFC_RETURN_IF_ERROR(both.Commit());
   int layers = 0;
   for (const auto& t : p.sidecar.tensors()) layers += t.layers_size();
   return "probe '" + probe + "': " + std::to_string(p.sidecar.tensors_size()) +
@@ -60,6 +62,8 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   io::ExternalDataReader reader(input);
   KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
                        io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes));
+  if (options.save.files)
+    KFC_RETURN_IF_ERROR(options.save.files->AddInputDataAndCheck(external.files));
   if (!dry_run) {
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(output, external.files, "output"));
     KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),

@@ -29,7 +29,7 @@ Directive Resolve(const Options& o, const match::LayerCandidate& c) {
   Directive d;
   const PlanEntry* entry = nullptr;
   if (o.plan) {
-    d.plan_entry = o.plan->Match(c.node_name, c.weight_name);
+    d.plan_entry = o.plan->MatchLayer(c);
     if (d.plan_entry >= 0) entry = &o.plan->entries()[static_cast<size_t>(d.plan_entry)];
   }
   if (entry != nullptr && entry->SetsBudget()) {

@@ -5,6 +5,7 @@
 // decided from that same read (--ratio: the options of its weight's allocation unit too); --ratio
 // then allocates its layers together. The factorization reads the weight a second time.
 #include <algorithm>
+#include <cmath>
 
 #include "kfc/core/logging.h"
 #include "kfc/kron/factorize.h"
@@ -138,6 +139,17 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
   DecideOutcome out;
   const std::vector<size_t> order = ConsideredLayers(*states);
   out.read = static_cast<int64_t>(order.size());
+  // alpha scales every factor: NaN or Inf would give non-finite factors (issue 18).
+  for (size_t i : order) {
+    const match::LayerCandidate& c = *(*states)[i].c;
+    if (!std::isfinite(c.alpha)) {
+      return InvalidArgument("layer '" + c.node_name + "': Gemm alpha is " +
+                             (std::isnan(c.alpha) ? "NaN"
+                              : c.alpha > 0       ? "Inf"
+                                                  : "-Inf") +
+                             "; the layer's output would not be finite");
+    }
+  }
   std::vector<LayerOutcome> outcome(states->size());
   for (size_t i : order) {
     LayerState& s = (*states)[i];

@@ -7,7 +7,10 @@
 
 #include <charconv>
 #include <cmath>
+#include <map>
 
+#include "kfc/io/model_io.h"
+#include "kfc/report/render.h"
 #include "kfc/io/file.h"
 #include "kfc_plan.pb.h"
 
@@ -46,6 +49,11 @@ StatusOr<PlanEntry> ToEntry(const plan::LayerPlan& p) {
   }
   e.name = p.name();
   e.regex = p.regex();
+  if (p.occurrence() < 0) return InvalidArgument("occurrence must be at least 1");
+  if (p.occurrence() > 0 && e.name.empty()) {
+    return InvalidArgument("occurrence goes with `name`, not `regex`");
+  }
+  e.occurrence = p.occurrence();
   if (!e.regex.empty()) {
     KFC_ASSIGN_OR_RETURN(NamePattern pattern, NamePattern::Compile(e.regex));
     e.pattern = std::move(pattern);
@@ -162,11 +170,61 @@ StatusOr<Plan> Plan::Load(const std::string& path) {
 int Plan::Match(const std::string& node_name, const std::string& weight_name) const {
   for (size_t i = 0; i < entries_.size(); ++i) {
     const PlanEntry& e = entries_[i];
+    if (e.occurrence > 0) continue;
     const bool hit = e.pattern ? e.pattern->Matches(node_name, weight_name)
                                : (e.name == node_name || e.name == weight_name);
     if (hit) return static_cast<int>(i);
   }
   return -1;
+}
+
+std::string NodeIndexPath(const match::LayerCandidate& c) {
+  std::string path;
+  for (const graph::ScopeStep& s : c.scope) {
+    path += std::to_string(s.node) + "." + std::to_string(s.attribute) + "." +
+            std::to_string(s.graph) + "/";
+  }
+  return path + std::to_string(c.node_index);
+}
+
+std::vector<std::string> Plan::Bind(const std::vector<match::LayerCandidate>& layers) const {
+  bound_->clear();
+  std::vector<int> seen(entries_.size(), 0);  // layers each name entry has matched so far
+  std::vector<bool> used(entries_.size(), false);
+  for (const match::LayerCandidate& c : layers) {
+    const std::string node = report::ToValidUtf8(c.node_name);
+    const std::string weight = report::ToValidUtf8(c.weight_name);
+    int found = -1;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      const PlanEntry& e = entries_[i];
+      bool hit;
+      if (e.pattern) {
+        hit = e.pattern->Matches(c.node_name, c.weight_name);
+      } else {
+        hit =
+            e.name == c.node_name || e.name == c.weight_name || e.name == node || e.name == weight;
+        if (hit) hit = e.occurrence == 0 || ++seen[i] == e.occurrence;
+      }
+      if (hit && found < 0) found = static_cast<int>(i);
+      if (hit) used[i] = true;
+    }
+    (*bound_)[NodeIndexPath(c)] = found;
+  }
+  std::vector<std::string> warnings;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (used[i]) continue;
+    const PlanEntry& e = entries_[i];
+    std::string who = e.pattern ? "regex '" + e.regex + "'" : "name '" + e.name + "'";
+    if (e.occurrence > 0) who += " occurrence " + std::to_string(e.occurrence);
+    warnings.push_back(source_ + ": entry " + std::to_string(i + 1) + " (" + who +
+                       ") matches no layer");
+  }
+  return warnings;
+}
+
+int Plan::MatchLayer(const match::LayerCandidate& c) const {
+  if (auto it = bound_->find(NodeIndexPath(c)); it != bound_->end()) return it->second;
+  return Match(c.node_name, c.weight_name);
 }
 
 bool IsJsonPath(const std::string& path) {
@@ -178,10 +236,30 @@ StatusOr<std::string> RenderPlan(const report::Report& report, bool json) {
   proto.set_plan_schema_version(kPlanSchemaVersion);
   proto.set_generated_by("kfc-compress " + report.tool_version() + " from '" + report.input() +
                          "'");
+  // How many layers each name matches (as node or weight name): a name matching several needs an
+  // occurrence to key one layer.
+  std::map<std::string, int> uses;
   for (const auto& l : report.layers()) {
+    ++uses[l.node_name()];
+    if (l.weight_name() != l.node_name()) ++uses[l.weight_name()];
+  }
+  std::map<std::string, int> seen;
+  std::vector<std::pair<const report::LayerReport*, int>> keyed;  // layer, occurrence
+  for (const auto& l : report.layers()) {
+    const std::string& key = l.node_name().empty() ? l.weight_name() : l.node_name();
+    int occurrence = ++seen[l.node_name()];
+    if (l.weight_name() != l.node_name()) {
+      const int as_weight = ++seen[l.weight_name()];
+      if (key == l.weight_name()) occurrence = as_weight;
+    }
+    keyed.emplace_back(&l, uses[key] > 1 ? occurrence : 0);
+  }
+  for (const auto& [layer, occurrence] : keyed) {
+    const report::LayerReport& l = *layer;
     if (l.decided_by().empty()) continue;  // never considered: its skip reason comes first
     plan::LayerPlan* e = proto.add_layers();
     e->set_name(l.node_name().empty() ? l.weight_name() : l.node_name());
+    e->set_occurrence(occurrence);
     if (l.compressed()) {
       e->set_shape(Dims(l.k1(), l.n1()));
       e->set_rank(static_cast<int64_t>(l.rank()));

@@ -274,8 +274,13 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
     std::error_code mk;
     fs::create_directories(verify_dir, mk);
     if (mk) return IoError("temporary folder '" + verify_dir + "': " + mk.message());
+    // The verification copy is ours, in our temporary folder: written now, not staged with the
+    // run's outputs, and not one of the run's checked writes.
+    io::SaveOptions verify_save = options.save;
+    verify_save.commit = nullptr;
+    verify_save.files = nullptr;
     KFC_RETURN_IF_ERROR(
-        io::SaveModel(compressed, verify_dir + "/model.onnx", options.save, model_reader).status());
+        io::SaveModel(compressed, verify_dir + "/model.onnx", verify_save, model_reader).status());
     runner::Request check;
     check.set_model(verify_dir + "/model.onnx");
     for (const auto& in : inputs) *check.add_inputs() = in;
