@@ -10,6 +10,7 @@ packages=(
   libspdlog-dev libgtest-dev libcli11-dev
   python3-onnx python3-numpy python3-sklearn
   dataset-fashion-mnist
+  python3-pil fonts-dejavu-core
   clang libclang-rt-14-dev
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
