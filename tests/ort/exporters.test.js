@@ -7,7 +7,7 @@
 // Per corpus model:
 //   random weights, -r 4:             the tool compresses every eligible layer (cases.json); its
 //                                     output computes kfc_make_reference's dense reconstruction at
-//                                     rank 4 (1e-5 relative; float16 5e-3) and stays within a sane
+//                                     rank 4 (1e-5 relative; float16 2e-3) and stays within a sane
 //                                     bound of the original (random weights are incompressible)
 //   planted twins, --max-error 1e-4:  weights are exact sums of two Kronecker products, so the tool
 //                                     must find them: output within 1e-5 of the original. float16
