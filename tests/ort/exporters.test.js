@@ -188,7 +188,14 @@ test('exporters: --fail-if-nothing-compressed exits 3 and writes nothing when no
     const described = h.describeRun(env.compress, args, result);
     assert.equal(result.status, 3, described);
     assert.ok(!fs.existsSync(output), `${output} written despite the failed gate`);
-    assert.match(result.stderr, /0 of 3 layers compressed: 3 [a-z_]+/, described);
+    assert.match(result.stderr, /0 of 3 layers compressed: 3 below_min_params/, described);
+    // Without the gate: exit 0, the same line on stderr, and the (unchanged) model written.
+    const ungated = args.filter((a) => a !== '--fail-if-nothing-compressed');
+    const plain = h.run(env.compress, ungated);
+    const plainDescribed = h.describeRun(env.compress, ungated, plain);
+    assert.equal(plain.status, 0, plainDescribed);
+    assert.match(plain.stderr, /0 of 3 layers compressed: 3 below_min_params/, plainDescribed);
+    assert.ok(fs.existsSync(output), `${output} not written without the gate`);
   });
 
 // ---------------------------------------------------------------- real exports from npm
