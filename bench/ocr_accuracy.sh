@@ -12,7 +12,8 @@
 #
 # Usage: bench/ocr_accuracy.sh [RATIO...]      (default: 0.5 0.35 0.27 0.2)
 # Environment: KFC_COMPRESS (default <repo>/build/kfc-compress), LINES (default 200),
-#              WORK_DIR (default: a new temporary folder, removed at the end)
+#              WORK_DIR (default: a new temporary folder, removed at the end),
+#              CALIBRATE=0 (weight-only columns only; calibrated ones print '-')
 set -euo pipefail
 
 src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,15 +37,20 @@ fi
 /usr/bin/python3 "$src_dir/bench/ocr_accuracy.py" "$work/test" --lines "$lines" --seed 1 >&2
 /usr/bin/python3 "$src_dir/bench/ocr_accuracy.py" "$work/calib" --lines "$lines" --seed 2 >&2
 
-"$bin" "$model" --calibration-probe "$work/probe.onnx" -q >&2
-node "$src_dir/tests/ort/run_probe.js" "$work/probe.onnx" --input "x=$work/calib/lines.npy" \
-  --out "$work/acts" --batch 16 >&2
+calibrate=${CALIBRATE:-1}
+if [[ $calibrate != 0 ]]; then
+  "$bin" "$model" --calibration-probe "$work/probe.onnx" -q >&2
+  node "$src_dir/tests/ort/run_probe.js" "$work/probe.onnx" --input "x=$work/calib/lines.npy" \
+    --out "$work/acts" --batch 16 >&2
+fi
 
-evaluate() {  # model -> "char_accuracy line_accuracy" in percent
+evaluate() {  # model -> "char_accuracy char_accuracy_ignoring_spaces line_accuracy" in percent
   node "$src_dir/bench/ocr_accuracy.js" "$1" "$dict" "$work/test" | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       const r = JSON.parse(s);
-      console.log(`${(100 * r.char_accuracy).toFixed(2)}% ${(100 * r.line_accuracy).toFixed(1)}%`);
+      const pct = (x, d) => `${(100 * x).toFixed(d)}%`;
+      console.log(`${pct(r.char_accuracy, 2)} ${pct(r.char_accuracy_ignoring_spaces, 2)} ` +
+        pct(r.line_accuracy, 1));
     });'
 }
 
@@ -56,16 +62,21 @@ summary() {  # report.json -> "layers params_before params_after"
     console.log(`${r.totals.layers_compressed} ${r.totals.layers} ${before} ${after}`);' "$1"
 }
 
-read -r acc line_acc < <(evaluate "$model")
-echo "| --ratio | layers compressed | their params | weight-only: chars | lines | calibrated: chars | lines |"
-echo "|---|---|---|---|---|---|---|"
-echo "| original | - | 1,025,400 | $acc | $line_acc | $acc | $line_acc |"
+read -r acc acc_ns line_acc < <(evaluate "$model")
+echo "| --ratio | layers compressed | their params | weight-only: chars | chars, spaces ignored |" \
+  "lines exact | calibrated: chars | chars, spaces ignored | lines exact |"
+echo "|---|---|---|---|---|---|---|---|---|"
+echo "| original | - | 1025400 | $acc | $acc_ns | $line_acc | $acc | $acc_ns | $line_acc |"
 for r in "${ratios[@]}"; do
   "$bin" "$model" --ratio "$r" -o "$work/w$r.onnx" --report "$work/w$r.json" -q >/dev/null
-  "$bin" "$model" --ratio "$r" --calibration "$work/acts" -o "$work/c$r.onnx" \
-    --report "$work/c$r.json" -q >/dev/null
   read -r layers total before after < <(summary "$work/w$r.json")
-  read -r w_acc w_line < <(evaluate "$work/w$r.onnx")
-  read -r c_acc c_line < <(evaluate "$work/c$r.onnx")
-  echo "| $r | $layers of $total | $before -> $after | $w_acc | $w_line | $c_acc | $c_line |"
+  read -r w_acc w_ns w_line < <(evaluate "$work/w$r.onnx")
+  c_acc=- c_ns=- c_line=-
+  if [[ $calibrate != 0 ]]; then
+    "$bin" "$model" --ratio "$r" --calibration "$work/acts" -o "$work/c$r.onnx" \
+      --report "$work/c$r.json" -q >/dev/null
+    read -r c_acc c_ns c_line < <(evaluate "$work/c$r.onnx")
+  fi
+  echo "| $r | $layers of $total | $before -> $after | $w_acc | $w_ns | $w_line | $c_acc | $c_ns |" \
+    "$c_line |"
 done
