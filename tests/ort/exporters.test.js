@@ -288,3 +288,43 @@ for (const file of ['hello_deepa.onnx', 'hello_deepa_old.onnx', 'namaste_deepa.o
     }
   });
 }
+
+// Calibration on a model whose layer inputs have no static rank (paddle2onnx's flatten): the probe
+// exposes them, run_probe.js records them, and --calibration compresses every layer with them.
+test('exporters/paddle_opset9: --calibration-probe, run_probe.js and --calibration', async (t) => {
+  const env = h.requireHarnessEnv('exporters');
+  const { writeNpy } = require('./npy');
+  const { runProbe } = require('./run_probe');
+  const dir = path.join(env.workDir, 'paddle_calibration');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const model = path.join(CORPUS, 'paddle_opset9.onnx');
+  const rng = h.mulberry32(h.seedFromString('paddle calibration'));
+  const dims = [24, 64, 1, 20];
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => 2 * rng() - 1);
+  writeNpy(path.join(dir, 'x.npy'), dims, x);
+  const probe = path.join(dir, 'probe.onnx');
+  const args = [model, '--calibration-probe', probe];
+  const r = h.run(env.compress, args);
+  assert.equal(r.status, 0, h.describeRun(env.compress, args, r));
+  const acts = path.join(dir, 'acts');
+  const summary = await runProbe({ probe, inputs: { x: path.join(dir, 'x.npy') }, out: acts,
+    batch: 8 });
+  assert.equal(summary.batches, 3);
+  assert.ok(summary.tensors >= 2, `probe exposed ${summary.tensors} tensors`);
+  const output = path.join(dir, 'calibrated.onnx');
+  const { report, described } = compress(env, model, output, ['-r', '4', '--calibration', acts]);
+  assert.equal(layersCompressed(report), 3, `calibrated: skipped ${skipSummary(report)}\n${described}`);
+  for (const l of report.layers) {
+    assert.equal(l.calibrated, true, `${l.node_name} not calibrated: ${l.calibration_note}`);
+  }
+  const original = await h.createSession(model);
+  const compressed = await h.createSession(output);
+  const feeds = h.randomFeeds(h.seedFromString('paddle calibrated run'), { x: [2, 64, 1, 9] });
+  const yo = (await h.runSession(original, feeds, 'original'))['softmax_0.tmp_0'];
+  const yc = (await h.runSession(compressed, feeds, 'calibrated'))['softmax_0.tmp_0'];
+  assert.deepEqual(yc.dims, yo.dims);
+  const err = h.relativeError(yc.data, yo.data);
+  t.diagnostic(`paddle_opset9 -r 4 --calibration: |C-orig|/|orig| = ${err.toExponential(2)}`);
+  assert.ok(err < SANE_BOUND, `calibrated output vs original ${err}`);
+});
