@@ -289,42 +289,55 @@ for (const file of ['hello_deepa.onnx', 'hello_deepa_old.onnx', 'namaste_deepa.o
   });
 }
 
-// Calibration on a model whose layer inputs have no static rank (paddle2onnx's flatten): the probe
-// exposes them, run_probe.js records them, and --calibration compresses every layer with them.
-test('exporters/paddle_opset9: --calibration-probe, run_probe.js and --calibration', async (t) => {
-  const env = h.requireHarnessEnv('exporters');
-  const { writeNpy } = require('./npy');
-  const { runProbe } = require('./run_probe');
-  const dir = path.join(env.workDir, 'paddle_calibration');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
-  const model = path.join(CORPUS, 'paddle_opset9.onnx');
-  const rng = h.mulberry32(h.seedFromString('paddle calibration'));
-  const dims = [24, 64, 1, 20];
-  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => 2 * rng() - 1);
-  writeNpy(path.join(dir, 'x.npy'), dims, x);
-  const probe = path.join(dir, 'probe.onnx');
-  const args = [model, '--calibration-probe', probe];
-  const r = h.run(env.compress, args);
-  assert.equal(r.status, 0, h.describeRun(env.compress, args, r));
-  const acts = path.join(dir, 'acts');
-  const summary = await runProbe({ probe, inputs: { x: path.join(dir, 'x.npy') }, out: acts,
-    batch: 8 });
-  assert.equal(summary.batches, 3);
-  assert.ok(summary.tensors >= 2, `probe exposed ${summary.tensors} tensors`);
-  const output = path.join(dir, 'calibrated.onnx');
-  const { report, described } = compress(env, model, output, ['-r', '4', '--calibration', acts]);
-  assert.equal(layersCompressed(report), 3, `calibrated: skipped ${skipSummary(report)}\n${described}`);
-  for (const l of report.layers) {
-    assert.equal(l.calibrated, true, `${l.node_name} not calibrated: ${l.calibration_note}`);
-  }
-  const original = await h.createSession(model);
-  const compressed = await h.createSession(output);
-  const feeds = h.randomFeeds(h.seedFromString('paddle calibrated run'), { x: [2, 64, 1, 9] });
-  const yo = (await h.runSession(original, feeds, 'original'))['softmax_0.tmp_0'];
-  const yc = (await h.runSession(compressed, feeds, 'calibrated'))['softmax_0.tmp_0'];
-  assert.deepEqual(yc.dims, yo.dims);
-  const err = h.relativeError(yc.data, yo.data);
-  t.diagnostic(`paddle_opset9 -r 4 --calibration: |C-orig|/|orig| = ${err.toExponential(2)}`);
-  assert.ok(err < SANE_BOUND, `calibrated output vs original ${err}`);
-});
+// Calibration through the probe workflow on every float32 corpus model: the probe exposes every
+// layer's input (ranks unknown to shape inference included: paddle2onnx's flatten, inputs behind
+// ops newer than the library or in custom domains), run_probe.js records them on 12 seeded samples,
+// and --calibration compresses every layer with its data. (run_probe.js feeds float32 only.)
+for (const c of cases.filter((x) => !x.planted && Object.keys(x.input_types).length === 0)) {
+  test(`exporters/${c.name}: --calibration-probe exposes all ${c.expected_layers} layers' inputs; ` +
+    '--calibration uses them', async (t) => {
+    const env = h.requireHarnessEnv('exporters');
+    const { writeNpy } = require('./npy');
+    const { runProbe } = require('./run_probe');
+    const dir = path.join(env.workDir, `${c.name}.calibration`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    const model = path.join(CORPUS, c.file);
+    const rng = h.mulberry32(h.seedFromString(`${c.name} calibration`));
+    const inputs = {};
+    for (const [name, shape] of Object.entries(c.feeds[2])) {
+      const dims = [12, ...shape.slice(1)];
+      const data = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => 2 * rng() - 1);
+      inputs[name] = path.join(dir, `${name.replace(/[^A-Za-z0-9_]/g, '_')}.npy`);
+      writeNpy(inputs[name], dims, data);
+    }
+    const probe = path.join(dir, 'probe.onnx');
+    const args = [model, '--calibration-probe', probe];
+    const r = h.run(env.compress, args);
+    const described = h.describeRun(env.compress, args, r);
+    assert.equal(r.status, 0, described);
+    const n = c.expected_layers;
+    assert.match(r.stdout, new RegExp(`\\d+ exposed activations for ${n} layers`), described);
+    const acts = path.join(dir, 'acts');
+    const summary = await runProbe({ probe, inputs, out: acts, batch: 4 });
+    assert.equal(summary.batches, 3);
+    const output = path.join(dir, 'calibrated.onnx');
+    const run = compress(env, model, output, ['-r', String(RANK), '--calibration', acts]);
+    assert.equal(layersCompressed(run.report), n,
+      `calibrated: skipped ${skipSummary(run.report)}\n${run.described}`);
+    for (const l of run.report.layers.filter((x) => x.compressed)) {
+      assert.equal(l.calibrated, true, `${l.node_name} not calibrated: ${l.calibration_note}`);
+    }
+    const original = await h.createSession(model);
+    const compressed = await h.createSession(output);
+    const feeds = h.randomFeeds(h.seedFromString(`${c.name} calibrated run`), c.feeds[1]);
+    const yo = await h.runSession(original, feeds, 'original');
+    const yc = await h.runSession(compressed, feeds, 'calibrated');
+    for (const name of c.outputs) {
+      assert.deepEqual(yc[name].dims, yo[name].dims, `${name} shape`);
+      const err = h.relativeError(yc[name].data, yo[name].data);
+      t.diagnostic(`${c.name} -r ${RANK} --calibration ${name}: |C-orig|/|orig| = ${err.toExponential(2)}`);
+      assert.ok(err < SANE_BOUND, `${name}: calibrated output vs original ${err}`);
+    }
+  });
+}
