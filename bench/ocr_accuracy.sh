@@ -54,29 +54,31 @@ evaluate() {  # model -> "char_accuracy char_accuracy_ignoring_spaces line_accur
     });'
 }
 
-summary() {  # report.json -> "layers params_before params_after"
+summary() {  # report.json -> "layers_compressed params_before params_after" (compressed layers)
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     let before = 0, after = 0;
     for (const l of r.layers) if (l.compressed) { before += l.params_before; after += l.params_after; }
-    console.log(`${r.totals.layers_compressed} ${r.totals.layers} ${before} ${after}`);' "$1"
+    console.log(`${r.totals.layers_compressed} ${before} ${after}`);' "$1"
 }
 
 read -r acc acc_ns line_acc < <(evaluate "$model")
-echo "| --ratio | layers compressed | their params | weight-only: chars | chars, spaces ignored |" \
-  "lines exact | calibrated: chars | chars, spaces ignored | lines exact |"
+echo "| --ratio | weight-only: layers, params | chars | chars, spaces ignored | lines exact |" \
+  "calibrated: layers, params | chars | chars, spaces ignored | lines exact |"
 echo "|---|---|---|---|---|---|---|---|---|"
-echo "| original | - | 1025400 | $acc | $acc_ns | $line_acc | $acc | $acc_ns | $line_acc |"
+echo "| original | 9 dense, 1025400 | $acc | $acc_ns | $line_acc | - | - | - | - |"
 for r in "${ratios[@]}"; do
   "$bin" "$model" --ratio "$r" -o "$work/w$r.onnx" --report "$work/w$r.json" -q >/dev/null
-  read -r layers total before after < <(summary "$work/w$r.json")
+  read -r w_layers w_before w_after < <(summary "$work/w$r.json")
   read -r w_acc w_ns w_line < <(evaluate "$work/w$r.onnx")
-  c_acc=- c_ns=- c_line=-
+  c_what=- c_acc=- c_ns=- c_line=-
   if [[ $calibrate != 0 ]]; then
     "$bin" "$model" --ratio "$r" --calibration "$work/acts" -o "$work/c$r.onnx" \
       --report "$work/c$r.json" -q >/dev/null
+    read -r c_layers c_before c_after < <(summary "$work/c$r.json")
+    c_what="$c_layers, $c_before -> $c_after"
     read -r c_acc c_ns c_line < <(evaluate "$work/c$r.onnx")
   fi
-  echo "| $r | $layers of $total | $before -> $after | $w_acc | $w_ns | $w_line | $c_acc | $c_ns |" \
-    "$c_line |"
+  echo "| $r | $w_layers, $w_before -> $w_after | $w_acc | $w_ns | $w_line | $c_what | $c_acc |" \
+    "$c_ns | $c_line |"
 done
