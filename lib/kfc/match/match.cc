@@ -253,6 +253,19 @@ void Classify(const std::vector<const onnx::GraphProto*>& graphs, const ScopeFac
   }
   if (w != nullptr) c->source_value = path.back();
   if (w != nullptr) {
+    WeightRef& ref = c->weight;
+    ref.depth = c->source_depth;
+    ref.external = tensor::HasExternalData(*w);
+    if (c->constant_node >= 0) {
+      ref.kind = WeightRef::Kind::kConstantNode;
+      ref.index = c->constant_node;
+    } else {
+      const onnx::GraphProto& holder = *graphs[c->source_depth];
+      for (int i = 0; i < holder.initializer_size() && ref.index < 0; ++i) {
+        if (&holder.initializer(i) == w) ref.index = i;
+      }
+      ref.kind = WeightRef::Kind::kInitializer;
+    }
     c->stored_dtype = w->data_type();
     if (c->dtype == 0) c->dtype = w->data_type();
     if (w->dims_size() == 2) {
@@ -448,6 +461,25 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {
     }
   }
   return layers;
+}
+
+const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model,
+                                      const std::vector<ScopeStep>& scope, const WeightRef& ref) {
+  const onnx::GraphProto* g = GraphAt(model, scope, ref.depth);
+  if (g == nullptr || ref.index < 0) return nullptr;
+  switch (ref.kind) {
+    case WeightRef::Kind::kInitializer:
+      return ref.index < g->initializer_size() ? &g->initializer(ref.index) : nullptr;
+    case WeightRef::Kind::kConstantNode:
+      if (ref.index >= g->node_size()) return nullptr;
+      for (const auto& a : g->node(ref.index).attribute()) {
+        if (a.name() == "value" && a.has_t()) return &a.t();
+      }
+      return nullptr;
+    case WeightRef::Kind::kNone:
+      break;
+  }
+  return nullptr;
 }
 
 }  // namespace kfc::match

@@ -22,6 +22,18 @@ struct ScopeStep {
   int graph = -1;
 };
 
+// Where a layer's weight data lives, resolved once by FindLayers so that no later stage searches
+// for it again: an initializer (its index in the graph `depth` steps into the layer's scope) or
+// the `value` tensor of a Constant node (its index in the layer's own graph, depth ==
+// scope.size()); `external` when that tensor's data is in an external file.
+struct WeightRef {
+  enum class Kind { kNone, kInitializer, kConstantNode };
+  Kind kind = Kind::kNone;  // kNone: no constant weight was found (the layer is skipped)
+  size_t depth = 0;
+  int index = -1;
+  bool external = false;
+};
+
 struct LayerCandidate {
   std::string graph_path = "main";  // "main", or "main/<node>/<attribute>" for subgraphs
   std::vector<ScopeStep> scope;     // steps from the main graph to the node's graph (empty: main)
@@ -59,6 +71,7 @@ struct LayerCandidate {
   std::vector<int> chain;
   size_t source_depth = 0;
   int32_t stored_dtype = 0;  // element type of the source tensor (before any Cast)
+  WeightRef weight;          // the same source, as a reference into the model
   // The source's value name (initializer name or the Constant's output) and how many Gemm/MatMul
   // weight paths (in any graph) end at it: > 1 means the layers share one weight.
   std::string source_value;
@@ -82,5 +95,10 @@ std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
 // graph (a scope from another model, or depth > scope.size()).
 const onnx::GraphProto* GraphAt(const onnx::ModelProto& model, const std::vector<ScopeStep>& scope,
                                 size_t depth);
+
+// The tensor `ref` points to for a layer in `scope` (WeightRef); nullptr when it does not fit the
+// model (a candidate from another model, or kNone).
+const onnx::TensorProto* WeightTensor(const onnx::ModelProto& model,
+                                      const std::vector<ScopeStep>& scope, const WeightRef& ref);
 
 }  // namespace kfc::match

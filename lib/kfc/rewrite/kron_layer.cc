@@ -126,50 +126,10 @@ std::vector<int64_t> ReshapeTarget(int64_t copied, std::vector<int64_t> tail) {
   return shape;
 }
 
-// The two stacked factor matrices for `order`, as (first-MatMul constant, second-MatMul constant)
-// with their dims; see the picture in the header for the index maps. In double, like the factors:
-// alpha * A_t of float32 values is exact there, so rounding it once when encoding gives the float32
-// product, and float64 factors pass through unrounded.
-struct StackedFactors {
-  std::vector<double> first, second;
-  std::vector<int64_t> first_dims, second_dims;
-};
-
 // Trailing dims of the middle Reshape for the row (X W) form.
 std::vector<int64_t> MidTail(const KronFactors& f, ContractionOrder order) {
   if (order == ContractionOrder::kBFirst) return {f.shape.k1 * f.rank, f.shape.n2};
   return {f.shape.n1, f.rank * f.shape.k2};
-}
-
-StackedFactors Stack(const KronFactors& f, double alpha, ContractionOrder order) {
-  const int64_t k1 = f.shape.k1, n1 = f.shape.n1, k2 = f.shape.k2, n2 = f.shape.n2, r = f.rank;
-  auto a = [&](int64_t t, int64_t i1, int64_t j1) { return f.a[(t * k1 + i1) * n1 + j1]; };
-  auto b = [&](int64_t t, int64_t i2, int64_t j2) { return f.b[(t * k2 + i2) * n2 + j2]; };
-  StackedFactors s;
-  if (order == ContractionOrder::kBFirst) {
-    s.first_dims = {k2, r * n2};  // Bcat
-    s.first.resize(static_cast<size_t>(k2 * r * n2));
-    for (int64_t i2 = 0; i2 < k2; ++i2)
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t j2 = 0; j2 < n2; ++j2) s.first[(i2 * r + t) * n2 + j2] = b(t, i2, j2);
-    s.second_dims = {n1, k1 * r};  // Acat
-    s.second.resize(static_cast<size_t>(n1 * k1 * r));
-    for (int64_t j1 = 0; j1 < n1; ++j1)
-      for (int64_t i1 = 0; i1 < k1; ++i1)
-        for (int64_t t = 0; t < r; ++t) s.second[(j1 * k1 + i1) * r + t] = alpha * a(t, i1, j1);
-  } else {
-    s.first_dims = {n1 * r, k1};  // Acat
-    s.first.resize(static_cast<size_t>(n1 * r * k1));
-    for (int64_t j1 = 0; j1 < n1; ++j1)
-      for (int64_t t = 0; t < r; ++t)
-        for (int64_t i1 = 0; i1 < k1; ++i1) s.first[(j1 * r + t) * k1 + i1] = alpha * a(t, i1, j1);
-    s.second_dims = {r * k2, n2};  // Bstack
-    s.second.resize(static_cast<size_t>(r * k2 * n2));
-    for (int64_t t = 0; t < r; ++t)
-      for (int64_t i2 = 0; i2 < k2; ++i2)
-        for (int64_t j2 = 0; j2 < n2; ++j2) s.second[(t * k2 + i2) * n2 + j2] = b(t, i2, j2);
-  }
-  return s;
 }
 
 struct ReshapeTargets {
@@ -205,28 +165,6 @@ ReshapeTargets WeightFirstTargets(const match::LayerCandidate& layer, const Kron
 }
 
 }  // namespace
-
-StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
-                                            const kron::KronFactors& f, ContractionOrder order) {
-  if (f.shape.K() != layer.k || f.shape.N() != layer.n) {
-    return InvalidArgument("layer '" + layer.node_name + "': factor shape does not match " +
-                           std::to_string(layer.k) + " x " + std::to_string(layer.n));
-  }
-  StackedFactors s = Stack(f, FoldedAlpha(layer), order);
-  if (layer.weight_first) {
-    // The B stack multiplies from the left too: it goes in transposed.
-    const bool b_first = order == ContractionOrder::kBFirst;
-    std::vector<double>& bs = b_first ? s.first : s.second;
-    std::vector<int64_t>& dims = b_first ? s.first_dims : s.second_dims;
-    bs = tensor::Transpose(bs, dims[0], dims[1]);
-    std::swap(dims[0], dims[1]);
-  }
-  StackedInitializers out;
-  out.first = tensor::EncodeFromDouble("", layer.dtype, s.first_dims, s.first);
-  s.first = {};
-  out.second = tensor::EncodeFromDouble("", layer.dtype, s.second_dims, s.second);
-  return out;
-}
 
 namespace {
 

@@ -34,27 +34,10 @@
 #include "kfc/core/status.h"
 #include "kfc/kron/factorize.h"
 #include "kfc/match/match.h"
+#include "kfc/rewrite/factor_encoding.h"
 #include "onnx/onnx_pb.h"
 
 namespace kfc::rewrite {
-
-// The two stacked factor constants of a layer's subgraph, as ApplyKronRewrites stores them
-// (unnamed): the first MatMul's and the second's, alpha folded in, in the layer's dtype, the B
-// stack transposed for the W·X form. See the picture above for their index maps.
-struct StackedInitializers {
-  onnx::TensorProto first, second;
-};
-
-// The scale folded into the A factors: a Gemm's alpha, 1 for a MatMul.
-inline float FoldedAlpha(const match::LayerCandidate& layer) {
-  return layer.op_type == "Gemm" ? layer.alpha : 1.0f;
-}
-
-// Encodes `f` for `layer` in `order`: the bytes ApplyKronRewrites emits. InvalidArgument when the
-// factor shape does not match the layer.
-StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
-                                            const kron::KronFactors& f,
-                                            kron::ContractionOrder order);
 
 struct KronRewrite {
   match::LayerCandidate layer;  // must be eligible; any graph (main or subgraph)

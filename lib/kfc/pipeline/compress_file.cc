@@ -1,0 +1,124 @@
+// The path-based twins of CompressModel: CompressFile (load, prepare external data, compress,
+// write atomically) and WriteCalibrationProbe.
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+#include <string>
+
+#include "kfc/core/logging.h"
+#include "kfc/io/model_io.h"
+#include "kfc/pipeline/calibration.h"
+#include "kfc/pipeline/compress.h"
+#include "kfc/pipeline/phases.h"
+#include "kfc/report/render.h"
+
+namespace kfc::pipeline {
+
+StatusOr<std::string> WriteCalibrationProbe(const std::string& input, const std::string& probe) {
+  KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, probe));
+  const std::string sidecar = SidecarPathFor(probe);
+  KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, sidecar));
+  KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  // Prepared as CompressFile prepares it, so that the sidecar's fingerprint matches there.
+  io::ExternalDataReader reader(input);
+  KFC_RETURN_IF_ERROR(io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes).status());
+  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  KFC_ASSIGN_OR_RETURN(Probe p, BuildProbe(model, input));
+  KFC_RETURN_IF_ERROR(CheckModel(p.model, "probe model"));
+  KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(p.model));
+  google::protobuf::util::JsonPrintOptions json_options;
+  json_options.add_whitespace = true;
+  json_options.preserve_proto_field_names = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(p.sidecar, &json, json_options).ok()) {
+    return Internal("calibration sidecar: JSON rendering failed");
+  }
+  KFC_RETURN_IF_ERROR(io::WriteFileAtomic(sidecar, json));
+  if (Status s = io::WriteFileAtomic(probe, bytes); !s.ok()) {
+    std::remove(sidecar.c_str());
+    return s;
+  }
+  int layers = 0;
+  for (const auto& t : p.sidecar.tensors()) layers += t.layers_size();
+  return "probe '" + probe + "': " + std::to_string(p.sidecar.tensors_size()) +
+         " exposed activations for " + std::to_string(layers) + " layers; sidecar '" + sidecar +
+         "'\n";
+}
+
+StatusOr<report::Report> CompressFile(const std::string& input, const std::string& output,
+                                      const Options& options, bool dry_run) {
+  KFC_RETURN_IF_ERROR(ValidateOptions(options));
+  if (!dry_run) KFC_RETURN_IF_ERROR(io::CheckOutputPath(input, output));
+  auto start = Clock::now();
+  KFC_ASSIGN_OR_RETURN(onnx::ModelProto model, io::LoadModel(input));
+  // Large external tensors stay in their files: each weight is read when a layer needs it, and
+  // the ones kept dense are copied from file to file when the output is written.
+  io::ExternalDataReader reader(input);
+  KFC_ASSIGN_OR_RETURN(const io::ExternalDataStats external,
+                       io::PrepareExternalData(&model, &reader, io::kKeptExternalMinBytes));
+  if (!dry_run) {
+    KFC_RETURN_IF_ERROR(io::CheckNotInputData(output, external.files, "output"));
+    KFC_RETURN_IF_ERROR(io::CheckNotInputData(io::DataFilePath(output, options.save),
+                                              external.files, "external data file"));
+  }
+  KFC_RETURN_IF_ERROR(CheckModel(model, "input model '" + input + "'"));
+  if (external.tensors > 0) {
+    Logger().info(
+        "loaded '{}' and checked {} external tensors ({} bytes in {} files; {} left there, read "
+        "layer by layer) in {:.3f} s",
+        input, external.tensors, external.bytes, external.files.size(), external.kept,
+        SecondsSince(start));
+  } else {
+    Logger().info("loaded '{}' in {:.3f} s", input, SecondsSince(start));
+  }
+
+  Options with_reader = options;
+  with_reader.external_reader = &reader;
+  // Factors go to a nameless file next to the output as they are produced (none for a dry run).
+  io::SpillFile spill;
+  if (!dry_run) {
+    KFC_RETURN_IF_ERROR(spill.Open(output));
+    reader.set_spill(&spill);
+    with_reader.spill = &spill;
+  }
+  KFC_ASSIGN_OR_RETURN(Result result, CompressModel(std::move(model), with_reader));
+  result.report.set_input(report::ToValidUtf8(input));
+  result.report.set_dry_run(dry_run);
+  if (dry_run) return std::move(result.report);
+  if (!result.report.gates_passed() && !options.write_on_gate_failure) {
+    Logger().warn("a quality gate failed: '{}' not written (--write-on-gate-failure writes it)",
+                  output);
+    return std::move(result.report);
+  }
+
+  start = Clock::now();
+  result.report.set_output(report::ToValidUtf8(output));
+  KFC_ASSIGN_OR_RETURN(const io::SaveResult saved,
+                       io::SaveModel(&result.model, output, options.save, &reader));
+  result.report.set_output_written(true);
+  result.report.set_external_data_file(report::ToValidUtf8(saved.data_path));
+  result.report.set_external_data_automatic(saved.automatic);
+  if (saved.automatic) {
+    Logger().warn("'{}' would exceed protobuf's 2 GiB limit inline: weights written to '{}'",
+                  output, saved.data_path);
+  }
+  const std::string from_spill =
+      reader.spill_bytes_read() > 0
+          ? "; " + std::to_string(reader.spill_bytes_read()) + " bytes of factors from the spill"
+          : "";
+  if (saved.data_path.empty()) {
+    Logger().info("wrote '{}' ({} bytes{}) in {:.3f} s", output, saved.model_bytes, from_spill,
+                  SecondsSince(start));
+  } else {
+    Logger().info("wrote '{}' ({} bytes) and '{}' ({} bytes, {} tensors{}) in {:.3f} s", output,
+                  saved.model_bytes, saved.data_path, saved.data_bytes, saved.data_tensors,
+                  from_spill, SecondsSince(start));
+  }
+  if (reader.bytes_read() > 0) {
+    Logger().info("external data: {} bytes read in {:.3f} s (summed over threads)",
+                  reader.bytes_read(), reader.read_seconds());
+  }
+  return std::move(result.report);
+}
+
+}  // namespace kfc::pipeline

@@ -1,0 +1,255 @@
+#include "kfc/pipeline/decide_layer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kfc/core/logging.h"
+
+namespace kfc::pipeline {
+namespace {
+
+Decision FromSearch(kron::ShapeSearchResult search) {
+  Decision d;
+  d.compress = true;
+  d.shape = search.shape;
+  d.rank = search.rank;
+  d.compared = 0;
+  for (const auto& cand : search.candidates) d.compared += cand.rank > 0;
+  d.search = std::move(search);
+  return d;
+}
+
+const char kNoShape[] = "no non-trivial Kronecker shape divides the weight";
+
+}  // namespace
+
+Directive Resolve(const Options& o, const match::LayerCandidate& c) {
+  Directive d;
+  const PlanEntry* entry = nullptr;
+  if (o.plan) {
+    d.plan_entry = o.plan->Match(c.node_name, c.weight_name);
+    if (d.plan_entry >= 0) entry = &o.plan->entries()[static_cast<size_t>(d.plan_entry)];
+  }
+  if (entry != nullptr && entry->SetsBudget()) {
+    d.decided_by = "plan";
+    d.budget = entry->skip ? Budget::kSkip : entry->rank > 0 ? Budget::kRank : Budget::kMaxError;
+    d.rank = entry->rank;
+    d.max_error = entry->max_error;
+  } else if (o.rank > 0) {
+    d.decided_by = "rank";
+    d.budget = Budget::kRank;
+    d.rank = o.rank;
+  } else if (o.max_error >= 0) {
+    d.decided_by = "max_error";
+    d.budget = Budget::kMaxError;
+    d.max_error = o.max_error;
+  } else if (o.ratio > 0) {
+    d.decided_by = "ratio";
+    d.budget = Budget::kRatio;
+  } else {
+    d.decided_by = "plan";  // a plan with no mode: layers it does not name stay dense
+  }
+  ShapePolicy fallback;
+  if (d.budget != Budget::kRank) fallback.kind = ShapePolicy::Kind::kAuto;
+  d.shape = entry != nullptr && entry->shape ? *entry->shape : o.shape.value_or(fallback);
+  return d;
+}
+
+// The shapes a (non-auto) policy allows for the layer: balanced gives the shapes tied for fewest
+// parameters per term (only the squarest above kTieSearchMaxElements), a fixed shape that does
+// not divide the layer falls back to balanced (*fell_back set). Empty when no non-trivial shape
+// exists.
+std::vector<kron::KronShape> PolicyShapesQuiet(const ShapePolicy& p, const match::LayerCandidate& c,
+                                               bool* fell_back) {
+  *fell_back = false;
+  const std::vector<kron::KronShape> all = kron::EnumerateShapes(c.k, c.n);
+  auto allowed = [&](const kron::KronShape& s) {
+    return std::find(all.begin(), all.end(), s) != all.end();
+  };
+  switch (p.kind) {
+    case ShapePolicy::Kind::kAuto:
+      return all;
+    case ShapePolicy::Kind::kLowRank: {
+      const kron::KronShape s = kron::LowRankShape(c.k, c.n);
+      if (allowed(s)) return {s};
+      return {};
+    }
+    case ShapePolicy::Kind::kFixed: {
+      if (c.k % p.k1 == 0 && c.n % p.n1 == 0) {
+        const kron::KronShape s{p.k1, p.n1, c.k / p.k1, c.n / p.n1};
+        if (allowed(s)) return {s};
+      }
+      *fell_back = true;
+      break;
+    }
+    case ShapePolicy::Kind::kBalanced:
+      break;
+  }
+  std::vector<kron::KronShape> tied = kron::TiedDefaultShapes(c.k, c.n);
+  if (tied.size() > 1 && c.k * c.n > kTieSearchMaxElements) tied.resize(1);
+  return tied;
+}
+
+// PolicyShapesQuiet, with a warning when a fixed shape falls back to balanced.
+std::vector<kron::KronShape> PolicyShapes(const ShapePolicy& p, const match::LayerCandidate& c) {
+  bool fell_back = false;
+  std::vector<kron::KronShape> shapes = PolicyShapesQuiet(p, c, &fell_back);
+  if (fell_back) {
+    Logger().warn(
+        "layer '{}': --shape {} {} {}x{}; using the balanced shape", c.node_name, p.Name(),
+        c.k % p.k1 == 0 && c.n % p.n1 == 0 ? "is trivial for" : "does not divide", c.k, c.n);
+  }
+  return shapes;
+}
+
+StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std::vector<float>& w,
+                                       const kron::InputStats* stats, const kron::KronShape& shape,
+                                       double* norm) {
+  if (stats == nullptr) return kron::SingularValues(w.data(), c.k, c.n, shape, norm);
+  KFC_ASSIGN_OR_RETURN(kron::Whitened white, kron::Whiten(w.data(), c.k, c.n, shape, *stats));
+  double whitened_norm = 0.0;
+  KFC_ASSIGN_OR_RETURN(std::vector<double> s,
+                       kron::SingularValues(white.w.data(), c.k, c.n, shape, &whitened_norm));
+  // Scaled so that sqrt(tail energy) / norm bounds the data-weighted error from above: exact for
+  // the low-rank shapes, through beta for the Kronecker-factored metric of the others.
+  for (double& v : s) v *= std::sqrt(white.beta);
+  *norm = std::sqrt(white.energy);
+  return s;
+}
+
+namespace {
+
+// -r --shape auto with calibration: every shape at the largest rank the budget allows, rated by its
+// whitened spectrum (SearchShape's pruning works on one matrix; each shape whitens differently).
+StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, const match::LayerCandidate& c,
+                                            const std::vector<float>& w,
+                                            const kron::InputStats& stats) {
+  Decision best;
+  double best_error = 2.0;
+  best.compared = 0;
+  for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
+    const int64_t rank = std::min(max_params / shape.ParamsPerTerm(), shape.MaxRank());
+    if (rank < 1) continue;
+    ++best.compared;
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, &stats, shape, &norm));
+    const double error = kron::SpectrumError(s, rank, norm);
+    if (error < best_error * (1.0 - 1e-9) - 1e-15) {
+      best_error = error;
+      best.compress = true;
+      best.shape = shape;
+      best.rank = rank;
+    }
+  }
+  if (!best.compress) {
+    return SkipDecision("no_factor_shape",
+                        "no shape fits a budget of " + std::to_string(max_params) + " parameters");
+  }
+  return best;
+}
+
+// -r with --shape auto: the budget is what the balanced shape (fewest parameters per term,
+// squarest) uses at the requested rank, so auto never makes a layer bigger than balanced would.
+StatusOr<Decision> DecideAutoRank(int64_t rank, const match::LayerCandidate& c,
+                                  const std::vector<float>& w, const kron::InputStats* stats) {
+  auto balanced = kron::DefaultShape(c.k, c.n);
+  if (!balanced.ok()) return SkipDecision("no_factor_shape", kNoShape);
+  kron::SearchBudget budget;
+  budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
+  if (stats != nullptr) return DecideAutoRankCalibrated(budget.max_params, c, w, *stats);
+  KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                       kron::SearchShape(w.data(), c.k, c.n, budget));
+  if (!search.found) {
+    return SkipDecision("no_factor_shape", "no shape fits a budget of " +
+                                               std::to_string(budget.max_params) + " parameters");
+  }
+  return FromSearch(std::move(search));
+}
+
+}  // namespace
+
+// -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
+StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate& c,
+                              const std::vector<float>& w, const kron::InputStats* stats) {
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(dir.rank, c, w, stats);
+  const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
+  if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
+  Decision best;
+  best.compress = true;
+  best.shape = shapes.front();
+  // Tied shapes share MaxRank(), so the rank does not depend on which one wins.
+  best.rank = std::min(dir.rank, shapes.front().MaxRank());
+  best.compared = static_cast<int64_t>(shapes.size());
+  if (shapes.size() == 1) return best;
+  double best_error = 2.0;
+  for (const auto& shape : shapes) {
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
+    const double error = kron::SpectrumError(s, best.rank, norm);
+    Logger().trace("layer '{}': shape {} error {:.6f} at rank {}", c.node_name, ShapeText(shape),
+                   error, best.rank);
+    // Shapes whose errors agree to rounding (e.g. K x 1 (x) 1 x N and 1 x N (x) K x 1, whose
+    // rearrangements are transposes) must not be told apart by BLAS threading noise: only a
+    // clearly smaller error displaces the earlier (squarer) shape.
+    if (error < best_error * (1.0 - 1e-9) - 1e-15) {
+      best_error = error;
+      best.shape = shape;
+    }
+  }
+  return best;
+}
+
+// The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
+int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
+  return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
+}
+
+// --max-error: the fewest parameters whose exact error meets the target, over the policy's shapes
+// (kron::SearchShape for auto) and every profitable rank.
+StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandidate& c,
+                                  const std::vector<float>& w, const kron::InputStats* stats) {
+  const int64_t dense = c.k * c.n;
+  const std::string unmet = "no shape reaches relative error <= " + Num(dir.max_error) +
+                            " with fewer than " + std::to_string(dense) + " parameters";
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto && stats == nullptr) {
+    kron::SearchBudget budget;
+    budget.max_error = dir.max_error;
+    KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                         kron::SearchShape(w.data(), c.k, c.n, budget));
+    if (!search.found) return SkipDecision("error_target_unmet", unmet);
+    return FromSearch(std::move(search));
+  }
+  const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
+  if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
+  Decision best;
+  best.compared = static_cast<int64_t>(shapes.size());
+  double best_error = 2.0, closest = 2.0;
+  for (const auto& shape : shapes) {
+    double norm = 0.0;
+    KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
+    for (int64_t r = 1; r <= MaxProfitableRank(shape, dense); ++r) {
+      const double error = kron::SpectrumError(s, r, norm);
+      closest = std::min(closest, error);
+      if (error > dir.max_error) continue;
+      const int64_t params = r * shape.ParamsPerTerm();
+      const int64_t best_params = best.rank * best.shape.ParamsPerTerm();
+      if (!best.compress || params < best_params ||
+          (params == best_params && error < best_error * (1.0 - 1e-9) - 1e-15)) {
+        best.compress = true;
+        best.shape = shape;
+        best.rank = r;
+        best_error = error;
+      }
+      break;
+    }
+  }
+  if (!best.compress) {
+    return SkipDecision(
+        "error_target_unmet",
+        unmet + (closest <= 1.0 ? " (least error with a saving: " + Num(closest) + ")" : ""));
+  }
+  return best;
+}
+
+}  // namespace kfc::pipeline

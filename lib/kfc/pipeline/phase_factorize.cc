@@ -1,0 +1,207 @@
+// factorize: each distinct factorization (rewrite::FactorIdentity::FactorsKey, and the budget)
+// computed once, in parallel, and spilled as soon as it is done; then each factorized layer's
+// outcome, in layer order, and its rewrite.
+#include <map>
+
+#include "kfc/core/logging.h"
+#include "kfc/io/spill.h"
+#include "kfc/pipeline/phases.h"
+#include "kfc/tensor/tensor.h"
+
+namespace kfc::pipeline {
+namespace {
+
+// One factorization to compute: a weight (in one orientation, with its calibration data) at a
+// decided shape and rank, under one budget; every layer that asks for the same shares it.
+struct FactorJob {
+  size_t layer = 0;  // the first layer asking for it
+  Decision dec;      // the decision; under --max-error, with the terms added to meet the target
+  kron::WeightedFactors wf;
+  std::vector<size_t> layers;  // every layer asking for it
+  // With a spill: the encoded constants for each way its layers store them
+  // (rewrite::FactorIdentity::EncodingKey).
+  std::map<std::string, rewrite::StackedInitializers> encoded;
+};
+
+// The error the targets and gates see: data-weighted when calibrated.
+double Judged(const LayerState& s, const kron::KronShape& shape, const kron::WeightedFactors& wf) {
+  return Calibrated(s, shape) ? wf.data_error : wf.factors.relative_error;
+}
+
+// Computes job->wf for layer s. Under --max-error, a randomized factorization whose error lands
+// above the target gets one more term (while that still saves parameters).
+Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& s, FactorJob* job) {
+  const match::LayerCandidate& c = *s.c;
+  // float64 layers are factorized from W in double (calibration works in float32).
+  const bool in_double = c.dtype == onnx::TensorProto::DOUBLE && !s.stats;
+  std::vector<float> w;
+  std::vector<double> w64;
+  if (in_double) {
+    KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
+  } else {
+    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
+  }
+  Decision& d = job->dec;
+  for (;;) {
+    kron::WeightedFactors& wf = job->wf;
+    if (in_double) {
+      wf = kron::WeightedFactors{};
+      KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w64.data(), c.k, c.n, d.shape, d.rank));
+    } else if (Calibrated(s, d.shape)) {
+      KFC_ASSIGN_OR_RETURN(wf,
+                           kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats));
+    } else {
+      wf = kron::WeightedFactors{};
+      KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank));
+    }
+    if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
+      // The factors are stored in the layer's dtype: report (and budget) the error they have
+      // after rounding, not the float32 factorization's.
+      wf.factors.a = tensor::RoundToDType(c.dtype, std::move(wf.factors.a));
+      wf.factors.b = tensor::RoundToDType(c.dtype, std::move(wf.factors.b));
+      wf.factors.relative_error = kron::FactorsError(wf.factors, w.data());
+    }
+    if (s.dir.budget != Budget::kMaxError || Judged(s, d.shape, wf) <= s.dir.max_error) break;
+    Decision next = d;
+    ++next.rank;
+    if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
+    Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
+                   c.node_name, Judged(s, d.shape, wf), s.dir.max_error, d.rank);
+    d = next;
+  }
+  return Status::Ok();
+}
+
+// Whether layer s is left dense because its factors miss its --max-error target.
+bool MissesTarget(const LayerState& s, const Decision& d, const kron::WeightedFactors& wf) {
+  return s.dir.budget == Budget::kMaxError && Judged(s, d.shape, wf) > s.dir.max_error;
+}
+
+// Factor constants from this size on go to the spill: a page. Smaller ones (a few per layer at low
+// ranks) stay in memory, where they cost less than a write and a read back. At -r 8 on the 2.5 GB
+// scale benchmark model every factor is 64 KiB, so a threshold of 64 KiB would spill none.
+constexpr int64_t kSpillMinBytes = 4096;
+
+// Encodes the finished job's factors for each of its layers that will use them, moves the
+// constants of at least kSpillMinBytes to the spill, and frees the factors.
+Status SpillJob(io::SpillFile* spill, const std::vector<LayerState>& states, FactorJob* job) {
+  for (size_t i : job->layers) {
+    const LayerState& s = states[i];
+    const std::string key = IdentityOf(s, job->dec.shape, job->dec.rank).EncodingKey();
+    if (MissesTarget(s, job->dec, job->wf) || job->encoded.count(key)) continue;
+    KFC_ASSIGN_OR_RETURN(rewrite::StackedInitializers enc,
+                         rewrite::EncodeFactors(*s.c, job->wf.factors,
+                                                kron::CheaperOrder(job->dec.shape, job->dec.rank)));
+    for (onnx::TensorProto* t : {&enc.first, &enc.second}) {
+      if (static_cast<int64_t>(t->raw_data().size()) >= kSpillMinBytes) {
+        KFC_RETURN_IF_ERROR(spill->Spill(t));
+      }
+    }
+    job->encoded.emplace(key, std::move(enc));
+  }
+  // Swapped with empty vectors: assigning {} would keep the capacity.
+  std::vector<double>().swap(job->wf.factors.a);
+  std::vector<double>().swap(job->wf.factors.b);
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const Weights& weights,
+                                                      std::vector<LayerState>* states) {
+  // Which layers need which factorization. A weight shared by several layers is factorized once.
+  std::vector<FactorJob> jobs;
+  std::map<std::string, size_t> job_of;  // by FactorsKey and budget
+  std::vector<size_t> layer_job(states->size(), SIZE_MAX);
+  for (size_t i = 0; i < states->size(); ++i) {
+    LayerState& s = (*states)[i];
+    if (!s.considered) continue;
+    const Decision& d = s.dec;
+    if (!d.compress) {
+      s.Skip(d.skip_reason, d.skip_detail);
+      continue;
+    }
+    s.shaped = true;
+    if (!Profitable(o, *s.c, d)) {
+      s.Skip("unprofitable", "rank " + std::to_string(d.rank) + " of " + ShapeText(d.shape) +
+                                 " needs " + std::to_string(d.rank * d.shape.ParamsPerTerm()) +
+                                 " parameters, dense has " + std::to_string(s.c->k * s.c->n));
+      continue;
+    }
+    const std::string key =
+        IdentityOf(s, d.shape, d.rank).FactorsKey() +
+        (s.dir.budget == Budget::kMaxError ? "|max_error:" + Num(s.dir.max_error) : "");
+    auto [it, fresh] = job_of.emplace(key, jobs.size());
+    if (fresh) jobs.push_back({i, d, {}, {}, {}});
+    jobs[it->second].layers.push_back(i);
+    layer_job[i] = it->second;
+  }
+  std::vector<size_t> job_first;  // each job's first layer
+  for (const FactorJob& job : jobs) job_first.push_back(job.layer);
+  ProgressMeter meter(o, "factorizing", CandidatesAt(*states, job_first));
+  KFC_RETURN_IF_ERROR(RunParallel(o, jobs.size(), [&](size_t j) -> Status {
+    const LayerState& s = (*states)[jobs[j].layer];
+    Status done = RunFactorJob(o, weights, s, &jobs[j]);
+    if (!done.ok()) return done.WithContext("layer '" + s.c->node_name + "'");
+    // Spill errors name the output already.
+    if (o.spill != nullptr) done = SpillJob(o.spill, *states, &jobs[j]);
+    if (!done.ok()) return done;
+    meter.Done(j);
+    return Status::Ok();
+  }));
+  meter.Finish();
+
+  std::vector<rewrite::KronRewrite> rewrites;
+  std::map<std::string, std::string> emitted;  // FactorIdentity::Key -> first layer emitting it
+  for (size_t i = 0; i < states->size(); ++i) {
+    if (layer_job[i] == SIZE_MAX) continue;
+    LayerState& s = (*states)[i];
+    const match::LayerCandidate& c = *s.c;
+    const FactorJob& job = jobs[layer_job[i]];
+    const Decision& d = job.dec;
+    kron::WeightedFactors wf = job.wf;
+    if (MissesTarget(s, d, wf)) {
+      s.Skip("error_target_unmet", "the factorization's relative error " +
+                                       Num(Judged(s, d.shape, wf)) + " stays above " +
+                                       Num(s.dir.max_error) + " at every profitable rank");
+      continue;
+    }
+    kron::KronFactors& f = wf.factors;
+    // Layers whose stacked factors come out identical (same identity: weight, shape, rank, order,
+    // alpha, dtype, form) share the initializers too (the rewriter dedupes by content), and count
+    // no new parameters.
+    const rewrite::FactorIdentity id = IdentityOf(s, d.shape, d.rank);
+    Factored out;
+    out.shape = d.shape;
+    out.rank = d.rank;
+    out.order = id.order;
+    out.relative_error = f.relative_error;
+    if (auto [first, inserted] = emitted.emplace(id.Key(), c.node_name); !inserted) {
+      out.shares_factors = true;
+      out.shares_factors_with = first->second;
+    }
+    if (s.stats && !Calibrated(s, d.shape)) {
+      s.calibrated = false;
+      s.calibration_note = "weight-only: Kronecker-factored statistics are kept for k1 = " +
+                           std::to_string(s.stats->kf_k1) +
+                           ", the chosen shape has k1 = " + std::to_string(d.shape.k1);
+    } else if (s.stats) {
+      out.data_error = wf.data_error;
+      out.weight_only_data_error = wf.weight_only_data_error;
+      out.used_weight_only = wf.used_weight_only;
+      if (wf.used_weight_only) {
+        s.calibration_note = "the weight-only factors had the smaller data error; kept";
+      }
+    }
+    s.factored = out;
+    Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
+                   ShapeText(d.shape), d.rank, f.relative_error);
+    s.factors = f;
+    s.bias_correction = wf.bias_correction;
+    rewrites.push_back({c, std::move(f), id.order, std::nullopt, std::move(wf.bias_correction)});
+    if (o.spill != nullptr) rewrites.back().encoded = job.encoded.at(id.EncodingKey());
+  }
+  return rewrites;
+}
+
+}  // namespace kfc::pipeline

@@ -1,0 +1,62 @@
+#include "kfc/pipeline/weights.h"
+
+#include <string>
+#include <type_traits>
+
+#include "kfc/tensor/tensor.h"
+
+namespace kfc::pipeline {
+namespace {
+
+template <typename T>
+StatusOr<std::vector<T>> ReadMatrix(const Weights& weights, const match::LayerCandidate& c) {
+  const onnx::TensorProto* t = WeightSource(weights.model, c);
+  if (t == nullptr) return Internal("weight '" + c.weight_name + "' disappeared");
+  onnx::TensorProto read;  // an external tensor as if stored inline
+  if (tensor::HasExternalData(*t)) {
+    if (weights.reader == nullptr) {
+      return FailedPrecondition("weight '" + c.weight_name + "' is external");
+    }
+    read.set_name(t->name());
+    read.set_data_type(t->data_type());
+    *read.mutable_dims() = t->dims();
+    KFC_ASSIGN_OR_RETURN(*read.mutable_raw_data(),
+                         weights.reader->Read(*t, "weight '" + c.weight_name + "'"));
+    t = &read;
+  }
+  std::vector<T> stored;
+  if constexpr (std::is_same_v<T, double>) {
+    KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToDouble(*t));
+  } else {
+    KFC_ASSIGN_OR_RETURN(stored, tensor::DecodeToFloat(*t));
+  }
+  if (!c.trans_b) return stored;
+  return tensor::Transpose(stored, c.n, c.k);
+}
+
+}  // namespace
+
+const onnx::TensorProto* WeightSource(const onnx::ModelProto& model,
+                                      const match::LayerCandidate& c) {
+  const onnx::TensorProto* t = match::WeightTensor(model, c.scope, c.weight);
+  // A candidate from another model (or an edited one) must not read some other tensor.
+  if (t == nullptr || (c.weight.kind == match::WeightRef::Kind::kInitializer &&
+                       t->name() != c.weight_tensor_name)) {
+    return nullptr;
+  }
+  return t;
+}
+
+bool Weights::Readable(const match::LayerCandidate& c) const {
+  return WeightSource(model, c) != nullptr && (reader != nullptr || !c.weight.external);
+}
+
+StatusOr<std::vector<float>> Weights::Matrix(const match::LayerCandidate& c) const {
+  return ReadMatrix<float>(*this, c);
+}
+
+StatusOr<std::vector<double>> Weights::Matrix64(const match::LayerCandidate& c) const {
+  return ReadMatrix<double>(*this, c);
+}
+
+}  // namespace kfc::pipeline
