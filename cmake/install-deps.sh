@@ -13,6 +13,8 @@ packages=(
   python3-pil fonts-dejavu-core
   clang libclang-rt-14-dev
 )
+# Tests: the HTML report is checked in headless Chromium (tests/cli/html_report_browser_test.py).
+packages+=(chromium)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 

@@ -11,6 +11,7 @@
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/pipeline/plan.h"
+#include "kfc/report/format.h"
 #include "kfc/report/render.h"
 #include "tool/options.h"
 
@@ -140,7 +141,11 @@ int Run(int argc, char** argv) {
   auto json = kfc::report::RenderJson(*report);
   if (!json.ok()) return undo(json.status());
   if (!o.report_path.empty()) {
-    if (auto s = kfc::io::WriteFileAtomic(o.report_path, *json); !s.ok()) return undo(s);
+    const auto format = kfc::report::FormatForPath(o.report_path);
+    auto rendered =
+        format == kfc::report::ReportFormat::kJson ? json : kfc::report::RenderAs(*report, format);
+    if (!rendered.ok()) return undo(rendered.status());
+    if (auto s = kfc::io::WriteFileAtomic(o.report_path, *rendered); !s.ok()) return undo(s);
   }
   const std::string text = o.json ? *json : kfc::report::RenderText(*report);
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {

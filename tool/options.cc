@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "kfc/report/format.h"
+
 namespace kfc::tool {
 namespace {
 
@@ -89,7 +91,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       ->type_name("FILE");
   app.add_option("--calibration", o.pipeline.calibration_dir,
                  "minimize each layer's error on its recorded inputs in DIR (.npy files and "
-                 "kfc_calibration.json, from --calibration-probe and tool/run_probe.js)")
+                 "kfc_calibration.json: run the --calibration-probe model on your data, e.g. "
+                 "with tests/ort/run_probe.js; docs/calibration.md)")
       ->type_name("DIR");
   app.add_option("--calibration-probe", o.calibration_probe,
                  "write a copy of the model that also outputs every candidate layer's input "
@@ -120,8 +123,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "initializers with at least this many bytes go to the external data file")
       ->default_val(io::kDefaultExternalDataThreshold)
       ->type_name("BYTES");
-  app.add_option("--report", o.report_path, "also write the JSON report to this file")
-      ->type_name("FILE.json");
+  app.add_option("--report", o.report_path,
+                 "also write the report to FILE: Markdown if it ends in .md (a table for CI job "
+                 "summaries), a self-contained HTML page with charts if .html, else JSON "
+                 "(docs/reports.md)")
+      ->type_name("FILE.json|.md|.html");
   app.add_flag("--json", o.json, "print the report as JSON on stdout (nothing else goes there)");
   app.add_flag("--dry-run", o.dry_run, "match, factorize and report, but write no model");
   app.add_option("--include", o.pipeline.include,
@@ -149,6 +155,16 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "uses at -r; k1xn1 (e.g. 16x32): this A-factor shape where k1 divides K and n1 "
                  "divides N")
       ->type_name("balanced|lowrank|auto|k1xn1");
+  std::string objective;
+  app.add_option("--objective", objective,
+                 "'params' (default): per layer, the fewest parameters; 'macs': the fewest "
+                 "multiply-accumulates per input row at the same --max-error target. Either way no "
+                 "compressed layer costs more MACs per row than the dense layer (skip reason "
+                 "slower_than_dense) unless --allow-slower-than-dense")
+      ->type_name("params|macs");
+  app.add_flag("--allow-slower-than-dense", o.pipeline.allow_slower,
+               "allow compressed layers that cost more MACs per input row than the dense layer "
+               "(fewer parameters, slower inference)");
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "log errors only");
   app.add_flag("-v,--verbose", o.verbosity, "log each layer's decision (-vv: also trace)");
@@ -170,6 +186,8 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   }
   if (quiet) o.verbosity = -1;
   o.pipeline.record_candidates = o.dry_run || o.verbosity > 0;
+  o.pipeline.record_charts =
+      !o.report_path.empty() && report::FormatForPath(o.report_path) == report::ReportFormat::kHtml;
 
   auto fail = [&](const std::string& message) {
     outcome.exit_now = true;
@@ -223,6 +241,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     auto policy = pipeline::ShapePolicy::Parse(shape);
     if (!policy.ok()) return fail("--" + policy.status().message());
     o.pipeline.shape = *policy;
+  }
+  if (objective == "macs") {
+    o.pipeline.objective = pipeline::Objective::kMacs;
+  } else if (!objective.empty() && objective != "params") {
+    return fail("--objective: expected 'params' or 'macs', got '" + objective + "'");
   }
   if (!plan_path.empty()) {
     auto plan = pipeline::Plan::Load(plan_path);

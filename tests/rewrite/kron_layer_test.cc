@@ -74,8 +74,12 @@ TEST(KronRewriteTest, MatMul3dKeepsSymbolicDimsAndInterface) {
   EXPECT_FALSE(HasInitializer(out.graph(), "W")) << "dense weight must be removed";
 
   EXPECT_EQ(out.doc_string(), "doc kept");
-  ASSERT_EQ(out.metadata_props_size(), 1);
+  // The input's entry kept first; the rest are the provenance's kfc_compress.* entries.
+  ASSERT_GE(out.metadata_props_size(), 1);
   EXPECT_EQ(out.metadata_props(0).value(), "tests");
+  for (int i = 1; i < out.metadata_props_size(); ++i) {
+    EXPECT_EQ(out.metadata_props(i).key().rfind("kfc_compress.", 0), 0u);
+  }
   EXPECT_EQ(out.ir_version(), 8);
   EXPECT_EQ(out.opset_import(0).version(), 13);
   EXPECT_EQ(out.graph().input(0).DebugString(), model.graph().input(0).DebugString());

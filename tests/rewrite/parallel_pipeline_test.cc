@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "kfc/io/external_data.h"
+#include "kfc/io/file_digest.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/report/render.h"
@@ -102,7 +103,10 @@ TEST(ParallelPipelineTest, WeightsLeftInTheirFileGiveTheSameOutputAsWeightsLoade
     // The reference: the same model loaded whole, through the library.
     auto whole = io::LoadModel(dir.File("in.onnx"));
     ASSERT_TRUE(whole.ok() && io::LoadExternalData(&*whole, dir.File("in.onnx")).ok());
-    auto result = pipeline::CompressModel(*whole, options);
+    // Given the input file's digest, as CompressFile records it in the provenance.
+    pipeline::Options same_input = options;
+    same_input.input_sha256 = io::FileSha256(dir.File("in.onnx")).value();
+    auto result = pipeline::CompressModel(*whole, same_input);
     ASSERT_TRUE(result.ok()) << result.status().message();
     ASSERT_TRUE(
         io::SaveModel(&result->model, dir.File("whole_" + sub + "/out.onnx"), options.save).ok());
@@ -176,7 +180,10 @@ TEST(ParallelPipelineTest, SpilledFactorsGiveTheSameBytesAsFactorsInMemory) {
       auto spilled = pipeline::CompressFile(
           dir.File("in.onnx"), dir.File("spilled_" + sub + "/out.onnx"), options, false);
       ASSERT_TRUE(spilled.ok()) << spilled.status().message();
-      auto result = pipeline::CompressModel(model, options);
+      // Given the input file's digest, as CompressFile records it in the provenance.
+      pipeline::Options same_input = options;
+      same_input.input_sha256 = io::FileSha256(dir.File("in.onnx")).value();
+      auto result = pipeline::CompressModel(model, same_input);
       ASSERT_TRUE(result.ok()) << result.status().message();
       EXPECT_EQ(result->report.layers(1).shares_factors_with(),
                 result->report.layers(0).node_name());

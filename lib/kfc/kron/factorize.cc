@@ -87,6 +87,18 @@ ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank) {
              : ContractionOrder::kBFirst;
 }
 
+int64_t MacsPerTerm(const KronShape& shape) {
+  return std::min(Macs(shape, 1, ContractionOrder::kBFirst),
+                  Macs(shape, 1, ContractionOrder::kAFirst));
+}
+
+int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs) {
+  if (max_macs < 0) return shape.MaxRank();
+  const int64_t per_term = MacsPerTerm(shape);
+  if (per_term <= 0) return shape.MaxRank();
+  return std::min(shape.MaxRank(), max_macs / per_term);
+}
+
 std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N) {
   std::vector<KronShape> shapes;
   if (K < 1 || N < 1 || (K == 1 && N == 1)) return shapes;

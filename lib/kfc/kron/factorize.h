@@ -41,6 +41,13 @@ enum class ContractionOrder {
 int64_t Macs(const KronShape& shape, int64_t rank, ContractionOrder order);
 // The order with fewer MACs; kBFirst on a tie.
 ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank);
+// MACs per input row of one term in the cheaper order: min(K*n2 + k1*N, K*n1 + k2*N). Macs is
+// linear in the rank, so the cheaper order does not depend on it.
+int64_t MacsPerTerm(const KronShape& shape);
+// The largest rank r <= shape.MaxRank() whose MACs per row in the cheaper order are at most
+// max_macs (0 when one term already costs more); shape.MaxRank() when max_macs < 0 (no limit).
+// With max_macs = K*N this keeps a layer no slower than the dense one.
+int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs);
 
 // Result of factorizing one weight.
 struct KronFactors {

@@ -399,6 +399,7 @@ void Take(const ShapeCandidate& c, ShapeSearchResult* result) {
   result->shape = c.shape;
   result->rank = c.rank;
   result->params = c.params;
+  result->macs = c.macs;
   result->error = c.error;
 }
 
@@ -427,15 +428,17 @@ std::vector<size_t> PromiseOrder(const Layer& layer, const std::vector<ShapeCand
 }
 
 StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<KronShape>& shapes,
-                                         int64_t max_params, const SearchOptions& options) {
+                                         int64_t max_params, int64_t max_macs,
+                                         const SearchOptions& options) {
   ShapeSearchResult result;
   const KronShape low_rank = LowRankShape(layer.K, layer.N);
   const KronShape twin{1, layer.N, layer.K, 1};
   for (const auto& shape : shapes) {
     ShapeCandidate c;
     c.shape = shape;
-    c.rank = std::min(max_params / shape.ParamsPerTerm(), shape.MaxRank());
+    c.rank = std::min(max_params / shape.ParamsPerTerm(), MaxRankWithinMacs(shape, max_macs));
     c.params = c.rank * shape.ParamsPerTerm();
+    c.macs = c.rank * MacsPerTerm(shape);
     result.candidates.push_back(c);
   }
   std::vector<ShapeCandidate>& cands = result.candidates;
@@ -492,8 +495,17 @@ StatusOr<std::vector<double>> TopSingularValues(const Layer& layer, const KronSh
   return std::move(t.s);
 }
 
+// Whether candidate a beats b under an error target: fewer parameters (kMacs: fewer MACs, then
+// fewer parameters), then clearly less error.
+bool Better(const ShapeCandidate& a, const ShapeCandidate& b, SearchObjective objective) {
+  if (objective == SearchObjective::kMacs && a.macs != b.macs) return a.macs < b.macs;
+  if (a.params != b.params) return a.params < b.params;
+  return ClearlyBelow(a.error, b.error);
+}
+
 StatusOr<ShapeSearchResult> SearchError(const Layer& layer, const std::vector<KronShape>& shapes,
-                                        double max_error, SvdOptions svd) {
+                                        double max_error, int64_t max_macs,
+                                        SearchObjective objective, SvdOptions svd) {
   // Errors near the target must be resolved: float32 passes only where their rounding is far
   // below it.
   if (max_error < kFloat32MinRelativeError) svd.precision = SvdPrecision::kFloat64;
@@ -503,32 +515,37 @@ StatusOr<ShapeSearchResult> SearchError(const Layer& layer, const std::vector<Kr
     ShapeCandidate c;
     c.shape = shape;
     const int64_t r_max = std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
+    const int64_t r_fast = std::min(r_max, MaxRankWithinMacs(shape, max_macs));
     c.meets_target = false;
     if (r_max >= 1) {
+      // Up to r_max, not r_fast: a target met only above the MACs limit is worth telling apart.
       KFC_ASSIGN_OR_RETURN(std::vector<double> s, TopSingularValues(layer, shape, r_max, svd));
       ++result.full_evaluations;
       c.evaluated = true;
       double kept = 0.0;
       for (int64_t k = 1; k <= r_max; ++k) {
         kept += s[static_cast<size_t>(k - 1)] * s[static_cast<size_t>(k - 1)];
-        c.rank = k;
-        c.error = ErrorFromEnergy(layer.total, kept);
-        if (c.error <= max_error) {
-          c.meets_target = true;
+        const double error = ErrorFromEnergy(layer.total, kept);
+        if (k <= r_fast || k == 1) {
+          c.rank = k;
+          c.error = error;
+        }
+        if (error <= max_error) {
+          c.meets_target = k <= r_fast;
+          c.meets_target_above_max_macs = k > r_fast;
           break;
         }
       }
       c.params = c.rank * shape.ParamsPerTerm();
+      c.macs = c.rank * MacsPerTerm(shape);
     }
     result.candidates.push_back(c);
   }
+  const ShapeCandidate* best = nullptr;
   for (const auto& c : result.candidates) {
-    if (!c.meets_target) continue;
-    if (!result.found || c.params < result.params ||
-        (c.params == result.params && ClearlyBelow(c.error, result.error))) {
-      Take(c, &result);
-    }
+    if (c.meets_target && (best == nullptr || Better(c, *best, objective))) best = &c;
   }
+  if (best != nullptr) Take(*best, &result);
   return result;
 }
 
@@ -555,8 +572,9 @@ StatusOr<ShapeSearchResult> SearchShape(const float* w, int64_t K, int64_t N,
   KFC_ASSIGN_OR_RETURN(const double norm, CheckedFrobeniusNorm(w, K, N));
   const Layer layer{w, K, N, norm * norm};
   const std::vector<KronShape> shapes = EnumerateShapes(K, N);
-  if (by_params) return SearchParams(layer, shapes, budget.max_params, options);
-  return SearchError(layer, shapes, budget.max_error, options.svd);
+  if (by_params) return SearchParams(layer, shapes, budget.max_params, budget.max_macs, options);
+  return SearchError(layer, shapes, budget.max_error, budget.max_macs, budget.objective,
+                     options.svd);
 }
 
 }  // namespace kfc::kron

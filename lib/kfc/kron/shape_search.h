@@ -7,13 +7,13 @@
 // optimal error at rank r is sqrt(1 - E_r(R) / ||W||^2).
 //
 // Parameter budget: every non-trivial shape (EnumerateShapes, low-rank K x 1 (x) 1 x N included)
-// gets the largest rank the budget allows (capped at its MaxRank); the shape with the least error
-// wins. "Full work" on a shape is a subspace iteration from the right: V_0 = orth(Omega) (n x l,
-// l = r + svd.oversampling), V_{j+1} = orth(R^T R V_j), and its error is that of the factorization
-// (R V_J)_r V_J^T with J = svd.power_iterations + 1, computed with double accumulation, so it is
-// exact for that factorization (about as accurate as Factorize's randomized SVD). Where the exact
-// spectrum is cheap (m n min(m, n) <= 2^27, or the sketch would not be much smaller than R), it
-// comes from the Gram matrix of R's shorter side in double instead.
+// gets the largest rank the budget allows (capped at its MaxRank, and by budget.max_macs); the
+// shape with the least error wins. "Full work" on a shape is a subspace iteration from the right:
+// V_0 = orth(Omega) (n x l, l = r + svd.oversampling), V_{j+1} = orth(R^T R V_j), and its error is
+// that of the factorization (R V_J)_r V_J^T with J = svd.power_iterations + 1, computed with double
+// accumulation, so it is exact for that factorization (about as accurate as Factorize's randomized
+// SVD). Where the exact spectrum is cheap (m n min(m, n) <= 2^27, or the sketch would not be much
+// smaller than R), it comes from the Gram matrix of R's shorter side in double instead.
 //
 // Pruning keeps the best shape. A shape's work proves, for every r', upper bounds on E_r'(R):
 //   E_r'(R) <= E_r'(R V) + E_r'(E),   E = R (I - V V^T)
@@ -48,7 +48,8 @@
 // by less than 1e-3 of the remaining error energy (converged).
 //
 // Error target: every shape gets the smallest rank whose error meets the target (among ranks that
-// still save parameters); the shape with the fewest parameters wins, ties to the least error. No
+// still save parameters and stay within budget.max_macs); the shape with the fewest parameters
+// (SearchObjective::kMacs: MACs) wins, ties to the other count, then to the least error. No
 // pruning: each shape's spectrum is computed up to its largest profitable rank (float64 passes
 // when the target is below kFloat32MinRelativeError).
 // This header includes no ONNX or protobuf headers.
@@ -64,9 +65,20 @@
 
 namespace kfc::kron {
 
+// Which shape wins under an error target, among those meeting it.
+enum class SearchObjective {
+  kParams,  // fewest parameters, ties to fewer MACs, then to the least error
+  kMacs,    // fewest MACs per row, ties to fewer parameters, then to the least error
+};
+
 struct SearchBudget {
   int64_t max_params = 0;   // > 0: parameter budget
   double max_error = -1.0;  // >= 0 (and max_params == 0): error target
+  // >= 0: every shape's rank is capped so that its MACs per input row (cheaper order) stay at most
+  // max_macs (MaxRankWithinMacs); a shape whose first term already costs more is no candidate.
+  // K*N keeps the layer no slower than the dense one. -1: no limit.
+  int64_t max_macs = -1;
+  SearchObjective objective = SearchObjective::kParams;  // error target only
 };
 
 struct SearchOptions {
@@ -92,6 +104,10 @@ struct ShapeCandidate {
   bool evaluated = false;    // full-accuracy work was done
   double error = -1.0;       // the error of the computed factorization, when evaluated
   bool meets_target = true;  // error target only: some profitable rank reaches it
+  // Error target only: the target is reached at a rank that saves parameters but costs more MACs
+  // than budget.max_macs allows (so meets_target is false).
+  bool meets_target_above_max_macs = false;
+  int64_t macs = 0;  // MACs per row at `rank` in the cheaper order
 };
 
 struct ShapeSearchResult {
@@ -99,6 +115,7 @@ struct ShapeSearchResult {
   KronShape shape;
   int64_t rank = 0;
   int64_t params = 0;
+  int64_t macs = 0;
   double error = -1.0;
   std::vector<ShapeCandidate> candidates;  // every shape considered, in EnumerateShapes order
   int64_t full_evaluations = 0;

@@ -50,6 +50,10 @@ std::vector<size_t> LowerHull(const std::vector<AllocOption>& options,
 
 }  // namespace
 
+std::vector<size_t> LowerConvexHull(const std::vector<AllocOption>& options) {
+  return LowerHull(options, ParetoFront(options));
+}
+
 Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget) {
   const size_t n = groups.size();
   std::vector<std::vector<size_t>> fronts(n), hulls(n);

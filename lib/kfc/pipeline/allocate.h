@@ -39,6 +39,11 @@ struct Allocation {
   bool met = false;            // params <= budget (false: even the cheapest options exceed it)
 };
 
+// Indices of `options` on their lower convex hull in the (params, cost) plane, by params
+// ascending, from the fewest parameters (least cost among those) to the least cost: the options
+// step 2 of Allocate moves along.
+std::vector<size_t> LowerConvexHull(const std::vector<AllocOption>& options);
+
 // Groups with no options are an error of the caller (asserted).
 Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget);
 

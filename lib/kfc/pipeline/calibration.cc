@@ -236,7 +236,7 @@ StatusOr<std::shared_ptr<Calibration>> Calibration::Load(const std::string& dir,
   if (!text.ok()) {
     if (text.status().code() == StatusCode::kNotFound) {
       return NotFound(what + ": no " + kSidecarName +
-                      " (copy the probe's PROBE.calib.json there; tool/run_probe.js does)");
+                      " (copy the probe's PROBE.calib.json there; tests/ort/run_probe.js does)");
     }
     return text.status();
   }

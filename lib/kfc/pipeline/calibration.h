@@ -4,7 +4,8 @@
 //     sidecar (proto/kfc_calibration.proto) mapping each to its layers.
 //  2. The user runs the probe on calibration inputs and saves each exposed tensor as
 //     DIR/<name>.npy or DIR/<name>.<part>.npy (batches concatenated along the leading axes), with
-//     the sidecar copied to DIR/kfc_calibration.json (tool/run_probe.js does both).
+//     the sidecar copied to DIR/kfc_calibration.json (tests/ort/run_probe.js does both;
+//     docs/calibration.md).
 //  3. Calibration::Load(DIR) checks the sidecar against the model; Stats() streams a layer's .npy
 //     files into its K x K covariance and mean (kron::StatsAccumulator), once per tensor and
 //     orientation (rows along the last axis, or columns: see ColumnSamples).

@@ -5,8 +5,12 @@
 #include <memory>
 
 #include "kfc/core/logging.h"
+#include "kfc/io/model_io.h"
 #include "kfc/pipeline/layer_report.h"
 #include "kfc/pipeline/phases.h"
+#include "kfc/pipeline/provenance.h"
+#include "kfc/pipeline/size_error_curve.h"
+#include "kfc/rewrite/metadata.h"
 
 namespace kfc::pipeline {
 
@@ -92,6 +96,24 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   // report.
   run.layers = &states;
   result.report = BuildReport(run);
+  // Provenance (pipeline/provenance.h), from the report's totals; the file size then counts it.
+  report::Report& rep = result.report;
+  rewrite::ReplaceMetadata(&result.model, kMetadataPrefix, ProvenanceEntries(options, rep));
+  KFC_ASSIGN_OR_RETURN(const int64_t file_bytes_after, io::InlineSize(&result.model));
+  rep.mutable_totals()->set_file_bytes_after(static_cast<double>(file_bytes_after));
+  const double file_bytes_before = rep.totals().file_bytes_before();
+  rep.mutable_totals()->set_file_ratio(
+      file_bytes_before > 0 ? static_cast<double>(file_bytes_after) / file_bytes_before : 1.0);
+  if (options.record_charts) {
+    if (!run.decided.ratio_curve.groups.empty()) {
+      CurveInput curve = run.decided.ratio_curve;
+      curve.fixed_params += rep.totals().compressible_params_after();
+      curve.fixed_cost = CompressedCost(rep, "ratio");
+      SetSizeErrorCurve(curve, "ratio_allocation", &rep);
+    } else {
+      SetSizeErrorCurve(CurveFromSpectra(rep), "chosen_shapes", &rep);
+    }
+  }
   for (LayerState& s : states) {
     result.layers.push_back({*s.c, std::move(s.factors), std::move(s.bias_correction)});
   }

@@ -39,6 +39,13 @@ struct Progress {
   double elapsed_s = 0;    // since the phase started
 };
 
+// What a layer's choice minimizes where its error target is what is fixed (--max-error and plan
+// entries with max_error); -r and --ratio fix parameters, so there it changes nothing.
+enum class Objective {
+  kParams,  // fewest parameters (ties: least error)
+  kMacs,    // fewest MACs per input row (ties: fewest parameters, then least error)
+};
+
 // Exactly one mode sets each layer's budget: -r (rank), --max-error, or --ratio; with a --plan,
 // the mode is optional and applies to the layers no plan entry matches.
 struct Options {
@@ -55,7 +62,19 @@ struct Options {
   std::optional<Plan> plan;  // --plan
   // --calibration DIR: minimize the error on the layers' recorded inputs (pipeline/calibration.h).
   std::string calibration_dir;
-  bool record_candidates = false;          // put every searched shape into the report (auto only)
+  // --objective. Whatever it is, a compressed layer never costs more MACs per input row than the
+  // dense layer (K*N) unless allow_slower: the choice is made among the shapes and ranks that
+  // are not slower, and a layer where none qualifies is skipped (`slower_than_dense`).
+  Objective objective = Objective::kParams;
+  bool allow_slower = false;  // --allow-slower-than-dense
+  // The input's sha256 (64 hex digits), recorded in the output's metadata as
+  // kfc_compress.input_sha256 (pipeline/provenance.h); CompressFile sets it from the input file.
+  // Empty: not recorded.
+  std::string input_sha256;
+  bool record_candidates = false;  // put every searched shape into the report (auto only)
+  // Put the chart data into the report (HTML reports): each compressed layer's spectrum and the
+  // model's size-error curve (pipeline/size_error_curve.h).
+  bool record_charts = false;
   int64_t min_params = kDefaultMinParams;  // layers with fewer weight elements are left alone
   std::vector<std::string> include;  // POSIX extended regexes searched in node and weight names
   std::vector<std::string> exclude;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kfc/core/logging.h"
+#include "kfc/io/file_digest.h"
 #include "kfc/io/model_io.h"
 #include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/compress.h"
@@ -74,6 +75,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
 
   Options with_reader = options;
   with_reader.external_reader = &reader;
+  if (with_reader.input_sha256.empty()) {
+    KFC_ASSIGN_OR_RETURN(with_reader.input_sha256, io::FileSha256(input));
+  }
   // Factors go to a nameless file next to the output as they are produced (none for a dry run).
   io::SpillFile spill;
   if (!dry_run) {

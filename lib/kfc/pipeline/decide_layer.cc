@@ -118,18 +118,56 @@ StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std
   return s;
 }
 
+// The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
+int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
+  return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
+}
+
+// No MACs limit: asked for, or compressing regardless of profit (skip_unprofitable false).
+bool Unguarded(const Options& o) { return o.allow_slower || !o.skip_unprofitable; }
+
+// The MACs per row a compressed layer may cost: the dense layer's K*N (-1: no limit).
+int64_t MacsLimit(const Options& o, const match::LayerCandidate& c) {
+  return Unguarded(o) ? -1 : c.k * c.n;
+}
+
+// The largest rank of `shape` that saves parameters and is not slower than dense (unless allowed).
+int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
+                      const match::LayerCandidate& c) {
+  return std::min(MaxProfitableRank(shape, c.k * c.n),
+                  kron::MaxRankWithinMacs(shape, MacsLimit(o, c)));
+}
+
+// A layer at rank `rank` of `shape` costs more MACs per row than dense (and that is not allowed).
+bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
+             int64_t rank) {
+  return !Unguarded(o) && rank * kron::MacsPerTerm(shape) > c.k * c.n;
+}
+
+std::string SlowerDetail(const match::LayerCandidate& c, const kron::KronShape& shape,
+                         int64_t rank) {
+  const int64_t fast = kron::MaxRankWithinMacs(shape, c.k * c.n);
+  return "rank " + std::to_string(rank) + " of " + ShapeText(shape) + " costs " +
+         std::to_string(rank * kron::MacsPerTerm(shape)) + " MACs per row, dense " +
+         std::to_string(c.k * c.n) +
+         (fast >= 1 ? " (rank <= " + std::to_string(fast) + " would not be slower)"
+                    : " (even one term is slower)");
+}
+
 namespace {
 
 // -r --shape auto with calibration: every shape at the largest rank the budget allows, rated by its
 // whitened spectrum (SearchShape's pruning works on one matrix; each shape whitens differently).
-StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, const match::LayerCandidate& c,
+StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, int64_t max_macs,
+                                            const match::LayerCandidate& c,
                                             const std::vector<float>& w,
                                             const kron::InputStats& stats) {
   Decision best;
   double best_error = 2.0;
   best.compared = 0;
   for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
-    const int64_t rank = std::min(max_params / shape.ParamsPerTerm(), shape.MaxRank());
+    const int64_t rank =
+        std::min(max_params / shape.ParamsPerTerm(), kron::MaxRankWithinMacs(shape, max_macs));
     if (rank < 1) continue;
     ++best.compared;
     double norm = 0.0;
@@ -151,30 +189,57 @@ StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, const match::Lay
 
 // -r with --shape auto: the budget is what the balanced shape (fewest parameters per term,
 // squarest) uses at the requested rank, so auto never makes a layer bigger than balanced would.
-StatusOr<Decision> DecideAutoRank(int64_t rank, const match::LayerCandidate& c,
+StatusOr<Decision> DecideAutoRank(const Options& o, int64_t rank, const match::LayerCandidate& c,
                                   const std::vector<float>& w, const kron::InputStats* stats) {
   auto balanced = kron::DefaultShape(c.k, c.n);
   if (!balanced.ok()) return SkipDecision("no_factor_shape", kNoShape);
   kron::SearchBudget budget;
   budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
-  if (stats != nullptr) return DecideAutoRankCalibrated(budget.max_params, c, w, *stats);
-  KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
-                       kron::SearchShape(w.data(), c.k, c.n, budget));
-  if (!search.found) {
-    return SkipDecision("no_factor_shape", "no shape fits a budget of " +
-                                               std::to_string(budget.max_params) + " parameters");
+  budget.max_macs = MacsLimit(o, c);
+  StatusOr<Decision> d = Decision{};
+  if (stats != nullptr) {
+    d = DecideAutoRankCalibrated(budget.max_params, budget.max_macs, c, w, *stats);
+  } else {
+    KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
+                         kron::SearchShape(w.data(), c.k, c.n, budget));
+    d = search.found ? FromSearch(std::move(search))
+                     : SkipDecision("no_factor_shape", "no shape fits a budget of " +
+                                                           std::to_string(budget.max_params) +
+                                                           " parameters");
   }
-  return FromSearch(std::move(search));
+  if (d.ok() && !d->compress) {
+    // Some shape fits the parameters, none the MACs.
+    for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
+      if (budget.max_params / shape.ParamsPerTerm() >= 1) {
+        return SkipDecision("slower_than_dense", "no shape within a budget of " +
+                                                     std::to_string(budget.max_params) +
+                                                     " parameters costs at most the dense " +
+                                                     std::to_string(c.k * c.n) + " MACs per row");
+      }
+    }
+  }
+  return d;
 }
 
 }  // namespace
 
 // -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
-StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate& c,
-                              const std::vector<float>& w, const kron::InputStats* stats) {
-  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(dir.rank, c, w, stats);
-  const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
+StatusOr<Decision> DecideRank(const Options& o, const Directive& dir,
+                              const match::LayerCandidate& c, const std::vector<float>& w,
+                              const kron::InputStats* stats) {
+  if (dir.shape.kind == ShapePolicy::Kind::kAuto) return DecideAutoRank(o, dir.rank, c, w, stats);
+  std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
   if (shapes.empty()) return SkipDecision("no_factor_shape", kNoShape);
+  // Never slower than dense: the policy's shapes that are not, at the rank asked for (a rank that
+  // saves no parameters is skipped as unprofitable later, the more basic reason).
+  const int64_t asked = std::min(dir.rank, shapes.front().MaxRank());
+  const kron::KronShape first = shapes.front();
+  if (asked * first.ParamsPerTerm() < c.k * c.n) {
+    shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
+                                [&](const kron::KronShape& s) { return TooSlow(o, c, s, asked); }),
+                 shapes.end());
+  }
+  if (shapes.empty()) return SkipDecision("slower_than_dense", SlowerDetail(c, first, asked));
   Decision best;
   best.compress = true;
   best.shape = shapes.front();
@@ -200,24 +265,32 @@ StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate&
   return best;
 }
 
-// The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
-int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
-  return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
-}
-
 // --max-error: the fewest parameters whose exact error meets the target, over the policy's shapes
 // (kron::SearchShape for auto) and every profitable rank.
-StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandidate& c,
-                                  const std::vector<float>& w, const kron::InputStats* stats) {
+StatusOr<Decision> DecideMaxError(const Options& o, const Directive& dir,
+                                  const match::LayerCandidate& c, const std::vector<float>& w,
+                                  const kron::InputStats* stats) {
   const int64_t dense = c.k * c.n;
   const std::string unmet = "no shape reaches relative error <= " + Num(dir.max_error) +
                             " with fewer than " + std::to_string(dense) + " parameters";
+  const std::string slower = "every shape that reaches relative error <= " + Num(dir.max_error) +
+                             " with fewer than " + std::to_string(dense) +
+                             " parameters costs more than the dense " + std::to_string(dense) +
+                             " MACs per row";
+  const bool by_macs = o.objective == Objective::kMacs;
   if (dir.shape.kind == ShapePolicy::Kind::kAuto && stats == nullptr) {
     kron::SearchBudget budget;
     budget.max_error = dir.max_error;
+    budget.max_macs = MacsLimit(o, c);
+    budget.objective = by_macs ? kron::SearchObjective::kMacs : kron::SearchObjective::kParams;
     KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
                          kron::SearchShape(w.data(), c.k, c.n, budget));
-    if (!search.found) return SkipDecision("error_target_unmet", unmet);
+    if (!search.found) {
+      for (const auto& cand : search.candidates) {
+        if (cand.meets_target_above_max_macs) return SkipDecision("slower_than_dense", slower);
+      }
+      return SkipDecision("error_target_unmet", unmet);
+    }
     return FromSearch(std::move(search));
   }
   const std::vector<kron::KronShape> shapes = PolicyShapes(dir.shape, c);
@@ -225,17 +298,27 @@ StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandid
   Decision best;
   best.compared = static_cast<int64_t>(shapes.size());
   double best_error = 2.0, closest = 2.0;
+  bool met_too_slow = false;
   for (const auto& shape : shapes) {
     double norm = 0.0;
     KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
     for (int64_t r = 1; r <= MaxProfitableRank(shape, dense); ++r) {
       const double error = kron::SpectrumError(s, r, norm);
+      if (TooSlow(o, c, shape, r)) {
+        met_too_slow = met_too_slow || error <= dir.max_error;
+        if (error <= dir.max_error) break;
+        continue;
+      }
       closest = std::min(closest, error);
       if (error > dir.max_error) continue;
       const int64_t params = r * shape.ParamsPerTerm();
       const int64_t best_params = best.rank * best.shape.ParamsPerTerm();
-      if (!best.compress || params < best_params ||
-          (params == best_params && error < best_error * (1.0 - 1e-9) - 1e-15)) {
+      const int64_t macs = r * kron::MacsPerTerm(shape);
+      const int64_t best_macs = best.rank * kron::MacsPerTerm(best.shape);
+      const bool tie = by_macs ? macs == best_macs && params == best_params : params == best_params;
+      const bool fewer = by_macs ? macs < best_macs || (macs == best_macs && params < best_params)
+                                 : params < best_params;
+      if (!best.compress || fewer || (tie && error < best_error * (1.0 - 1e-9) - 1e-15)) {
         best.compress = true;
         best.shape = shape;
         best.rank = r;
@@ -244,6 +327,7 @@ StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandid
       break;
     }
   }
+  if (!best.compress && met_too_slow) return SkipDecision("slower_than_dense", slower);
   if (!best.compress) {
     return SkipDecision(
         "error_target_unmet",

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -34,13 +35,32 @@ StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std
 // The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
 int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense);
 
-// -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
-StatusOr<Decision> DecideRank(const Directive& dir, const match::LayerCandidate& c,
-                              const std::vector<float>& w, const kron::InputStats* stats);
+// Never slower than dense (Options::objective): no limit when asked for (allow_slower) or when
+// compressing regardless of profit (skip_unprofitable false).
+bool Unguarded(const Options& o);
+// The MACs per row a compressed layer may cost: the dense layer's K*N (-1: no limit).
+int64_t MacsLimit(const Options& o, const match::LayerCandidate& c);
+// The largest rank of `shape` that saves parameters and is not slower than dense (unless allowed).
+int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
+                      const match::LayerCandidate& c);
+// Layer c at rank `rank` of `shape` costs more MACs per row than dense, and that is not allowed.
+bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
+             int64_t rank);
+// The skip detail of `slower_than_dense`: both MAC counts and the largest rank that is not slower.
+std::string SlowerDetail(const match::LayerCandidate& c, const kron::KronShape& shape,
+                         int64_t rank);
 
-// --max-error: the fewest parameters whose exact error meets the target, over the policy's shapes
-// (kron::SearchShape for auto) and every profitable rank.
-StatusOr<Decision> DecideMaxError(const Directive& dir, const match::LayerCandidate& c,
-                                  const std::vector<float>& w, const kron::InputStats* stats);
+// -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error; a
+// shape slower than dense at that rank is not taken (`slower_than_dense` when none is left).
+StatusOr<Decision> DecideRank(const Options& o, const Directive& dir,
+                              const match::LayerCandidate& c, const std::vector<float>& w,
+                              const kron::InputStats* stats);
+
+// --max-error: the fewest parameters (Objective::kMacs: MACs) whose exact error meets the target,
+// over the policy's shapes (kron::SearchShape for auto) and every profitable rank that is not
+// slower than dense (`slower_than_dense` when only slower ones meet it).
+StatusOr<Decision> DecideMaxError(const Options& o, const Directive& dir,
+                                  const match::LayerCandidate& c, const std::vector<float>& w,
+                                  const kron::InputStats* stats);
 
 }  // namespace kfc::pipeline

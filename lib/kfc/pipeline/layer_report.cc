@@ -147,6 +147,11 @@ report::LayerReport LayerReportOf(const Options& o, const LayerState& s) {
   lr.set_data_relative_error(RoundSignificant(f.data_error));
   lr.set_weight_only_data_relative_error(RoundSignificant(f.weight_only_data_error));
   lr.set_weight_bytes_after(lr.params_after() * static_cast<double>(tensor::DTypeSize(c.dtype)));
+  if (!f.spectrum.empty()) {
+    report::Spectrum* sp = lr.mutable_spectrum();
+    for (double v : f.spectrum) sp->add_values(v);
+    sp->set_complete(f.spectrum_complete);
+  }
   return lr;
 }
 

@@ -56,6 +56,10 @@ struct Factored {
   // node name (which may be empty).
   bool shares_factors = false;
   std::string shares_factors_with;
+  // Options::record_charts: the singular values the factorization computed, over ||W||_F (at most
+  // 512), and whether they are all of them (report::Spectrum).
+  std::vector<double> spectrum;
+  bool spectrum_complete = false;
 };
 
 struct LayerState {

@@ -41,7 +41,7 @@ bool NeedsWeight(const LayerState& s) {
   }
 }
 
-StatusOr<Decision> DecideLayer(const Weights& weights, const LayerState& s) {
+StatusOr<Decision> DecideLayer(const Options& o, const Weights& weights, const LayerState& s) {
   const match::LayerCandidate& c = *s.c;
   std::vector<float> w;
   if (NeedsWeight(s)) {
@@ -54,9 +54,9 @@ StatusOr<Decision> DecideLayer(const Weights& weights, const LayerState& s) {
                                 "plan entry " + std::to_string(s.dir.plan_entry + 1) + " skips it")
                  : SkipDecision("not_in_plan", "no plan entry matches and no mode was given");
     case Budget::kRank:
-      return DecideRank(s.dir, c, w, StatsOf(s));
+      return DecideRank(o, s.dir, c, w, StatsOf(s));
     case Budget::kMaxError:
-      return DecideMaxError(s.dir, c, w, StatsOf(s));
+      return DecideMaxError(o, s.dir, c, w, StatsOf(s));
     case Budget::kRatio:
       break;  // AllocateRatio, for all such layers at once
   }
@@ -84,14 +84,16 @@ StatusOr<DecideOutcome> Decide(const Options& o, const Weights& weights, Calibra
   ProgressMeter deciding(o, "deciding", CandidatesAt(*states, order));
   KFC_RETURN_IF_ERROR(RunParallel(o, order.size(), [&](size_t j) -> Status {
     LayerState& s = (*states)[order[j]];
-    StatusOr<Decision> d = DecideLayer(weights, s);
+    StatusOr<Decision> d = DecideLayer(o, weights, s);
     if (!d.ok()) return d.status().WithContext("layer '" + s.c->node_name + "'");
     s.dec = std::move(*d);
     deciding.Done(j);
     return Status::Ok();
   }));
   if (o.ratio > 0) {
-    KFC_ASSIGN_OR_RETURN(out.ratio_shortfall, AllocateRatio(o, weights, states));
+    KFC_ASSIGN_OR_RETURN(
+        out.ratio_shortfall,
+        AllocateRatio(o, weights, states, o.record_charts ? &out.ratio_curve : nullptr));
   }
   for (LayerState& s : *states) {
     if (calibration == nullptr || !s.considered || s.c->k <= kMaxCalibratedK || !s.dec.compress) {

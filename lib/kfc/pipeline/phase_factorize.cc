@@ -5,7 +5,10 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/io/spill.h"
+#include "kfc/pipeline/decide_layer.h"
+#include "kfc/pipeline/layer_report.h"
 #include "kfc/pipeline/phases.h"
+#include "kfc/pipeline/provenance.h"
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::pipeline {
@@ -64,7 +67,10 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
     if (s.dir.budget != Budget::kMaxError || Judged(s, d.shape, wf) <= s.dir.max_error) break;
     Decision next = d;
     ++next.rank;
-    if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next)) break;
+    if (next.rank > d.shape.MaxRank() || !Profitable(o, c, next) ||
+        TooSlow(o, c, next.shape, next.rank)) {
+      break;
+    }
     Logger().debug("layer '{}': error {:.6f} above the target {} at rank {}; one more term",
                    c.node_name, Judged(s, d.shape, wf), s.dir.max_error, d.rank);
     d = next;
@@ -126,6 +132,10 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
       s.Skip("unprofitable", "rank " + std::to_string(d.rank) + " of " + ShapeText(d.shape) +
                                  " needs " + std::to_string(d.rank * d.shape.ParamsPerTerm()) +
                                  " parameters, dense has " + std::to_string(s.c->k * s.c->n));
+      continue;
+    }
+    if (TooSlow(o, *s.c, d.shape, d.rank)) {
+      s.Skip("slower_than_dense", SlowerDetail(*s.c, d.shape, d.rank));
       continue;
     }
     const std::string key =
@@ -193,12 +203,20 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
         s.calibration_note = "the weight-only factors had the smaller data error; kept";
       }
     }
+    if (o.record_charts && !out.shares_factors && !s.stats && f.frobenius_norm > 0) {
+      constexpr size_t kMaxSpectrum = 512;
+      for (size_t t = 0; t < f.singular_values.size() && t < kMaxSpectrum; ++t) {
+        out.spectrum.push_back(RoundSignificant(f.singular_values[t] / f.frobenius_norm));
+      }
+      out.spectrum_complete = f.method == kron::SvdMethod::kExact;
+    }
     s.factored = out;
     Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
                    ShapeText(d.shape), d.rank, f.relative_error);
     s.factors = f;
     s.bias_correction = wf.bias_correction;
-    rewrites.push_back({c, std::move(f), id.order, std::nullopt, std::move(wf.bias_correction)});
+    rewrites.push_back({c, std::move(f), id.order, std::nullopt, std::move(wf.bias_correction),
+                        LayerDocString(LayerReportOf(o, s))});
     if (o.spill != nullptr) rewrites.back().encoded = job.encoded.at(id.EncodingKey());
   }
   return rewrites;

@@ -22,6 +22,7 @@
 #include "kfc/pipeline/compress.h"
 #include "kfc/pipeline/layer_state.h"
 #include "kfc/pipeline/name_filter.h"
+#include "kfc/pipeline/size_error_curve.h"
 #include "kfc/pipeline/weights.h"
 #include "kfc/rewrite/kron_layer.h"
 
@@ -78,6 +79,7 @@ Status ReadAndCheck(const Options& o, const Weights& weights, std::vector<LayerS
 struct DecideOutcome {
   int64_t layers = 0;           // layers decided
   std::string ratio_shortfall;  // --ratio: why the allocation cannot meet the target; "" if met
+  CurveInput ratio_curve;       // --ratio with Options::record_charts: the allocation's options
 };
 
 // decide: each considered layer's directive, calibration statistics and decision.

@@ -17,20 +17,24 @@ namespace {
 struct RatioUnit {
   std::vector<size_t> layers;  // indices into the pipeline's layer list
   int64_t dense = 0;           // K * N
+  bool slower = false;         // some rank saved parameters but was slower than dense
   std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
   AllocGroup group;
 };
 
-// Options of a unit from the exact spectra of the policy's shapes: every profitable rank.
-Status BuildRatioOptions(const ShapePolicy& policy, const match::LayerCandidate& c,
-                         const std::vector<float>& w, const kron::InputStats* stats,
-                         RatioUnit* unit) {
+// Options of a unit from the exact spectra of the policy's shapes: every profitable rank that is
+// not slower than dense (unless allowed).
+Status BuildRatioOptions(const Options& o, const ShapePolicy& policy,
+                         const match::LayerCandidate& c, const std::vector<float>& w,
+                         const kron::InputStats* stats, RatioUnit* unit) {
   unit->dense = c.k * c.n;
   const double weight = static_cast<double>(unit->dense);
   for (const auto& shape : PolicyShapes(policy, c)) {
+    const int64_t r_max = MaxUsefulRank(o, shape, c);
+    unit->slower = unit->slower || r_max < MaxProfitableRank(shape, unit->dense);
+    if (r_max < 1) continue;
     double norm = 0.0;
     KFC_ASSIGN_OR_RETURN(std::vector<double> s, Spectrum(c, w, stats, shape, &norm));
-    const int64_t r_max = MaxProfitableRank(shape, unit->dense);
     // Squared error for every rank at once: the energy left after the first r values.
     double kept = 0.0, total = 0.0;
     for (double v : s) total += v * v;
@@ -74,7 +78,7 @@ double CompressibleCount::After() const {
 }
 
 StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
-                                    std::vector<LayerState>* states) {
+                                    std::vector<LayerState>* states, CurveInput* curve) {
   std::vector<RatioUnit> units;
   std::map<std::string, size_t> unit_of;
   CompressibleCount all, pinned;
@@ -83,7 +87,8 @@ StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
     if (!s.considered) continue;
     all.dense[s.c->source_value] = s.c->k * s.c->n;
     if (s.dir.budget != Budget::kRatio) {
-      if (s.dec.compress && Profitable(o, *s.c, s.dec)) {
+      if (s.dec.compress && Profitable(o, *s.c, s.dec) &&
+          !TooSlow(o, *s.c, s.dec.shape, s.dec.rank)) {
         pinned.AddFactors(s, s.dec.shape, s.dec.rank);
       } else {
         pinned.AddDense(s);
@@ -99,7 +104,7 @@ StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
     const LayerState& s = (*states)[units[u].layers.front()];
     auto w = weights.Matrix(*s.c);
     Status built =
-        w.ok() ? BuildRatioOptions(s.dir.shape, *s.c, *w, StatsOf(s), &units[u]) : w.status();
+        w.ok() ? BuildRatioOptions(o, s.dir.shape, *s.c, *w, StatsOf(s), &units[u]) : w.status();
     return built.WithContext("layer '" + s.c->node_name + "'");
   }));
   const double before = all.Before();
@@ -108,6 +113,14 @@ StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
   std::vector<AllocGroup> groups;
   for (const auto& u : units) groups.push_back(u.group);
   const Allocation alloc = Allocate(groups, target - pinned_after);
+  if (curve != nullptr) {
+    // The chart's groups; the parameters outside them are completed from the report's totals.
+    curve->total_weight = before;
+    for (size_t u = 0; u < units.size(); ++u) {
+      curve->fixed_params -= static_cast<double>(units[u].group.options[alloc.choice[u]].params);
+    }
+    curve->groups = groups;
+  }
   Logger().info("--ratio {}: {} of {} compressible parameters allocated to {} weights ({})",
                 o.ratio, alloc.params + pinned_after, target, units.size(),
                 alloc.met ? "target met" : "target missed");
@@ -117,6 +130,13 @@ StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
     for (size_t i : unit.layers) {
       Decision& d = (*states)[i].dec;
       if (pick + 1 == unit.group.options.size()) {
+        if (unit.choices.empty() && unit.slower) {
+          d = SkipDecision("slower_than_dense",
+                           "every Kronecker shape and rank that saves parameters costs more "
+                           "than the dense " +
+                               std::to_string(unit.dense) + " MACs per row");
+          continue;
+        }
         d = SkipDecision("kept_dense", unit.choices.empty()
                                            ? "no Kronecker shape saves parameters"
                                            : "the --ratio allocation keeps this weight dense");

@@ -10,6 +10,7 @@
 
 #include "kfc/core/status.h"
 #include "kfc/pipeline/layer_state.h"
+#include "kfc/pipeline/size_error_curve.h"
 #include "kfc/pipeline/weights.h"
 
 namespace kfc::pipeline {
@@ -31,8 +32,9 @@ struct CompressibleCount {
 
 // --ratio: the layers the ratio decides are grouped by weight, each group's options come from its
 // spectra, and Allocate spreads what the budget leaves after the other (pinned) layers. Returns
-// why the target cannot be met ("" when it can).
+// why the target cannot be met ("" when it can). With `curve` (HTML reports), also the
+// allocation's options for the size-error curve, its fixed_params less the allocated parameters.
 StatusOr<std::string> AllocateRatio(const Options& o, const Weights& weights,
-                                    std::vector<LayerState>* states);
+                                    std::vector<LayerState>* states, CurveInput* curve = nullptr);
 
 }  // namespace kfc::pipeline

@@ -409,6 +409,9 @@ Status ApplyKronRewrites(onnx::ModelProto* model, const std::vector<KronRewrite>
         return InvalidArgument("layer '" + layer.node_name + "' cannot be rewritten");
       }
       KFC_ASSIGN_OR_RETURN(auto nodes, emitter.Emit(rw));
+      if (!rw.doc_string.empty()) {
+        for (auto& n : nodes) n.set_doc_string(rw.doc_string);
+      }
       GraphEdits& e = edits[ScopeKey(layer.scope, layer.scope.size())];
       e.scope = layer.scope;
       e.replacements[layer.node_index] = std::move(nodes);

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -51,6 +52,9 @@ struct KronRewrite {
   // Calibration: mu^T (W - W_hat) (length N, alpha excluded), added to the output with one more
   // Add so the layer's expected output on the calibration data is unchanged. Empty: none.
   std::vector<float> bias_correction;
+  // Set as the doc_string of every node emitted for the layer (what Netron shows): which node it
+  // replaces, and how. Empty: none.
+  std::string doc_string;
 };
 
 // Replaces each layer's node by its Kronecker subgraph, in place of the node (inside its If, Loop
