@@ -4,6 +4,8 @@
 //   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense
 //   ..
 //   --external-data: write both outputs with external data (OUT.data next to each).
+//   --min-params N: leave layers with fewer weight elements alone, as kfc-compress does (default 0:
+//   every layer, so full rank can be tested on small ones).
 //   --calibration DIR: calibrated factors; the dense model then also adds each layer's bias
 //   correction with an Add right after the layer.
 // Compresses every eligible layer at rank R (clamped per layer; unprofitable and small layers are
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
   std::string input, compressed, dense;
   long long rank = 0;
   bool external_data = false;
+  long long min_params = 0;
   kfc::pipeline::Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -58,6 +61,8 @@ int main(int argc, char** argv) {
       auto shape = kfc::pipeline::ShapePolicy::Parse(argv[++i]);
       if (!shape.ok()) return Fail(shape.status().message());
       options.shape = *shape;
+    } else if (arg == "--min-params" && has_value) {
+      min_params = std::atoll(argv[++i]);
     } else if (arg == "--external-data") {
       external_data = true;
     } else if (arg == "--compressed" && has_value) {
@@ -73,7 +78,7 @@ int main(int argc, char** argv) {
   if (input.empty() || compressed.empty() || dense.empty()) {
     return Fail(
         "usage: kfc_make_reference INPUT.onnx (--rank R | --ratio F | --max-error E) "
-        "[--shape POLICY] [--external-data] --compressed OUT --dense OUT");
+        "[--shape POLICY] [--min-params N] [--external-data] --compressed OUT --dense OUT");
   }
   auto model = kfc::io::LoadModel(input);
   if (!model.ok()) return Fail(model.status().message());
@@ -81,7 +86,7 @@ int main(int argc, char** argv) {
     return Fail(s.status().message());
   }
   options.rank = rank;
-  options.min_params = 0;
+  options.min_params = min_params;
   // Full rank (which never saves parameters) is only asked for with -r.
   options.skip_unprofitable = rank == 0;
   auto result = kfc::pipeline::CompressModel(*model, options);
