@@ -2,7 +2,7 @@
 // Nearest sum of Kronecker products (Van Loan-Pitsianis rearrangement + truncated SVD). Shapes
 // and their costs: shapes.h; the rearrangement W -> R: rearrange.h.
 //
-// Conventions (see shared/kfc-primer.md), all matrices row-major:
+// Conventions (docs/design.md), all matrices row-major:
 //   W is K x N and acts as y = x W on input rows x of length K.
 //   W_hat = sum_{t<r} A_t (x) B_t,  A_t: k1 x n1,  B_t: k2 x n2,  K = k1*k2,  N = n1*n2,
 //   W[i1*k2 + i2, j1*n2 + j2] = sum_t A_t[i1, j1] * B_t[i2, j2].
