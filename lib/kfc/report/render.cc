@@ -10,20 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "kfc/report/cells.h"
+
 namespace kfc::report {
 namespace {
 
-std::string Int(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%" PRId64, static_cast<int64_t>(v));
-  return buf;
-}
-
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
+std::string Int(double v) { return IntText(v); }
+std::string Fixed(double v, int digits) { return FixedText(v, digits); }
 
 std::string Ratio(double before, double after) {
   if (after <= 0) return "";
