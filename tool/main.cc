@@ -14,8 +14,8 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/io/atomic_file.h"
-#include "kfc/io/file_identity.h"
 #include "kfc/io/file.h"
+#include "kfc/io/file_identity.h"
 #include "kfc/io/model_io.h"
 #include "kfc/io/temp_names.h"
 #include "kfc/pipeline/calibration.h"

@@ -90,8 +90,8 @@ StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline
     KFC_RETURN_IF_ERROR(io::WriteFileAtomic(o.plan_out, plan, outputs));
   }
   // JSON only when it is asked for: at 100k layers it is ~1 GB of transient memory (issue 18).
-  const auto format = o.report_path.empty() ? report::ReportFormat::kJson
-                                            : report::FormatForPath(o.report_path);
+  const auto format =
+      o.report_path.empty() ? report::ReportFormat::kJson : report::FormatForPath(o.report_path);
   if (need_json || (!o.report_path.empty() && format == report::ReportFormat::kJson)) {
     KFC_ASSIGN_OR_RETURN(run.json, report::RenderJson(run.report));
   }

@@ -44,11 +44,11 @@ struct BytesRun {
 };
 
 // In memory: parses `model_bytes` (io::ParseModel), checks it as CompressFile does, compresses it
-// (the provenance's input_sha256 is that of `model_bytes`) and serializes the result (io::SerializeModel: the bytes CompressFile writes for a model that
-// needs no external data). Weights stored in external files are skipped (`external_data`): there
-// is no folder to read them from. When a gate failed, `model` is empty unless
-// options.write_on_gate_failure. Errors: invalid options, unparsable or invalid model, a model
-// over protobuf's 2 GiB limit, any pipeline error.
+// (the provenance's input_sha256 is that of `model_bytes`) and serializes the result
+// (io::SerializeModel: the bytes CompressFile writes for a model that needs no external data).
+// Weights stored in external files are skipped (`external_data`): there is no folder to read them
+// from. When a gate failed, `model` is empty unless options.write_on_gate_failure. Errors: invalid
+// options, unparsable or invalid model, a model over protobuf's 2 GiB limit, any pipeline error.
 StatusOr<BytesRun> RunBytes(const std::string& model_bytes, const pipeline::Options& options);
 
 }  // namespace kfc::tool

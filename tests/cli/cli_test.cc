@@ -698,10 +698,12 @@ TEST(CliOutcomeTest, FailIfNothingCompressedExitsThreeAndWritesNothing) {
   EXPECT_NE(r.out.find("gate fail_if_nothing_compressed"), std::string::npos) << r.out;
   EXPECT_EQ(dir.List(), std::vector<std::string>{"nothing.onnx"});
   // With a layer compressed, the gate passes and the model is written.
-  auto ok = Cli({kDigits, "-r", "4", "-o", dir.File("digits.onnx"), "--fail-if-nothing-compressed"});
+  auto ok =
+      Cli({kDigits, "-r", "4", "-o", dir.File("digits.onnx"), "--fail-if-nothing-compressed"});
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
-  EXPECT_NE(ok.out.find("gate fail_if_nothing_compressed 1.000000: passed (2 of 3 layers compressed)"),
-            std::string::npos)
+  EXPECT_NE(
+      ok.out.find("gate fail_if_nothing_compressed 1.000000: passed (2 of 3 layers compressed)"),
+      std::string::npos)
       << ok.out;
   EXPECT_TRUE(std::filesystem::exists(dir.File("digits.onnx")));
 }

@@ -13,9 +13,9 @@
 
 #include "kfc/graph/walk.h"
 #include "kfc/io/atomic_file.h"
+#include "kfc/io/file.h"
 #include "kfc/io/file_identity.h"
 #include "kfc/io/spill.h"
-#include "kfc/io/file.h"
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::io {

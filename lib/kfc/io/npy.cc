@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "kfc/io/file.h"
 #include "kfc/io/file_identity.h"
 #include "kfc/io/model_io.h"
-#include "kfc/io/file.h"
 
 namespace kfc::io {
 namespace {

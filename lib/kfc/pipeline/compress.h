@@ -139,8 +139,8 @@ struct Result {
 };
 
 // Compresses `model` per `options`. The input and the output have passed CheckModel (the report's
-// `checks` says how). Errors: invalid options, an input model the checker rejects, a weight that cannot be
-// decoded, LAPACK failure.
+// `checks` says how). Errors: invalid options, an input model the checker rejects, a weight that
+// cannot be decoded, LAPACK failure.
 StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& options);
 // The same, rewriting `model` in place of a copy (no second copy of its weights in memory).
 StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options);

@@ -9,9 +9,9 @@
 #include <cmath>
 #include <map>
 
+#include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
 #include "kfc/report/render.h"
-#include "kfc/io/file.h"
 #include "kfc_plan.pb.h"
 
 namespace kfc::pipeline {
