@@ -207,14 +207,16 @@ bool LineProcess::Reap(double seconds) {
   const ChildState state = WaitExited(pid_, seconds);
   // An exited leader is still a zombie here, so the group id is still its own: what is left of
   // the group (children it started) goes too.
+  // Unregistered before the reaping, so that the signal handler never kills a group id that
+  // has been freed (and perhaps reused).
   if (state != ChildState::kGone) kill(-pid_, SIGKILL);
+  io::UnregisterChildGroup(cleanup_slot_);
+  cleanup_slot_ = -1;
   if (state != ChildState::kGone) {
     while (waitpid(pid_, &wait_status_, 0) < 0 && errno == EINTR) {
     }
   }
   exited_ = true;
-  io::UnregisterChildGroup(cleanup_slot_);
-  cleanup_slot_ = -1;
   return state != ChildState::kRunning;
 }
 
