@@ -211,7 +211,12 @@ async function measure(opts, pair, batch, threads) {
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
   while (times[0].length < opts.maxRuns &&
          (times[0].length < opts.minRuns || elapsed() < opts.budget)) {
-    for (let i = 0; i < files.length; ++i) times[i].push(await timeRun(sessions[i], feeds));
+    // The order rotates each round, so no model always runs right after the same other one.
+    const round = times[0].length;
+    for (let k = 0; k < files.length; ++k) {
+      const i = (k + round) % files.length;
+      times[i].push(await timeRun(sessions[i], feeds));
+    }
   }
   for (const s of sessions) await s.release();
   const [original, compressed, old] = times.map((t) => median(t.map((x) => x.wall)));
