@@ -32,9 +32,9 @@ onnx::ModelProto SixActivations() {
     body += "  y" + n + " = MatMul(x" + n + ", W" + n + ")\n";
   }
   body += "  z = MatMul(x0, V)\n";
-  onnx::ModelProto model = testing::ParseModelText(
-      "<ir_version: 8, opset_import: [\"\" : 17]>\ng (" + inputs + ") => (" + outputs +
-      ", float[N, 8] z) {\n" + body + "}");
+  onnx::ModelProto model =
+      testing::ParseModelText("<ir_version: 8, opset_import: [\"\" : 17]>\ng (" + inputs +
+                              ") => (" + outputs + ", float[N, 8] z) {\n" + body + "}");
   for (int i = 0; i < kActivations; ++i) {
     testing::AddRandomInitializer(&model, "W" + std::to_string(i), {kK, 8},
                                   static_cast<uint32_t>(i + 1));

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "kfc/io/file.h"
@@ -33,8 +33,7 @@ int64_t ArrayBytes(const kron::InputStats& s) {
 }
 
 bool Loaded(const ParkedStats& p, const kron::InputStats& s) {
-  return !s.covariance.empty() || !s.c1.empty() || !s.c2.empty() ||
-         p.covariance + p.c1 + p.c2 == 0;
+  return !s.covariance.empty() || !s.c1.empty() || !s.c2.empty() || p.covariance + p.c1 + p.c2 == 0;
 }
 
 }  // namespace

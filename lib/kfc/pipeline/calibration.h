@@ -112,8 +112,7 @@ class Calibration {
   // With `parked`, statistics of at least kParkMinBytes come back parked (*parked says where;
   // their arrays empty until LoadParked), smaller ones whole (*parked not parked). Without, whole.
   StatusOr<std::optional<kron::InputStats>> Stats(const match::LayerCandidate& c, int64_t k1,
-                                                  std::string* note,
-                                                  ParkedStats* parked = nullptr);
+                                                  std::string* note, ParkedStats* parked = nullptr);
 
   // The folder of the scratch file for parked statistics (default: $TMPDIR, else /tmp); it is
   // created there, nameless, on first use. CompressModel puts it next to the factors' spill.

@@ -25,8 +25,8 @@ struct FactorJob {
   // With a spill: the encoded constants for each way its layers store them
   // (rewrite::FactorIdentity::EncodingKey).
   std::map<std::string, rewrite::StackedInitializers> encoded;
-  // Where the weight holds NaN or Inf, when this read was its check (LayerState::check_in_factorize):
-  // its layers then stay dense, `non_finite_weight`.
+  // Where the weight holds NaN or Inf, when this read was its check
+  // (LayerState::check_in_factorize): its layers then stay dense, `non_finite_weight`.
   std::string not_finite;
 };
 
