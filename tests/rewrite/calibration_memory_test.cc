@@ -80,6 +80,7 @@ TEST(CalibrationMemoryTest, AtMostOneStatisticsCopyPerThreadInEveryMode) {
     for (int threads : {1, 2}) {
       Options o = mode;
       o.calibration_dir = dir.path();
+      o.min_params = 0;
       o.threads = threads;
       ResetStatsInMemoryPeak();
       ASSERT_EQ(StatsInMemory(), 0) << name;

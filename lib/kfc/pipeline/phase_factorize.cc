@@ -157,7 +157,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
         IdentityOf(s, d.shape, d.rank).FactorsKey() +
         (s.dir.budget == Budget::kMaxError ? "|max_error:" + Num(s.dir.max_error) : "");
     auto [it, fresh] = job_of.emplace(key, jobs.size());
-    if (fresh) jobs.push_back({i, d, {}, {}, {}});
+    if (fresh) jobs.push_back({i, d, {}, {}, {}, {}});
     jobs[it->second].layers.push_back(i);
     layer_job[i] = it->second;
   }
