@@ -63,15 +63,17 @@ echo "model: $layers MatMul layers [$k, $n], $rows calibration rows per activati
 
 run() {  # threads
   local threads=$1
-  /usr/bin/time -f '%e %M' -o "$work_dir/time.txt" "$bin" "$work_dir/model.onnx" "${mode[@]}" \
+  /usr/bin/time -f '%e %M %U %S' -o "$work_dir/time.txt" "$bin" "$work_dir/model.onnx" "${mode[@]}" \
     --calibration "$work_dir/calib" --threads "$threads" -o "$work_dir/out$threads.onnx" \
     >"$work_dir/report.txt" 2>"$work_dir/log.txt" || { cat "$work_dir/log.txt" >&2; exit 1; }
-  read -r wall rss_kb <"$work_dir/time.txt"
-  echo "== --threads $threads: wall ${wall} s, peak RSS $((rss_kb / 1024)) MiB," \
+  read -r wall rss_kb user sys <"$work_dir/time.txt"
+  echo "== --threads $threads: wall ${wall} s (user ${user} s, sys ${sys} s), peak RSS" \
+    "$((rss_kb / 1024)) MiB," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 run 1
+[[ -n ${ONE_RUN:-} ]] && exit 0
 run 2
 if cmp -s "$work_dir/out1.onnx" "$work_dir/out2.onnx"; then
   echo "outputs of --threads 1 and 2: identical bytes"
