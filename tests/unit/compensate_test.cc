@@ -112,7 +112,7 @@ TEST(Compensate, FullRankMatchesDirectLeastSquares) {
   const int64_t K = d.K, N = d.N, n = d.n;
   double mean_diag = 0;
   for (int64_t i = 0; i < K; ++i) mean_diag += st.cov_tilde[static_cast<size_t>(i * K + i)];
-  const double rho = kCalibrationRegularization * mean_diag / static_cast<double>(K);
+  const double rho = st.lambda * mean_diag / static_cast<double>(K);
   const double s = std::sqrt(static_cast<double>(n) * rho);
   std::vector<double> a(static_cast<size_t>((n + K) * K), 0.0), b(static_cast<size_t>((n + K) * N));
   for (int64_t r = 0; r < n; ++r) {
@@ -121,7 +121,8 @@ TEST(Compensate, FullRankMatchesDirectLeastSquares) {
     for (int64_t j = 0; j < N; ++j) {
       double y = 0;
       for (int64_t i = 0; i < K; ++i)
-        y += (d.x[static_cast<size_t>(r * K + i)] - st.mean[i]) * d.w[static_cast<size_t>(i * N + j)];
+        y += (d.x[static_cast<size_t>(r * K + i)] - st.mean[i]) *
+             d.w[static_cast<size_t>(i * N + j)];
       b[static_cast<size_t>(r * N + j)] = y;
     }
   }

@@ -23,9 +23,9 @@ Status Take(const float* x, int64_t rows, int64_t k, int64_t first_row, const ch
   for (int64_t i = 0; i < rows * k; ++i) {
     const float v = x[i];
     if (!std::isfinite(v)) {
-      return InvalidArgument(std::string(which) + " has " + (std::isnan(v) ? "a NaN" : "an infinity") +
-                             " at row " + std::to_string(first_row + i / k) + ", column " +
-                             std::to_string(i % k));
+      return InvalidArgument(
+          std::string(which) + " has " + (std::isnan(v) ? "a NaN" : "an infinity") + " at row " +
+          std::to_string(first_row + i / k) + ", column " + std::to_string(i % k));
     }
     out[i] = v;
     (*sum)[static_cast<size_t>(i % k)] += v;
@@ -39,7 +39,7 @@ double Rho(const CompensationStats& st) {
   for (int64_t i = 0; i < st.k; ++i) mean_diag += st.cov_tilde[static_cast<size_t>(i * st.k + i)];
   mean_diag /= static_cast<double>(st.k);
   if (!(mean_diag > 0.0)) mean_diag = 1.0;
-  return kCalibrationRegularization * mean_diag;
+  return st.lambda * mean_diag;
 }
 
 // A * B for A K x K (double) and B K x N (float or double).
@@ -157,8 +157,9 @@ StatusOr<std::vector<float>> CompensationTarget(const float* w, int64_t K, int64
   std::vector<double> a = st.cov_tilde;  // C~_reg, SPD since rho > 0
   for (int64_t i = 0; i < K; ++i) a[static_cast<size_t>(i * K + i)] += rho;
   if (LAPACKE_dposv(LAPACK_ROW_MAJOR, 'L', I(K), I(N), a.data(), I(K), rhs.data(), I(N)) != 0) {
-    return Internal("compensation: the regularized covariance of the compressed model's "
-                    "activation is not positive definite");
+    return Internal(
+        "compensation: the regularized covariance of the compressed model's "
+        "activation is not positive definite");
   }
   return std::vector<float>(rhs.begin(), rhs.end());
 }
@@ -178,6 +179,7 @@ StatusOr<CompensatedFactors> FactorizeCompensated(const float* w, int64_t K, int
   tilde.count = st.count;
   tilde.mean = st.mean_tilde;
   tilde.covariance = st.cov_tilde;
+  tilde.lambda = st.lambda;
   KFC_ASSIGN_OR_RETURN(WeightedFactors wf,
                        FactorizeWeighted(target.data(), K, N, shape, rank, tilde));
   out.als_iterations = wf.als_iterations;

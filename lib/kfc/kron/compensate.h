@@ -29,13 +29,17 @@
 
 namespace kfc::kron {
 
+// lambda for compensation (docs/compensation.md: chosen on validation images).
+inline constexpr double kCompensationRegularization = 10.0;
+
 struct CompensationStats {
   int64_t k = 0;
   int64_t count = 0;
-  std::vector<double> mean_tilde, mean;  // K each
-  std::vector<double> cov_tilde;         // C~, K x K row-major
-  std::vector<double> cov;               // C
-  std::vector<double> cross;             // M = E[(x~ - mu~)(x - mu)^T], row i: x~_i
+  std::vector<double> mean_tilde, mean;         // K each
+  std::vector<double> cov_tilde;                // C~, K x K row-major
+  std::vector<double> cov;                      // C
+  std::vector<double> cross;                    // M = E[(x~ - mu~)(x - mu)^T], row i: x~_i
+  double lambda = kCompensationRegularization;  // rho = lambda * mean(diag C~)
 };
 
 // Streaming accumulation of row-aligned pairs (x~, x); memory 3 K x K doubles.
@@ -52,7 +56,7 @@ class CompensationAccumulator {
  private:
   int64_t k_;
   int64_t count_ = 0;
-  std::vector<double> sum_t_, sum_;     // K
+  std::vector<double> sum_t_, sum_;      // K
   std::vector<double> stt_, sxx_, stx_;  // sums of x~ x~^T, x x^T (upper), x~ x^T (full)
 };
 
@@ -67,9 +71,9 @@ StatusOr<std::vector<float>> CompensationTarget(const float* w, int64_t K, int64
                                                 const CompensationStats& st);
 
 struct CompensatedFactors {
-  KronFactors factors;  // relative_error: the plain weight error against W
+  KronFactors factors;                 // relative_error: the plain weight error against W
   std::vector<float> bias_correction;  // mu^T W - mu~^T W_hat, length N
-  double error = 0.0;        // CompensationError of the kept factors and bias_correction
+  double error = 0.0;                  // CompensationError of the kept factors and bias_correction
   double plain_error = 0.0;  // of `plain` with `plain_bias` (what calibration alone gives)
   bool used_plain = false;   // the plain factors (bias recomputed) did better; kept
   int als_iterations = 0;

@@ -51,8 +51,8 @@ class RowStream {
         const std::string& path = files_[next_++];
         KFC_ASSIGN_OR_RETURN(io::NpyReader r, io::NpyReader::Open(path));
         if (r.shape().empty() || r.shape().back() != k_) {
-          return InvalidArgument("activation file '" + path + "': rows are not of K = " +
-                                 std::to_string(k_));
+          return InvalidArgument("activation file '" + path +
+                                 "': rows are not of K = " + std::to_string(k_));
         }
         reader_.emplace(std::move(r));
       }
@@ -132,7 +132,7 @@ bool HasSubgraph(const onnx::NodeProto& node) {
 // Each rewrite's stage (see the file comment), by index into `rewrites`.
 std::vector<int> Stages(const onnx::ModelProto& model,
                         const std::vector<rewrite::KronRewrite>& rewrites) {
-  std::map<int, size_t> main_layer;              // main-graph node index -> rewrite
+  std::map<int, size_t> main_layer;               // main-graph node index -> rewrite
   std::map<int, std::vector<size_t>> sub_layers;  // main-graph node holding it -> rewrites
   for (size_t j = 0; j < rewrites.size(); ++j) {
     const match::LayerCandidate& c = rewrites[j].layer;
@@ -300,8 +300,10 @@ StatusOr<report::Compensation> Compensate(const Options& o, const Weights& weigh
         KFC_RETURN_IF_ERROR(tilde.Read(kRowsPerRead, &a));
         KFC_RETURN_IF_ERROR(orig.Read(kRowsPerRead, &b));
         if (a.size() != b.size()) {
-          return InvalidArgument("compensation: layer '" + first.node_name + "': the runner "
-                                 "recorded a different number of rows of '" + sources[t] +
+          return InvalidArgument("compensation: layer '" + first.node_name +
+                                 "': the runner "
+                                 "recorded a different number of rows of '" +
+                                 sources[t] +
                                  "' for the partly compressed model than for the original");
         }
         if (a.empty()) break;
@@ -322,9 +324,9 @@ StatusOr<report::Compensation> Compensate(const Options& o, const Weights& weigh
         LayerState& ls = (*states)[r->state];
         const match::LayerCandidate& c = *ls.c;
         KFC_ASSIGN_OR_RETURN(const std::vector<float> w, weights.Matrix(c));
-        auto fitted = kron::FactorizeCompensated(w.data(), c.k, c.n, rw.factors.shape,
-                                                 rw.factors.rank, cs, rw.factors,
-                                                 rw.bias_correction);
+        auto fitted =
+            kron::FactorizeCompensated(w.data(), c.k, c.n, rw.factors.shape, rw.factors.rank, cs,
+                                       rw.factors, rw.bias_correction);
         if (!fitted.ok()) return fitted.status().WithContext("layer '" + c.node_name + "'");
         kron::CompensatedFactors& cf = *fitted;
         if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
@@ -346,8 +348,8 @@ StatusOr<report::Compensation> Compensate(const Options& o, const Weights& weigh
                   c.node_name, s, cf.plain_error, cf.error,
                   cf.used_plain ? " (plain factors kept)" : "");
         ls.factored->relative_error = cf.factors.relative_error;
-        ls.factored->data_error = kron::DataRelativeError(
-            w.data(), kron::Reconstruct(cf.factors), c.k, c.n, *ls.stats);
+        ls.factored->data_error =
+            kron::DataRelativeError(w.data(), kron::Reconstruct(cf.factors), c.k, c.n, *ls.stats);
         rw.factors = cf.factors;
         rw.bias_correction = cf.bias_correction;
         ls.factors = std::move(cf.factors);

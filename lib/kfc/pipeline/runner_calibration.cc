@@ -272,9 +272,9 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   // stage, the previous one removed first: one stage's recordings on disk at a time.
   int pass = 0;
   if (options.compensate) {
-    with_data.record_activations =
-        [&](onnx::ModelProto* partial, io::ExternalDataReader* model_reader,
-                                  const std::vector<std::string>& tensors)
+    with_data.record_activations = [&](onnx::ModelProto* partial,
+                                       io::ExternalDataReader* model_reader,
+                                       const std::vector<std::string>& tensors)
         -> StatusOr<std::vector<std::vector<std::string>>> {
       const auto t0 = Clock::now();
       std::error_code rm;
@@ -298,7 +298,8 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
       KFC_ASSIGN_OR_RETURN(const runner::Response ran, runner->Run(stage));
       if (ran.rows() != recorded.rows()) {
         return Internal("runner: the partly compressed model ran on " +
-                        std::to_string(static_cast<int64_t>(ran.rows())) + " rows, the original on " +
+                        std::to_string(static_cast<int64_t>(ran.rows())) +
+                        " rows, the original on " +
                         std::to_string(static_cast<int64_t>(recorded.rows())));
       }
       std::vector<std::vector<std::string>> files;
