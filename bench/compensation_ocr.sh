@@ -7,7 +7,8 @@
 #
 # Usage: bench/compensation_ocr.sh [RATIO...]      (default: 0.5 0.35 0.27 0.2)
 # Environment: KFC_COMPRESS (default <repo>/build/kfc-compress), LINES (default 200),
-#              WORK_DIR (default: a new temporary folder, removed at the end)
+#              WORK_DIR (default: a new temporary folder, removed at the end),
+#              SHAPE (--shape; default auto)
 set -euo pipefail
 
 src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,7 +62,7 @@ for r in "${ratios[@]}"; do
     [[ $comp == yes ]] && flag=(--compensate)
     out=$work/r$r-$comp
     start=$(date +%s.%N)
-    "$bin" "$model" --ratio "$r" --calibration-data "x=$work/calib/lines.npy" --calibration-batch 16 \
+    "$bin" "$model" --ratio "$r" --shape "${SHAPE:-auto}" --calibration-data "x=$work/calib/lines.npy" --calibration-batch 16 \
       "${flag[@]}" -o "$out.onnx" --report "$out.json" -q >/dev/null
     secs=$(echo "$(date +%s.%N) - $start" | bc)
     echo "| $r | $comp | $(evaluate "$out.onnx") | $(summary "$out.json") | $(printf %.1f "$secs") |"
