@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+// Per-thread scratch buffers reused across calls: the products and factorizations of one layer
+// after another need buffers of the same sizes, and allocating them afresh each time cost page
+// faults, page clearing and a memset as large as the buffer (about 10% of a -r 8 run, measured
+// with perf; docs/performance.md). This header includes no ONNX or protobuf headers.
+#pragma once
+
+#include <cstddef>
+
+namespace kfc::kron {
+
+// Independent buffers a thread may hold at once; each is used by one function at a time.
+enum class ScratchSlot {
+  kRearranged,    // R of Factorize's randomized path
+  kProductIn,     // float copies of the thin block going into a product
+  kProductOut,    // float result of a product before it is widened to double
+  kProductChunk,  // rows of A converted to double for the double-accumulation products
+  kCount,
+};
+
+// `size` uninitialized elements of this thread's buffer `slot`, valid until the next call for the
+// same slot on the same thread (or thread exit). The buffer only grows, except that one above
+// kScratchKeepBytes is freed on the next call for a smaller size, so a thread keeps at most about
+// kScratchKeepBytes per slot between calls. Throws std::bad_alloc when memory runs out.
+constexpr size_t kScratchKeepBytes = size_t{64} << 20;
+float* ScratchFloats(ScratchSlot slot, size_t size);
+double* ScratchDoubles(ScratchSlot slot, size_t size);
+
+}  // namespace kfc::kron
