@@ -39,6 +39,8 @@ std::unique_ptr<T[]> Scratch(size_t size) {
 // Output rows per block of Product: fixed, so the blocks (and each one's BLAS call) are the same
 // whatever the number of threads that run them (ParallelBlocks).
 constexpr int64_t kProductBlockRows = 256;
+// Row blocks of the double-accumulation A^T in, each with a partial sum as large as the result.
+constexpr int64_t kMaxSumBlocks = 8;
 
 // out = A in (m x l, for in n x l) or, with `transpose`, A^T in (n x l, for in m x l), in blocks
 // of output rows: rows of A for A in, columns of A (rows of At) for A^T in. Every output element
@@ -83,24 +85,30 @@ void Product(const float* a, int64_t m, int64_t n, bool transpose, const double*
     });
     return;
   }
-  // out[j0 : j0 + jc, :] = sum over chunks of rows i0.. of A[i0 : i0 + rc, j0 : j0 + jc]^T
-  // in[i0 : i0 + rc, :], the chunks converted to double and added in order (the first
-  // overwrites).
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(m, kChunkDoubles / n));
-  ParallelBlocks(blocks, [&](int64_t b) {
-    const int64_t j0 = b * kProductBlockRows, jc = std::min(kProductBlockRows, n - j0);
-    double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(chunk * jc));
-    for (int64_t i0 = 0; i0 < m; i0 += chunk) {
-      const int64_t rc = std::min(chunk, m - i0);
-      for (int64_t i = 0; i < rc; ++i) {
-        const float* src = a + (i0 + i) * n + j0;
-        std::copy(src, src + jc, rows + i * jc);
-      }
-      cblas_dgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(jc), bl, static_cast<int>(rc),
-                  1.0, rows, static_cast<int>(jc), in + i0, static_cast<int>(m),
-                  i0 == 0 ? 0.0 : 1.0, out + j0, bn);
+  // out = sum over row blocks b of A_b^T in_b: each block (at most kMaxSumBlocks of them, of at
+  // least kProductBlockRows rows) accumulates its own partial sum, its rows converted to double a
+  // contiguous chunk at a time; the partials are then added in block order.
+  const int64_t block_rows = std::max(kProductBlockRows, (m + kMaxSumBlocks - 1) / kMaxSumBlocks);
+  const int64_t row_blocks = (m + block_rows - 1) / block_rows;
+  const auto z_size = static_cast<size_t>(n * l);
+  double* const partial =
+      ScratchDoubles(ScratchSlot::kProductPartial, static_cast<size_t>(row_blocks - 1) * z_size);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(block_rows, kChunkDoubles / n));
+  ParallelBlocks(row_blocks, [&](int64_t b) {
+    double* const z = b == 0 ? out : partial + static_cast<size_t>(b - 1) * z_size;
+    const int64_t end = std::min(m, (b + 1) * block_rows);
+    double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(chunk * n));
+    for (int64_t i0 = b * block_rows; i0 < end; i0 += chunk) {
+      const int64_t rc = std::min(chunk, end - i0);
+      std::copy(a + i0 * n, a + (i0 + rc) * n, rows);
+      cblas_dgemm(CblasColMajor, op, CblasNoTrans, bn, bl, static_cast<int>(rc), 1.0, rows, bn,
+                  in + i0, static_cast<int>(m), i0 == b * block_rows ? 0.0 : 1.0, z, bn);
     }
   });
+  for (int64_t b = 1; b < row_blocks; ++b) {
+    const double* z = partial + static_cast<size_t>(b - 1) * z_size;
+    for (size_t k = 0; k < z_size; ++k) out[k] += z[k];
+  }
 }
 
 }  // namespace

@@ -11,10 +11,11 @@ namespace kfc::kron {
 
 // Independent buffers a thread may hold at once; each is used by one function at a time.
 enum class ScratchSlot {
-  kRearranged,    // R of Factorize's randomized path
-  kProductIn,     // float copies of the thin block going into a product
-  kProductOut,    // float result of a product before it is widened to double
-  kProductChunk,  // rows of A converted to double for the double-accumulation products
+  kRearranged,      // R of Factorize's randomized path
+  kProductIn,       // float copies of the thin block going into a product
+  kProductOut,      // float result of a product before it is widened to double
+  kProductChunk,    // rows of A converted to double for the double-accumulation products
+  kProductPartial,  // partial sums of the double-accumulation A^T in
   kCount,
 };
 
