@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Per-thread scratch buffers reused across calls: the products and factorizations of one layer
-// after another need buffers of the same sizes, and allocating them afresh each time cost page
-// faults, page clearing and a memset as large as the buffer (about 10% of a -r 8 run, measured
-// with perf; docs/performance.md). This header includes no ONNX or protobuf headers.
+// Per-thread scratch buffers reused across calls: the ten or so products of each randomized SVD,
+// layer after layer, need thin buffers of the same sizes, and allocating them afresh each time
+// (value-initialized, or above malloc's mmap threshold) cost page faults, page clearing and
+// memsets (docs/performance.md). Large per-layer buffers (R) are not kept here: held between
+// layers they would add to the peak memory. This header includes no ONNX or protobuf headers.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +12,6 @@ namespace kfc::kron {
 
 // Independent buffers a thread may hold at once; each is used by one function at a time.
 enum class ScratchSlot {
-  kRearranged,      // R of Factorize's randomized path
   kProductIn,       // float copies of the thin block going into a product
   kProductOut,      // float result of a product before it is widened to double
   kProductChunk,    // rows of A converted to double for the double-accumulation products
@@ -26,5 +26,9 @@ enum class ScratchSlot {
 constexpr size_t kScratchKeepBytes = size_t{64} << 20;
 float* ScratchFloats(ScratchSlot slot, size_t size);
 double* ScratchDoubles(ScratchSlot slot, size_t size);
+
+// Frees every scratch buffer of the calling thread (a thread's buffers are also freed when it
+// exits). For the thread that ran a parallel phase itself, so its buffers do not outlive it.
+void ReleaseScratch();
 
 }  // namespace kfc::kron
