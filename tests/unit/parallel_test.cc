@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace kfc {
@@ -22,6 +26,62 @@ TEST(ParallelForTest, EveryIndexRunsExactlyOnce) {
     for (const auto& r : runs) EXPECT_EQ(r.load(), 1) << threads << " threads";
   }
   EXPECT_TRUE(ParallelFor(0, 4, [](int64_t) { return Internal("never called"); }).ok());
+}
+
+// Outside ParallelFor, and with one thread, the blocks run in order on the caller.
+TEST(ParallelBlocksTest, WithoutHelpersBlocksRunInOrderOnTheCaller) {
+  std::vector<int64_t> order;
+  ParallelBlocks(5, [&](int64_t b) { order.push_back(b); });
+  EXPECT_EQ(order, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  order.clear();
+  ASSERT_TRUE(ParallelFor(1, 1, [&](int64_t) {
+                ParallelBlocks(3, [&](int64_t b) { order.push_back(b); });
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(order, (std::vector<int64_t>{0, 1, 2}));
+}
+
+// One item on four threads: the three without an item help with its blocks; every block runs
+// exactly once, and the caller gets control back only when all are done.
+TEST(ParallelBlocksTest, IdleThreadsHelpAndEveryBlockRunsOnce) {
+  for (int64_t items : {1, 2, 5}) {
+    std::mutex mu;
+    std::set<std::thread::id> helpers_seen;
+    std::atomic<bool> all_done{true};
+    ASSERT_TRUE(ParallelFor(items, 4, [&](int64_t) {
+                  for (int call = 0; call < 3; ++call) {
+                    std::vector<std::atomic<int>> runs(40);
+                    const std::thread::id caller = std::this_thread::get_id();
+                    ParallelBlocks(40, [&](int64_t b) {
+                      if (b == 0 && items == 1 && call == 0) {
+                        // Waits (up to 20 s) for a helper to take a block, so the test sees
+                        // helping even on a loaded machine.
+                        const auto until =
+                            std::chrono::steady_clock::now() + std::chrono::seconds(20);
+                        for (;;) {
+                          {
+                            std::lock_guard<std::mutex> lock(mu);
+                            if (!helpers_seen.empty()) break;
+                          }
+                          if (std::chrono::steady_clock::now() > until) break;
+                          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                        }
+                      }
+                      if (std::this_thread::get_id() != caller) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        helpers_seen.insert(std::this_thread::get_id());
+                      }
+                      runs[static_cast<size_t>(b)].fetch_add(1);
+                    });
+                    for (const auto& r : runs) {
+                      if (r.load() != 1) all_done = false;
+                    }
+                  }
+                  return Status::Ok();
+                }).ok());
+    EXPECT_TRUE(all_done.load()) << items << " items";
+    if (items == 1) EXPECT_FALSE(helpers_seen.empty());
+  }
 }
 
 TEST(ParallelForTest, TheSmallestFailingIndexWinsAndSmallerOnesAllRan) {

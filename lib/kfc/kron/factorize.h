@@ -37,12 +37,13 @@ struct KronFactors {
   double frobenius_norm = 0.0;  // ||W||_F, accumulated in double
   // ||W - W_hat||_F / ||W||_F (0 when W == 0), exact, never an estimate. Exact path: sqrt(sum of
   // discarded sigma^2) over the whole spectrum, for either precision of W. Randomized path, float32
-  // W: sqrt(||W||^2 - sum of kept s_t^2), which is exact for its factors (they are an orthogonal
-  // projection of R, and the projection is accumulated in double even when the subspace passes
-  // ran in float32) up to rounding, i.e. below about 1e-8 relative it reads as 0. Randomized path,
-  // float64 W: FactorsError of the returned factors (that difference cancels below about 1e-8).
-  // All of these hold for the double-precision triplets; rounding a float32 W's factors to float
-  // adds at most about 6e-8.
+  // W: sqrt(||W||^2 - sum of kept s_t^2) when that is at least kIdentityMinRelativeError, which is
+  // exact for its factors (an orthogonal projection of R, accumulated in double even when the
+  // subspace passes ran in float32) to about 1e-9 of itself; below it, and always for a float64 W,
+  // FactorsError of the returned factors (exact to double rounding, about 1e-15 of ||W||). The
+  // identity holds for the double-precision triplets; rounding a float32 W's factors to float
+  // changes the error by at most about 1e-15 / error there (their rounding is orthogonal to the
+  // residual to first order; docs/performance.md).
   double relative_error = 0.0;
   SvdMethod method = SvdMethod::kExact;  // how the triplets were computed
   // Randomized path: the subspace passes ran in float32 (the error is exact either way; see
@@ -50,12 +51,17 @@ struct KronFactors {
   bool float32_passes = false;
 };
 
+// At or above this relative error, the randomized path reports sqrt(||W||^2 - sum_t s_t^2) /
+// ||W||: its rounding (about 1e-13 of ||W||^2, from ||W||^2 and the s_t) moves an error e by about
+// 1e-13 / (2 e^2) of itself, under 1e-9 from here on. Below it, the error is measured from the
+// factors (FactorsError: rank * K * N multiply-adds in double).
+constexpr double kIdentityMinRelativeError = 1e-2;
+
 struct FactorizeOptions {
   // kAuto: exact dgesdd for small rearranged matrices or large ranks, else the randomized range
   // finder (see ChooseSvdMethod). For a float32 W it runs on a float32 R, its subspace passes in
-  // float32 unless svd.precision says otherwise or the result is too accurate for float32 (see
-  // kFloat32MinRelativeError); for a float64 W on a double R, every pass in double (svd.precision
-  // is ignored). The seed is fixed, so results are deterministic.
+  // float32 unless svd.precision says kFloat64; for a float64 W on a double R, every pass in
+  // double (svd.precision is ignored). The seed is fixed, so results are deterministic.
   SvdOptions svd;
 };
 

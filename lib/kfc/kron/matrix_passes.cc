@@ -12,7 +12,9 @@
 #include <new>
 #include <optional>
 
+#include "kfc/core/parallel.h"
 #include "kfc/kron/blas_threads.h"
+#include "kfc/kron/scratch.h"
 
 namespace kfc::kron {
 namespace {
@@ -34,36 +36,78 @@ std::unique_ptr<T[]> Scratch(size_t size) {
   return std::unique_ptr<T[]>(new T[size]);
 }
 
-// out = A in (m x l, for in n x l) or, with `transpose`, A^T in (n x l, for in m x l).
+// Output rows per block of Product: fixed, so the blocks (and each one's BLAS call) are the same
+// whatever the number of threads that run them (ParallelBlocks).
+constexpr int64_t kProductBlockRows = 256;
+// Row blocks of the double-accumulation A^T in, each with a partial sum as large as the result.
+constexpr int64_t kMaxSumBlocks = 8;
+
+// out = A in (m x l, for in n x l) or, with `transpose`, A^T in (n x l, for in m x l), in blocks
+// of output rows: rows of A for A in, columns of A (rows of At) for A^T in. Every output element
+// is one BLAS dot product over the whole inner dimension, so the blocking does not change it.
 void Product(const float* a, int64_t m, int64_t n, bool transpose, const double* in, int64_t l,
              double* out, PassPrecision precision) {
   const int64_t in_rows = transpose ? m : n, out_rows = transpose ? n : m;
   const int bn = static_cast<int>(n), bl = static_cast<int>(l);
+  const int64_t blocks = (out_rows + kProductBlockRows - 1) / kProductBlockRows;
   // BLAS sees A^T column-major (n x m): transpose it back for A in, use it as is for A^T in.
   const CBLAS_TRANSPOSE op = transpose ? CblasNoTrans : CblasTrans;
   if (precision == PassPrecision::kFloat32) {
     const auto in_size = static_cast<size_t>(in_rows * l),
                out_size = static_cast<size_t>(out_rows * l);
-    const auto in_f = Scratch<float>(in_size), out_f = Scratch<float>(out_size);
-    std::copy(in, in + in_size, in_f.get());
-    cblas_sgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(out_rows), bl,
-                static_cast<int>(in_rows), 1.0f, a, bn, in_f.get(), static_cast<int>(in_rows), 0.0f,
-                out_f.get(), static_cast<int>(out_rows));
-    std::copy(out_f.get(), out_f.get() + out_size, out);
+    float* const in_f = ScratchFloats(ScratchSlot::kProductIn, in_size);
+    float* const out_f = ScratchFloats(ScratchSlot::kProductOut, out_size);
+    std::copy(in, in + in_size, in_f);
+    ParallelBlocks(blocks, [&](int64_t b) {
+      const int64_t r0 = b * kProductBlockRows, rc = std::min(kProductBlockRows, out_rows - r0);
+      // Block rows r0.. of A (transpose: of At, i.e. columns r0.. of A).
+      const float* a_b = transpose ? a + r0 : a + r0 * n;
+      cblas_sgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(rc), bl,
+                  static_cast<int>(in_rows), 1.0f, a_b, bn, in_f, static_cast<int>(in_rows), 0.0f,
+                  out_f + r0, static_cast<int>(out_rows));
+      for (int64_t c = 0; c < l; ++c) {
+        const float* src = out_f + c * out_rows + r0;
+        std::copy(src, src + rc, out + c * out_rows + r0);
+      }
+    });
     return;
   }
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(m, kChunkDoubles / n));
-  std::vector<double> rows;
-  for (int64_t i0 = 0; i0 < m; i0 += chunk) {
-    const int64_t rc = std::min(chunk, m - i0);
-    rows.assign(a + i0 * n, a + (i0 + rc) * n);
-    if (transpose) {  // out += rows^T in[i0 : i0 + rc, :]; the first chunk overwrites
-      cblas_dgemm(CblasColMajor, op, CblasNoTrans, bn, bl, static_cast<int>(rc), 1.0, rows.data(),
-                  bn, in + i0, static_cast<int>(m), i0 == 0 ? 0.0 : 1.0, out, bn);
-    } else {  // out[i0 : i0 + rc, :] = rows in
-      cblas_dgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(rc), bl, bn, 1.0, rows.data(),
-                  bn, in, bn, 0.0, out + i0, static_cast<int>(m));
+  if (!transpose) {  // out[r0 : r0 + rc, :] = rows in, rows converted a chunk at a time
+    const int64_t chunk =
+        std::max<int64_t>(1, std::min<int64_t>(kProductBlockRows, kChunkDoubles / n));
+    const int64_t row_blocks = (m + chunk - 1) / chunk;
+    ParallelBlocks(row_blocks, [&](int64_t b) {
+      const int64_t i0 = b * chunk, rc = std::min(chunk, m - i0);
+      double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(rc * n));
+      std::copy(a + i0 * n, a + (i0 + rc) * n, rows);
+      cblas_dgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(rc), bl, bn, 1.0, rows, bn, in,
+                  bn, 0.0, out + i0, static_cast<int>(m));
+    });
+    return;
+  }
+  // out = sum over row blocks b of A_b^T in_b: each block (at most kMaxSumBlocks of them, of at
+  // least kProductBlockRows rows) accumulates its own partial sum, its rows converted to double a
+  // contiguous chunk at a time; the partials are then added in block order.
+  const int64_t block_rows = std::max(kProductBlockRows, (m + kMaxSumBlocks - 1) / kMaxSumBlocks);
+  const int64_t row_blocks = (m + block_rows - 1) / block_rows;
+  const auto z_size = static_cast<size_t>(n * l);
+  double* const partial =
+      ScratchDoubles(ScratchSlot::kProductPartial, static_cast<size_t>(row_blocks - 1) * z_size);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(block_rows, kChunkDoubles / n));
+  ParallelBlocks(row_blocks, [&](int64_t b) {
+    double* const z = b == 0 ? out : partial + static_cast<size_t>(b - 1) * z_size;
+    const int64_t end = std::min(m, (b + 1) * block_rows);
+    double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(chunk * n));
+    for (int64_t i0 = b * block_rows; i0 < end; i0 += chunk) {
+      const int64_t rc = std::min(chunk, end - i0);
+      std::copy(a + i0 * n, a + (i0 + rc) * n, rows);
+      cblas_dgemm(CblasColMajor, op, CblasNoTrans, bn, bl, static_cast<int>(rc), 1.0, rows, bn,
+                  in + i0, static_cast<int>(m), i0 == b * block_rows ? 0.0 : 1.0, z, bn);
     }
+  });
+  for (int64_t b = 1; b < row_blocks; ++b) {
+    const double* z = partial + static_cast<size_t>(b - 1) * z_size;
+    for (size_t k = 0; k < z_size; ++k) out[k] += z[k];
   }
 }
 

@@ -78,4 +78,13 @@ Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape&
   return RearrangeIntoVector(w, K, N, shape, r);
 }
 
+Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& shape, float* r) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  if (w == nullptr || r == nullptr) {
+    return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  }
+  RearrangeInto(w, N, shape, r);
+  return Status::Ok();
+}
+
 }  // namespace kfc::kron

@@ -23,7 +23,9 @@ StatusOr<std::vector<double>> Rearrange(const double* w, int64_t K, int64_t N,
 StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N,
                                             const KronShape& shape);
 // The same into *r (resized to K*N; its memory is reused when large enough).
+// RearrangeFloatTo writes it to r (K*N floats) without any allocation.
 Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
                           std::vector<float>* r);
+Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& shape, float* r);
 
 }  // namespace kfc::kron

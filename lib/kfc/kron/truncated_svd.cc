@@ -328,7 +328,13 @@ StatusOr<TruncatedSvd> ComputeTruncatedSvd(const double* a, int64_t m, int64_t n
 StatusOr<TruncatedSvd> ComputeTruncatedSvd(const float* a, int64_t m, int64_t n, int64_t rank,
                                            const SvdOptions& options) {
   KFC_RETURN_IF_ERROR(ValidateSvdArguments(a, m, n, rank, options));
-  KFC_ASSIGN_OR_RETURN(const double norm2, ScanFinite(a, m, n));
+  KFC_RETURN_IF_ERROR(ScanFinite(a, m, n).status());
+  return ComputeTruncatedSvdOfFinite(a, m, n, rank, options);
+}
+
+StatusOr<TruncatedSvd> ComputeTruncatedSvdOfFinite(const float* a, int64_t m, int64_t n,
+                                                   int64_t rank, const SvdOptions& options) {
+  KFC_RETURN_IF_ERROR(ValidateSvdArguments(a, m, n, rank, options));
   if (ChooseSvdMethod(m, n, rank, options) == SvdMethod::kExact) {
     std::vector<double> work;
     try {
@@ -344,16 +350,6 @@ StatusOr<TruncatedSvd> ComputeTruncatedSvd(const float* a, int64_t m, int64_t n,
       FloatOperator(a, m, n, float32 ? PassPrecision::kFloat32 : PassPrecision::kFloat64), m, n,
       options, &out));
   out.float32_passes = float32;
-  if (float32 && options.precision == SvdPrecision::kAuto) {
-    double kept = 0.0;
-    for (double s : out.s) kept += s * s;
-    const double residual = std::max(0.0, norm2 - kept);
-    if (residual < kFloat32MinRelativeError * kFloat32MinRelativeError * norm2) {
-      out = EmptyResult(m, n, rank);
-      KFC_RETURN_IF_ERROR(
-          RandomizedSvd(FloatOperator(a, m, n, PassPrecision::kFloat64), m, n, options, &out));
-    }
-  }
   NormalizeSigns(&out);
   return out;
 }

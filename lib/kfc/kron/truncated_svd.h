@@ -22,8 +22,11 @@
 // precision of the earlier passes. Float32 only makes Q a little less good than float64 would:
 // its rounding (about 2^-24 sqrt(n) relative per product) perturbs the subspace by that much and
 // costs up to about its square in captured energy. That is invisible unless the relative error
-// ||A - U_r S_r V_r^T|| / ||A|| is itself small; so under SvdPrecision::kAuto a float32 result
-// whose relative error is below kFloat32MinRelativeError is recomputed with float64 passes.
+// ||A - U_r S_r V_r^T|| / ||A|| is itself small, where SvdPrecision::kFloat64 is there for
+// callers that want it (kAuto keeps float32: redoing the sketch in float64 when the error came out
+// below kFloat32MinRelativeError cost a third of a -r 8 run on nearly exact layers, and gained
+// only below about 1e-6, where the float32 rounding of the stored factors is of the same order;
+// docs/performance.md). Factorize measures such small errors directly from the factors.
 // This header includes no ONNX or protobuf headers.
 #pragma once
 
@@ -63,19 +66,18 @@ enum class SvdMethod {
 // ComputeTruncatedSvd; the double overload always works in double). The last pass and everything
 // after it are double in every case.
 enum class SvdPrecision {
-  kAuto,     // float32, redone in float64 when the result's relative error is below
-             // kFloat32MinRelativeError
+  kAuto,     // float32 (the same as kFloat32)
   kFloat32,  // float32 whatever the result
   kFloat64,  // double accumulation throughout
 };
 
-// Below this relative error ||A - A_r||_F / ||A||_F, float32 subspace passes are not accurate
-// enough under SvdPrecision::kAuto. Float32 rounding puts a floor of about 1e-7 (relative to ||A||)
-// under the error the subspace can reach, so it inflates an error e by about (1e-7 / e)^2 / 2.
-// Measured on 2048 x 2048 and 512 x 8192 matrices of exact rank 40 plus noise, at rank 40: float32
-// and float64 errors agreed to 6e-9 (relative) at e = 1e-3, 7e-7 at 1e-4, 8e-5 at 1e-5 and 4e-3
-// at 1e-6. At 1e-3 and above the loss is far below the randomized method's own gap to optimal
-// (up to about 1e-3 of the error); below it, float64 passes are used.
+// Below this relative error ||A - A_r||_F / ||A||_F, float32 subspace passes start to cost
+// measurable accuracy (the shape search switches to float64 passes for targets below it). Float32
+// rounding puts a floor of about 1e-7 (relative to ||A||) under the error the subspace can reach,
+// so it inflates an error e by about (1e-7 / e)^2 / 2. Measured on 2048 x 2048 and 512 x 8192
+// matrices of exact rank 40 plus noise, at rank 40: float32 and float64 errors agreed to 6e-9
+// (relative) at e = 1e-3, 7e-7 at 1e-4, 8e-5 at 1e-5 and 4e-3 at 1e-6. At 1e-3 and above the loss
+// is far below the randomized method's own gap to optimal (up to about 1e-3 of the error).
 constexpr double kFloat32MinRelativeError = 1e-3;
 
 struct SvdOptions {
@@ -124,6 +126,11 @@ StatusOr<TruncatedSvd> ComputeTruncatedSvd(const double* a, int64_t m, int64_t n
 // (m * n doubles). Same errors as the double overload.
 StatusOr<TruncatedSvd> ComputeTruncatedSvd(const float* a, int64_t m, int64_t n, int64_t rank,
                                            const SvdOptions& options = {});
+
+// The same for a matrix the caller has already checked to be finite (no scan for NaN and
+// infinity; Factorize checks W while it computes ||W||). Same errors otherwise.
+StatusOr<TruncatedSvd> ComputeTruncatedSvdOfFinite(const float* a, int64_t m, int64_t n,
+                                                   int64_t rank, const SvdOptions& options = {});
 
 // The exact path on a matrix it may destroy: dgesdd of the m x n row-major `a` in place (no copy),
 // the top-`rank` triplets with ComputeTruncatedSvd's sign convention, and `spectrum` filled.

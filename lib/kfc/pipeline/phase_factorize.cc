@@ -6,6 +6,7 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/io/spill.h"
+#include "kfc/kron/scratch.h"
 #include "kfc/pipeline/decide_layer.h"
 #include "kfc/pipeline/layer_report.h"
 #include "kfc/pipeline/phases.h"
@@ -176,6 +177,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     meter.Done(j);
     return Status::Ok();
   }));
+  kron::ReleaseScratch();  // this thread's; the other workers' went with them
   meter.Finish();
 
   std::vector<rewrite::KronRewrite> rewrites;
