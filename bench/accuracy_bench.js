@@ -28,7 +28,8 @@
 //
 // Writes OUT_DIR/results.tsv (one row per run, appended as runs finish), meta.json (the settings),
 // results.md (the tables and the targets), accuracy.png (bench/plot_accuracy.py), runs/*.log
-// (each run's --verbose stderr), runs/*.json (its report). Compressed models are deleted after their evaluation.
+// (each run's --verbose stderr), runs/*.json (its report). Compressed models are deleted after their
+// evaluation.
 // Exit 0; 1 if a run or an evaluation failed, or a sanity check failed (original accuracy below a
 // floor that only a broken pipeline misses; an achieved ratio above its target); 2 on usage.
 const { spawnSync } = require('node:child_process');
