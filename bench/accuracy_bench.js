@@ -290,7 +290,7 @@ function timingTable(rows) {
   for (const r of rows) {
     if (r.status !== 'ok' || r.mode === 'weight' || r.mode === 'original') continue;
     md += `| ${r.model} | ${r.mode} | ${r.ratio} | ${fmt(r.wall_s, 1)} | ${fmt(r.cpu_s, 1)} | ` +
-      `${r.runner_passes} | ${fmt(r.runner_s, 1)} | ${fmt(r.rest_s, 1)} | ${fmt(r.peak_mb, 0)} | ` +
+      `${r.runner_passes ?? ''} | ${fmt(r.runner_s, 1)} | ${fmt(r.rest_s, 1)} | ${fmt(r.peak_mb, 0)} | ` +
       `${fmt(r.load1, 1)} |\n`;
   }
   return `${md}\n`;
