@@ -38,6 +38,8 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   std::shared_ptr<Calibration> calibration;
   if (!options.calibration_dir.empty()) {
     KFC_ASSIGN_OR_RETURN(calibration, Calibration::Load(options.calibration_dir, model));
+    // Parked statistics (pipeline/calibration.h) go next to the factors' spill, when there is one.
+    if (options.spill != nullptr) calibration->SetScratchFolder(options.spill->folder());
   }
 
   // match: every Gemm/MatMul, eligible or with its skip reason.

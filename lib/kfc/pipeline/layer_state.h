@@ -13,6 +13,7 @@
 #include "kfc/kron/shape_search.h"
 #include "kfc/kron/weighted.h"
 #include "kfc/match/match.h"
+#include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/rewrite/factor_encoding.h"
 
@@ -74,7 +75,11 @@ struct LayerState {
   bool directed = false;  // dir holds the layer's directive
   Directive dir;
   Decision dec;
+  // Decided without its weight (-r with a single policy shape) and factorized: the weight is read
+  // once, in factorize, and checked to be finite there (a NaN or Inf then skips it as here).
+  bool check_in_factorize = false;
   std::optional<kron::InputStats> stats;  // --calibration data for this layer's input
+  ParkedStats stats_parked;  // where its large arrays are, when parked (pipeline/calibration.h)
   bool calibrated = false;
   std::string calibration_note;
   // Factorize: the decision was taken up (shape, rank and search reported), and when compressed
@@ -88,6 +93,8 @@ struct LayerState {
     skip_reason = std::move(reason);
     skip_detail = std::move(detail);
   }
+  // A layer whose weight holds NaN or Inf (`why`: where) leaves the pipeline as if never decided.
+  void SkipNonFinite(const std::string& why);
 };
 
 // The statistics that rate shapes and ranks: none for Kronecker-factored ones, which hold for one
