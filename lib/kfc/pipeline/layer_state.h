@@ -64,6 +64,17 @@ struct Factored {
   bool spectrum_complete = false;
 };
 
+// --compensate: a compressed layer's stage and, when refitted on its stage's inputs X~, its
+// output errors there (kron/compensate.h).
+struct Compensation {
+  int stage = 0;  // 1 + the highest stage of the compressed layers upstream of its input
+  bool refit = false;
+  double error = -1;        // the factors written, on X~ against the original output
+  double plain_error = -1;  // the plain calibrated factors, the same way
+  bool used_plain = false;
+  std::string note;  // why a layer was not refitted
+};
+
 struct LayerState {
   const match::LayerCandidate* c = nullptr;
   // Select, then read and check: still a candidate (eligible, through the filters and min-params,
@@ -88,6 +99,7 @@ struct LayerState {
   std::optional<Factored> factored;
   std::optional<kron::KronFactors> factors;  // as LayerResult::factors
   std::vector<float> bias_correction;
+  std::optional<Compensation> compensation;
 
   void Skip(std::string reason, std::string detail) {
     skip_reason = std::move(reason);
