@@ -4,6 +4,9 @@
 //
 //   node bench/ocr_accuracy.js MODEL.onnx DICT.txt LINES_DIR [--batch N]
 //
+// Or require() it: evaluate({model, dict, lines, batch}) resolves to the JSON object printed here
+// (bench/accuracy_bench.js does this).
+//
 // CTC greedy decoding as PaddleOCR's CTCLabelDecode: argmax per time step, repeats merged, blanks
 // (class 0) dropped; classes 1..6623 are DICT.txt's lines and the last one is the space.
 // Character accuracy = 1 - sum(edit distance) / sum(reference length) over all lines; also the
@@ -131,4 +134,4 @@ if (require.main === module) {
     });
 }
 
-module.exports = { editDistance, ctcDecode, loadCharacters };
+module.exports = { evaluate, editDistance, ctcDecode, loadCharacters };

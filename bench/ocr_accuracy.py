@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Renders text lines for the PP-OCRv4 recognizer benchmark (bench/ocr_accuracy.sh).
+"""Renders text lines for the PP-OCRv4 recognizer benchmark (bench/accuracy_bench.js).
 
     /usr/bin/python3 bench/ocr_accuracy.py OUT_DIR [--lines N] [--seed S] [--width W]
 

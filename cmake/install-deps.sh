@@ -22,7 +22,7 @@ test=(
   libgtest-dev
   python3-onnx python3-numpy python3-sklearn
   dataset-fashion-mnist
-  python3-pil fonts-dejavu-core
+  python3-pil fonts-dejavu-core python3-matplotlib
   clang libclang-rt-14-dev
   dpkg-dev file
   chromium
