@@ -348,6 +348,10 @@ StatusOr<report::Compensation> Compensate(const Options& o, const Weights& weigh
                   c.node_name, s, cf.plain_error, cf.error,
                   cf.used_plain ? " (plain factors kept)" : "");
         ls.factored->relative_error = cf.factors.relative_error;
+        // The original inputs' statistics may be parked (pipeline/calibration.h): loaded for
+        // this one measurement and freed again.
+        StatsInUse stats_in_use(ls.stats_parked, &*ls.stats);
+        KFC_RETURN_IF_ERROR(stats_in_use.Load());
         ls.factored->data_error =
             kron::DataRelativeError(w.data(), kron::Reconstruct(cf.factors), c.k, c.n, *ls.stats);
         rw.factors = cf.factors;
