@@ -162,6 +162,22 @@ TEST(AllocationObjectiveTest, EveryObjectiveRespectsEveryBudget) {
   }
 }
 
+TEST(AllocateTest, ADenseFormThatDoesNotFitDoesNotStopTheLayer) {
+  // Two layers of 4096 parameters, ranks of 128 parameters, a flat spectrum (e^2 = 1 - r/64):
+  // on each hull, rank 1 goes straight to the dense form (cost 0 at 4096), which never fits a
+  // budget of 4096. The layer whose error costs 1e10 times more must still get every rank left.
+  std::vector<AllocGroup> groups(2);
+  for (int g = 0; g < 2; ++g) {
+    const double weight = g == 0 ? 1.0 : 1e-10;
+    for (int r = 1; r <= 31; ++r) groups[g].options.push_back({128 * r, weight * (1 - r / 64.0)});
+    groups[g].options.push_back({4096, 0.0});
+  }
+  const Allocation a = Allocate(groups, 4096);
+  ASSERT_TRUE(a.met);
+  EXPECT_EQ(groups[0].options[a.choice[0]].params, 3968);  // rank 31
+  EXPECT_EQ(groups[1].options[a.choice[1]].params, 128);   // rank 1
+}
+
 TEST(AllocateUniformTest, CheapestOptionsWhenNothingFitsAndTheirTotalAboveBudget) {
   std::vector<AllocGroup> groups(2);
   groups[0].options = {{50, 1.0}, {100, 0.0}};

@@ -90,7 +90,20 @@ Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget) {
     heap.pop();
     const AllocOption& cur = groups[g].options[hulls[g][hull_pos[g]]];
     const AllocOption& next = groups[g].options[hulls[g][hull_pos[g] + 1]];
-    if (out.params - cur.params + next.params > budget) continue;  // later steps are bigger still
+    if (out.params - cur.params + next.params > budget) {
+      // The next hull point does not fit (often the dense form, whose cost 0 hides the ranks
+      // below it from the hull): go on along the hull of the options that still fit.
+      const int64_t allowed = budget - out.params + cur.params;
+      std::vector<size_t> fitting;
+      for (size_t i : fronts[g]) {
+        const AllocOption& o = groups[g].options[i];
+        if (o.params >= cur.params && o.params <= allowed) fitting.push_back(i);
+      }
+      hulls[g] = LowerHull(groups[g].options, fitting);
+      hull_pos[g] = 0;
+      if (hulls[g].size() > 1) heap.emplace(slope_of(g), -static_cast<int64_t>(g), g);
+      continue;
+    }
     out.params += next.params - cur.params;
     ++hull_pos[g];
     out.choice[g] = hulls[g][hull_pos[g]];

@@ -12,6 +12,9 @@
 //  1. every group starts at its cheapest option (fewest parameters);
 //  2. greedy on each group's lower convex hull of (params, cost), taking the step with the largest
 //     cost reduction per parameter while it fits (this is the Lagrangian solution at the budget);
+//     when a group's next hull point does not fit (often its dense form, whose cost 0 can hide
+//     every rank above some r from the hull), the group goes on along the hull of its options
+//     that still fit;
 //  3. the parameters left over go, one step at a time, to the fitting option with the largest cost
 //     reduction (options off the hull included).
 // Ties go to the lower group index, then to the lower option index, so results are deterministic.
