@@ -10,6 +10,11 @@
 //     --blocks N          transformer-like model: FFN blocks to generate (default 2; 0: none)
 //     --rank R            -r for every model this script compresses (default 4)
 //     --no-mlps           leave out testdata/digits_mlp.onnx and testdata/fashion_mlp.onnx
+//     --case NAME=MODEL[,ARG...]
+//                         also compress MODEL with these kfc-compress arguments instead of -r R
+//                         (repeatable), e.g. fashion_r0.1=testdata/fashion_mlp.onnx,--ratio,0.1
+//     --kfc-old PATH      also compress every model with this binary (an older emitted form) and
+//                         time its output in the same alternation: original, old, new
 //     --pair NAME=ORIG,COMP[,REPORT]
 //                         also measure this pair as given (repeatable); REPORT is the JSON report
 //                         (--report) that predicts its MACs
@@ -45,6 +50,8 @@ const PYTHON = '/usr/bin/python3';
 function parseArgs(argv) {
   const opts = {
     kfc: path.join(ROOT, 'build', 'kfc-compress'),
+    kfcOld: null,
+    cases: [],
     out: path.join(ROOT, 'build', 'infer-bench'),
     blocks: 2,
     rank: 4,
@@ -74,7 +81,13 @@ function parseArgs(argv) {
       return argv[++i];
     };
     if (flag === '--kfc') opts.kfc = path.resolve(value());
-    else if (flag === '--out') opts.out = path.resolve(value());
+    else if (flag === '--kfc-old') opts.kfcOld = path.resolve(value());
+    else if (flag === '--case') {
+      const m = /^([^=]+)=([^,]+)((?:,[^,]+)*)$/.exec(value());
+      if (!m) throw new Error('--case expects NAME=MODEL[,ARG...]');
+      opts.cases.push({ name: m[1], model: path.resolve(m[2]),
+        args: m[3] ? m[3].slice(1).split(',') : null });
+    } else if (flag === '--out') opts.out = path.resolve(value());
     else if (flag === '--blocks') opts.blocks = count(value(), flag, 0);
     else if (flag === '--rank') opts.rank = count(value(), flag);
     else if (flag === '--no-mlps') opts.mlps = false;
@@ -109,12 +122,18 @@ function check(file, args, what) {
   }
 }
 
-// KFC ORIG -r R -o COMP --report REPORT; returns the pair.
-function compress(opts, name, original) {
-  const base = path.join(opts.out, `${name}.r${opts.rank}`);
+// KFC ORIG ARGS -o COMP --report REPORT (ARGS: -r R unless given); with --kfc-old, the old
+// binary's output too (pair.old). Returns the pair.
+function compress(opts, name, original, args = null) {
+  const modeArgs = args || ['-r', String(opts.rank)];
+  const base = path.join(opts.out, args ? name : `${name}.r${opts.rank}`);
   const pair = { name, original, compressed: `${base}.onnx`, report: `${base}.json` };
-  check(opts.kfc, [original, '-r', String(opts.rank), '-o', pair.compressed, '--report',
-    pair.report, '-q'], `compressing ${name}`);
+  check(opts.kfc, [original, ...modeArgs, '-o', pair.compressed, '--report', pair.report, '-q'],
+    `compressing ${name}`);
+  if (opts.kfcOld) {
+    pair.old = `${base}.old.onnx`;
+    check(opts.kfcOld, [original, ...modeArgs, '-o', pair.old, '-q'], `compressing ${name} (old)`);
+  }
   return pair;
 }
 
@@ -174,10 +193,12 @@ async function timeRun(session, feeds) {
   return { wall, cpu: (used.user + used.system) / 1e3 };
 }
 
-// One (pair, batch, threads) setting: both sessions warmed up, then alternating timed runs.
+// One (pair, batch, threads) setting: all sessions (original, compressed, and the old compressed
+// one when given) warmed up, then alternating timed runs.
 async function measure(opts, pair, batch, threads) {
   const sessions = [];
-  for (const file of [pair.original, pair.compressed]) {
+  const files = [pair.original, pair.compressed, ...(pair.old ? [pair.old] : [])];
+  for (const file of files) {
     sessions.push(await h.ort.InferenceSession.create(file, SESSION(threads)));
   }
   const { inputs, seq } = feedDims(sessions[0], batch, opts.seq);
@@ -185,23 +206,30 @@ async function measure(opts, pair, batch, threads) {
   for (const s of sessions) {
     for (let i = 0; i < opts.warmup; ++i) await s.run(feeds);
   }
-  const times = [[], []];
+  const times = files.map(() => []);
   const start = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
   while (times[0].length < opts.maxRuns &&
          (times[0].length < opts.minRuns || elapsed() < opts.budget)) {
-    for (let i = 0; i < 2; ++i) times[i].push(await timeRun(sessions[i], feeds));
+    // The order rotates each round, so no model always runs right after the same other one.
+    const round = times[0].length;
+    for (let k = 0; k < files.length; ++k) {
+      const i = (k + round) % files.length;
+      times[i].push(await timeRun(sessions[i], feeds));
+    }
   }
   for (const s of sessions) await s.release();
-  const [original, compressed] = times.map((t) => median(t.map((x) => x.wall)));
+  const [original, compressed, old] = times.map((t) => median(t.map((x) => x.wall)));
   const [originalCpu, compressedCpu] = times.map((t) => median(t.map((x) => x.cpu)));
   return { batch, seq, threads, runs: times[0].length, original, compressed, originalCpu,
-    compressedCpu };
+    compressedCpu, old };
 }
 
 function table(rows) {
+  const withOld = rows.some((r) => r.old !== undefined);
   const header = ['model', 'batch', 'seq', 'threads', 'runs', 'original ms', 'compressed ms',
-    'measured speedup', 'CPU-time speedup', 'predicted MAC ratio'];
+    'measured speedup', 'CPU-time speedup', 'predicted MAC ratio',
+    ...(withOld ? ['old compressed ms', 'old speedup'] : [])];
   const fixed = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '-');
   const ms = (v) => fixed(v, v < 1 ? 3 : v < 100 ? 2 : 1);
   const lines = [`| ${header.join(' | ')} |`, `|---|${'---:|'.repeat(header.length - 1)}`];
@@ -209,14 +237,16 @@ function table(rows) {
     lines.push(`| ${[r.name, r.batch, r.seq ?? '-', r.threads, r.runs, ms(r.original),
       ms(r.compressed), `${fixed(r.original / r.compressed, 2)}x`,
       `${fixed(r.originalCpu / r.compressedCpu, 2)}x`,
-      r.predicted ? `${fixed(r.predicted, 2)}x` : '-'].join(' | ')} |`);
+      r.predicted ? `${fixed(r.predicted, 2)}x` : '-',
+      ...(withOld ? [ms(r.old), r.old ? `${fixed(r.original / r.old, 2)}x` : '-'] : [])]
+      .join(' | ')} |`);
   }
   return `${lines.join('\n')}\n`;
 }
 
 async function main() {
   const opts = h.parseArgsOrExit('bench_inference', 'node tests/ort/bench_inference.js ' +
-    '[--kfc PATH] [--out DIR] [--blocks N] [--rank R] [--no-mlps] ' +
+    '[--kfc PATH] [--kfc-old PATH] [--case NAME=MODEL[,ARG...]]... [--out DIR] [--blocks N] [--rank R] [--no-mlps] ' +
     '[--pair NAME=ORIG,COMP[,REPORT]]... [--batches LIST] [--seq N] [--threads LIST] ' +
     '[--warmup N] [--min-runs N] [--max-runs N] [--budget S]', parseArgs);
   fs.mkdirSync(opts.out, { recursive: true });
@@ -227,6 +257,7 @@ async function main() {
       pairs.push(compress(opts, name, h.testdataPath(`${name}.onnx`)));
     }
   }
+  for (const c of opts.cases) pairs.push(compress(opts, c.name, c.model, c.args));
   pairs.push(...opts.pairs);
   const [load1, load5] = os.loadavg();
   console.log(`onnxruntime-node ${h.ort.env.versions.common}, ${os.cpus().length} CPUs, ` +
@@ -241,7 +272,9 @@ async function main() {
         rows.push(row);
         console.log(`${pair.name}\tbatch ${batch}${row.seq ? ` x seq ${row.seq}` : ''}\t` +
           `threads ${threads}\t${row.original.toFixed(3)} ms -> ${row.compressed.toFixed(3)} ms\t` +
-          `${(row.original / row.compressed).toFixed(2)}x, CPU time ` +
+          `${(row.original / row.compressed).toFixed(2)}x` +
+          `${row.old ? ` (old form ${row.old.toFixed(3)} ms, ${(row.original / row.old).toFixed(2)}x)` : ''}` +
+          `, CPU time ` +
           `${row.originalCpu.toFixed(3)} ms -> ${row.compressedCpu.toFixed(3)} ms ` +
           `(${row.runs} runs)`);
       }

@@ -5,6 +5,7 @@
 // whose weights are the reconstructions sum_t A_t (x) B_t; both run on the same seeded inputs.
 //   rank 2:    C must equal D (the subgraph computes x W_hat, for every layout and attribute)
 //   full rank: C must equal the original model (the factorization is exact there)
+//   rank 2 at --shape lowrank: C (two products per layer) must equal D
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -21,13 +22,15 @@ const FULL_RANK = 100000; // clamped by kfc_make_reference to each layer's large
 
 const cases = h.loadCases();
 
-async function crossCheck(t, c, rank, mode) {
+// `shape`: a --shape policy for kfc_make_reference (default: its balanced shapes).
+async function crossCheck(t, c, rank, mode, shape = null) {
   const env = h.requireHarnessEnv('crosscheck');
-  const base = path.join(env.workDir, `${c.name}.r${rank}`);
+  const base = path.join(env.workDir, `${c.name}.r${rank}${shape ? `.${shape}` : ''}`);
   const compressedPath = `${base}.compressed.onnx`;
   const densePath = `${base}.dense.onnx`;
 
-  const layers = h.makeReference(env, c.model, rank, compressedPath, densePath);
+  const budget = shape ? ['--rank', String(rank), '--shape', shape] : rank;
+  const layers = h.makeReference(env, c.model, budget, compressedPath, densePath);
   assert.ok(layers >= 1, `${c.name}: kfc_make_reference compressed no layer`);
   assert.equal(layers, c.expectedLayers,
     `${c.name}: kfc_make_reference compressed ${layers} layers, the model has ` +
@@ -74,6 +77,13 @@ for (const c of cases) {
 for (const c of cases) {
   test(`${c.name}: full rank reproduces the original model`, (t) =>
     crossCheck(t, c, FULL_RANK, 'original'));
+}
+
+// Low-rank shapes emit two plain products (MatMul, or Gemm with the bias), no Reshape: the same
+// check over every layout and attribute (transA, alpha, beta, bias shapes, W X, dtypes, subgraphs).
+for (const c of cases) {
+  test(`${c.name}: rank ${LOW_RANK} low-rank products compute the dense reconstruction`, (t) =>
+    crossCheck(t, c, LOW_RANK, 'dense', 'lowrank'));
 }
 
 // Budget modes pick shapes and ranks per layer (and may keep a layer dense); whatever they pick,

@@ -8,6 +8,7 @@
 // The models: x = Reshape(xs, xshape) with xshape a graph input (so x's rank is unknown), then
 // y = MatMul(x, W) (X W) and, on v = Reshape(vs, vshape), u = MatMul(V, v) (W X); at opset 18 and
 // later a ReduceMean-18 (axes as an input) centres x first, at 20 and later a Gelu-20 follows it.
+// At --shape lowrank the same models get two plain MatMuls per layer and nothing else.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -124,4 +125,54 @@ for (const opset of OPSETS) {
         }
       }
     });
+}
+
+// Low-rank shapes emit two plain products (MatMul broadcasts over any leading dims): no run-time
+// Shape/Concat, no Reshape of their own, and the same model serves every rank, 1-D included.
+const OPS_SCRIPT = `
+import sys, onnx
+print(' '.join(n.op_type for n in onnx.load(sys.argv[1]).graph.node))`;
+
+for (const opset of [9, 13, 21]) {
+  test(`opset ${opset}: low-rank layers on inputs of unknown rank are two products`, async () => {
+    const env = h.requireHarnessEnv('unknown_rank');
+    const model = path.join(env.workDir, `unknown_rank_lr_${opset}.onnx`);
+    const py = h.run('/usr/bin/python3', ['-c', SCRIPT, model, String(opset),
+      String(IR_OF[opset])]);
+    assert.equal(py.status, 0, py.stderr);
+    const mode = ['--rank', '3', '--shape', 'lowrank'];
+    const out = path.join(env.workDir, `unknown_rank_lr_${opset}.kfc.onnx`);
+    fs.rmSync(out, { force: true });
+    const r = h.run(env.compress, [model, ...mode, '--min-params', '0', '-o', out, '--json']);
+    assert.equal(r.status, 0, h.describeRun(env.compress, [model], r));
+    assert.equal(JSON.parse(r.stdout).totals.layers_compressed, 2, r.stdout);
+    const ops = h.run('/usr/bin/python3', ['-c', OPS_SCRIPT, out]);
+    assert.equal(ops.status, 0, ops.stderr);
+    const own = (s) => s.trim().split(' ').filter((op) => op !== 'MatMul');
+    const before = h.run('/usr/bin/python3', ['-c', OPS_SCRIPT, model]).stdout;
+    assert.deepEqual(own(ops.stdout), own(before), `only the model's own ops besides MatMul`);
+    assert.equal(ops.stdout.trim().split(' ').filter((op) => op === 'MatMul').length, 4,
+      ops.stdout);
+
+    const compressedPath = path.join(env.workDir, `unknown_rank_lr_${opset}.c.onnx`);
+    const densePath = path.join(env.workDir, `unknown_rank_lr_${opset}.d.onnx`);
+    assert.equal(h.makeReference(env, model, mode, compressedPath, densePath), 2);
+    const original = await h.createSession(model);
+    const compressed = await h.createSession(compressedPath);
+    const dense = await h.createSession(densePath);
+    for (let i = 0; i < X_SHAPES.length; ++i) {
+      const feeds = feedsFor(i, h.seedFromString(`unknown rank lr ${opset} ${i}`));
+      const label = `opset ${opset}, x ${JSON.stringify(X_SHAPES[i])}, v ` +
+        JSON.stringify(V_SHAPES[i]);
+      const c = await h.runSession(compressed, feeds, `compressed (${label})`);
+      const d = await h.runSession(dense, feeds, `dense (${label})`);
+      const o = await h.runSession(original, feeds, `original (${label})`);
+      for (const name of ['y', 'u']) {
+        assert.deepEqual(c[name].dims, o[name].dims, `${label}: ${name} dims`);
+        const err = h.relativeError(c[name].data, d[name].data);
+        assert.ok(err <= TOLERANCE, `${label}: ${name} differs from the dense reconstruction ` +
+          `by ${err}`);
+      }
+    }
+  });
 }

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "kfc/kron/shapes.h"
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::rewrite {
@@ -53,13 +54,50 @@ StackedFactors Stack(const KronFactors& f, double alpha, ContractionOrder order)
   return s;
 }
 
+// A low-rank shape's W ~ U V (U: K x r, V: r x N) in either orientation; alpha goes where the A
+// factors go. Row form: (U, V); W X form: (U^T, V^T), both multiplying from the left.
+//   K x 1 (x) 1 x N:  U[i, t] = alpha*A_t[i, 0], V[t, j] = B_t[0, j]
+//   1 x N (x) K x 1:  U[i, t] = B_t[i, 0],       V[t, j] = alpha*A_t[0, j]
+StackedFactors StackLowRank(const KronFactors& f, double alpha, bool weight_first) {
+  const int64_t K = f.shape.K(), N = f.shape.N(), r = f.rank;
+  const bool a_is_u = f.shape.n1 == 1;  // K x 1 (x) 1 x N
+  const double u_scale = a_is_u ? alpha : 1.0, v_scale = a_is_u ? 1.0 : alpha;
+  const std::vector<double>& u_src = a_is_u ? f.a : f.b;  // [t][i], t < r, i < K
+  const std::vector<double>& v_src = a_is_u ? f.b : f.a;  // [t][j], t < r, j < N
+  StackedFactors s;
+  s.first.resize(static_cast<size_t>(K * r));
+  s.second.resize(static_cast<size_t>(r * N));
+  for (int64_t t = 0; t < r; ++t) {
+    for (int64_t i = 0; i < K; ++i) {
+      s.first[weight_first ? t * K + i : i * r + t] = u_scale * u_src[t * K + i];
+    }
+    for (int64_t j = 0; j < N; ++j) {
+      s.second[weight_first ? j * r + t : t * N + j] = v_scale * v_src[t * N + j];
+    }
+  }
+  s.first_dims = weight_first ? std::vector<int64_t>{r, K} : std::vector<int64_t>{K, r};
+  s.second_dims = weight_first ? std::vector<int64_t>{N, r} : std::vector<int64_t>{r, N};
+  return s;
+}
+
 }  // namespace
+
+bool EmitsLowRank(const match::LayerCandidate& layer, const kron::KronShape& shape) {
+  return kron::IsLowRankShape(shape, layer.k, layer.n);
+}
 
 StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
                                             const kron::KronFactors& f, ContractionOrder order) {
   if (f.shape.K() != layer.k || f.shape.N() != layer.n) {
     return InvalidArgument("layer '" + layer.node_name + "': factor shape does not match " +
                            std::to_string(layer.k) + " x " + std::to_string(layer.n));
+  }
+  if (EmitsLowRank(layer, f.shape)) {
+    StackedFactors s = StackLowRank(f, FoldedAlpha(layer), layer.weight_first);
+    StackedInitializers out;
+    out.first = tensor::EncodeFromDouble("", layer.dtype, s.first_dims, s.first);
+    out.second = tensor::EncodeFromDouble("", layer.dtype, s.second_dims, s.second);
+    return out;
   }
   StackedFactors s = Stack(f, FoldedAlpha(layer), order);
   if (layer.weight_first) {

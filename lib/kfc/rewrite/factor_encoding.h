@@ -8,6 +8,10 @@
 //   A first:  first = Acat[n1*r, k1],   Acat[j1*r+t, i1] = alpha*A_t[i1,j1]
 //             second = Bstack[r*k2, n2], Bstack[t*k2+i2, j2] = B_t[i2,j2]
 //   For the W X form (MatMul(W, X)) the B stack goes in transposed.
+//   Low-rank shapes (K x 1 (x) 1 x N and 1 x N (x) K x 1, W ~ U V with U: K x r, V: r x N) in
+//   either order: first = U[K, r], second = V[r, N] (W X form: U^T[r, K], V^T[N, r]), alpha
+//   folded into whichever of U, V holds the A factors. The emitter multiplies them directly,
+//   without Reshape (kron_layer.h).
 //
 // What those bytes depend on is FactorIdentity: the factorized weight (source, orientation,
 // calibration data), shape, rank and precision (FactorsKey: what one factorization computes), and
@@ -38,8 +42,12 @@ inline float FoldedAlpha(const match::LayerCandidate& layer) {
   return layer.op_type == "Gemm" ? layer.alpha : 1.0f;
 }
 
-// Encodes `f` for `layer` in `order`: the bytes ApplyKronRewrites emits. InvalidArgument when the
-// factor shape does not match the layer.
+// True when `shape` is one of `layer`'s two low-rank shapes (kron::IsLowRankShape): its constants
+// are U and V and its subgraph is two plain products (kron_layer.h).
+bool EmitsLowRank(const match::LayerCandidate& layer, const kron::KronShape& shape);
+
+// Encodes `f` for `layer` in `order` (ignored for a low-rank shape): the bytes ApplyKronRewrites
+// emits. InvalidArgument when the factor shape does not match the layer.
 StatusOr<StackedInitializers> EncodeFactors(const match::LayerCandidate& layer,
                                             const kron::KronFactors& f,
                                             kron::ContractionOrder order);

@@ -11,6 +11,7 @@
 #include "kfc/graph/scope.h"
 #include "kfc/graph/uses.h"
 #include "kfc/graph/walk.h"
+#include "kfc/rewrite/graph_edits.h"
 #include "kfc/tensor/tensor.h"
 
 namespace kfc::rewrite {
@@ -136,6 +137,7 @@ class LayerEmitter {
                              std::to_string(layer.k) + " x " + std::to_string(layer.n));
     }
     base_ = layer.node_name.empty() ? layer.output_name : layer.node_name;
+    base_input_ = layer.input_name;
     dtype_ = layer.dtype;
     opset_ = match::DefaultOpset(*model_);
     // New initializers go where the weight was: the layer's graph, or the enclosing graph whose
@@ -150,9 +152,15 @@ class LayerEmitter {
     if (!encoded) {
       KFC_ASSIGN_OR_RETURN(encoded, EncodeFactors(layer, f, rw.order));
     }
-    const std::string first_w = Deduped(b_first ? "kfc_b" : "kfc_a", std::move(encoded->first));
-    const std::string second_w = Deduped(b_first ? "kfc_a" : "kfc_b", std::move(encoded->second));
+    // A low-rank shape's first constant, U, holds the A factors when A is K x 1
+    // (factor_encoding.h).
+    const bool a_first_const = EmitsLowRank(layer, f.shape) ? f.shape.n1 == 1 : !b_first;
+    const std::string first_w =
+        Deduped(a_first_const ? "kfc_a" : "kfc_b", std::move(encoded->first));
+    const std::string second_w =
+        Deduped(a_first_const ? "kfc_b" : "kfc_a", std::move(encoded->second));
     encoded.reset();
+    if (EmitsLowRank(layer, f.shape)) return EmitLowRank(rw, first_w, second_w);
     std::vector<onnx::NodeProto> nodes;
     std::string shape_in, shape_mid, shape_out;
     if (layer.input_rank == 0) {
@@ -166,15 +174,7 @@ class LayerEmitter {
     }
 
     std::string x = layer.input_name;
-    if (layer.trans_a) {  // Gemm transA=1: X is stored [K, M]
-      x = Value("kfc_x_t");
-      nodes.push_back(MakeNode("Transpose", NodeName("kfc_transpose_in"), {layer.input_name}, x));
-      auto* perm = nodes.back().add_attribute();
-      perm->set_name("perm");
-      perm->set_type(onnx::AttributeProto::INTS);
-      perm->add_ints(1);
-      perm->add_ints(0);
-    }
+    if (layer.trans_a) x = TransposeInput(&nodes);
     const std::string x4 = Value("kfc_x");
     nodes.push_back(MakeNode("Reshape", NodeName("kfc_reshape_in"), {x, shape_in}, x4));
     const std::string mid = Value("kfc_mid");
@@ -220,6 +220,140 @@ class LayerEmitter {
   }
 
  private:
+  // A low-rank shape: W ~ U V, so Y = (X U) V, two products that broadcast over any leading dims
+  // (any input rank, unknown included) and need no Reshape:
+  //   X W:  T = MatMul(X, U[K, r]);  Y = MatMul(T, V[r, N])
+  //   Gemm: T = MatMul(X, U) (Gemm(X, U; transA=1) for transA at opset >= 11, else Transpose
+  //         first);  Y = Gemm(T, V, C; beta), the original bias and beta kept as they were
+  //   W X:  T = MatMul(U^T[r, K], X);  Y = MatMul(V^T[N, r], T)
+  // The calibration bias correction becomes the second product's C where that is a Gemm: added to
+  // the constant bias (beta*C + correction, one initializer), or as C where there is none. A
+  // MatMul on a 2-D float32/float64 input becomes a Gemm for it (C [N], or [N, 1] for W X);
+  // otherwise, and where C is computed or overridable, the correction stays an Add.
+  StatusOr<std::vector<onnx::NodeProto>> EmitLowRank(const KronRewrite& rw, const std::string& u,
+                                                     const std::string& v) {
+    const auto& layer = rw.layer;
+    const bool gemm = layer.op_type == "Gemm";
+    std::vector<onnx::NodeProto> nodes;
+    const std::string t = Value("kfc_mid");
+    if (layer.trans_a && opset_ >= 11) {
+      nodes.push_back(MakeNode("Gemm", NodeName("kfc_gemm_1"), {layer.input_name, u}, t));
+      IntAttr(&nodes.back(), "transA", 1);
+    } else {
+      std::string x = layer.input_name;
+      if (layer.trans_a) x = TransposeInput(&nodes);
+      nodes.push_back(MakeNode(
+          "MatMul", NodeName("kfc_matmul_1"),
+          layer.weight_first ? std::vector<std::string>{u, x} : std::vector<std::string>{x, u}, t));
+    }
+    maybe_unused_->insert(layer.weight_tensor_name);
+
+    // What the second product adds: the bias (beta * C) and the correction, as C where it can.
+    std::string bias;
+    float beta = 1.0f;
+    if (gemm && !layer.bias_name.empty()) {
+      if (layer.beta != 0.0f) {
+        bias = layer.bias_name;
+        beta = layer.beta;
+      } else {
+        maybe_unused_->insert(layer.bias_name);  // beta == 0: the bias no longer contributes
+      }
+    }
+    std::vector<float> correction = rw.bias_correction;
+    for (float& c : correction) c *= FoldedAlpha(layer);
+    const std::vector<int64_t> correction_dims =
+        layer.weight_first ? std::vector<int64_t>{layer.n, 1} : std::vector<int64_t>{layer.n};
+    const bool gemm_ok = gemm || (layer.input_rank == 2 && (dtype_ == onnx::TensorProto::FLOAT ||
+                                                            dtype_ == onnx::TensorProto::DOUBLE));
+    if (gemm_ok && !correction.empty()) {
+      if (bias.empty()) {
+        bias = Constant("kfc_bias_correction", correction_dims, correction);
+        correction.clear();
+      } else {
+        KFC_ASSIGN_OR_RETURN(std::optional<std::string> folded, FoldCorrection(layer, correction));
+        if (folded) {
+          bias = *folded;
+          beta = 1.0f;
+          correction.clear();
+        }
+      }
+    }
+    const std::string y = correction.empty() ? layer.output_name : Value("kfc_y_uncorrected");
+    if (gemm_ok && !bias.empty()) {
+      nodes.push_back(MakeNode("Gemm", NodeName("kfc_gemm_2"),
+                               layer.weight_first ? std::vector<std::string>{v, t, bias}
+                                                  : std::vector<std::string>{t, v, bias},
+                               y));
+      if (beta != 1.0f) {
+        auto* a = nodes.back().add_attribute();
+        a->set_name("beta");
+        a->set_type(onnx::AttributeProto::FLOAT);
+        a->set_f(beta);
+      }
+    } else {
+      nodes.push_back(MakeNode(
+          "MatMul", NodeName("kfc_matmul_2"),
+          layer.weight_first ? std::vector<std::string>{v, t} : std::vector<std::string>{t, v}, y));
+    }
+    if (!correction.empty()) {
+      const std::string c = Constant("kfc_bias_correction", correction_dims, correction);
+      nodes.push_back(
+          MakeNode("Add", NodeName("kfc_add_bias_correction"), {y, c}, layer.output_name));
+    }
+    return nodes;
+  }
+
+  // beta * C + correction as one new initializer of the layer's dtype, broadcast to [rows, N]
+  // (rows from C when it is 2-D, else [N]), computed in double and rounded once; nullopt when C
+  // is not an inline initializer of the layer's dtype that callers cannot override.
+  StatusOr<std::optional<std::string>> FoldCorrection(const match::LayerCandidate& layer,
+                                                      const std::vector<float>& correction) {
+    bool overridable = false;
+    const onnx::TensorProto* c =
+        VisibleInitializer(*model_, scope_, scope_.size(), layer.bias_name, &overridable);
+    if (c == nullptr || overridable || tensor::HasExternalData(*c) || c->data_type() != dtype_ ||
+        c->dims_size() > 2) {
+      return std::optional<std::string>();
+    }
+    KFC_ASSIGN_OR_RETURN(std::vector<double> values, tensor::DecodeToDouble(*c));
+    const int64_t n = layer.n;
+    const int64_t rows = c->dims_size() == 2 ? c->dims(0) : 1;
+    const int64_t cols = c->dims_size() == 0 ? 1 : c->dims(c->dims_size() - 1);
+    if (cols != 1 && cols != n) return std::optional<std::string>();
+    std::vector<double> folded(static_cast<size_t>(rows * n));
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        folded[i * n + j] =
+            static_cast<double>(layer.beta) * values[i * cols + (cols == 1 ? 0 : j)] +
+            static_cast<double>(correction[j]);
+      }
+    }
+    maybe_unused_->insert(layer.bias_name);
+    const std::vector<int64_t> dims =
+        c->dims_size() == 2 ? std::vector<int64_t>{rows, n} : std::vector<int64_t>{n};
+    return std::optional<std::string>(
+        Deduped("kfc_bias", tensor::EncodeFromDouble("", dtype_, dims, folded)));
+  }
+
+  static void IntAttr(onnx::NodeProto* n, const std::string& name, int64_t v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+  }
+
+  // Gemm transA=1: X is stored [K, M]; Transpose(X) is [M, K].
+  std::string TransposeInput(std::vector<onnx::NodeProto>* nodes) {
+    const std::string x = Value("kfc_x_t");
+    nodes->push_back(MakeNode("Transpose", NodeName("kfc_transpose_in"), {base_input_}, x));
+    auto* perm = nodes->back().add_attribute();
+    perm->set_name("perm");
+    perm->set_type(onnx::AttributeProto::INTS);
+    perm->add_ints(1);
+    perm->add_ints(0);
+    return x;
+  }
+
   // X of unknown rank (a MatMul after a Reshape whose target inference could not work out): the
   // Reshape targets take X's leading dims at run time.
   //   X W:  lead = Shape(X)[:-1];  [-1, k1, k2] and [-1, mid tail] flatten the leading dims (the
@@ -359,73 +493,12 @@ class LayerEmitter {
   std::unordered_set<std::string>* maybe_unused_;
   std::map<std::string, std::string> emitted_;  // target graph + tensor content -> name
   std::string base_;
+  std::string base_input_;  // the layer's input X
   Scope scope_;
   size_t target_depth_ = 0;
   int32_t dtype_ = onnx::TensorProto::FLOAT;
   int64_t opset_ = 0;
 };
-
-// Removes initializers in `dead` from every graph, with their value_info entries (and main-graph
-// input entries, IR 3). Subgraph inputs are never touched: Loop and Scan bind them by position.
-void RemoveUnused(onnx::GraphProto* main, const std::unordered_set<std::string>& dead) {
-  auto gone = [&](const std::string& n) { return dead.count(n) > 0; };
-  graph::ForEachMutableGraph(main, [&](onnx::GraphProto* g, const Scope& scope) {
-    auto* inits = g->mutable_initializer();
-    inits->erase(std::remove_if(inits->begin(), inits->end(),
-                                [&](const onnx::TensorProto& t) { return gone(t.name()); }),
-                 inits->end());
-    if (scope.empty()) {
-      auto* inputs = g->mutable_input();
-      inputs->erase(std::remove_if(inputs->begin(), inputs->end(),
-                                   [&](const onnx::ValueInfoProto& v) { return gone(v.name()); }),
-                    inputs->end());
-    }
-    auto* vis = g->mutable_value_info();
-    vis->erase(std::remove_if(vis->begin(), vis->end(),
-                              [&](const onnx::ValueInfoProto& v) { return gone(v.name()); }),
-               vis->end());
-  });
-}
-
-// What the rewrite does to one graph's node list.
-struct GraphEdits {
-  Scope scope;
-  std::map<int, std::vector<onnx::NodeProto>> replacements;  // node index -> its subgraph
-  std::set<int> dead;  // Identity/Cast/Constant nodes that only fed rewritten weights
-};
-using EditMap = std::map<std::string, GraphEdits>;  // by ScopeKey of the graph
-
-// Names read once the edits are applied: inputs of the nodes that stay and of the replacements,
-// and every graph's outputs, through all subgraphs (but those of removed or replaced nodes).
-std::unordered_set<std::string> CollectReads(const onnx::GraphProto& main, const EditMap& edits) {
-  std::unordered_set<std::string> read;
-  auto edits_at = [&](const Scope& scope, size_t depth) -> const GraphEdits* {
-    auto found = edits.find(ScopeKey(scope, depth));
-    return found == edits.end() ? nullptr : &found->second;
-  };
-  graph::ForEachGraphInScope(main, [&](const std::vector<const onnx::GraphProto*>& graphs,
-                                       const Scope& scope) {
-    for (size_t d = 0; d < scope.size(); ++d) {  // inside a node that goes: nothing is read
-      const GraphEdits* e = edits_at(scope, d);
-      if (e != nullptr && (e->dead.count(scope[d].node) || e->replacements.count(scope[d].node))) {
-        return;
-      }
-    }
-    const onnx::GraphProto& g = *graphs.back();
-    for (const auto& out : g.output()) read.insert(out.name());
-    const GraphEdits* e = edits_at(scope, scope.size());
-    for (int i = 0; i < g.node_size(); ++i) {
-      if (e != nullptr && e->dead.count(i)) continue;
-      if (e != nullptr && e->replacements.count(i)) {
-        for (const auto& n : e->replacements.at(i))
-          for (const auto& in : n.input()) read.insert(in);
-        continue;
-      }
-      for (const auto& in : g.node(i).input()) read.insert(in);
-    }
-  });
-  return read;
-}
 
 }  // namespace
 

@@ -25,6 +25,13 @@
 //   Shape + Slice); X4 = Reshape(X, [-1,k1,k2]), the middle Reshape [-1, ..] as above, and
 //   Y = Reshape(Y4, Concat(lead, [N])). W X: lead = Shape(X)[:-2], and all three targets are
 //   Concat(lead, [.., -1]) with C as the -1. Known rank keeps the constant targets above.
+// Low-rank shapes (K x 1 (x) 1 x N, 1 x N (x) K x 1: W ~ U V, U K x r, V r x N) skip all of the
+//   above: two products that broadcast over any leading dims, for every input rank, unknown
+//   included, and no Reshape: X W: Y = MatMul(MatMul(X, U), V); W X: Y = MatMul(V^T, MatMul(U^T,
+//   X)); a Gemm keeps its bias on the second product, Y = Gemm(MatMul(X, U), V, C; beta), and
+//   transA on the first (Gemm(X, U; transA=1) from opset 11, where C became optional). The
+//   calibration correction joins C (folded into beta*C when C is a constant), or is C when there
+//   is none and the input is 2-D (a MatMul in float32/float64 becomes a Gemm for it); else an Add.
 // Why this form: timed in ONNX Runtime against flattened leading dims, Transposes that make both
 // products one GEMM over all rows, rows moved into the GEMM columns, and Einsum; none was faster
 // beyond the noise, most were slower (README, "Inference speed"; bench/subgraph_variants.py).
