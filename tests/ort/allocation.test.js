@@ -71,11 +71,13 @@ test('sensitivity ranks the layer feeding the output above the saturated one', (
     `direct ${direct.output_sensitivity} vs saturated ${saturated.output_sensitivity}`);
   // The budget goes where it protects the output.
   assert.ok(direct.compressed || direct.params_after === direct.params_before);
-  assert.ok(direct.params_after > saturated.params_after,
+  // (Rank 31 of 31 against 1: before the allocator went on past an unaffordable dense form, the
+  // saturated layer took rank 14 and the direct one 18.)
+  assert.ok(direct.params_after > 4 * saturated.params_after,
     `params direct ${direct.params_after}, saturated ${saturated.params_after}`);
   assert.ok(rep.totals.compressible_params_after <= 0.5 * rep.totals.compressible_params_before);
 
-  // Without sensitivity, the two equal-size layers get about the same ranks.
+  // Without --allocation sensitivity, no sensitivity is reported.
   const plain = path.join(env.workDir, 'two_paths.plain.json');
   const p = spawnSync(env.compress, [model, '--ratio', '0.5', '--calibration-data', data,
     '--min-params', '0', '--shape', 'low-rank', '--dry-run', '--report', plain, '-q'],
