@@ -357,7 +357,12 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.error(`kfc-runner: error: ${firstLine(e.message)}`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(`kfc-runner: error: ${firstLine(e.message)}`);
+    process.exit(1);
+  });
+}
+
+// For tests/ort/run_probe.js: the same .npy reading (every dtype above) and writing.
+module.exports = { openNpy, readRows, npyBytes };

@@ -117,10 +117,14 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "docs/runner.md (split at spaces; quotes group); default: $KFC_RUNNER, else "
                  "node kfc-runner.js")
       ->type_name("CMD");
-  std::string calibration_batch_text, gate_output_text;
+  std::string calibration_batch_text, gate_output_text, runner_timeout_text;
   app.add_option("--calibration-batch", calibration_batch_text,
                  "rows per run of the model in the runner (default 256)")
       ->type_name("ROWS");
+  app.add_option("--runner-timeout", runner_timeout_text,
+                 "seconds the runner may take to start, or to answer one request, before it is "
+                 "killed and the run fails (default 600; 0: no limit)")
+      ->type_name("SECONDS");
   app.add_option("--calibration-probe", o.calibration_probe,
                  "write a copy of the model that also outputs every candidate layer's input "
                  "(and PROBE.calib.json), then exit; run it on calibration data")
@@ -313,6 +317,12 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     return fail("--calibration-batch: expected a whole number, got '" + calibration_batch_text +
                 "'");
   }
+  if (!runner_timeout_text.empty() &&
+      (!ParseDouble(runner_timeout_text, &o.runner.timeout_seconds) ||
+       !(o.runner.timeout_seconds >= 0 && std::isfinite(o.runner.timeout_seconds)))) {
+    return fail("--runner-timeout: expected a number of seconds >= 0 (0: no limit), got '" +
+                runner_timeout_text + "'");
+  }
   if (!gate_output_text.empty() &&
       !ParseDouble(gate_output_text, &o.runner.fail_if_output_error_above)) {
     return fail("--fail-if-output-error-above: expected a number, got '" + gate_output_text + "'");
@@ -321,6 +331,7 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     const std::pair<bool, const char*> needs_data[] = {
         {!o.runner_command.empty(), "--runner"},
         {!calibration_batch_text.empty(), "--calibration-batch"},
+        {!runner_timeout_text.empty(), "--runner-timeout"},
         {!gate_output_text.empty(), "--fail-if-output-error-above"}};
     for (const auto& [given, flag] : needs_data) {
       if (given) return fail(std::string(flag) + " needs --calibration-data");

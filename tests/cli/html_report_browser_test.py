@@ -110,7 +110,7 @@ def main():
         if svgs != 1 + compressed + 1:
             fail("%s: %d <svg> elements in the DOM, expected %d" % (name, svgs, compressed + 2))
         for section in ('id="summary"', 'id="layers"', 'id="spectra"', 'id="curve"',
-                        'id="layer-table"'):
+                        'id="layer-table"', 'id="checks"'):
             if section not in dom:
                 fail(name + ": no " + section + " in the rendered DOM")
         shot = os.path.join(work, name + ".png")

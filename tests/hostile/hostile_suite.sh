@@ -131,6 +131,92 @@ run_case long_name_255 0 "$name" "" -- "$KFC" in.onnx -r 4 -o "$name"
 fresh toolong; name=$(printf 'n%.0s' $(seq 1 251)).onnx
 run_case name_too_long 1 "" "" -- "$KFC" in.onnx -r 4 -o "$name"
 
+# --- 8b. the runner (--calibration-data): a hang times out, interrupts leave nothing ---
+# Stand-in runners (outside the case folders): one greets, starts a child, and never answers; one
+# never greets. Each writes its pid and its child's to $KFC_TEST_PIDS.*, so the case can check
+# that no process survives. The tool's TMPDIR is the case's tmp/ folder, which must end empty.
+SLEEPER=$ROOT/sleeper.sh
+MUTE=$ROOT/mute.sh
+printf '%s\n' '#!/bin/sh' 'echo $$ > "$KFC_TEST_PIDS.runner"' 'sleep 600 &' \
+  'echo $! > "$KFC_TEST_PIDS.child"' \
+  "echo '{\"protocol\":1,\"ok\":true,\"runtime\":\"sleeper\"}'" 'wait' > "$SLEEPER"
+printf '%s\n' '#!/bin/sh' 'echo $$ > "$KFC_TEST_PIDS.runner"' 'sleep 600 &' \
+  'echo $! > "$KFC_TEST_PIDS.child"' 'wait' > "$MUTE"
+# A 16 x 64 float32 .npy of zeros: rows for the digits model's one input.
+calib_npy() {
+  printf '\x93NUMPY\x01\x00\x76\x00'
+  printf "%-117s\n" "{'descr': '<f4', 'fortran_order': False, 'shape': (16, 64), }"
+  head -c $((16 * 64 * 4)) /dev/zero
+}
+alive() {  # PID is running (not gone, not a zombie)
+  local st
+  st=$(ps -o stat= -p "$1" 2> /dev/null) || return 1
+  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+# runner_case NAME EXPECTED_EXIT SIGNAL|- "STDERR PATTERN" RUNNER_SCRIPT -- OPTIONS...: runs the
+# tool on the digits model with a stand-in runner, and sends SIGNAL once the runner has started
+# its child (- sends none). Checks the exit status, no o.onnx, tmp/ empty and no .kfc-* file, no
+# runner or child left, and (when a pattern is given) one error line matching it. SIGINT is reset
+# to its default for the tool: a background job of a script would otherwise start with it ignored.
+runner_case() {
+  local name=$1 expect=$2 sig=$3 pattern=$4 script=$5
+  shift 6
+  cases=$((cases + 1))
+  fresh "$name"
+  mkdir "$D/tmp"
+  calib_npy > "$D/calib.npy"
+  local pids=$ROOT/$name.pids bad="" rc tool watchdog left pid who
+  (cd "$D" && exec env --default-signal=INT,QUIT TMPDIR="$D/tmp" KFC_TEST_PIDS="$pids" \
+    "$KFC" in.onnx -r 4 -q --calibration-data calib.npy --runner "sh $script" -o o.onnx "$@" \
+    > "$D.stdout" 2> "$D.stderr") &
+  tool=$!
+  (sleep 60 && kill -9 "$tool" 2> /dev/null) &
+  watchdog=$!
+  if [ "$sig" != - ]; then
+    for _ in $(seq 1 300); do [ -s "$pids.child" ] && break; sleep 0.1; done
+    [ -s "$pids.child" ] || bad+=" the runner never started;"
+    kill -s "$sig" "$tool"
+  fi
+  wait "$tool" 2> /dev/null
+  rc=$?
+  kill "$watchdog" 2> /dev/null
+  wait "$watchdog" 2> /dev/null
+  [ "$rc" -eq "$expect" ] || bad+=" exit $rc (want $expect);"
+  [ -e "$D/o.onnx" ] && bad+=" o.onnx written;"
+  left="$(ls -A "$D/tmp")$(find "$D" -name '.kfc-*')"
+  [ -z "$left" ] || bad+=" leftovers: $left;"
+  for who in runner child; do
+    pid=$(cat "$pids.$who" 2> /dev/null)
+    [ -n "$pid" ] || { bad+=" no $who pid;"; continue; }
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+      bad+=" the $who ($pid) survived;"
+      kill -9 "$pid"
+    fi
+  done
+  if [ -n "$pattern" ]; then
+    { [ "$(wc -l < "$D.stderr")" -eq 1 ] && grep -qE "$pattern" "$D.stderr"; } ||
+      bad+=" stderr is not one line matching '$pattern';"
+  fi
+  if [ -n "$bad" ]; then
+    failures=$((failures + 1))
+    echo "FAIL $name:$bad"
+    sed 's/^/    /' "$D.stderr" | tail -3
+  else
+    echo "ok   $name (exit $rc)"
+  fi
+}
+runner_case runner_hangs 1 - "^kfc-compress: error: runner 'sh .*sleeper\.sh' did not answer within 1 s while running '.*/probe\.onnx' on '.*calib\.npy' \(recording [0-9]+ tensors\); it was stopped" \
+  "$SLEEPER" -- --runner-timeout 1
+runner_case runner_never_greets 1 - "did not answer within 0\.5 s while starting up; it was stopped" \
+  "$MUTE" -- --runner-timeout 0.5
+runner_case runner_sigint 130 INT "" "$SLEEPER" --
+runner_case runner_sigterm 143 TERM "" "$SLEEPER" --
+runner_case runner_sighup 129 HUP "" "$SLEEPER" --
+fresh runner_timeout_usage
+run_case runner_timeout_negative 2 "" "o.onnx" -- "$KFC" in.onnx -r 4 --calibration-data x.npy --runner-timeout -1 -o o.onnx
+run_case runner_timeout_needs_data 2 "" "o.onnx" -- "$KFC" in.onnx -r 4 --runner-timeout 5 -o o.onnx
+
 # --- 9. numbers and regexes ---
 fresh numbers
 for flag in --max-error --ratio --fail-if-error-above --fail-if-ratio-above; do

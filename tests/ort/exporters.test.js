@@ -292,7 +292,8 @@ for (const file of ['hello_deepa.onnx', 'hello_deepa_old.onnx', 'namaste_deepa.o
 // Calibration through the probe workflow on every float32 corpus model: the probe exposes every
 // layer's input (ranks unknown to shape inference included: paddle2onnx's flatten, inputs behind
 // ops newer than the library or in custom domains), run_probe.js records them on 12 seeded samples,
-// and --calibration compresses every layer with its data. (run_probe.js feeds float32 only.)
+// and --calibration compresses every layer with its data. (Float32 models only here; run_probe.js
+// feeds every dtype the runner does: run_probe.test.js covers float64 and float16.)
 for (const c of cases.filter((x) => !x.planted && Object.keys(x.input_types).length === 0)) {
   test(`exporters/${c.name}: --calibration-probe exposes all ${c.expected_layers} layers' inputs; ` +
     '--calibration uses them', async (t) => {

@@ -7,16 +7,18 @@
 //                               [--batch ROWS]
 //
 // PROBE.onnx and PROBE.calib.json come from `kfc-compress MODEL.onnx --calibration-probe
-// PROBE.onnx`. Each --input gives one model input as a .npy file (float32, float64 or int64);
-// all inputs are split along their first axis into batches of ROWS (default 256) and run batch
-// by batch, so memory stays bounded. For every exposed tensor T and batch b it writes
-// DIR/T.bNNNNN.npy (kfc-compress reads T.npy and T.*.npy, sorted, as one stream of rows) and
-// copies the sidecar to DIR/kfc_calibration.json. Exit code 0 on success, 1 on failure, 2 on usage.
+// PROBE.onnx`. Each --input gives one model input as a .npy file of the model input's dtype
+// (float32, float16, float64, int64, ...: what tool/kfc-runner.js reads, with the same reader);
+// all inputs are split along their first axis into batches of ROWS (default 256) and read and run
+// batch by batch, so memory stays bounded. For every exposed tensor T and batch b it writes
+// DIR/T.bNNNNN.npy (float32, float16 widened to float32, other types as float64, as the runner
+// writes them; kfc-compress reads T.npy and T.*.npy, sorted, as one stream of rows) and copies the
+// sidecar to DIR/kfc_calibration.json. Exit code 0 on success, 1 on failure, 2 on usage.
 
 const fs = require('node:fs');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
-const { readNpy, writeNpy } = require('./npy');
+const { openNpy, readRows, npyBytes } = require('../../tool/kfc-runner.js');
 
 function usage(message) {
   console.error(`run_probe.js: ${message}\nusage: node tests/ort/run_probe.js PROBE.onnx ` +
@@ -51,11 +53,10 @@ function sidecarPathFor(probe) {
   return probe.endsWith('.onnx') ? `${probe.slice(0, -5)}.calib.json` : `${probe}.calib.json`;
 }
 
-function sliceRows(array, first, count) {
-  const rowSize = array.dims.slice(1).reduce((a, b) => a * b, 1);
-  const data = array.data.subarray(first * rowSize, (first + count) * rowSize);
-  const type = array.data instanceof BigInt64Array ? 'int64' : 'float32';
-  return new ort.Tensor(type, data, [count, ...array.dims.slice(1)]);
+function writeFileAtomic(file, bytes) {
+  const tmp = `${file}.tmp${process.pid}`;
+  fs.writeFileSync(tmp, bytes);
+  fs.renameSync(tmp, file);
 }
 
 async function runProbe(opts) {
@@ -66,30 +67,44 @@ async function runProbe(opts) {
   for (const name of session.inputNames) {
     if (!(name in opts.inputs)) throw new Error(`no --input for the probe's input '${name}'`);
   }
-  const arrays = {};
-  let rows = -1;
-  for (const [name, file] of Object.entries(opts.inputs)) {
-    if (!session.inputNames.includes(name)) throw new Error(`the probe has no input '${name}'`);
-    arrays[name] = readNpy(file);
-    const n = arrays[name].dims[0];
-    if (rows >= 0 && n !== rows) throw new Error(`inputs disagree on the number of rows (${rows} vs ${n})`);
-    rows = n;
-  }
-  fs.mkdirSync(opts.out, { recursive: true });
-  let batchIndex = 0;
-  for (let first = 0; first < rows; first += opts.batch, ++batchIndex) {
-    const count = Math.min(opts.batch, rows - first);
-    const feeds = {};
-    for (const name of session.inputNames) feeds[name] = sliceRows(arrays[name], first, count);
-    const out = await session.run(feeds, exposed);
-    for (const name of exposed) {
-      const t = out[name];
-      writeNpy(path.join(opts.out, `${name}.b${String(batchIndex).padStart(5, '0')}.npy`), t.dims, t.data);
+  const meta = {};
+  for (const m of session.inputMetadata) meta[m.name] = m;
+  const opened = {};
+  try {
+    let rows = -1;
+    for (const [name, file] of Object.entries(opts.inputs)) {
+      if (!session.inputNames.includes(name)) throw new Error(`the probe has no input '${name}'`);
+      const npy = openNpy(file, `--input '${name}'`);
+      opened[name] = npy;
+      if (meta[name].type && npy.type !== meta[name].type) {
+        throw new Error(`--input '${name}': '${file}' holds ${npy.type}; the model input is ` +
+          `${meta[name].type}`);
+      }
+      const n = npy.dims[0];
+      if (rows >= 0 && n !== rows) throw new Error(`inputs disagree on the number of rows (${rows} vs ${n})`);
+      rows = n;
     }
+    fs.mkdirSync(opts.out, { recursive: true });
+    let batchIndex = 0;
+    for (let first = 0; first < rows; first += opts.batch, ++batchIndex) {
+      const count = Math.min(opts.batch, rows - first);
+      const feeds = {};
+      for (const name of session.inputNames) {
+        const { data, dims } = readRows(opened[name], first, count);
+        feeds[name] = new ort.Tensor(opened[name].type, data, dims);
+      }
+      const out = await session.run(feeds, exposed);
+      for (const name of exposed) {
+        const { bytes } = npyBytes(out[name], `tensor '${name}'`);
+        writeFileAtomic(path.join(opts.out, `${name}.b${String(batchIndex).padStart(5, '0')}.npy`), bytes);
+      }
+    }
+    fs.copyFileSync(sidecarPath, path.join(opts.out, 'kfc_calibration.json'));
+    return { rows, batches: batchIndex, tensors: exposed.length };
+  } finally {
+    for (const npy of Object.values(opened)) fs.closeSync(npy.fd);
+    await session.release();
   }
-  fs.copyFileSync(sidecarPath, path.join(opts.out, 'kfc_calibration.json'));
-  await session.release();
-  return { rows, batches: batchIndex, tensors: exposed.length };
 }
 
 if (require.main === module) {

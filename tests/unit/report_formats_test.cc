@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The --report renderers other than text and JSON (report/format.h, markdown.h, html.h,
 // charts.h) and the size-error curve behind the HTML chart (pipeline/size_error_curve.h).
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -187,6 +188,131 @@ TEST(HtmlTest, CurveChartWhenTheReportHasACurve) {
   EXPECT_EQ(Count(html, "<svg "), 3u);
   EXPECT_NE(html.find("chosen shape"), std::string::npos) << "says what the curve is";
   EXPECT_EQ(report::RenderHtml(r), html);
+}
+
+// The sample with what --calibration-data and the validations add: output errors, the checks
+// that ran, and nodes no schema covered (one op with a hostile name, one with more nodes than
+// are listed).
+report::Report SampleWithChecksAndOutputs() {
+  report::Report r = SampleReport();
+  r.set_calibration("runner");
+  r.set_calibration_rows(512);
+  r.set_runner("onnxruntime-node 1.30.0");
+  auto* e = r.add_output_errors();
+  e->set_name("probabilities");
+  e->set_relative_error(0.0123456789);
+  e->set_max_abs_error(0.25);
+  auto* c1 = r.mutable_checks()->add_ran();
+  c1->set_model("input");
+  c1->set_check("structure");
+  c1->set_nodes(7);
+  c1->set_detail("whole model");
+  auto* c2 = r.mutable_checks()->add_ran();
+  c2->set_model("input");
+  c2->set_check("onnx_checker");
+  c2->set_nodes(5);
+  c2->set_detail("node by node");
+  auto* c3 = r.mutable_checks()->add_ran();
+  c3->set_model("output");
+  c3->set_check("emitted_nodes");
+  c3->set_nodes(12);
+  auto* u = r.mutable_checks()->add_unchecked();
+  u->set_model("input");
+  u->set_op_type("com.microsoft.FusedMatMul");
+  u->set_reason("custom_domain");
+  u->set_detail("no schema for domain 'com.microsoft'");
+  for (const char* n : {"fm0", "fm1", "fm2", "fm3"}) u->add_nodes(n);
+  auto* v = r.mutable_checks()->add_unchecked();
+  v->set_model("output");
+  v->set_op_type("x.<b>Op|1</b>");
+  v->set_reason("op_newer_than_library");
+  v->add_nodes("#3 in graph");
+  return r;
+}
+
+TEST(MarkdownTest, ChecksAndOutputErrors) {
+  const std::string md = report::RenderMarkdown(SampleWithChecksAndOutputs());
+  EXPECT_NE(md.find("| output (512 calibration rows, run by onnxruntime-node 1.30.0) | relative "
+                    "error | max abs error |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| probabilities | 0.012346 | 0.250000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("**Checks**: input: structure (7 nodes, whole model), onnx\\_checker (5 "
+                    "nodes, node by node); output: emitted\\_nodes (12 nodes)\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| not checked by a schema | op | nodes | reason | which |\n|:--|:--|--:|:--|"
+                    ":--|\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| input | com.microsoft.FusedMatMul | 4 | `custom_domain` no schema for "
+                    "domain 'com.microsoft' | fm0, fm1, fm2, ... |\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| output | x.&lt;b&gt;Op\\|1&lt;/b&gt; | 1 | `op_newer_than_library` | "
+                    "\\#3 in graph |\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("<b>"), std::string::npos);
+  // The checks come before the note that no model was written.
+  report::Report r = SampleWithChecksAndOutputs();
+  r.set_output_written(false);
+  const std::string unwritten = report::RenderMarkdown(r);
+  EXPECT_LT(unwritten.find("**Checks**"), unwritten.find("No model was written."));
+  // No checks ran (an old report): no section.
+  EXPECT_EQ(report::RenderMarkdown(SampleReport()).find("Checks"), std::string::npos);
+}
+
+TEST(HtmlTest, ChecksAndOutputErrors) {
+  const std::string html = report::RenderHtml(SampleWithChecksAndOutputs());
+  EXPECT_NE(html.find("<section id=\"outputs\">"), std::string::npos);
+  EXPECT_NE(html.find("<td>probabilities</td><td class=\"n\">0.012346</td><td "
+                      "class=\"n\">0.250000</td>"),
+            std::string::npos)
+      << html;
+  EXPECT_NE(html.find("On 512 calibration rows, run by onnxruntime-node 1.30.0."),
+            std::string::npos);
+  const size_t checks = html.find("<section id=\"checks\">");
+  ASSERT_NE(checks, std::string::npos) << html;
+  EXPECT_NE(html.find("input: structure (7 nodes, whole model), onnx_checker (5 nodes, node by "
+                      "node); output: emitted_nodes (12 nodes)",
+                      checks),
+            std::string::npos)
+      << html;
+  EXPECT_NE(html.find("<tr><td>input</td><td>com.microsoft.FusedMatMul</td><td "
+                      "class=\"n\">4</td><td>custom_domain (no schema for domain "
+                      "&#39;com.microsoft&#39;)</td><td>fm0, fm1, fm2, fm3</td></tr>",
+                      checks),
+            std::string::npos)
+      << html.substr(checks);
+  EXPECT_NE(html.find("<td>x.&lt;b&gt;Op|1&lt;/b&gt;</td>", checks), std::string::npos)
+      << html.substr(checks);
+  EXPECT_EQ(html.find("<b>Op"), std::string::npos);
+  EXPECT_EQ(report::RenderHtml(SampleReport()).find("id=\"checks\""), std::string::npos);
+}
+
+// RenderJson prints the layers one at a time (memory): the bytes must be those of printing the
+// whole report at once, with every primitive field, nested messages and repeated fields included.
+TEST(JsonTest, LayerByLayerIsTheWholeMessagePrintedAtOnce) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  report::Report with_candidates = SampleWithChecksAndOutputs();
+  auto* cand = with_candidates.mutable_layers(0)->add_candidates();
+  cand->set_k1(4);
+  cand->set_error_upper(0.125);
+  with_candidates.mutable_layers(1)->set_skip_detail("a \"quoted\"\nline");
+  report::Report no_layers = SampleReport();
+  no_layers.clear_layers();
+  for (const report::Report& r : {SampleReport(), with_candidates, no_layers, report::Report()}) {
+    std::string whole;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(r, &whole, options).ok());
+    if (whole.back() != '\n') whole += "\n";
+    auto json = report::RenderJson(r);
+    ASSERT_TRUE(json.ok()) << json.status().message();
+    EXPECT_EQ(*json, whole);
+  }
 }
 
 TEST(ChartsTest, SpectrumMarksTheKeptValues) {

@@ -7,13 +7,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "kfc/io/npy.h"
 #include "kfc/io/temp_dir.h"
+#include "kfc/io/temp_names.h"
 #include "kfc/pipeline/runner_calibration.h"
 #include "kfc/runner/compare.h"
 #include "kfc/runner/process.h"
@@ -153,6 +156,114 @@ TEST(RunnerTest, GreetingAndResponsesAreChecked) {
   auto v2 = runner::Runner::Start({"sh", "-c", "echo '{\"protocol\":2,\"ok\":true}'"}, dir->path());
   ASSERT_FALSE(v2.ok());
   EXPECT_NE(v2.status().message().find("speaks protocol 2"), std::string::npos);
+}
+
+// True once `pid` is gone or a zombie (a killed grandchild waits for init to reap it).
+bool Dead(pid_t pid) {
+  for (int i = 0; i < 300; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    const size_t paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z')
+      return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+pid_t ReadPid(const std::string& file) {
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream in(file);
+    long pid = 0;
+    if (in >> pid && pid > 0) return static_cast<pid_t>(pid);
+    usleep(10000);
+  }
+  return -1;
+}
+
+TEST(RunnerTest, TimeoutKillsTheRunnerAndWhatItStarted) {
+  auto dir = io::TempDir::Create("kfc-unit-");
+  ASSERT_TRUE(dir.ok());
+  const std::string pids = dir->Join("pids");
+  // Greets, starts a grandchild, reads the request and never answers.
+  const std::string script = "echo $$ > " + pids + ".runner; sleep 300 & echo $! > " + pids +
+                             ".child; echo '{\"protocol\":1,\"ok\":true}'; read a; wait";
+  auto r = runner::Runner::Start({"sh", "-c", script}, dir->path(), 2);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const pid_t runner_pid = ReadPid(pids + ".runner");
+  const pid_t child_pid = ReadPid(pids + ".child");
+  ASSERT_GT(runner_pid, 0);
+  ASSERT_GT(child_pid, 0);
+  runner::Request req;
+  req.set_model("/m.onnx");
+  req.add_inputs()->set_file("/data/x.npy");
+  req.add_record()->set_tensor("y");
+  const auto start = std::chrono::steady_clock::now();
+  auto hung = (*r)->Run(req);
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_FALSE(hung.ok());
+  EXPECT_EQ(hung.status().message(),
+            "runner 'sh -c '" + script +
+                "'' did not answer within 2 s while running '/m.onnx' on '/data/x.npy' "
+                "(recording 1 tensors); it was stopped (--runner-timeout SECONDS allows more, 0 "
+                "no limit)");
+  EXPECT_GE(waited, 2);
+  EXPECT_LT(waited, 30);
+  EXPECT_TRUE(Dead(runner_pid));
+  EXPECT_TRUE(Dead(child_pid)) << "the runner's process group is killed, not just the runner";
+
+  // A runner that never greets.
+  auto mute = runner::Runner::Start({"sleep", "300"}, dir->path(), 0.3);
+  ASSERT_FALSE(mute.ok());
+  EXPECT_EQ(mute.status().message(),
+            "runner 'sleep 300' did not answer within 0.3 s while starting up; it was stopped "
+            "(--runner-timeout SECONDS allows more, 0 no limit)");
+
+  // Slow is fine within the timeout, and with none (0).
+  for (double timeout : {10.0, 0.0}) {
+    auto slow = runner::Runner::Start(
+        {"sh", "-c",
+         "sleep 0.6; echo '{\"protocol\":1,\"ok\":true}'; read a; sleep 0.6; "
+         "echo '{\"protocol\":1,\"id\":1,\"ok\":true,\"tensors\":[{\"tensor\":\"y\","
+         "\"files\":[\"y.npy\"]}]}'"},
+        dir->path(), timeout);
+    ASSERT_TRUE(slow.ok()) << slow.status().message();
+    auto answered = (*slow)->Run(req);
+    EXPECT_TRUE(answered.ok()) << answered.status().message();
+  }
+}
+
+TEST(SignalCleanupTest, KillsChildGroupsAndRemovesFoldersWithoutFollowingLinks) {
+  // Not a TempDir: the cleanup removes every registered folder.
+  const std::string outside = std::filesystem::temp_directory_path().string() +
+                              "/kfc-unit-outside-" + std::to_string(getpid());
+  std::filesystem::create_directories(outside);
+  ASSERT_TRUE(io::WriteNpy(outside + "/keep.npy", {1}, {1.0f}).ok());
+  std::string path;
+  auto dir = io::TempDir::Create("kfc-unit-");
+  ASSERT_TRUE(dir.ok());
+  path = dir->path();
+  std::filesystem::create_directories(dir->Join("a/b/c"));
+  ASSERT_TRUE(io::WriteNpy(dir->Join("a/b/c/x.npy"), {1}, {1.0f}).ok());
+  for (int i = 0; i < 200; ++i) {  // more entries than one directory read returns
+    ASSERT_TRUE(io::WriteNpy(dir->Join("a/f" + std::to_string(i) + ".npy"), {1}, {1.0f}).ok());
+  }
+  std::filesystem::create_directory_symlink(outside, dir->Join("a/link"));
+  const std::string pids = dir->Join("pids");
+  auto child = runner::LineProcess::Start({"sh", "-c", "sleep 300 & echo $! > " + pids + "; wait"},
+                                          dir->Join("err"));
+  ASSERT_TRUE(child.ok());
+  const pid_t grandchild = ReadPid(pids);
+  ASSERT_GT(grandchild, 0);
+
+  io::CleanupRegisteredForTesting();  // what SIGINT/SIGTERM do before the process ends
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_TRUE(std::filesystem::exists(outside + "/keep.npy")) << "a link was followed";
+  std::filesystem::remove_all(outside);
+  EXPECT_TRUE(Dead(grandchild));
+  EXPECT_FALSE(child->ReadLine().ok());
 }
 
 TEST(CompareRecordingsTest, RelativeAndMaxErrorsOverAllBatches) {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// A private temporary folder that is removed, with everything in it, when its owner goes away.
+// A private temporary folder that is removed, with everything in it, when its owner goes away, or
+// when the tool is interrupted by a signal (io/temp_names.h).
 #pragma once
 
 #include <string>
@@ -14,7 +15,10 @@ class TempDir {
   // when TMPDIR is unset or empty. IoError naming the folder tried when it cannot be made.
   static StatusOr<TempDir> Create(const std::string& prefix);
 
-  TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+  TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)), slot_(other.slot_) {
+    other.path_.clear();
+    other.slot_ = -1;
+  }
   TempDir& operator=(TempDir&&) = delete;
   TempDir(const TempDir&) = delete;
   ~TempDir();
@@ -24,8 +28,9 @@ class TempDir {
   std::string Join(const std::string& name) const { return path_ + "/" + name; }
 
  private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  TempDir(std::string path, int slot) : path_(std::move(path)), slot_(slot) {}
   std::string path_;
+  int slot_ = -1;  // its signal-cleanup slot (io/temp_names.h), -1 when none
 };
 
 }  // namespace kfc::io

@@ -237,7 +237,8 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   // 1. The runner records every exposed activation and every model output.
   start = Clock::now();
   log.debug("starting the runner: {}", runner::CommandText(runner_options.command));
-  auto started = runner::Runner::Start(runner_options.command, tmp.path());
+  auto started =
+      runner::Runner::Start(runner_options.command, tmp.path(), runner_options.timeout_seconds);
   if (!started.ok()) {
     // The hint (how to get Node.js) helps only when the program itself is missing.
     if (started.status().code() != StatusCode::kNotFound) return started.status();

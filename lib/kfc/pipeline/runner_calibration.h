@@ -39,6 +39,8 @@ struct RunnerOptions {
   std::string start_hint;
   int64_t batch_size = 256;                  // --calibration-batch: rows per run of the model
   double fail_if_output_error_above = -1.0;  // --fail-if-output-error-above; -1: off
+  // --runner-timeout: seconds the runner may take to greet or to answer one request; 0: no limit.
+  double timeout_seconds = 600;
 };
 
 // Checks the runner options' values: at least one input, batch_size >= 1, the gate in [0, inf).

@@ -55,4 +55,27 @@ std::string ModeSummary(const Report& r) {
   return mode;
 }
 
+std::string ChecksRanText(const Report& r) {
+  std::string out;
+  std::string model;
+  for (const auto& c : r.checks().ran()) {
+    if (out.empty() || c.model() != model) {
+      out += (out.empty() ? "" : "; ") + c.model() + ": ";
+      model = c.model();
+    } else {
+      out += ", ";
+    }
+    out += c.check() + " (" + IntText(c.nodes()) + " nodes" +
+           (c.detail().empty() ? "" : ", " + c.detail()) + ")";
+  }
+  return out;
+}
+
+std::string UncheckedNodesText(const UncheckedOp& u, int shown) {
+  std::string out;
+  for (int i = 0; i < u.nodes_size() && i < shown; ++i) out += (i ? ", " : "") + u.nodes(i);
+  if (u.nodes_size() > shown) out += ", ...";
+  return out;
+}
+
 }  // namespace kfc::report

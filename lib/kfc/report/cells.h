@@ -26,5 +26,10 @@ std::string RankText(const LayerReport& l);
 double JudgedError(const LayerReport& l);
 // "rank 4", "max-error 0.05", "ratio 0.25" or "plan only", with ", plan FILE" when a plan was used.
 std::string ModeSummary(const Report& r);
+// The validations that ran, per model: "input: onnx_checker (6 nodes, whole model),
+// shape_inference (6 nodes, whole model, strict); output: ..."; "" when none ran.
+std::string ChecksRanText(const Report& r);
+// The first `shown` node names of an unchecked op, ", ..." after them when there are more.
+std::string UncheckedNodesText(const UncheckedOp& u, int shown = 3);
 
 }  // namespace kfc::report

@@ -154,6 +154,26 @@ std::string Curve(const Report& r) {
   return out + "</p>\n";
 }
 
+// What validated the input and the output model, and the nodes no schema check covered, by op.
+std::string ChecksSection(const Report& r) {
+  const std::string ran = ChecksRanText(r);
+  if (ran.empty() && r.checks().unchecked().empty()) return "";
+  std::string out =
+      "<h2>Checks</h2>\n<p class=\"note\">What validated the input and the output "
+      "model: " +
+      HtmlEscape(ran.empty() ? "none" : ran) + ".</p>\n";
+  if (r.checks().unchecked().empty()) return out;
+  out +=
+      "<table id=\"unchecked\"><tr><th>not checked by a schema</th><th>op</th><th "
+      "class=\"n\">nodes</th><th>reason</th><th>which</th></tr>\n";
+  for (const auto& u : r.checks().unchecked()) {
+    out += "<tr>" + Td(u.model()) + Td(u.op_type()) + Td(IntText(u.nodes_size()), "n") +
+           Td(u.reason() + (u.detail().empty() ? "" : " (" + u.detail() + ")")) +
+           Td(UncheckedNodesText(u, 10)) + "</tr>\n";
+  }
+  return out + "</table>\n";
+}
+
 }  // namespace
 
 std::string RenderHtml(const Report& r) {
@@ -190,6 +210,9 @@ std::string RenderHtml(const Report& r) {
     out += "</table>\n</section>\n";
   }
   out += "<section id=\"table\">\n<h2>Layers</h2>\n" + LayerTable(r) + "</section>\n";
+  if (const std::string c = ChecksSection(r); !c.empty()) {
+    out += "<section id=\"checks\">\n" + c + "</section>\n";
+  }
   out += "</body>\n</html>\n";
   return out;
 }

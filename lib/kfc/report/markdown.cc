@@ -24,6 +24,23 @@ std::string Row(const std::vector<std::string>& cells) {
 // span).
 std::string Code(const std::string& s) { return "`" + s + "`"; }
 
+// What validated the input and the output model, and the nodes no schema check covered, by op.
+std::string ChecksSection(const Report& r) {
+  std::string out;
+  if (const std::string ran = ChecksRanText(r); !ran.empty()) {
+    out += "\n**Checks**: " + MarkdownEscape(ran) + "\n";
+  }
+  if (r.checks().unchecked().empty()) return out;
+  out += "\n" + Row({"not checked by a schema", "op", "nodes", "reason", "which"}) +
+         "|:--|:--|--:|:--|:--|\n";
+  for (const auto& u : r.checks().unchecked()) {
+    out += Row({u.model(), MarkdownEscape(u.op_type()), IntText(u.nodes_size()),
+                Code(u.reason()) + (u.detail().empty() ? "" : " " + MarkdownEscape(u.detail())),
+                MarkdownEscape(UncheckedNodesText(u))});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string MarkdownEscape(const std::string& s) {
@@ -137,6 +154,7 @@ std::string RenderMarkdown(const Report& r) {
                 MarkdownEscape(g.detail()) + ")\n";
   }
   if (!outcomes.empty()) out += "\n" + outcomes;
+  out += ChecksSection(r);
   if (!r.dry_run() && !r.output_written()) out += "\nNo model was written.\n";
   return out;
 }

@@ -2,18 +2,23 @@
 #include "kfc/runner/process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "kfc/io/temp_names.h"
 
 extern char** environ;
 
@@ -42,16 +47,44 @@ void CloseFd(int* fd) {
   *fd = -1;
 }
 
-// Waits for `pid` up to `seconds`; true with *status when it exited.
-bool WaitFor(pid_t pid, double seconds, int* status) {
+enum class ChildState { kExited, kRunning, kGone };
+
+// Waits up to `seconds` (forever when negative) for `pid` to exit, without reaping it: an exited
+// child stays a zombie, so its pid (and process group id) cannot be reused until it is reaped.
+ChildState WaitExited(pid_t pid, double seconds) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (true) {
-    const pid_t r = waitpid(pid, status, WNOHANG);
-    if (r == pid) return true;
-    if (r < 0 && errno != EINTR) return true;  // not our child any more: nothing to wait for
-    if (std::chrono::steady_clock::now() >= end) return false;
+    siginfo_t info{};
+    const int r = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if (r == 0 && info.si_pid == pid) return ChildState::kExited;
+    if (r < 0 && errno != EINTR) return ChildState::kGone;  // not our child any more
+    if (seconds >= 0 && std::chrono::steady_clock::now() >= end) return ChildState::kRunning;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+}
+
+// Milliseconds left until `end` for poll(): -1 (forever) without a deadline; at most an hour at a
+// time (the caller polls again).
+int PollMillis(bool has_deadline, std::chrono::steady_clock::time_point end) {
+  if (!has_deadline) return -1;
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now())
+          .count();
+  if (left <= 0) return 0;
+  return static_cast<int>(std::min<long long>(left, 3600 * 1000));
+}
+
+std::string SecondsText(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", seconds);
+  return buf;
+}
+
+std::chrono::steady_clock::time_point DeadlineAfter(double seconds) {
+  const double capped = std::min(seconds, 1e9);  // ~30 years: no overflow of the clock
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             std::chrono::duration<double>(capped));
 }
 
 }  // namespace
@@ -78,14 +111,19 @@ StatusOr<LineProcess> LineProcess::Start(const std::vector<std::string>& argv,
   posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err_fd, STDERR_FILENO);
-  // The child starts with default signal handling, whatever we ignore.
+  // The child starts with default signal handling, whatever we ignore, with our signal mask from
+  // before the spawn, and leads a process group of its own: the group is what a timeout or an
+  // interrupt kills.
+  sigset_t all, old_mask;
+  sigfillset(&all);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t defaults;
   sigemptyset(&defaults);
   sigaddset(&defaults, SIGPIPE);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&defaults, sig);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
 
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -103,7 +141,15 @@ StatusOr<LineProcess> LineProcess::Start(const std::vector<std::string>& argv,
   for (auto& v : vars) envp.push_back(v.data());
   envp.push_back(nullptr);
   pid_t pid = -1;
+  // Spawned and registered for signal cleanup with signals blocked, so that an interrupt never
+  // falls between the two.
+  pthread_sigmask(SIG_BLOCK, &all, &old_mask);
+  posix_spawnattr_setsigmask(&attr, &old_mask);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
   const int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), envp.data());
+  const int slot = rc == 0 ? io::RegisterChildGroup(pid) : -1;
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(in_pipe[0]);
@@ -118,8 +164,11 @@ StatusOr<LineProcess> LineProcess::Start(const std::vector<std::string>& argv,
                                   : std::string(strerror(rc))));
   }
   IgnoreSigpipe();
+  // Our end of the child's stdin never blocks: WriteLine waits in poll(), with its timeout.
+  fcntl(in_pipe[1], F_SETFL, fcntl(in_pipe[1], F_GETFL) | O_NONBLOCK);
   LineProcess p;
   p.pid_ = pid;
+  p.cleanup_slot_ = slot;
   p.to_child_ = in_pipe[1];
   p.from_child_ = out_pipe[0];
   p.stderr_path_ = stderr_path;
@@ -133,7 +182,10 @@ LineProcess::LineProcess(LineProcess&& other) noexcept
       stderr_path_(std::move(other.stderr_path_)),
       buffer_(std::move(other.buffer_)),
       exited_(other.exited_),
-      wait_status_(other.wait_status_) {
+      wait_status_(other.wait_status_),
+      timed_out_(other.timed_out_),
+      cleanup_slot_(other.cleanup_slot_) {
+  other.cleanup_slot_ = -1;
   other.pid_ = -1;
   other.to_child_ = -1;
   other.from_child_ = -1;
@@ -143,22 +195,57 @@ LineProcess::~LineProcess() {
   if (pid_ < 0) return;
   CloseStdin();
   CloseFd(&from_child_);
-  if (!exited_ && !WaitFor(pid_, 5.0, &wait_status_)) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &wait_status_, 0);
-  }
+  if (!exited_) Reap(5.0);
+  io::UnregisterChildGroup(cleanup_slot_);
   RestoreSigpipe();
 }
 
 void LineProcess::CloseStdin() { CloseFd(&to_child_); }
 
-Status LineProcess::WriteLine(const std::string& line) {
+bool LineProcess::Reap(double seconds) {
+  if (exited_) return true;
+  const ChildState state = WaitExited(pid_, seconds);
+  // An exited leader is still a zombie here, so the group id is still its own: what is left of
+  // the group (children it started) goes too.
+  // Unregistered before the reaping, so that the signal handler never kills a group id that
+  // has been freed (and perhaps reused).
+  if (state != ChildState::kGone) kill(-pid_, SIGKILL);
+  io::UnregisterChildGroup(cleanup_slot_);
+  cleanup_slot_ = -1;
+  if (state != ChildState::kGone) {
+    while (waitpid(pid_, &wait_status_, 0) < 0 && errno == EINTR) {
+    }
+  }
+  exited_ = true;
+  return state != ChildState::kRunning;
+}
+
+void LineProcess::Kill() {
+  CloseStdin();
+  Reap(0);
+}
+
+Status LineProcess::WriteLine(const std::string& line, double timeout_seconds) {
   const std::string data = line + "\n";
+  const bool has_deadline = timeout_seconds > 0;
+  const auto end = DeadlineAfter(has_deadline ? timeout_seconds : 0);
   size_t done = 0;
   while (done < data.size()) {
     if (to_child_ < 0) return IoError("runner: its stdin is closed");
     const ssize_t n = write(to_child_, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd p {};
+      p.fd = to_child_;
+      p.events = POLLOUT;
+      const int millis = PollMillis(has_deadline, end);
+      if (has_deadline && millis == 0) {
+        timed_out_ = true;
+        return IoError("runner: it took no input for " + SecondsText(timeout_seconds) + " s");
+      }
+      poll(&p, 1, millis);
+      continue;
+    }
     if (n <= 0) {
       CloseStdin();
       return IoError(std::string("runner: writing the request failed: ") +
@@ -169,7 +256,9 @@ Status LineProcess::WriteLine(const std::string& line) {
   return Status::Ok();
 }
 
-StatusOr<std::string> LineProcess::ReadLine() {
+StatusOr<std::string> LineProcess::ReadLine(double timeout_seconds) {
+  const bool has_deadline = timeout_seconds > 0;
+  const auto end = DeadlineAfter(has_deadline ? timeout_seconds : 0);
   while (true) {
     const size_t nl = buffer_.find('\n');
     if (nl != std::string::npos) {
@@ -179,6 +268,20 @@ StatusOr<std::string> LineProcess::ReadLine() {
       return line;
     }
     if (from_child_ < 0) return NotFound("runner: end of its output");
+    struct pollfd p {};
+    p.fd = from_child_;
+    p.events = POLLIN;
+    const int millis = PollMillis(has_deadline, end);
+    const int ready = millis == 0 ? 0 : poll(&p, 1, millis);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      if (has_deadline && PollMillis(true, end) == 0) {
+        timed_out_ = true;
+        return FailedPrecondition("runner: no answer within " + SecondsText(timeout_seconds) +
+                                  " s");
+      }
+      continue;  // an hour-long slice of a longer wait
+    }
     char chunk[65536];
     const ssize_t n = read(from_child_, chunk, sizeof(chunk));
     if (n < 0 && errno == EINTR) continue;
@@ -193,8 +296,7 @@ StatusOr<std::string> LineProcess::ReadLine() {
 std::string LineProcess::ExitDescription() {
   if (!exited_) {
     CloseStdin();
-    if (!WaitFor(pid_, 5.0, &wait_status_)) return "stopped answering";
-    exited_ = true;
+    if (!Reap(5.0)) return "stopped answering (killed after 5 s)";
   }
   if (WIFEXITED(wait_status_))
     return "exited with code " + std::to_string(WEXITSTATUS(wait_status_));

@@ -4,7 +4,10 @@
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 
 namespace kfc::runner {
@@ -72,7 +75,9 @@ std::string CommandText(const std::vector<std::string>& argv) {
 }
 
 StatusOr<std::unique_ptr<Runner>> Runner::Start(const std::vector<std::string>& argv,
-                                                const std::string& work_dir) {
+                                                const std::string& work_dir,
+                                                double timeout_seconds) {
+  if (!(timeout_seconds >= 0)) return InvalidArgument("runner: the timeout must be >= 0");
   // The runtime's own scratch files (ONNX Runtime leaves some in $TMPDIR) go with work_dir.
   const std::string scratch = work_dir + "/runner-tmp";
   if (mkdir(scratch.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -80,8 +85,8 @@ StatusOr<std::unique_ptr<Runner>> Runner::Start(const std::vector<std::string>& 
   }
   KFC_ASSIGN_OR_RETURN(LineProcess process, LineProcess::Start(argv, work_dir + "/runner.stderr",
                                                                {"TMPDIR=" + scratch}));
-  std::unique_ptr<Runner> runner(new Runner(argv, std::move(process)));
-  KFC_ASSIGN_OR_RETURN(Response hello, runner->ReadResponse("its greeting"));
+  std::unique_ptr<Runner> runner(new Runner(argv, std::move(process), timeout_seconds));
+  KFC_ASSIGN_OR_RETURN(Response hello, runner->ReadResponse("its greeting", "starting up"));
   if (hello.protocol() != kProtocolVersion) {
     return FailedPrecondition("runner '" + CommandText(argv) + "' speaks protocol " +
                               std::to_string(hello.protocol()) + "; kfc-compress speaks " +
@@ -95,10 +100,28 @@ StatusOr<std::unique_ptr<Runner>> Runner::Start(const std::vector<std::string>& 
   return runner;
 }
 
-StatusOr<Response> Runner::ReadResponse(const std::string& when) {
-  auto line = process_.ReadLine();
+Status Runner::TimedOut(const std::string& doing) {
+  process_.Kill();
+  char seconds[32];
+  std::snprintf(seconds, sizeof(seconds), "%g", timeout_seconds_);
+  return FailedPrecondition("runner '" + CommandText(argv_) + "' did not answer within " + seconds +
+                            " s while " + doing +
+                            "; it was stopped (--runner-timeout SECONDS allows more, 0 no limit)");
+}
+
+StatusOr<Response> Runner::ReadResponse(const std::string& when, const std::string& doing) {
+  // One deadline for the whole response, blank lines included.
+  const auto start = std::chrono::steady_clock::now();
+  auto left = [&]() -> double {
+    if (timeout_seconds_ <= 0) return 0;
+    const double spent =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return std::max(timeout_seconds_ - spent, 1e-3);
+  };
+  auto line = process_.ReadLine(left());
   while (line.ok() && line->find_first_not_of(" \t") == std::string::npos)
-    line = process_.ReadLine();
+    line = process_.ReadLine(left());
+  if (!line.ok() && process_.timed_out()) return TimedOut(doing);
   if (!line.ok()) {
     const std::string how = process_.ExitDescription();
     const std::string last = process_.LastStderrLine();
@@ -125,14 +148,22 @@ StatusOr<Response> Runner::Run(Request request) {
   if (!google::protobuf::util::MessageToJsonString(request, &line, print).ok()) {
     return Internal("runner: the request cannot be rendered as JSON");
   }
-  if (Status s = process_.WriteLine(line); !s.ok()) {
+  // What the runner is doing, for a timeout's message: the model, its inputs' files, the count of
+  // tensors to record.
+  std::string doing = "running '" + request.model() + "' on";
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    doing += (i == 0 ? " '" : ", '") + request.inputs(i).file() + "'";
+  }
+  doing += " (recording " + std::to_string(request.record_size()) + " tensors)";
+  if (Status s = process_.WriteLine(line, timeout_seconds_); !s.ok()) {
+    if (process_.timed_out()) return TimedOut("taking the request for '" + request.model() + "'");
     // A runner that has died: say how, with its last words.
     const std::string last = process_.LastStderrLine();
     return FailedPrecondition("runner '" + CommandText(argv_) + "' " + process_.ExitDescription() +
                               (last.empty() ? "" : ": " + last));
   }
   KFC_ASSIGN_OR_RETURN(Response response,
-                       ReadResponse("answering the request for '" + request.model() + "'"));
+                       ReadResponse("answering the request for '" + request.model() + "'", doing));
   if (response.id() != request.id()) {
     return FailedPrecondition("runner '" + CommandText(argv_) + "': answered request " +
                               std::to_string(response.id()) + ", expected " +
