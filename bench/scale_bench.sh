@@ -4,9 +4,9 @@
 # (bench/make_transformer_model.py: 75 FFN blocks, MatMul weights [1024, 4096] and [4096, 1024],
 # input [batch, seq, 1024]), compressed at -r 8 with 1 and with all threads. For each run it prints
 # the wall time, the peak resident memory (GNU time's maximum RSS) as a share of the weight bytes,
-# and the tool's own phase times: reading and checking every weight, deciding, factorizing
-# (weights read again, layer by layer), rewriting, writing. It then checks that both outputs are
-# the same bytes. Prints measured numbers only; asserts nothing beyond exit codes and that
+# and the tool's own phase times: reading and checking the weights the decision needs (none at
+# -r 8), deciding, factorizing (at -r 8 the only read of each weight, checked there for NaN/Inf),
+# rewriting, writing. It then checks that both outputs are the same bytes. Prints measured numbers only; asserts nothing beyond exit codes and that
 # equality. Needs about 2.6 GB of disk; the temporary folder is removed at the end.
 #
 # Usage: bench/scale_bench.sh [BLOCKS [RANK]]     (BUILD_DIR: default <repo>/build)

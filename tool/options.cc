@@ -112,6 +112,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "(repeatable)")
       ->type_name("[INPUT=]FILE.npy")
       ->allow_extra_args(false);
+  app.add_flag("--compensate", o.pipeline.compensate,
+               "with --calibration-data: compress in stages in graph order, fitting each layer "
+               "to the inputs it receives once the layers before it are compressed, to reproduce "
+               "the original outputs (one more runner pass per stage; docs/compensation.md)");
   app.add_option("--runner", o.runner_command,
                  "the program that runs models for --calibration-data, speaking the protocol in "
                  "docs/runner.md (split at spaces; quotes group); default: $KFC_RUNNER, else "
@@ -335,6 +339,12 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
         {!gate_output_text.empty(), "--fail-if-output-error-above"}};
     for (const auto& [given, flag] : needs_data) {
       if (given) return fail(std::string(flag) + " needs --calibration-data");
+    }
+    if (o.pipeline.compensate) {
+      return fail(
+          "--compensate needs --calibration-data: it runs the partly compressed model in the "
+          "runner to record each stage's inputs (--calibration DIR holds only the original "
+          "model's)");
     }
   } else {
     if (!o.runner_command.empty()) {

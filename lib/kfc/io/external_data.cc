@@ -241,6 +241,16 @@ StatusOr<std::string> ExternalDataReader::Read(const onnx::TensorProto& t,
   return bytes;
 }
 
+Status ExternalDataReader::ReadInto(const onnx::TensorProto& t, const std::string& what, char* out,
+                                    size_t size) {
+  KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));
+  if (e.length != static_cast<int64_t>(size)) {
+    return Internal(what + ": external data has " + std::to_string(e.length) + " bytes, " +
+                    std::to_string(size) + " expected");
+  }
+  return ReadRange(e, 0, out, size, what);
+}
+
 Status ExternalDataReader::Copy(const onnx::TensorProto& t, const std::string& what,
                                 const std::function<Status(const char*, size_t)>& sink) {
   KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));

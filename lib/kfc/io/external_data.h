@@ -65,6 +65,10 @@ class ExternalDataReader {
   // (8388608 bytes)"), a length that disagrees with dims and dtype, or inline data as well.
   StatusOr<std::string> Read(const onnx::TensorProto& t, const std::string& what);
 
+  // The same bytes read into `out`, which holds `size` bytes: an error (as Read's) unless the
+  // tensor has exactly that many. Saves Read's buffer where the caller has its own.
+  Status ReadInto(const onnx::TensorProto& t, const std::string& what, char* out, size_t size);
+
   // Streams the same bytes to `sink` in chunks of at most kCopyChunkBytes.
   Status Copy(const onnx::TensorProto& t, const std::string& what,
               const std::function<Status(const char* data, size_t size)>& sink);

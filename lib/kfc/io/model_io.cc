@@ -2,10 +2,12 @@
 #include "kfc/io/model_io.h"
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <set>
@@ -26,12 +28,50 @@ std::string Quote(const std::string& path) { return "'" + path + "'"; }
 
 }  // namespace
 
+namespace {
+
+// LoadModel's and ParseModel's checks of a parsed model.
+StatusOr<onnx::ModelProto> CheckParsed(onnx::ModelProto model, const std::string& what) {
+  if (!model.has_graph()) return DataLoss(what + ": not an ONNX model (it has no graph)");
+  if (model.ir_version() <= 0) return DataLoss(what + ": not an ONNX model (no ir_version)");
+  if (model.opset_import_size() == 0) {
+    return DataLoss(what + ": not an ONNX model (no opset_import)");
+  }
+  return model;
+}
+
+}  // namespace
+
 StatusOr<onnx::ModelProto> LoadModel(const std::string& path) {
   const std::string what = "model " + Quote(path);
-  KFC_ASSIGN_OR_RETURN(const std::string bytes,
-                       ReadFile(path, what, INT_MAX, "protobuf's 2 GiB limit for one message"));
-  if (bytes.empty()) return DataLoss(what + ": file is empty, not an ONNX model");
-  return ParseModel(bytes, what);
+  // Parsed from the file in 1 MiB reads, never held whole: a model with inline weights is then in
+  // memory once (its parsed tensors), not twice (the file's bytes and the tensors).
+  int64_t size = 0;
+  KFC_ASSIGN_OR_RETURN(const int fd, OpenRegularFile(path, what, &size));
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_fd{fd};
+  if (size > INT_MAX) {
+    return InvalidArgument(what + ": " + std::to_string(size) +
+                           " bytes exceeds protobuf's 2 GiB limit for one message");
+  }
+  if (size == 0) return DataLoss(what + ": file is empty, not an ONNX model");
+  onnx::ModelProto model;
+  google::protobuf::io::FileInputStream raw(fd, 1 << 20);
+  bool parsed = false;
+  {
+    google::protobuf::io::CodedInputStream coded(&raw);
+    coded.SetTotalBytesLimit(INT_MAX);
+    parsed = model.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+  }
+  if (raw.GetErrno() != 0) {
+    return IoError(what + ": cannot read: " + std::strerror(raw.GetErrno()));
+  }
+  if (!parsed || raw.ByteCount() != size) {
+    return DataLoss(what + ": not a valid ONNX protobuf (truncated or corrupt)");
+  }
+  return CheckParsed(std::move(model), what);
 }
 
 StatusOr<onnx::ModelProto> ParseModel(const std::string& bytes, const std::string& what) {
@@ -47,12 +87,7 @@ StatusOr<onnx::ModelProto> ParseModel(const std::string& bytes, const std::strin
   if (!model.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage()) {
     return DataLoss(what + ": not a valid ONNX protobuf (truncated or corrupt)");
   }
-  if (!model.has_graph()) return DataLoss(what + ": not an ONNX model (it has no graph)");
-  if (model.ir_version() <= 0) return DataLoss(what + ": not an ONNX model (no ir_version)");
-  if (model.opset_import_size() == 0) {
-    return DataLoss(what + ": not an ONNX model (no opset_import)");
-  }
-  return model;
+  return CheckParsed(std::move(model), what);
 }
 
 Status ValidateDataFileName(const std::string& name) {

@@ -65,6 +65,11 @@ StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inlin
     std::string what;
     google::protobuf::RepeatedPtrField<onnx::StringStringEntryProto> external;
     bool had_raw_data;
+    // An inline tensor of at least kInlineMarkMinBytes: its raw_data, moved here (not copied)
+    // while the header is serialized, so the header never holds a second copy of the weights;
+    // written from the tensor once put back.
+    bool in_memory = false;
+    std::string bytes;
   };
   std::deque<Marked> marked;
   std::vector<int64_t> lengths;
@@ -73,6 +78,10 @@ StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inlin
       ForEachTensor(model, [&](onnx::TensorProto* t, const std::string& what) -> Status {
         if (!tensor::HasExternalData(*t)) {
           if (t->raw_data().size() == kMarkerBytes) inline_raw.insert(t->raw_data());
+          if (static_cast<int64_t>(t->raw_data().size()) >= kInlineMarkMinBytes) {
+            marked.push_back({t, what, {}, true, true, {}});
+            lengths.push_back(static_cast<int64_t>(t->raw_data().size()));
+          }
           return Status::Ok();
         }
         if (!inline_it(*t)) return Status::Ok();
@@ -99,6 +108,10 @@ StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inlin
       std::deque<Marked>* marked;
       ~Restore() {
         for (Marked& m : *marked) {
+          if (m.in_memory) {
+            m.tensor->mutable_raw_data()->swap(m.bytes);
+            continue;
+          }
           m.tensor->clear_raw_data();
           if (m.had_raw_data) m.tensor->set_raw_data("");
           m.tensor->mutable_external_data()->Swap(&m.external);
@@ -108,11 +121,16 @@ StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inlin
     } restore{&marked};
     for (size_t i = 0; i < marked.size(); ++i) {
       onnx::TensorProto* t = marked[i].tensor;
-      t->mutable_external_data()->Swap(&marked[i].external);
-      t->clear_data_location();
       std::string marker = prefix;
       const uint64_t index = i;
       marker.append(reinterpret_cast<const char*>(&index), 8);
+      if (marked[i].in_memory) {
+        marked[i].bytes.swap(*t->mutable_raw_data());
+        t->mutable_raw_data()->swap(marker);
+        continue;
+      }
+      t->mutable_external_data()->Swap(&marked[i].external);
+      t->clear_data_location();
       t->set_raw_data(std::move(marker));
     }
     KFC_ASSIGN_OR_RETURN(header, SerializeModel(*model));
@@ -124,13 +142,23 @@ StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inlin
                            " bytes exceeds protobuf's 2 GiB limit for one message");
   }
   if (!sink) return tree.size();
-  if (!marked.empty() && reader == nullptr) {
+  bool external = false;
+  for (const Marked& m : marked) external = external || !m.in_memory;
+  if (external && reader == nullptr) {
     return InvalidArgument("output model: it keeps tensors in external files, and no reader");
   }
   BufferedSink out(sink);
   auto write = [&](const char* data, size_t size) { return out.Write(data, size); };
   KFC_RETURN_IF_ERROR(tree.Write(
-      [&](size_t i) { return reader->Copy(*marked[i].tensor, marked[i].what, write); }, write));
+      [&](size_t i) {
+        // In memory: the tensor's own raw_data, put back by the restore above.
+        if (marked[i].in_memory) {
+          const std::string& raw = marked[i].tensor->raw_data();
+          return write(raw.data(), raw.size());
+        }
+        return reader->Copy(*marked[i].tensor, marked[i].what, write);
+      },
+      write));
   KFC_RETURN_IF_ERROR(out.Flush());
   return tree.size();
 }

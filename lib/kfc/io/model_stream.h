@@ -32,6 +32,10 @@ using ByteSink = std::function<Status(const char* data, size_t size)>;
 // recomputed for the real data. `model` is modified during the call and restored before it
 // returns. With an empty `sink` nothing is read or written: the size alone is returned. Errors: a
 // read that fails (named by the tensor), a sink error, or more than protobuf's 2 GiB in all.
+// Inline tensors of at least kInlineMarkMinBytes are marked too, their raw_data moved out (not
+// copied) while the rest is serialized and written from there: memory never holds a second copy
+// of a model's inline weights either.
+inline constexpr int64_t kInlineMarkMinBytes = 4096;
 StatusOr<int64_t> StreamModel(onnx::ModelProto* model, const TensorFilter& inline_it,
                               ExternalDataReader* reader, const ByteSink& sink);
 

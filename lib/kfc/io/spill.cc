@@ -60,14 +60,21 @@ SpillFile::~SpillFile() {
 }
 
 Status SpillFile::Fail(const std::string& step, int err) const {
-  return IoError("output '" + output_ + "': " + step + " a temporary file for factors in '" +
-                 folder_ + "': " + std::strerror(err));
+  return IoError(subject_ + ": " + step + " a temporary file for " + kind_ + " in '" + folder_ +
+                 "': " + std::strerror(err));
 }
 
 Status SpillFile::Open(const std::string& output) {
-  output_ = output;
   const fs::path parent = fs::path(output).parent_path();
-  folder_ = parent.empty() ? "." : parent.string();
+  temp_name_ = "." + fs::path(output).filename().string() + ".spill-XXXXXX";
+  return OpenIn(parent.empty() ? "." : parent.string(), "output '" + output + "'", "factors");
+}
+
+Status SpillFile::OpenIn(const std::string& folder, const std::string& subject,
+                         const std::string& kind) {
+  subject_ = subject;
+  kind_ = kind;
+  folder_ = folder;
 #ifdef O_TMPFILE
   fd_ = ::open(folder_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd_ >= 0) return Status::Ok();
@@ -76,8 +83,7 @@ Status SpillFile::Open(const std::string& output) {
   if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
     return Fail("cannot create", errno);
 #endif
-  std::string tmpl =
-      (fs::path(folder_) / ("." + fs::path(output).filename().string() + ".spill-XXXXXX")).string();
+  std::string tmpl = (fs::path(folder_) / temp_name_).string();
   fd_ = ::mkstemp(tmpl.data());
   if (fd_ < 0) return Fail("cannot create", errno);
   if (::unlink(tmpl.c_str()) != 0) {
@@ -150,15 +156,7 @@ Status SpillFile::Write(const std::string& bytes, onnx::TensorProto* t) {
       if (same) offset = it->second.first;
     }
     if (offset < 0) {
-      size_t done = 0;
-      while (done < bytes.size()) {
-        const ssize_t n =
-            ::pwrite(fd_, bytes.data() + done, std::min<size_t>(bytes.size() - done, 1u << 30),
-                     static_cast<off_t>(size_ + static_cast<int64_t>(done)));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return Fail("writing to", n < 0 ? errno : EIO);
-        done += static_cast<size_t>(n);
-      }
+      KFC_RETURN_IF_ERROR(WriteAtEnd(bytes.data(), bytes.size()));
       offset = size_;
       size_ += length;
       by_digest_.emplace(digest, std::make_pair(offset, length));
@@ -169,6 +167,26 @@ Status SpillFile::Write(const std::string& bytes, onnx::TensorProto* t) {
   t->clear_raw_data();
   SetExternalReference(t, Location(), offset, length);
   return Status::Ok();
+}
+
+Status SpillFile::WriteAtEnd(const char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pwrite(fd_, data + done, std::min<size_t>(size - done, 1u << 30),
+                               static_cast<off_t>(size_ + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Fail("writing to", n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+StatusOr<int64_t> SpillFile::Append(const char* data, size_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  KFC_RETURN_IF_ERROR(WriteAtEnd(data, size));
+  const int64_t offset = size_;
+  size_ += static_cast<int64_t>(size);
+  return offset;
 }
 
 }  // namespace kfc::io

@@ -36,6 +36,9 @@ class SpillFile {
   // Creates the anonymous file in the folder of `output` (the path the model will be written to,
   // which error messages name).
   Status Open(const std::string& output);
+  // Creates it in `folder` for bytes other than factors: errors start with `subject` and name
+  // `kind` ("calibration statistics").
+  Status OpenIn(const std::string& folder, const std::string& subject, const std::string& kind);
   bool is_open() const { return fd_ >= 0; }
 
   // Moves t's raw_data into the spill and makes `t` refer to it (data_location EXTERNAL, location
@@ -45,10 +48,15 @@ class SpillFile {
   // threads at once. Errors (disk full, ...) name the output and the cause; `t` is then unchanged.
   Status Spill(onnx::TensorProto* t);
 
+  // Appends `size` bytes, without looking for equal ones, and returns their offset: for bytes read
+  // back with Read only, never referred to by a tensor. May be called from several threads at once.
+  StatusOr<int64_t> Append(const char* data, size_t size);
+
   // Reads `size` bytes at `offset` of the spill.
   Status Read(int64_t offset, char* out, size_t size) const;
 
   int fd() const { return fd_; }
+  const std::string& folder() const { return folder_; }
   // Bytes in the file, and what Spill was given (duplicates included), and how many tensors.
   int64_t size() const;
   int64_t bytes_spilled() const;
@@ -58,10 +66,13 @@ class SpillFile {
   Status Fail(const std::string& step, int err) const;
   // Spill's work once `bytes` are out of `t`.
   Status Write(const std::string& bytes, onnx::TensorProto* t);
+  // Writes `size` bytes at the end of the file (mu_ held).
+  Status WriteAtEnd(const char* data, size_t size);
   // Whether the `size` bytes at `offset` equal `data`.
   StatusOr<bool> Equals(int64_t offset, const char* data, size_t size) const;
 
-  std::string output_, folder_;
+  std::string subject_, kind_ = "factors", folder_;
+  std::string temp_name_ = ".kfc-spill-XXXXXX";  // mkstemp's template, where O_TMPFILE fails
   int fd_ = -1;
   mutable std::mutex mu_;  // guards everything below and the file's contents
   int64_t size_ = 0, bytes_spilled_ = 0, tensors_spilled_ = 0;

@@ -37,7 +37,7 @@ std::vector<double> RearrangeD(const std::vector<double>& m, const KronShape& s)
 // C_reg for factored statistics, as its two factors: each gets the ridge sqrt(1 + lambda) - 1
 // times its mean diagonal, so the product's diagonal grows by about lambda times C's mean.
 void RegularizedFactors(const InputStats& st, std::vector<double>* c1, std::vector<double>* c2) {
-  const double ridge = std::sqrt(1.0 + kCalibrationRegularization) - 1.0;
+  const double ridge = std::sqrt(1.0 + st.lambda) - 1.0;
   for (auto [f, d] : {std::pair{c1, st.kf_k1}, std::pair{c2, st.kf_k2}}) {
     *f = f == c1 ? st.c1 : st.c2;
     double mean_diag = 0.0;
@@ -76,8 +76,7 @@ std::vector<double> Regularized(const InputStats& st) {
   mean_diag /= static_cast<double>(K);
   if (!(mean_diag > 0.0)) mean_diag = 1.0;
   std::vector<double> c = st.covariance;
-  for (int64_t i = 0; i < K; ++i)
-    c[static_cast<size_t>(i * K + i)] += kCalibrationRegularization * mean_diag;
+  for (int64_t i = 0; i < K; ++i) c[static_cast<size_t>(i * K + i)] += st.lambda * mean_diag;
   return c;
 }
 

@@ -50,6 +50,8 @@ struct InputStats {
   // Only shapes with this k1 can be whitened with them; every data error is in this metric.
   int64_t kf_k1 = 0, kf_k2 = 0;
   std::vector<double> c1, c2;
+  // The regularization lambda of C_reg = C + lambda * mean(diag C) * I.
+  double lambda = kCalibrationRegularization;
   bool factored() const { return kf_k1 > 0; }
 };
 

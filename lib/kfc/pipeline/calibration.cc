@@ -4,7 +4,9 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "kfc/io/file.h"
@@ -17,7 +19,94 @@ namespace {
 
 constexpr int kSidecarSchemaVersion = 1;
 
+std::atomic<int64_t> stats_in_memory{0}, stats_in_memory_peak{0};
+
+void CountStatsIn() {
+  const int64_t now = ++stats_in_memory;
+  int64_t peak = stats_in_memory_peak.load();
+  while (now > peak && !stats_in_memory_peak.compare_exchange_weak(peak, now)) {
+  }
+}
+
+int64_t ArrayBytes(const kron::InputStats& s) {
+  return 8 * static_cast<int64_t>(s.covariance.size() + s.c1.size() + s.c2.size());
+}
+
+bool Loaded(const ParkedStats& p, const kron::InputStats& s) {
+  return !s.covariance.empty() || !s.c1.empty() || !s.c2.empty() || p.covariance + p.c1 + p.c2 == 0;
+}
+
 }  // namespace
+
+int64_t StatsInMemory() { return stats_in_memory.load(); }
+int64_t StatsInMemoryPeak() { return stats_in_memory_peak.load(); }
+void ResetStatsInMemoryPeak() { stats_in_memory_peak = stats_in_memory.load(); }
+
+namespace {
+
+// Reads parked arrays back into *stats (not counted).
+Status ReadParked(const ParkedStats& p, kron::InputStats* stats) {
+  int64_t at = p.offset;
+  for (auto [array, doubles] : {std::pair{&stats->covariance, p.covariance},
+                                std::pair{&stats->c1, p.c1}, std::pair{&stats->c2, p.c2}}) {
+    array->resize(static_cast<size_t>(doubles));
+    Status read = p.file->Read(at, reinterpret_cast<char*>(array->data()),
+                               static_cast<size_t>(doubles) * sizeof(double));
+    at += doubles * static_cast<int64_t>(sizeof(double));
+    KFC_RETURN_IF_ERROR(read);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status LoadParked(const ParkedStats& p, kron::InputStats* stats) {
+  if (!p.parked() || Loaded(p, *stats)) return Status::Ok();
+  CountStatsIn();
+  Status read = ReadParked(p, stats);
+  if (!read.ok()) ReleaseParked(p, stats);
+  return read;
+}
+
+void ReleaseParked(const ParkedStats& p, kron::InputStats* stats) {
+  if (!p.parked() || !Loaded(p, *stats)) return;
+  // Swapped with empty vectors: assigning {} would keep the capacity.
+  std::vector<double>().swap(stats->covariance);
+  std::vector<double>().swap(stats->c1);
+  std::vector<double>().swap(stats->c2);
+  --stats_in_memory;
+}
+
+Status Calibration::Park(kron::InputStats* stats, ParkedStats* parked) {
+  *parked = ParkedStats{};
+  if (ArrayBytes(*stats) < kParkMinBytes) return Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(scratch_mu_);
+    if (!scratch_.is_open()) {
+      std::string folder = scratch_folder_;
+      if (folder.empty()) {
+        const char* tmp = std::getenv("TMPDIR");
+        folder = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+      }
+      KFC_RETURN_IF_ERROR(
+          scratch_.OpenIn(folder, "calibration '" + dir_ + "'", "calibration statistics"));
+    }
+  }
+  ParkedStats p;
+  p.file = &scratch_;
+  p.covariance = static_cast<int64_t>(stats->covariance.size());
+  p.c1 = static_cast<int64_t>(stats->c1.size());
+  p.c2 = static_cast<int64_t>(stats->c2.size());
+  for (const std::vector<double>* array : {&stats->covariance, &stats->c1, &stats->c2}) {
+    KFC_ASSIGN_OR_RETURN(const int64_t at,
+                         scratch_.Append(reinterpret_cast<const char*>(array->data()),
+                                         array->size() * sizeof(double)));
+    if (p.offset < 0) p.offset = at;
+  }
+  *parked = p;
+  ReleaseParked(p, stats);
+  return Status::Ok();
+}
 
 StatusOr<std::string> ModelFingerprint(const onnx::ModelProto& model) {
   KFC_ASSIGN_OR_RETURN(const std::string bytes, io::SerializeModel(model));
@@ -102,7 +191,16 @@ StatusOr<std::shared_ptr<Calibration>> Calibration::Load(const std::string& dir,
 }
 
 StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerCandidate& c,
-                                                             int64_t k1, std::string* note) {
+                                                             int64_t k1, std::string* note,
+                                                             ParkedStats* parked) {
+  // Without `parked` the caller gets them whole: read back, not counted as in memory.
+  ParkedStats here;
+  if (parked == nullptr) parked = &here;
+  *parked = ParkedStats{};
+  auto whole = [&](kron::InputStats st) -> StatusOr<std::optional<kron::InputStats>> {
+    if (parked == &here && here.parked()) KFC_RETURN_IF_ERROR(ReadParked(here, &st));
+    return std::optional<kron::InputStats>(std::move(st));
+  };
   const calibration::ProbeTensor* tensor = nullptr;
   for (const auto& t : sidecar_.tensors()) {
     if (t.source() != c.input_name) continue;
@@ -136,7 +234,10 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
   const std::string key =
       tensor->name() + (columns ? "|columns" : "") + (factored ? "|k1=" + std::to_string(k1) : "");
   auto cached = cache_.find(key);
-  if (cached != cache_.end()) return std::optional<kron::InputStats>(cached->second);
+  if (cached != cache_.end()) {
+    *parked = cached->second.second;
+    return whole(cached->second.first);
+  }
   std::vector<std::string> files;
   for (const auto& f : files_) {
     if (f == tensor->name() + ".npy" || f.rfind(tensor->name() + ".", 0) == 0) files.push_back(f);
@@ -202,14 +303,21 @@ StatusOr<std::optional<kron::InputStats>> Calibration::Stats(const match::LayerC
     return std::optional<kron::InputStats>();
   }
   auto st = factored ? kf->Finish() : full->Finish();
-  full.reset();  // the K x K sums: freed before the caller holds the statistics
+  full.reset();  // the K x K sums: freed before the statistics are parked
   kf.reset();
   if (!st.ok())
     return InvalidArgument("calibration tensor '" + tensor->name() + "': " + st.status().message());
-  // Cached only for an activation that several layers read: a copy of 8*K^2 bytes kept for the
-  // whole run otherwise (issue 18: 6 layers at K = 8192 held 12 such copies).
-  if (tensor->layers_size() > 1) cache_.emplace(key, *st);
-  return std::optional<kron::InputStats>(std::move(*st));
+  const bool large = ArrayBytes(*st) >= kParkMinBytes;
+  if (large) CountStatsIn();
+  Status park = Park(&*st, parked);
+  if (!park.ok()) {
+    if (large) --stats_in_memory;
+    return park;
+  }
+  // Cached only for an activation that several layers read (parked when large, so the cache holds
+  // its mean only).
+  if (tensor->layers_size() > 1) cache_.emplace(key, std::make_pair(*st, *parked));
+  return whole(std::move(*st));
 }
 
 }  // namespace kfc::pipeline

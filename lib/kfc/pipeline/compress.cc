@@ -4,6 +4,7 @@
 #include "kfc/pipeline/compress.h"
 
 #include <memory>
+#include <optional>
 
 #include "kfc/check/validate.h"
 #include "kfc/core/logging.h"
@@ -22,6 +23,11 @@ StatusOr<Result> CompressModel(const onnx::ModelProto& model, const Options& opt
 
 StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options) {
   KFC_RETURN_IF_ERROR(ValidateOptions(options));
+  if (options.compensate && (!options.record_activations || options.calibration_dir.empty())) {
+    return InvalidArgument(
+        "--compensate needs --calibration-data: it runs the partly compressed model in the "
+        "runner to record each stage's inputs");
+  }
   KFC_ASSIGN_OR_RETURN(const NameFilter filter,
                        NameFilter::Create(options.include, options.exclude));
   auto& log = Logger();
@@ -38,6 +44,8 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   std::shared_ptr<Calibration> calibration;
   if (!options.calibration_dir.empty()) {
     KFC_ASSIGN_OR_RETURN(calibration, Calibration::Load(options.calibration_dir, model));
+    // Parked statistics (pipeline/calibration.h) go next to the factors' spill, when there is one.
+    if (options.spill != nullptr) calibration->SetScratchFolder(options.spill->folder());
   }
 
   // match: every Gemm/MatMul, eligible or with its skip reason.
@@ -73,11 +81,14 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   std::vector<rewrite::KronRewrite> rewrites;
   KFC_RETURN_IF_ERROR(Timed(
       [&]() -> Status {
-        KFC_ASSIGN_OR_RETURN(rewrites, Factorize(options, weights, &states));
+        // Compensation refits factors after this phase: they stay in memory, not spilled.
+        Options factor_options = options;
+        if (options.compensate) factor_options.spill = nullptr;
+        KFC_ASSIGN_OR_RETURN(rewrites, Factorize(factor_options, weights, &states));
         return Status::Ok();
       },
       [&](double s) {
-        if (options.spill != nullptr) {
+        if (options.spill != nullptr && !options.compensate) {
           const int64_t tensors = options.spill->tensors_spilled();
           log.info(
               "factorized {} of {} layers in {:.3f} s; {} bytes of factors spilled ({} tensor{})",
@@ -88,6 +99,12 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
         }
       }));
   run.layers_compressed = static_cast<int64_t>(rewrites.size());
+
+  // compensate (--compensate): later stages refitted on the partly compressed model's inputs.
+  std::optional<report::Compensation> compensation;
+  if (options.compensate) {
+    KFC_ASSIGN_OR_RETURN(compensation, Compensate(options, weights, model, &states, &rewrites));
+  }
 
   // rewrite and check.
   Result result;
@@ -104,6 +121,7 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   result.report = BuildReport(run);
   // Provenance (pipeline/provenance.h), from the report's totals; the file size then counts it.
   report::Report& rep = result.report;
+  if (compensation) *rep.mutable_compensation() = std::move(*compensation);
   rewrite::ReplaceMetadata(&result.model, kMetadataPrefix, ProvenanceEntries(options, rep));
   KFC_ASSIGN_OR_RETURN(const int64_t file_bytes_after, io::InlineSize(&result.model));
   rep.mutable_totals()->set_file_bytes_after(static_cast<double>(file_bytes_after));

@@ -81,6 +81,18 @@ struct Options {
   std::optional<Plan> plan;  // --plan
   // --calibration DIR: minimize the error on the layers' recorded inputs (pipeline/calibration.h).
   std::string calibration_dir;
+  // --compensate (docs/compensation.md): compress in stages in graph order, each stage's layers
+  // refitted to the inputs they receive once the earlier stages are compressed, to reproduce the
+  // original outputs. Needs calibration_dir and record_activations (CompressFileWithRunner,
+  // pipeline/runner_calibration.h, sets both from --calibration-data); factors are then not
+  // spilled.
+  bool compensate = false;
+  // Runs `model` (its large tensors possibly still in the input's files, readable through the
+  // reader) on the calibration inputs and records the named tensors (graph outputs of `model`):
+  // for each, its .npy files, whose rows follow the calibration rows in order.
+  std::function<StatusOr<std::vector<std::vector<std::string>>>(
+      onnx::ModelProto*, io::ExternalDataReader*, const std::vector<std::string>&)>
+      record_activations;
   // --objective. Whatever it is, a compressed layer never costs more MACs per input row than the
   // dense layer (K*N) unless allow_slower: the choice is made among the shapes and ranks that
   // are not slower, and a layer where none qualifies is skipped (`slower_than_dense`).

@@ -135,6 +135,15 @@ report::LayerReport LayerReportOf(const Options& o, const LayerState& s) {
     lr.set_output_sensitivity(it->second);
   }
   lr.set_calibration_note(s.calibration_note);
+  if (s.compensation) {
+    report::LayerCompensation* lc = lr.mutable_compensation();
+    lc->set_stage(s.compensation->stage);
+    lc->set_compensated(s.compensation->refit);
+    lc->set_compensated_output_error(RoundSignificant(s.compensation->error));
+    lc->set_uncompensated_output_error(RoundSignificant(s.compensation->plain_error));
+    lc->set_used_plain(s.compensation->used_plain);
+    lc->set_note(report::ToValidUtf8(s.compensation->note));
+  }
   if (s.shaped) {
     lr.set_shapes_compared(static_cast<double>(s.dec.compared));
     if (s.dec.search) RecordSearch(*s.dec.search, c, o.record_candidates, &lr);

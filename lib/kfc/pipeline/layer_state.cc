@@ -16,6 +16,20 @@ Decision SkipDecision(const std::string& reason, const std::string& detail) {
   return d;
 }
 
+void LayerState::SkipNonFinite(const std::string& why) {
+  considered = false;
+  directed = false;
+  dir = Directive{};
+  dec = Decision{};
+  check_in_factorize = false;
+  stats.reset();
+  stats_parked = ParkedStats{};
+  calibrated = false;
+  calibration_note.clear();
+  shaped = false;
+  Skip("non_finite_weight", why);
+}
+
 const kron::InputStats* StatsOf(const LayerState& s) {
   return s.stats && !s.stats->factored() ? &*s.stats : nullptr;
 }

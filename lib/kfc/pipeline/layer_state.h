@@ -13,6 +13,7 @@
 #include "kfc/kron/shape_search.h"
 #include "kfc/kron/weighted.h"
 #include "kfc/match/match.h"
+#include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc/rewrite/factor_encoding.h"
 
@@ -63,6 +64,17 @@ struct Factored {
   bool spectrum_complete = false;
 };
 
+// --compensate: a compressed layer's stage and, when refitted on its stage's inputs X~, its
+// output errors there (kron/compensate.h).
+struct Compensation {
+  int stage = 0;  // 1 + the highest stage of the compressed layers upstream of its input
+  bool refit = false;
+  double error = -1;        // the factors written, on X~ against the original output
+  double plain_error = -1;  // the plain calibrated factors, the same way
+  bool used_plain = false;
+  std::string note;  // why a layer was not refitted
+};
+
 struct LayerState {
   const match::LayerCandidate* c = nullptr;
   // Select, then read and check: still a candidate (eligible, through the filters and min-params,
@@ -74,7 +86,11 @@ struct LayerState {
   bool directed = false;  // dir holds the layer's directive
   Directive dir;
   Decision dec;
+  // Decided without its weight (-r with a single policy shape) and factorized: the weight is read
+  // once, in factorize, and checked to be finite there (a NaN or Inf then skips it as here).
+  bool check_in_factorize = false;
   std::optional<kron::InputStats> stats;  // --calibration data for this layer's input
+  ParkedStats stats_parked;  // where its large arrays are, when parked (pipeline/calibration.h)
   bool calibrated = false;
   std::string calibration_note;
   // Factorize: the decision was taken up (shape, rank and search reported), and when compressed
@@ -83,11 +99,14 @@ struct LayerState {
   std::optional<Factored> factored;
   std::optional<kron::KronFactors> factors;  // as LayerResult::factors
   std::vector<float> bias_correction;
+  std::optional<Compensation> compensation;
 
   void Skip(std::string reason, std::string detail) {
     skip_reason = std::move(reason);
     skip_detail = std::move(detail);
   }
+  // A layer whose weight holds NaN or Inf (`why`: where) leaves the pipeline as if never decided.
+  void SkipNonFinite(const std::string& why);
 };
 
 // The statistics that rate shapes and ranks: none for Kronecker-factored ones, which hold for one

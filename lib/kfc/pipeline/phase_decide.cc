@@ -3,9 +3,12 @@
 // calibration statistics, then, in one parallel task per layer, its weight read once, checked to
 // be finite (NaN or Inf: the layer stays dense, `non_finite_weight`) and its shape and rank
 // decided from that same read (--ratio: the options of its weight's allocation unit too); --ratio
-// then allocates its layers together. The factorization reads the weight a second time.
+// then allocates its layers together. The factorization reads the weight a second time, except
+// for layers decided from their dims alone (-r with one shape to take): those are not read here,
+// and factorize reads and checks them once (LayerState::check_in_factorize).
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "kfc/core/logging.h"
 #include "kfc/kron/factorize.h"
@@ -22,7 +25,7 @@ namespace {
 StatusOr<std::string> LoadStats(Calibration* calibration, int64_t k1, LayerState* s) {
   const match::LayerCandidate& c = *s->c;
   std::string note;
-  auto stats = calibration->Stats(c, k1, &note);
+  auto stats = calibration->Stats(c, k1, &note, &s->stats_parked);
   if (!stats.ok()) return stats.status().WithContext("layer '" + c.node_name + "'");
   s->stats = std::move(*stats);
   s->calibrated = s->stats.has_value();
@@ -64,12 +67,40 @@ StatusOr<Decision> DecideLayer(const Options& o, const LayerState& s, const std:
   return Decision{};
 }
 
+// Whether layer s's decision needs no weight: -r with one shape to take (fixed, low-rank, or
+// balanced without ties: DecideRank then reads dims only). Not for weights factorized in double
+// (checked as float32 here, read as float64 there), nor when statistics are loaded after the
+// decision (K above kMaxCalibratedK with calibration).
+bool DecidedByDims(const LayerState& s, bool calibrating) {
+  const match::LayerCandidate& c = *s.c;
+  if (s.dir.budget != Budget::kRank || s.dir.shape.kind == ShapePolicy::Kind::kAuto) return false;
+  if (c.dtype == onnx::TensorProto::DOUBLE && !s.stats) return false;
+  if (calibrating && c.k > kMaxCalibratedK) return false;
+  bool fell_back = false;
+  return PolicyShapesQuiet(s.dir.shape, c, &fell_back).size() <= 1;
+}
+
 // One layer's task: read, check, decide, and when s is the first layer of a --ratio unit, build
-// the unit's options; the weight is read once for all of them.
-void ReadCheckAndDecide(const Options& o, const Weights& weights, LayerState* s, RatioUnit* unit,
-                        LayerOutcome* r) {
+// the unit's options; the weight is read once for all of them. A layer decided by its dims that
+// will be factorized is not read: factorize reads and checks it (its only read).
+void ReadCheckAndDecide(const Options& o, const Weights& weights, bool calibrating, LayerState* s,
+                        RatioUnit* unit, LayerOutcome* r) {
   const match::LayerCandidate& c = *s->c;
   const std::string layer = "layer '" + c.node_name + "'";
+  std::optional<Decision> by_dims;
+  if (unit == nullptr && r->stats.ok() && DecidedByDims(*s, calibrating)) {
+    StatusOr<Decision> d = DecideLayer(o, *s, {});
+    if (d.ok()) {
+      // Exactly the layers factorize makes a job for; the others are read and checked here, so
+      // that a NaN or Inf gives them `non_finite_weight` as before.
+      if (d->compress && Profitable(o, c, *d) && !TooSlow(o, c, d->shape, d->rank)) {
+        s->dec = std::move(*d);
+        s->check_in_factorize = true;
+        return;
+      }
+      by_dims = std::move(*d);
+    }
+  }
   StatusOr<std::vector<float>> w = weights.Matrix(c);
   if (!w.ok()) {
     r->read = w.status().WithContext(layer);
@@ -81,25 +112,19 @@ void ReadCheckAndDecide(const Options& o, const Weights& weights, LayerState* s,
     return;
   }
   if (!r->stats.ok()) return;
-  StatusOr<Decision> d = DecideLayer(o, *s, *w);
+  // The statistics' arrays, parked since they were computed, in memory for this task only.
+  StatsInUse stats(s->stats_parked, s->stats && !by_dims ? &*s->stats : nullptr);
+  if (Status loaded = stats.Load(); !loaded.ok()) {
+    r->decided = loaded.WithContext(layer);
+    return;
+  }
+  StatusOr<Decision> d = by_dims ? std::move(*by_dims) : DecideLayer(o, *s, *w);
   if (!d.ok()) {
     r->decided = d.status().WithContext(layer);
     return;
   }
   s->dec = std::move(*d);
   if (unit != nullptr) r->ratio = BuildRatioOptions(o, *s, *w, unit).WithContext(layer);
-}
-
-// A layer whose weight is not finite leaves the phase as if never decided.
-void SkipNonFinite(const std::string& why, LayerState* s) {
-  s->considered = false;
-  s->directed = false;
-  s->dir = Directive{};
-  s->dec = Decision{};
-  s->stats.reset();
-  s->calibrated = false;
-  s->calibration_note.clear();
-  s->Skip("non_finite_weight", why);
 }
 
 // The units without their non-finite layers, the empty ones dropped, in the order of their first
@@ -116,9 +141,11 @@ Status KeepFiniteUnits(const Options& o, const Weights& weights,
     if (layers.empty()) continue;
     if (layers.front() != unit.layers.front()) {
       RatioUnit rebuilt;
-      const LayerState& s = states[layers.front()];
+      LayerState s = states[layers.front()];
+      StatsInUse stats(s.stats_parked, s.stats ? &*s.stats : nullptr);
+      Status built = stats.Load();
       auto w = weights.Matrix(*s.c);
-      Status built = w.ok() ? BuildRatioOptions(o, s, *w, &rebuilt) : w.status();
+      if (built.ok()) built = w.ok() ? BuildRatioOptions(o, s, *w, &rebuilt) : w.status();
       KFC_RETURN_IF_ERROR(built.WithContext("layer '" + s.c->node_name + "'"));
       unit = std::move(rebuilt);
     }
@@ -138,7 +165,6 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
                                       Calibration* calibration, std::vector<LayerState>* states) {
   DecideOutcome out;
   const std::vector<size_t> order = ConsideredLayers(*states);
-  out.read = static_cast<int64_t>(order.size());
   // alpha scales every factor: NaN or Inf would give non-finite factors (issue 18).
   for (size_t i : order) {
     const match::LayerCandidate& c = *(*states)[i].c;
@@ -174,11 +200,13 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
   ProgressMeter deciding(o, "deciding", CandidatesAt(*states, order));
   KFC_RETURN_IF_ERROR(RunParallel(o, order.size(), [&](size_t j) -> Status {
     const size_t i = order[j];
-    ReadCheckAndDecide(o, weights, &(*states)[i], unit_at[i], &outcome[i]);
+    ReadCheckAndDecide(o, weights, calibration != nullptr, &(*states)[i], unit_at[i], &outcome[i]);
     deciding.Done(j);
     return Status::Ok();
   }));
 
+  out.read = 0;
+  for (size_t i : order) out.read += !(*states)[i].check_in_factorize;
   // In the order the steps ran as separate passes: reading; then the statistics and decisions of
   // the finite weights.
   for (size_t i : order) {
@@ -186,7 +214,7 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
   }
   for (size_t i : order) {
     if (!outcome[i].not_finite.empty()) {
-      SkipNonFinite(outcome[i].not_finite, &(*states)[i]);
+      (*states)[i].SkipNonFinite(outcome[i].not_finite);
       continue;
     }
     if (!outcome[i].stats.ok()) return outcome[i].stats;

@@ -25,6 +25,9 @@ struct FactorJob {
   // With a spill: the encoded constants for each way its layers store them
   // (rewrite::FactorIdentity::EncodingKey).
   std::map<std::string, rewrite::StackedInitializers> encoded;
+  // Where the weight holds NaN or Inf, when this read was its check
+  // (LayerState::check_in_factorize): its layers then stay dense, `non_finite_weight`.
+  std::string not_finite;
 };
 
 // The error the targets and gates see: data-weighted when calibrated.
@@ -38,12 +41,23 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
   const match::LayerCandidate& c = *s.c;
   // float64 layers are factorized from W in double (calibration works in float32).
   const bool in_double = c.dtype == onnx::TensorProto::DOUBLE && !s.stats;
+  // The calibration statistics' arrays, parked since the decision, in memory for this job only.
+  std::optional<kron::InputStats> stats = s.stats;
+  StatsInUse stats_in_use(s.stats_parked, stats ? &*stats : nullptr);
+  KFC_RETURN_IF_ERROR(stats_in_use.Load());
   std::vector<float> w;
   std::vector<double> w64;
   if (in_double) {
     KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
   } else {
     KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
+    if (s.check_in_factorize) {
+      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
+      if (!finite.ok()) {
+        job->not_finite = finite.status().message();
+        return Status::Ok();
+      }
+    }
   }
   Decision& d = job->dec;
   for (;;) {
@@ -53,7 +67,7 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
       KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w64.data(), c.k, c.n, d.shape, d.rank));
     } else if (Calibrated(s, d.shape)) {
       KFC_ASSIGN_OR_RETURN(wf,
-                           kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *s.stats));
+                           kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *stats));
     } else {
       wf = kron::WeightedFactors{};
       KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank));
@@ -143,7 +157,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
         IdentityOf(s, d.shape, d.rank).FactorsKey() +
         (s.dir.budget == Budget::kMaxError ? "|max_error:" + Num(s.dir.max_error) : "");
     auto [it, fresh] = job_of.emplace(key, jobs.size());
-    if (fresh) jobs.push_back({i, d, {}, {}, {}});
+    if (fresh) jobs.push_back({i, d, {}, {}, {}, {}});
     jobs[it->second].layers.push_back(i);
     layer_job[i] = it->second;
   }
@@ -155,7 +169,9 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     Status done = RunFactorJob(o, weights, s, &jobs[j]);
     if (!done.ok()) return done.WithContext("layer '" + s.c->node_name + "'");
     // Spill errors name the output already.
-    if (o.spill != nullptr) done = SpillJob(o.spill, *states, &jobs[j]);
+    if (o.spill != nullptr && jobs[j].not_finite.empty()) {
+      done = SpillJob(o.spill, *states, &jobs[j]);
+    }
     if (!done.ok()) return done;
     meter.Done(j);
     return Status::Ok();
@@ -169,6 +185,10 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
     LayerState& s = (*states)[i];
     const match::LayerCandidate& c = *s.c;
     const FactorJob& job = jobs[layer_job[i]];
+    if (!job.not_finite.empty()) {
+      s.SkipNonFinite(job.not_finite);
+      continue;
+    }
     const Decision& d = job.dec;
     kron::WeightedFactors wf = job.wf;
     if (MissesTarget(s, d, wf)) {

@@ -93,6 +93,17 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
 StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const Weights& weights,
                                                       std::vector<LayerState>* states);
 
+// compensate (--compensate, phase_compensate.cc; docs/compensation.md): with the factors of
+// `rewrites` (not spilled), assigns every compressed layer its stage in graph order, then for each
+// stage s > 1 in turn runs `model` with the layers of stages < s rewritten through
+// o.record_activations, and refits each stage-s layer that has full calibration statistics to
+// its recorded inputs (kron/compensate.h), updating `rewrites` and the layers' outcomes. Returns
+// the report's summary.
+StatusOr<report::Compensation> Compensate(const Options& o, const Weights& weights,
+                                          const onnx::ModelProto& model,
+                                          std::vector<LayerState>* states,
+                                          std::vector<rewrite::KronRewrite>* rewrites);
+
 // Parameter and byte counts of a graph's initializers.
 struct ModelTotals {
   double params = 0, bytes = 0;

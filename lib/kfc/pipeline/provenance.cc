@@ -49,6 +49,7 @@ std::string OptionsText(const Options& o) {
   for (const auto& re : o.include) add("--include " + Quoted(re));
   for (const auto& re : o.exclude) add("--exclude " + Quoted(re));
   if (!o.calibration_dir.empty()) add("--calibration DIR");
+  if (o.compensate) add("--compensate");
   if (o.fail_if_error_above >= 0) add("--fail-if-error-above " + Number(o.fail_if_error_above));
   if (o.fail_if_ratio_above >= 0) add("--fail-if-ratio-above " + Number(o.fail_if_ratio_above));
   if (o.write_on_gate_failure) add("--write-on-gate-failure");

@@ -280,6 +280,50 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
     KFC_ASSIGN_OR_RETURN(with_data.layer_sensitivity,
                          MeasureSensitivity(input, with_data, sensitivity));
   }
+  // --compensate: each stage's partly compressed model runs on the same inputs, in the same
+  // batches, recording the stage's layer inputs (pipeline/phases.h, Compensate). One folder per
+  // stage, the previous one removed first: one stage's recordings on disk at a time.
+  int pass = 0;
+  if (options.compensate) {
+    with_data.record_activations = [&](onnx::ModelProto* partial,
+                                       io::ExternalDataReader* model_reader,
+                                       const std::vector<std::string>& tensors)
+        -> StatusOr<std::vector<std::vector<std::string>>> {
+      const auto t0 = Clock::now();
+      std::error_code rm;
+      if (pass > 0) fs::remove_all(tmp.Join("stage" + std::to_string(pass)), rm);
+      const std::string dir = tmp.Join("stage" + std::to_string(++pass));
+      std::error_code mk;
+      fs::create_directories(dir, mk);
+      if (mk) return IoError("temporary folder '" + dir + "': " + mk.message());
+      KFC_RETURN_IF_ERROR(WriteRunnable(partial, input, dir, "model.onnx",
+                                        model_reader != nullptr ? model_reader : &reader));
+      runner::Request stage;
+      stage.set_model(dir + "/model.onnx");
+      for (const auto& in : inputs) *stage.add_inputs() = in;
+      for (const auto& t : tensors) {
+        auto* r = stage.add_record();
+        r->set_tensor(t);
+        r->set_stem(t);
+      }
+      stage.set_batch_size(request.batch_size());
+      stage.set_output_dir(dir);
+      KFC_ASSIGN_OR_RETURN(const runner::Response ran, runner->Run(stage));
+      if (ran.rows() != recorded.rows()) {
+        return Internal("runner: the partly compressed model ran on " +
+                        std::to_string(static_cast<int64_t>(ran.rows())) +
+                        " rows, the original on " +
+                        std::to_string(static_cast<int64_t>(recorded.rows())));
+      }
+      std::vector<std::vector<std::string>> files;
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        files.push_back(FilesOf(ran, static_cast<int>(i), dir));
+      }
+      log.info("runner: compensation pass {} recorded {} activations in {:.3f} s", pass,
+               tensors.size(), SecondsSince(t0));
+      return files;
+    };
+  }
   const std::string verify_dir = tmp.Join("verify");
   with_data.before_write = [&](onnx::ModelProto* compressed, io::ExternalDataReader* model_reader,
                                report::Report* rep) -> Status {

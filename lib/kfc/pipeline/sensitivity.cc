@@ -19,6 +19,8 @@ Options TrialOptions(const Options& options) {
   o.allocation = AllocationObjective::kSizeWeighted;
   o.layer_sensitivity.clear();
   o.before_write = nullptr;
+  o.compensate = false;  // the trials run no stages
+  o.record_activations = nullptr;
   o.progress = nullptr;
   o.fail_if_error_above = -1.0;
   o.fail_if_ratio_above = -1.0;

@@ -18,6 +18,18 @@ StatusOr<std::vector<T>> ReadMatrix(const Weights& weights, const match::LayerCa
     if (weights.reader == nullptr) {
       return FailedPrecondition("weight '" + c.weight_name + "' is external");
     }
+    if constexpr (std::is_same_v<T, float>) {
+      // float32 (the common case): read straight into the matrix, without a buffer of the bytes
+      // next to it (the same bytes DecodeToFloat copies on a little-endian host). Locate has
+      // checked the length against dims and dtype.
+      if (t->data_type() == onnx::TensorProto::FLOAT && !c.trans_b && c.k * c.n > 0) {
+        std::vector<float> stored(static_cast<size_t>(c.k * c.n));
+        KFC_RETURN_IF_ERROR(weights.reader->ReadInto(*t, "weight '" + c.weight_name + "'",
+                                                     reinterpret_cast<char*>(stored.data()),
+                                                     stored.size() * sizeof(float)));
+        return stored;
+      }
+    }
     read.set_name(t->name());
     read.set_data_type(t->data_type());
     *read.mutable_dims() = t->dims();
