@@ -82,6 +82,14 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                    "the compressible weights end at <= F of their parameters (0 < F <= 1), "
                    "spread across layers to minimize the size-weighted squared error")
       ->type_name("F");
+  std::string allocation_text;
+  auto* allocation_option =
+      app.add_option("--allocation", allocation_text,
+                     "with --ratio, what the allocation across layers minimizes: size-weighted "
+                     "(default; sum K*N*e^2), per-layer (sum e^2), uniform (the same fraction of "
+                     "every layer), sensitivity (the model outputs' error, each layer's effect "
+                     "measured through the runner: needs --calibration-data; docs/allocation.md)")
+          ->type_name("A");
   app.add_option("--plan", plan_path,
                  "per-layer plan (proto/kfc_plan.proto; JSON if *.json, else text format); "
                  "with a plan, the mode is optional and applies to layers the plan does not name")
@@ -351,6 +359,29 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       return fail("--calibration-data and --calibration-probe exclude each other");
     }
     if (Status s = pipeline::ValidateRunnerOptions(o.runner); !s.ok()) return fail(s.message());
+  }
+  if (allocation_option->count() > 0) {
+    const std::pair<const char*, pipeline::AllocationObjective> kinds[] = {
+        {"size-weighted", pipeline::AllocationObjective::kSizeWeighted},
+        {"per-layer", pipeline::AllocationObjective::kPerLayer},
+        {"uniform", pipeline::AllocationObjective::kUniform},
+        {"sensitivity", pipeline::AllocationObjective::kSensitivity}};
+    bool known = false;
+    for (const auto& [name, kind] : kinds) {
+      if (allocation_text == name) {
+        o.pipeline.allocation = kind;
+        known = true;
+      }
+    }
+    if (!known) {
+      return fail("--allocation must be size-weighted, per-layer, uniform or sensitivity, got '" +
+                  allocation_text + "'");
+    }
+    if (ratio_text.empty()) return fail("--allocation needs --ratio");
+    if (o.pipeline.allocation == pipeline::AllocationObjective::kSensitivity &&
+        calibration_data.empty()) {
+      return fail("--allocation sensitivity needs --calibration-data (it runs the model)");
+    }
   }
   if (!o.calibration_probe.empty()) return outcome;  // no compression options needed
   if (o.output.empty() && !o.dry_run) return fail("--output is required (or use --dry-run)");

@@ -90,7 +90,20 @@ Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget) {
     heap.pop();
     const AllocOption& cur = groups[g].options[hulls[g][hull_pos[g]]];
     const AllocOption& next = groups[g].options[hulls[g][hull_pos[g] + 1]];
-    if (out.params - cur.params + next.params > budget) continue;  // later steps are bigger still
+    if (out.params - cur.params + next.params > budget) {
+      // The next hull point does not fit (often the dense form, whose cost 0 hides the ranks
+      // below it from the hull): go on along the hull of the options that still fit.
+      const int64_t allowed = budget - out.params + cur.params;
+      std::vector<size_t> fitting;
+      for (size_t i : fronts[g]) {
+        const AllocOption& o = groups[g].options[i];
+        if (o.params >= cur.params && o.params <= allowed) fitting.push_back(i);
+      }
+      hulls[g] = LowerHull(groups[g].options, fitting);
+      hull_pos[g] = 0;
+      if (hulls[g].size() > 1) heap.emplace(slope_of(g), -static_cast<int64_t>(g), g);
+      continue;
+    }
     out.params += next.params - cur.params;
     ++hull_pos[g];
     out.choice[g] = hulls[g][hull_pos[g]];
@@ -120,6 +133,65 @@ Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget) {
   }
   for (size_t g = 0; g < n; ++g) out.cost += groups[g].options[out.choice[g]].cost;
   return out;
+}
+
+namespace {
+
+// AllocateUniform's choice at fraction f.
+Allocation UniformAt(const std::vector<AllocGroup>& groups, const std::vector<int64_t>& sizes,
+                     const std::vector<std::vector<size_t>>& fronts, double f) {
+  Allocation out;
+  out.choice.resize(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::vector<AllocOption>& o = groups[g].options;
+    const double cap = f * static_cast<double>(sizes[g]);
+    size_t pick = fronts[g].front();
+    for (size_t i = 0; i < o.size(); ++i) {
+      if (static_cast<double>(o[i].params) > cap) continue;
+      const AllocOption& p = o[pick];
+      if (static_cast<double>(p.params) > cap || o[i].cost < p.cost ||
+          (o[i].cost == p.cost && o[i].params < p.params)) {
+        pick = i;
+      }
+    }
+    out.choice[g] = pick;
+    out.params += o[pick].params;
+    out.cost += o[pick].cost;
+  }
+  return out;
+}
+
+}  // namespace
+
+Allocation AllocateUniform(const std::vector<AllocGroup>& groups, const std::vector<int64_t>& sizes,
+                           int64_t budget) {
+  assert(groups.size() == sizes.size());
+  std::vector<std::vector<size_t>> fronts(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    assert(!groups[g].options.empty() && sizes[g] > 0);
+    fronts[g] = ParetoFront(groups[g].options);
+  }
+  Allocation best = UniformAt(groups, sizes, fronts, 0.0);
+  best.met = best.params <= budget;
+  if (!best.met) return best;
+  Allocation top = UniformAt(groups, sizes, fronts, 1.0);
+  if (top.params <= budget) {
+    top.met = true;
+    return top;
+  }
+  double lo = 0.0, hi = 1.0;  // lo fits, hi does not
+  while (hi - lo > 1e-9) {
+    const double mid = 0.5 * (lo + hi);
+    Allocation at = UniformAt(groups, sizes, fronts, mid);
+    if (at.params <= budget) {
+      lo = mid;
+      best = std::move(at);
+    } else {
+      hi = mid;
+    }
+  }
+  best.met = true;
+  return best;
 }
 
 }  // namespace kfc::pipeline

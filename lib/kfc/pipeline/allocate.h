@@ -12,9 +12,13 @@
 //  1. every group starts at its cheapest option (fewest parameters);
 //  2. greedy on each group's lower convex hull of (params, cost), taking the step with the largest
 //     cost reduction per parameter while it fits (this is the Lagrangian solution at the budget);
+//     when a group's next hull point does not fit (often its dense form, whose cost 0 can hide
+//     every rank above some r from the hull), the group goes on along the hull of its options
+//     that still fit;
 //  3. the parameters left over go, one step at a time, to the fitting option with the largest cost
 //     reduction (options off the hull included).
 // Ties go to the lower group index, then to the lower option index, so results are deterministic.
+// AllocateUniform (below) is the other allocation --ratio offers: the same fraction per group.
 // No ONNX headers.
 #pragma once
 
@@ -47,5 +51,13 @@ std::vector<size_t> LowerConvexHull(const std::vector<AllocOption>& options);
 
 // Groups with no options are an error of the caller (asserted).
 Allocation Allocate(const std::vector<AllocGroup>& groups, int64_t budget);
+
+// The same fraction f of every group's size (sizes[g] > 0, e.g. its dense K*N parameters): each
+// group takes its least-cost option with params <= f * sizes[g] (ties: fewer parameters, then the
+// lower index), or its fewest-parameter option when none fits; f is the largest (by bisection to
+// 1e-9) whose total fits the budget. Costs only rank a group's options against each other. met is
+// false when even f = 0 does not fit (every group at its fewest-parameter option).
+Allocation AllocateUniform(const std::vector<AllocGroup>& groups, const std::vector<int64_t>& sizes,
+                           int64_t budget);
 
 }  // namespace kfc::pipeline

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +50,16 @@ enum class Objective {
   kMacs,    // fewest MACs per input row (ties: fewest parameters, then least error)
 };
 
+// --allocation: the cost --ratio's allocation minimizes over the layers' options, with e_l a
+// layer's relative error (with calibration, of its output on the recorded inputs):
+//   kSizeWeighted  sum_l K_l*N_l * e_l^2 (the default);
+//   kPerLayer      sum_l e_l^2, every layer's relative error alike;
+//   kUniform       no cost: every layer gets the same fraction of its dense parameters, the least
+//                  error within it;
+//   kSensitivity   sum_l c_l * e_l^2, c_l the measured sensitivity of the model's outputs to
+//                  layer l's output error (Options::layer_sensitivity).
+enum class AllocationObjective { kSizeWeighted, kPerLayer, kUniform, kSensitivity };
+
 // Exactly one mode sets each layer's budget: -r (rank), --max-error, or --ratio; with a --plan,
 // the mode is optional and applies to the layers no plan entry matches.
 struct Options {
@@ -60,6 +71,11 @@ struct Options {
   // --ratio: the compressible weights end at <= ratio of their parameters, in (0, 1], allocated
   // across layers to minimize sum_l K_l*N_l * e_l^2 (pipeline/allocate.h). -1: unset.
   double ratio = -1.0;
+  // --allocation: what --ratio's allocation minimizes (pipeline/ratio.h, docs/allocation.md).
+  AllocationObjective allocation = AllocationObjective::kSizeWeighted;
+  // --allocation sensitivity: per layer (node name), d(model output error^2)/d(layer output
+  // error^2), both relative, as pipeline/sensitivity.h measures it through the runner.
+  std::map<std::string, double> layer_sensitivity;
   // --shape. Unset: balanced under -r, auto under --max-error and --ratio.
   std::optional<ShapePolicy> shape;
   std::optional<Plan> plan;  // --plan

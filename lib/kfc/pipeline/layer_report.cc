@@ -131,6 +131,9 @@ report::LayerReport LayerReportOf(const Options& o, const LayerState& s) {
     lr.set_max_error_target(s.dir.max_error);
   }
   lr.set_calibrated(s.calibrated);
+  if (auto it = o.layer_sensitivity.find(c.node_name); it != o.layer_sensitivity.end()) {
+    lr.set_output_sensitivity(it->second);
+  }
   lr.set_calibration_note(s.calibration_note);
   if (s.compensation) {
     report::LayerCompensation* lc = lr.mutable_compensation();

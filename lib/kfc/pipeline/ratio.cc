@@ -34,9 +34,11 @@ Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::v
       kept += sv * sv;
       const double e2 = denominator > 0 ? std::max(0.0, total - kept) / denominator : 0.0;
       unit->choices.push_back({shape, r});
-      unit->group.options.push_back({r * shape.ParamsPerTerm(), weight * RoundSignificant(e2)});
+      unit->e2.push_back(RoundSignificant(e2));
+      unit->group.options.push_back({r * shape.ParamsPerTerm(), weight * unit->e2.back()});
     }
   }
+  unit->e2.push_back(0.0);
   unit->group.options.push_back({unit->dense, 0.0});
   unit->built = true;
   return Status::Ok();
@@ -79,6 +81,53 @@ double CompressibleCount::After() const {
   return sum;
 }
 
+const char* AllocationName(AllocationObjective a) {
+  switch (a) {
+    case AllocationObjective::kSizeWeighted:
+      return "size-weighted";
+    case AllocationObjective::kPerLayer:
+      return "per-layer";
+    case AllocationObjective::kUniform:
+      return "uniform";
+    case AllocationObjective::kSensitivity:
+      return "sensitivity";
+  }
+  return "?";
+}
+
+StatusOr<std::vector<AllocGroup>> AllocationGroups(const Options& o,
+                                                   const std::vector<RatioUnit>& units,
+                                                   const std::vector<LayerState>& states) {
+  std::vector<AllocGroup> groups;
+  for (const auto& u : units) {
+    groups.push_back(u.group);
+    double scale = 0;  // the cost per unit of e^2
+    switch (o.allocation) {
+      case AllocationObjective::kSizeWeighted:
+      case AllocationObjective::kUniform:
+        continue;
+      case AllocationObjective::kPerLayer:
+        scale = 1.0;
+        break;
+      case AllocationObjective::kSensitivity:
+        // Layers sharing the weight each add their own effect on the outputs.
+        for (size_t i : u.layers) {
+          const std::string& name = states[i].c->node_name;
+          auto it = o.layer_sensitivity.find(name);
+          if (it == o.layer_sensitivity.end()) {
+            return InvalidArgument("--allocation sensitivity: layer '" + name +
+                                   "' has no measured sensitivity");
+          }
+          scale += it->second;
+        }
+        break;
+    }
+    std::vector<AllocOption>& options = groups.back().options;
+    for (size_t k = 0; k < options.size(); ++k) options[k].cost = scale * u.e2[k];
+  }
+  return groups;
+}
+
 StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
                                     std::vector<LayerState>* states, CurveInput* curve) {
   CompressibleCount all, pinned;
@@ -99,20 +148,30 @@ StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUni
   const double before = all.Before();
   const int64_t target = static_cast<int64_t>(std::floor(o.ratio * before + 1e-9));
   const int64_t pinned_after = static_cast<int64_t>(pinned.After());
-  std::vector<AllocGroup> groups;
-  for (const auto& u : units) groups.push_back(u.group);
-  const Allocation alloc = Allocate(groups, target - pinned_after);
+  KFC_ASSIGN_OR_RETURN(const std::vector<AllocGroup> groups, AllocationGroups(o, units, *states));
+  Allocation alloc;
+  if (o.allocation == AllocationObjective::kUniform) {
+    std::vector<int64_t> sizes;
+    for (const auto& u : units) sizes.push_back(u.dense);
+    alloc = AllocateUniform(groups, sizes, target - pinned_after);
+  } else {
+    alloc = Allocate(groups, target - pinned_after);
+  }
   if (curve != nullptr) {
-    // The chart's groups; the parameters outside them are completed from the report's totals.
+    // The chart's groups (size-weighted: the curve's error is the size-weighted RMS error,
+    // whatever the allocation minimized); the parameters outside them are completed from the
+    // report's totals.
     curve->total_weight = before;
     for (size_t u = 0; u < units.size(); ++u) {
       curve->fixed_params -= static_cast<double>(units[u].group.options[alloc.choice[u]].params);
+      curve->groups.push_back(units[u].group);
     }
-    curve->groups = groups;
   }
-  Logger().info("--ratio {}: {} of {} compressible parameters allocated to {} weights ({})",
-                o.ratio, alloc.params + pinned_after, target, units.size(),
-                alloc.met ? "target met" : "target missed");
+  Logger().info(
+      "--ratio {} ({} allocation): {} of {} compressible parameters allocated to {} "
+      "weights ({})",
+      o.ratio, AllocationName(o.allocation), alloc.params + pinned_after, target, units.size(),
+      alloc.met ? "target met" : "target missed");
   for (size_t u = 0; u < units.size(); ++u) {
     const RatioUnit& unit = units[u];
     const size_t pick = alloc.choice[u];

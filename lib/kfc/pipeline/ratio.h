@@ -39,6 +39,9 @@ struct RatioUnit {
   int64_t dense = 0;           // K * N
   bool slower = false;         // some rank saved parameters but was slower than dense
   std::vector<std::pair<kron::KronShape, int64_t>> choices;  // parallel to group.options[:-1]
+  // The options' squared relative errors, parallel to group.options (the dense one: 0); the
+  // group's costs are K*N times these (--allocation size-weighted).
+  std::vector<double> e2;
   AllocGroup group;
   bool built = false;  // BuildRatioOptions ran
 };
@@ -51,8 +54,19 @@ std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states);
 Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::vector<float>& w,
                          RatioUnit* unit);
 
-// --ratio: Allocate spreads over `units` (each built, its layers considered) what the budget
-// leaves after the other (pinned) layers. Returns why the target cannot be met ("" when it can).
+// "size-weighted", "per-layer", "uniform", "sensitivity" (--allocation's values).
+const char* AllocationName(AllocationObjective a);
+
+// The units' groups with the costs o.allocation minimizes (Options::Allocation; for kUniform,
+// the size-weighted costs rank each unit's options). kSensitivity: InvalidArgument naming a
+// layer without a measured sensitivity.
+StatusOr<std::vector<AllocGroup>> AllocationGroups(const Options& o,
+                                                   const std::vector<RatioUnit>& units,
+                                                   const std::vector<LayerState>& states);
+
+// --ratio: Allocate (AllocateUniform for --allocation uniform) spreads over `units` (each built,
+// its layers considered) what the budget leaves after the other (pinned) layers, minimizing
+// o.allocation's cost. Returns why the target cannot be met ("" when it can).
 // With `curve` (HTML reports), also the allocation's options for the size-error curve, its
 // fixed_params less the allocated parameters.
 StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,

@@ -18,6 +18,7 @@
 #include "kfc/io/model_io.h"
 #include "kfc/io/temp_dir.h"
 #include "kfc/pipeline/calibration.h"
+#include "kfc/pipeline/sensitivity.h"
 #include "kfc/report/render.h"
 #include "kfc/runner/compare.h"
 #include "kfc/runner/runner.h"
@@ -268,6 +269,17 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   // 2.-3. Compress with the recorded activations; verify before anything is written.
   Options with_data = options;
   with_data.calibration_dir = calib_dir;
+  if (options.allocation == AllocationObjective::kSensitivity && options.ratio > 0) {
+    SensitivityRun sensitivity{runner.get(),           inputs, {}, {}, request.batch_size(),
+                               tmp.Join("sensitivity")};
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const int at = first_output + static_cast<int>(i);
+      sensitivity.outputs.push_back(request.record(at));
+      sensitivity.original.push_back(FilesOf(recorded, at, calib_dir));
+    }
+    KFC_ASSIGN_OR_RETURN(with_data.layer_sensitivity,
+                         MeasureSensitivity(input, with_data, sensitivity));
+  }
   // --compensate: each stage's partly compressed model runs on the same inputs, in the same
   // batches, recording the stage's layer inputs (pipeline/phases.h, Compensate). One folder per
   // stage, the previous one removed first: one stage's recordings on disk at a time.
