@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Error compensation on the PP-OCRv4 text recognizer (docs/compensation.md): for each --ratio,
 # kfc-compress --calibration-data on LINES rendered calibration lines (seed 2), without and with
 # --compensate; character accuracy on LINES other test lines (seed 1), each stage's RMS layer

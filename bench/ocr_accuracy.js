@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // Character accuracy of a PP-OCRv4 text recognizer on rendered lines (bench/ocr_accuracy.py), in
 // ONNX Runtime (tests/ort/node_modules/onnxruntime-node; run `npm ci` in tests/ort first).

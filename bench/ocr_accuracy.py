@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Renders text lines for the PP-OCRv4 recognizer benchmark (bench/accuracy_bench.js).
 
     /usr/bin/python3 bench/ocr_accuracy.py OUT_DIR [--lines N] [--seed S] [--width W]

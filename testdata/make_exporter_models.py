@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes testdata/exporters/: small models built the way real exporters build them, plus cases.json.
 
 Run with Debian's interpreter (python3-onnx 1.12, python3-numpy):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 'use strict';
 // The real kfc-compress on models built the way exporters build them (testdata/exporters/, from
 // testdata/make_exporter_models.py) and on real public exports from npm (PaddleOCR's PP-OCRv4 text
