@@ -30,10 +30,7 @@ ProcessResult Cli(std::vector<std::string> args) {
   return RunProcess(args);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::ReadFile;
 
 // One line on stderr naming the problem; nothing on stdout.
 void ExpectCleanError(const ProcessResult& r, int code, const std::string& needle) {

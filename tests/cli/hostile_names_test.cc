@@ -31,10 +31,7 @@ ProcessResult Cli(std::vector<std::string> args) {
   return RunProcess(args);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::ReadFile;
 
 // The digits MLP (Gemm fc1 64x256, fc2 256x128, fc3 128x10) with its three nodes renamed.
 std::string Renamed(const TempDir& dir, const std::string& file, const std::string& a,

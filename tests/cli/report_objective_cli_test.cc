@@ -25,10 +25,7 @@ ProcessResult Cli(std::vector<std::string> args) {
   return RunProcess(args);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::ReadFile;
 
 report::Report ParseReport(const std::string& json) {
   report::Report rep;

@@ -37,10 +37,7 @@ ProcessResult Shell(const std::string& line) {
   return RunProcess({"/bin/sh", "-c", "KFC='" + kBin + "'; " + line});
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::ReadFile;
 
 void ExpectCleanError(const ProcessResult& r, int code, const std::string& needle) {
   EXPECT_EQ(r.exit_code, code) << r.err;

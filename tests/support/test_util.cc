@@ -168,4 +168,9 @@ std::string WriteExternalModel(const std::string& dir, const std::string& locati
   return path;
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 }  // namespace kfc::testing

@@ -31,6 +31,9 @@ struct ProcessResult {
   std::string err;
 };
 
+// The whole file's bytes ("" when it cannot be read).
+std::string ReadFile(const std::string& path);
+
 // Runs `argv` (argv[0] is the program path) with no stdin; captures stdout and stderr apart.
 ProcessResult RunProcess(const std::vector<std::string>& argv);
 
