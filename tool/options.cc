@@ -112,6 +112,12 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
                  "(repeatable)")
       ->type_name("[INPUT=]FILE.npy")
       ->allow_extra_args(false);
+  std::string regularization_text;
+  app.add_option("--calibration-regularization", regularization_text,
+                 "with calibration: lambda of the regularized covariance C + lambda * mean(diag "
+                 "C) * I (default 10; small values such as 0.01 whiten more, which helps models "
+                 "whose activations have a few large channels, e.g. PP-OCRv4; docs/calibration.md)")
+      ->type_name("LAMBDA");
   app.add_flag("--compensate", o.pipeline.compensate,
                "with --calibration-data: compress in stages in graph order, fitting each layer "
                "to the inputs it receives once the layers before it are compressed, to reproduce "
@@ -359,6 +365,17 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       return fail("--calibration-data and --calibration-probe exclude each other");
     }
     if (Status s = pipeline::ValidateRunnerOptions(o.runner); !s.ok()) return fail(s.message());
+  }
+  if (!regularization_text.empty()) {
+    double v = 0;
+    if (!ParseDouble(regularization_text, &v) || !(v > 0) || !std::isfinite(v)) {
+      return fail("calibration-regularization must be a number above 0, got " +
+                  regularization_text);
+    }
+    if (o.pipeline.calibration_dir.empty() && calibration_data.empty()) {
+      return fail("--calibration-regularization needs --calibration DIR or --calibration-data");
+    }
+    o.pipeline.calibration_regularization = v;
   }
   if (allocation_option->count() > 0) {
     const std::pair<const char*, pipeline::AllocationObjective> kinds[] = {

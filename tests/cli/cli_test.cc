@@ -587,6 +587,44 @@ TEST(CliCalibrationTest, ProbeThenCalibratedRunReportsBothErrors) {
   }
 }
 
+// --calibration-regularization: a smaller lambda whitens more, so on inputs with a few large
+// channels the fit follows the data more closely; the value is recorded in the provenance.
+TEST(CliCalibrationTest, RegularizationChangesTheFitAndIsRecorded) {
+  TempDir dir;
+  const std::string acts = CalibrationDir(dir);
+  std::vector<float> rows = testing::RandomVector(static_cast<size_t>(400 * 64), 5);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i % 64 < 4) rows[i] *= 100.f;  // four loud channels, as after a LayerNorm in transformers
+  }
+  ASSERT_TRUE(io::WriteNpy(acts + "/kfc_calib_0.npy", {400, 64}, rows).ok());
+  auto first_layer_error = [&](const std::vector<std::string>& extra, const std::string& out) {
+    std::vector<std::string> args = {kDigits,         "-r", "2",  "--shape", "lowrank",
+                                     "--calibration", acts, "-o", out,       "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = Cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    report::Report rep;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+    return rep.layers_size() > 0 ? rep.layers(0).data_relative_error() : -1.0;
+  };
+  const double lambda10 = first_layer_error({}, dir.File("a.onnx"));
+  const double lambda001 =
+      first_layer_error({"--calibration-regularization", "0.01"}, dir.File("b.onnx"));
+  EXPECT_GT(lambda10, 0.0);
+  EXPECT_LT(lambda001, 0.9 * lambda10);
+  EXPECT_EQ(ReadFile(dir.File("a.onnx")).find("--calibration-regularization"), std::string::npos);
+  EXPECT_NE(ReadFile(dir.File("b.onnx")).find("--calibration-regularization 0.01"),
+            std::string::npos);
+  for (const char* bad : {"0", "-1", "nan", "x"}) {
+    ExpectCleanError(Cli({kDigits, "-r", "2", "--calibration", acts, "--calibration-regularization",
+                          bad, "-o", dir.File("c.onnx")}),
+                     2, "calibration-regularization must be a number above 0");
+  }
+  ExpectCleanError(
+      Cli({kDigits, "-r", "2", "--calibration-regularization", "1", "-o", dir.File("c.onnx")}), 2,
+      "--calibration-regularization needs --calibration DIR or --calibration-data");
+}
+
 TEST(CliCalibrationTest, BadCalibrationDataIsAClearErrorAndWritesNothing) {
   TempDir dir;
   const std::string acts = CalibrationDir(dir);

@@ -87,6 +87,9 @@ struct Options {
   // pipeline/runner_calibration.h, sets both from --calibration-data); factors are then not
   // spilled.
   bool compensate = false;
+  // --calibration-regularization: lambda of C_reg = C + lambda * mean(diag C) * I for every
+  // calibrated layer (kron/weighted.h; docs/calibration.md). nullopt: kCalibrationRegularization.
+  std::optional<double> calibration_regularization;
   // Runs `model` (its large tensors possibly still in the input's files, readable through the
   // reader) on the calibration inputs and records the named tensors (graph outputs of `model`):
   // for each, its .npy files, whose rows follow the calibration rows in order.

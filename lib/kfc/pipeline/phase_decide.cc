@@ -22,12 +22,14 @@ namespace {
 // Layer s's calibration statistics (Calibration::Stats, Kronecker-factored by k1 when K is too
 // large): calibrated, or the note saying why not. Returns the warning a fallback to weight-only
 // logs ("" for none).
-StatusOr<std::string> LoadStats(Calibration* calibration, int64_t k1, LayerState* s) {
+StatusOr<std::string> LoadStats(const Options& o, Calibration* calibration, int64_t k1,
+                                LayerState* s) {
   const match::LayerCandidate& c = *s->c;
   std::string note;
   auto stats = calibration->Stats(c, k1, &note, &s->stats_parked);
   if (!stats.ok()) return stats.status().WithContext("layer '" + c.node_name + "'");
   s->stats = std::move(*stats);
+  if (s->stats && o.calibration_regularization) s->stats->lambda = *o.calibration_regularization;
   s->calibrated = s->stats.has_value();
   if (!s->stats) {
     s->calibration_note = "weight-only: " + note;
@@ -184,7 +186,7 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
     // Layers too wide for K x K statistics are decided without them, then get
     // Kronecker-factored statistics for the decided shape (below).
     if (calibration != nullptr && s.c->k <= kMaxCalibratedK) {
-      StatusOr<std::string> warning = LoadStats(calibration, 0, &s);
+      StatusOr<std::string> warning = LoadStats(o, calibration, 0, &s);
       if (warning.ok()) {
         outcome[i].stats_warning = std::move(*warning);
       } else {
@@ -239,8 +241,9 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
       continue;
     }
     const kron::KronShape& shape = s.dec.shape;
-    KFC_ASSIGN_OR_RETURN(const std::string warning,
-                         LoadStats(calibration, shape.k1 > 1 && shape.k2 > 1 ? shape.k1 : 0, &s));
+    KFC_ASSIGN_OR_RETURN(
+        const std::string warning,
+        LoadStats(o, calibration, shape.k1 > 1 && shape.k2 > 1 ? shape.k1 : 0, &s));
     if (!warning.empty()) Logger().warn("{}", warning);
   }
   deciding.Finish();

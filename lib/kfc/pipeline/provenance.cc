@@ -5,6 +5,8 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "kfc/pipeline/ratio.h"
+
 namespace kfc::pipeline {
 namespace {
 
@@ -50,6 +52,12 @@ std::string OptionsText(const Options& o) {
   for (const auto& re : o.exclude) add("--exclude " + Quoted(re));
   if (!o.calibration_dir.empty()) add("--calibration DIR");
   if (o.compensate) add("--compensate");
+  if (o.allocation != AllocationObjective::kSizeWeighted) {
+    add(std::string("--allocation ") + AllocationName(o.allocation));
+  }
+  if (o.calibration_regularization) {
+    add("--calibration-regularization " + Number(*o.calibration_regularization));
+  }
   if (o.fail_if_error_above >= 0) add("--fail-if-error-above " + Number(o.fail_if_error_above));
   if (o.fail_if_ratio_above >= 0) add("--fail-if-ratio-above " + Number(o.fail_if_ratio_above));
   if (o.write_on_gate_failure) add("--write-on-gate-failure");
