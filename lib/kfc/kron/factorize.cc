@@ -167,7 +167,11 @@ StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronSh
   out.shape = shape;
   out.rank = rank;
   out.method = method;
-  KFC_ASSIGN_OR_RETURN(out.frobenius_norm, FrobeniusNormOf(w, K, N));
+  if (options.frobenius_norm) {
+    out.frobenius_norm = *options.frobenius_norm;
+  } else {
+    KFC_ASSIGN_OR_RETURN(out.frobenius_norm, FrobeniusNormOf(w, K, N));
+  }
   if (method == SvdMethod::kExact) {
     KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
     auto t = ExactSvdInPlace(r.data(), m, n, rank);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -63,6 +64,9 @@ struct FactorizeOptions {
   // float32 unless svd.precision says kFloat64; for a float64 W on a double R, every pass in
   // double (svd.precision is ignored). The seed is fixed, so results are deterministic.
   SvdOptions svd;
+  // ||W||_F as CheckedFrobeniusNorm returned it for this W (so W is known finite): Factorize
+  // then skips its own pass over W. Unset: Factorize computes and checks it.
+  std::optional<double> frobenius_norm;
 };
 
 // The functions reading W take it as float32 or as float64 (K x N, row-major); a float64 W is

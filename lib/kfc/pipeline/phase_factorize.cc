@@ -48,6 +48,8 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
   KFC_RETURN_IF_ERROR(stats_in_use.Load());
   std::vector<float> w;
   std::vector<double> w64;
+  // The finite check's norm, reused by every weight-only factorization of this W below.
+  kron::FactorizeOptions checked;
   if (in_double) {
     KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
   } else {
@@ -58,6 +60,7 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
         job->not_finite = finite.status().message();
         return Status::Ok();
       }
+      checked.frobenius_norm = *finite;
     }
   }
   Decision& d = job->dec;
@@ -71,7 +74,8 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
                            kron::FactorizeWeighted(w.data(), c.k, c.n, d.shape, d.rank, *stats));
     } else {
       wf = kron::WeightedFactors{};
-      KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank));
+      KFC_ASSIGN_OR_RETURN(wf.factors,
+                           kron::Factorize(w.data(), c.k, c.n, d.shape, d.rank, checked));
     }
     if (c.dtype == onnx::TensorProto::FLOAT16 || c.dtype == onnx::TensorProto::BFLOAT16) {
       // The factors are stored in the layer's dtype: report (and budget) the error they have
