@@ -11,16 +11,11 @@ namespace kfc {
 namespace {
 
 using testing::ProcessResult;
-using testing::RunProcess;
 using testing::TempDir;
 
-const std::string kBin = KFC_COMPRESS_BIN;
 const std::string kFashion = std::string(KFC_SOURCE_DIR) + "/testdata/fashion_mlp.onnx";
 
-ProcessResult Cli(std::vector<std::string> args) {
-  args.insert(args.begin(), kBin);
-  return RunProcess(args);
-}
+using testing::Cli;
 
 using testing::ReadFile;
 

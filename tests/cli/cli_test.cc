@@ -25,10 +25,7 @@ using testing::TempDir;
 const std::string kBin = KFC_COMPRESS_BIN;
 const std::string kDigits = std::string(KFC_SOURCE_DIR) + "/testdata/digits_mlp.onnx";
 
-ProcessResult Cli(std::vector<std::string> args) {
-  args.insert(args.begin(), kBin);
-  return RunProcess(args);
-}
+using testing::Cli;
 
 using testing::ReadFile;
 

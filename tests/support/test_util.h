@@ -37,6 +37,14 @@ std::string ReadFile(const std::string& path);
 // Runs `argv` (argv[0] is the program path) with no stdin; captures stdout and stderr apart.
 ProcessResult RunProcess(const std::vector<std::string>& argv);
 
+#ifdef KFC_COMPRESS_BIN
+// Runs the kfc-compress binary under test (the suite's KFC_COMPRESS_BIN) with `args`.
+inline ProcessResult Cli(std::vector<std::string> args) {
+  args.insert(args.begin(), KFC_COMPRESS_BIN);
+  return RunProcess(args);
+}
+#endif
+
 // A fresh empty folder under the system temp dir, removed by the destructor.
 class TempDir {
  public:
