@@ -190,6 +190,7 @@ StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronSh
   // its digits; below kIdentityMinRelativeError it is measured from the factors instead.
   SvdOptions svd = options.svd;
   svd.method = SvdMethod::kRandomized;
+  if (svd.squared_norm <= 0.0) svd.squared_norm = out.frobenius_norm * out.frobenius_norm;
   TruncatedSvd t;
   if constexpr (std::is_same_v<T, double>) {
     KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
@@ -222,6 +223,7 @@ StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronSh
   }
   out.singular_values = std::move(t.s);
   out.float32_passes = t.float32_passes;
+  out.power_iterations = t.power_iterations;
   return out;
 }
 

@@ -50,6 +50,9 @@ struct KronFactors {
   // Randomized path: the subspace passes ran in float32 (the error is exact either way; see
   // "Mixed precision" in truncated_svd.h). Never for a float64 W.
   bool float32_passes = false;
+  // Randomized path: the power iterations run (fewer than svd.power_iterations when the adaptive
+  // stop ended them; SvdOptions::power_tolerance). 0 on the exact path.
+  int64_t power_iterations = 0;
 };
 
 // At or above this relative error, the randomized path reports sqrt(||W||^2 - sum_t s_t^2) /

@@ -238,8 +238,9 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
       out.spectrum_complete = f.method == kron::SvdMethod::kExact;
     }
     s.factored = out;
-    Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
-                   ShapeText(d.shape), d.rank, f.relative_error);
+    Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.10f}, {} power iterations",
+                   c.node_name, c.k, c.n, ShapeText(d.shape), d.rank, f.relative_error,
+                   f.power_iterations);
     s.factors = f;
     s.bias_correction = wf.bias_correction;
     rewrites.push_back({c, std::move(f), id.order, std::nullopt, std::move(wf.bias_correction),
