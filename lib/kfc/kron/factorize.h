@@ -96,6 +96,14 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
 StatusOr<KronFactors> Factorize(const double* w, int64_t K, int64_t N, const KronShape& shape,
                                 int64_t rank, const FactorizeOptions& options = {});
 
+// Factorize of a float32 W from R already rearranged for `shape` (rearrange.h; K * N floats),
+// W known finite and options.frobenius_norm set (InvalidArgument otherwise): the same factors and
+// error, to the bit, as Factorize of W, without W in memory (the error, where it is measured from
+// the factors, reads R in W's order).
+StatusOr<KronFactors> FactorizeRearranged(const float* r, int64_t K, int64_t N,
+                                          const KronShape& shape, int64_t rank,
+                                          const FactorizeOptions& options);
+
 // ||W||_F of W (K x N, row-major), accumulated in double. InvalidArgument naming the first
 // non-finite element: "weight has a NaN at row 3, column 7" (or "an infinity").
 StatusOr<double> CheckedFrobeniusNorm(const float* w, int64_t K, int64_t N);
