@@ -39,6 +39,11 @@ std::unique_ptr<T[]> Scratch(size_t size) {
 // Output rows per block of Product: fixed, so the blocks (and each one's BLAS call) are the same
 // whatever the number of threads that run them (ParallelBlocks).
 constexpr int64_t kProductBlockRows = 256;
+// Rows of A per sgemm call of the float32 A x: calls this small (16 x l x n multiply-adds at
+// l = 18, n = 2048) take OpenBLAS's small-matrix kernel, which reads A where it lies instead of
+// packing it first: 2.2 ms against 4.2 ms for 2048 x 2048 at l = 18 in blocks of 256 rows
+// (single thread, measured).
+constexpr int64_t kThinProductRows = 16;
 // Row blocks of the double-accumulation A^T in, each with a partial sum as large as the result.
 constexpr int64_t kMaxSumBlocks = 8;
 
@@ -60,11 +65,16 @@ void Product(const float* a, int64_t m, int64_t n, bool transpose, const double*
     std::copy(in, in + in_size, in_f);
     ParallelBlocks(blocks, [&](int64_t b) {
       const int64_t r0 = b * kProductBlockRows, rc = std::min(kProductBlockRows, out_rows - r0);
-      // Block rows r0.. of A (transpose: of At, i.e. columns r0.. of A).
-      const float* a_b = transpose ? a + r0 : a + r0 * n;
-      cblas_sgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(rc), bl,
-                  static_cast<int>(in_rows), 1.0f, a_b, bn, in_f, static_cast<int>(in_rows), 0.0f,
-                  out_f + r0, static_cast<int>(out_rows));
+      // Block rows r0.. of A (transpose: of At, i.e. columns r0.. of A). A x goes
+      // kThinProductRows rows per sgemm call, A^T y the whole block in one.
+      const int64_t step = transpose ? rc : kThinProductRows;
+      for (int64_t s0 = 0; s0 < rc; s0 += step) {
+        const int64_t sc = std::min(step, rc - s0);
+        const float* a_b = transpose ? a + r0 : a + (r0 + s0) * n;
+        cblas_sgemm(CblasColMajor, op, CblasNoTrans, static_cast<int>(sc), bl,
+                    static_cast<int>(in_rows), 1.0f, a_b, bn, in_f, static_cast<int>(in_rows), 0.0f,
+                    out_f + r0 + s0, static_cast<int>(out_rows));
+      }
       for (int64_t c = 0; c < l; ++c) {
         const float* src = out_f + c * out_rows + r0;
         std::copy(src, src + rc, out + c * out_rows + r0);
