@@ -25,6 +25,7 @@
 #include "kfc/report/render.h"
 #include "tool/options.h"
 #include "tool/run.h"
+#include "tool/startup.h"
 
 namespace {
 
@@ -219,6 +220,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kfc::tool::IdleLibraryThreads();
   try {
     return Run(argc, argv);
   } catch (const std::exception& e) {
