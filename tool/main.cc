@@ -160,6 +160,9 @@ int Run(int argc, char** argv) {
   }
   if (parsed.exit_now) return parsed.exit_code;
   const kfc::tool::CliOptions& o = parsed.options;
+  // The schema registry (~8 ms of CPU, needed by the input check) builds while the run checks its
+  // files and loads the model.
+  const kfc::tool::SchemaPreload schemas;
   SetUpLogging(o.verbosity);
   kfc::io::InstallTempCleanupHandlers();
 

@@ -26,6 +26,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <system_error>
+
+#include "kfc/check/schemas.h"
 
 namespace kfc::tool {
 
@@ -43,6 +46,18 @@ void IdleLibraryThreads() {
     (void)::sched_setscheduler(static_cast<pid_t>(tid), SCHED_IDLE, &param);
   }
   ::closedir(tasks);
+}
+
+SchemaPreload::SchemaPreload() {
+  try {
+    thread_ = std::thread(check::LoadSchemas);
+  } catch (const std::system_error&) {
+    // No thread: the input check builds the registry itself, as it always did.
+  }
+}
+
+SchemaPreload::~SchemaPreload() {
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace kfc::tool
