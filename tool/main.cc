@@ -23,6 +23,7 @@
 #include "kfc/pipeline/plan.h"
 #include "kfc/report/format.h"
 #include "kfc/report/render.h"
+#include "tool/huge_pages.h"
 #include "tool/options.h"
 #include "tool/run.h"
 #include "tool/startup.h"
@@ -224,6 +225,7 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   kfc::tool::IdleLibraryThreads();
+  kfc::tool::UseHugePagesIfAsked();
   try {
     return Run(argc, argv);
   } catch (const std::exception& e) {
