@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: Apache-2.0
+// The frontier cut (pipeline/runner_cut.h): which tensors are the frontier of small graphs (a
+// chain with a prefix that no layer changes, a branch that rejoins, If nodes before and after the
+// first layer, an output that depends on no layer), the cut model of the original and of a
+// rewritten version (nodes, inputs, initializers, outputs; it passes the model checks), and the
+// joining of per-batch .npy files.
+#include "kfc/pipeline/runner_cut.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "kfc/io/npy.h"
+#include "kfc/pipeline/compress.h"
+#include "tests/support/test_util.h"
+
+namespace kfc::pipeline {
+namespace {
+
+using Strings = std::vector<std::string>;
+using Set = std::set<std::string>;
+
+template <typename C>
+Set AsSet(const C& c) {
+  return Set(c.begin(), c.end());
+}
+
+std::vector<std::string> Ops(const onnx::ModelProto& m) {
+  std::vector<std::string> out;
+  for (const auto& n : m.graph().node()) out.push_back(n.op_type());
+  return out;
+}
+
+std::vector<std::string> Names(const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>& v) {
+  std::vector<std::string> out;
+  for (const auto& i : v) out.push_back(i.name());
+  return out;
+}
+
+std::vector<std::string> Initializers(const onnx::ModelProto& m) {
+  std::vector<std::string> out;
+  for (const auto& t : m.graph().initializer()) out.push_back(t.name());
+  return out;
+}
+
+// x -> Relu -> Mul (the prefix) -> MatMul W1 -> Relu -> MatMul W2 -> y.
+onnx::ModelProto Chain() {
+  auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 16] x) => (float[N, 16] y) {
+  a = Relu(x)
+  b = Mul(a, a)
+  c = MatMul(b, W1)
+  d = Relu(c)
+  y = MatMul(d, W2)
+})");
+  testing::AddRandomInitializer(&m, "W1", {16, 16}, 1);
+  testing::AddRandomInitializer(&m, "W2", {16, 16}, 2);
+  return m;
+}
+
+TEST(FrontierTest, ChainWithAPrefixIsCutAfterThePrefix) {
+  const onnx::ModelProto m = Chain();
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ(f->recorded, (Strings{"b"}));
+  EXPECT_EQ(AsSet(f->before), (Set{"a", "b"}));
+  EXPECT_EQ(f->nodes_before, 2);
+  EXPECT_EQ(f->nodes_after, 3);
+  const auto& dims = f->types.at("b").tensor_type().shape();
+  ASSERT_EQ(dims.dim_size(), 2);
+  EXPECT_TRUE(dims.dim(0).has_dim_param());
+  EXPECT_EQ(dims.dim(1).dim_value(), 16);
+
+  auto cut = BuildCutModel(m, *f, {"y"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), (Strings{"MatMul", "Relu", "MatMul"}));
+  EXPECT_EQ(Names(cut->graph().input()), (Strings{"b"}));
+  EXPECT_EQ(Names(cut->graph().output()), (Strings{"y"}));
+  EXPECT_EQ(AsSet(Initializers(*cut)), (Set{"W1", "W2"}));
+  EXPECT_EQ(cut->ir_version(), m.ir_version());
+  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+
+  // Only what the requested tensor needs.
+  auto first = BuildCutModel(m, *f, {"c"});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_EQ(Ops(*first), (Strings{"MatMul"}));
+  EXPECT_EQ(Initializers(*first), (Strings{"W1"}));
+
+  // A tensor made before the cut is not made by it.
+  EXPECT_EQ(BuildCutModel(m, *f, {"a"}).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(FrontierTest, ARewrittenVersionIsCutAtTheSameFrontier) {
+  onnx::ModelProto m = Chain();
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  // W1's layer replaced by two MatMuls (new names), as a rewrite does; its output name stays.
+  onnx::ModelProto v = m;
+  auto* g = v.mutable_graph();
+  onnx::NodeProto* layer = g->mutable_node(2);
+  layer->set_input(1, "U");
+  layer->set_output(0, "kfc_t");
+  onnx::NodeProto second = *layer;
+  second.set_name("kfc_second");
+  second.set_input(0, "kfc_t");
+  second.set_input(1, "V");
+  second.set_output(0, "c");
+  *g->mutable_node()->Add() = second;
+  for (int i = g->node_size() - 1; i > 3; --i) g->mutable_node()->SwapElements(i, i - 1);
+  testing::AddRandomInitializer(&v, "U", {16, 4}, 3);
+  testing::AddRandomInitializer(&v, "V", {4, 16}, 4);
+  auto cut = BuildCutModel(v, *f, {"y"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), (Strings{"MatMul", "MatMul", "Relu", "MatMul"}));
+  EXPECT_EQ(AsSet(Initializers(*cut)), (Set{"W2", "U", "V"}));
+  EXPECT_EQ(Names(cut->graph().input()), (Strings{"b"}));
+  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+}
+
+TEST(FrontierTest, ABranchThatRejoinsIsFedAndShapesAreRecomputed) {
+  auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 16] x) => (float[N, 16] y) {
+  a = Relu(x)
+  s = Shape(a)
+  h = MatMul(a, W)
+  r = Add(h, a)
+  y = Reshape(r, s)
+})");
+  testing::AddRandomInitializer(&m, "W", {16, 16}, 1);
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  // s (int64, no row axis) cannot be fed: Shape runs in the cut, on the fed a.
+  EXPECT_EQ(f->recorded, (Strings{"a"}));
+  EXPECT_EQ(f->nodes_before, 1);
+  auto cut = BuildCutModel(m, *f, {"y"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), (Strings{"Shape", "MatMul", "Add", "Reshape"}));
+  EXPECT_EQ(Names(cut->graph().input()), (Strings{"a"}));
+  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+}
+
+TEST(FrontierTest, NodesWithSubgraphsAreInTheCutWhenTheyReadALayer) {
+  auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (bool cond, float[N, 16] x) => (float[N, 16] y) {
+  a = If(cond) <
+    then_branch = t1 () => (float[N, 16] ta) { ta = Relu(x) },
+    else_branch = e1 () => (float[N, 16] ea) { ea = Sigmoid(x) }
+  >
+  h = MatMul(a, W)
+  y = If(cond) <
+    then_branch = t2 () => (float[N, 16] tb) { tb = Add(h, a) },
+    else_branch = e2 () => (float[N, 16] eb) { eb = Identity(a) }
+  >
+})");
+  testing::AddRandomInitializer(&m, "W", {16, 16}, 1);
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  // The first If comes before the layer; the second reads h from outside: in the cut, with its
+  // other capture, a, fed.
+  EXPECT_EQ(f->recorded, (Strings{"a"}));
+  EXPECT_EQ(f->nodes_before, 1);
+  auto cut = BuildCutModel(m, *f, {"y"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), (Strings{"MatMul", "If"}));
+  EXPECT_EQ(Names(cut->graph().input()), (Strings{"cond", "a"}));
+  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+}
+
+TEST(FrontierTest, AnOutputThatDependsOnNoLayerStaysBefore) {
+  auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 16] x) => (float[N, 16] y, float[N, 16] z) {
+  a = Relu(x)
+  z = Sigmoid(a)
+  y = MatMul(a, W)
+})");
+  testing::AddRandomInitializer(&m, "W", {16, 16}, 1);
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ(f->recorded, (Strings{"a"}));
+  EXPECT_EQ(f->before.count("z"), 1u);
+  EXPECT_EQ(BuildCutModel(m, *f, {"z"}).status().code(), StatusCode::kInvalidArgument);
+  auto cut = BuildCutModel(m, *f, {"y"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), (Strings{"MatMul"}));
+  EXPECT_EQ(Names(cut->graph().output()), (Strings{"y"}));
+}
+
+TEST(FrontierTest, DoesNotApplyWithoutAPrefixOrWithAFixedBatch) {
+  auto first = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 16] x) => (float[N, 16] y) {
+  h = MatMul(x, W)
+  y = Relu(h)
+})");
+  testing::AddRandomInitializer(&first, "W", {16, 16}, 1);
+  EXPECT_EQ(FindFrontier(first).status().code(), StatusCode::kFailedPrecondition);
+  auto fixed = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[1, 16] x) => (float[1, 16] y) {
+  a = Relu(x)
+  y = MatMul(a, W)
+})");
+  testing::AddRandomInitializer(&fixed, "W", {16, 16}, 1);
+  EXPECT_EQ(FindFrontier(fixed).status().code(), StatusCode::kFailedPrecondition);
+  // Only a constant before the layer: nothing to cut.
+  auto constant = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 16] x) => (float[N, 16] y) {
+  h = MatMul(x, W)
+  k = Constant<value = float[1] {2.0}>()
+  y = Mul(h, k)
+})");
+  testing::AddRandomInitializer(&constant, "W", {16, 16}, 1);
+  EXPECT_EQ(FindFrontier(constant).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(ConcatNpyTest, JoinsBatchesAlongTheLeadingAxis) {
+  const std::string dir = ::testing::TempDir() + "/concat_npy";
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(io::WriteNpy(dir + "/a.npy", {2, 3}, {1, 2, 3, 4, 5, 6}).ok());
+  ASSERT_TRUE(io::WriteNpy(dir + "/b.npy", {1, 3}, {7, 8, 9}).ok());
+  ASSERT_TRUE(io::WriteNpy(dir + "/c.npy", {1, 2}, {7, 8}).ok());
+  ASSERT_TRUE(ConcatNpy({dir + "/a.npy", dir + "/b.npy"}, dir + "/ab.npy").ok());
+  auto r = io::NpyReader::Open(dir + "/ab.npy");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->shape(), (std::vector<int64_t>{3, 3}));
+  std::vector<float> got;
+  ASSERT_TRUE(r->Read(100, &got).ok());
+  EXPECT_EQ(got, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(ConcatNpy({dir + "/a.npy", dir + "/c.npy"}, dir + "/ac.npy").code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kfc::pipeline
