@@ -151,6 +151,10 @@ StatusOr<Frontier> FindFrontier(const onnx::ModelProto& model) {
   for (const auto* list : {&ig.input(), &ig.value_info(), &ig.output()}) {
     for (const auto& v : *list) types[v.name()] = &v.type();
   }
+  Frontier f;
+  for (const auto& [name, type] : types) {
+    if (type->has_tensor_type() && type->tensor_type().has_shape()) f.known_types[name] = *type;
+  }
   const std::vector<std::string> fed = Fed(g);
   for (const auto& name : fed) {
     const auto* t = types.count(name) ? types[name] : nullptr;
@@ -199,7 +203,6 @@ StatusOr<Frontier> FindFrontier(const onnx::ModelProto& model) {
       }
     }
   }
-  Frontier f;
   Names listed;
   for (size_t i = 0; i < n; ++i) {
     if (!in_cut[i]) {
@@ -316,6 +319,50 @@ StatusOr<onnx::ModelProto> BuildCutModel(const onnx::ModelProto& version, const 
   Names outputs(requested.begin(), requested.end());
   for (const auto& v : g.value_info()) {
     if (made.count(v.name()) > 0 && outputs.count(v.name()) == 0) *out->add_value_info() = v;
+  }
+  // Graph outputs need a shape (the ONNX checker's rule): those `version` gives none get the one
+  // shape inference finds on the cut.
+  bool shapeless = false;
+  for (const auto& v : out->output()) shapeless = shapeless || !v.type().tensor_type().has_shape();
+  if (shapeless) {
+    onnx::ModelProto inferred = cut;
+    try {
+      onnx::ShapeInferenceOptions options(false, 0, false);
+      onnx::shape_inference::InferShapes(inferred, check::KnownSchemas::Instance(), options);
+    } catch (const std::exception& e) {
+      return FailedPrecondition(std::string("cut model: shape inference failed: ") + e.what());
+    }
+    std::map<std::string, const onnx::TypeProto*> found;
+    for (const auto& v : inferred.graph().value_info()) found[v.name()] = &v.type();
+    for (const auto& v : inferred.graph().output()) found[v.name()] = &v.type();
+    for (auto& v : *out->mutable_output()) {
+      auto it = found.find(v.name());
+      if (!v.type().tensor_type().has_shape() && it != found.end() &&
+          it->second->tensor_type().has_shape()) {
+        *v.mutable_type() = *it->second;
+      }
+    }
+    // Else the original's type (inference may know less on the cut: e.g. a Reshape whose shape
+    // it folded from the static dims of a tensor that is now fed with a symbolic leading dim),
+    // through Identity nodes (how compensation passes expose their tensors).
+    std::map<std::string, std::string> identity_of;
+    for (const auto& n : out->node()) {
+      if (n.op_type() == "Identity" && n.input_size() == 1 && n.output_size() == 1) {
+        identity_of[n.output(0)] = n.input(0);
+      }
+    }
+    for (auto& v : *out->mutable_output()) {
+      for (std::string at = v.name(); !v.type().tensor_type().has_shape();) {
+        auto known = frontier.known_types.find(at);
+        if (known != frontier.known_types.end()) {
+          *v.mutable_type() = known->second;
+          break;
+        }
+        auto id = identity_of.find(at);
+        if (id == identity_of.end()) break;
+        at = id->second;
+      }
+    }
   }
   return cut;
 }
@@ -525,7 +572,17 @@ StatusOr<onnx::ModelProto> PassRunner::Cut(const onnx::ModelProto& model,
     inputs->push_back(f);
   }
   if (inputs->empty()) return FailedPrecondition("the cut reads no input");
-  KFC_RETURN_IF_ERROR(CheckModel(cut, "cut model"));
+  // The checks: all of them, but outputs of unknown rank (a tensor behind a Reshape whose target
+  // shape inference cannot fold) are left out of the copy checked, as the ONNX checker wants a
+  // shape on every graph output; the runtime takes them as the whole model's passes do.
+  onnx::ModelProto checked = cut;
+  auto* outs = checked.mutable_graph()->mutable_output();
+  outs->erase(std::remove_if(outs->begin(), outs->end(),
+                             [](const onnx::ValueInfoProto& v) {
+                               return !v.type().tensor_type().has_shape();
+                             }),
+              outs->end());
+  KFC_RETURN_IF_ERROR(CheckModel(checked, "cut model"));
   return cut;
 }
 

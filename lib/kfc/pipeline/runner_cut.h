@@ -35,6 +35,9 @@ struct Frontier {
   std::map<std::string, onnx::TypeProto> types;  // of each recorded tensor; leading dim symbolic
   // Every tensor made by the nodes before the cut: they never change, whatever is compressed.
   std::set<std::string> before;
+  // Every main-graph tensor's type as shape inference found it on the model (with a shape): for
+  // the cut's outputs when inference on the cut knows less.
+  std::map<std::string, onnx::TypeProto> known_types;
   int nodes_before = 0;  // main-graph nodes before the cut
   int nodes_after = 0;   // and in it
 };
