@@ -118,6 +118,29 @@ TEST(FrontierTest, ARewrittenVersionIsCutAtTheSameFrontier) {
   EXPECT_TRUE(CheckModel(*cut, "cut").ok());
 }
 
+TEST(FrontierTest, AnExposedOutputWithoutAShapeGetsItsSourcesType) {
+  onnx::ModelProto m = Chain();
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  // As compensation exposes a stage's input: an Identity output typed with its dtype only.
+  onnx::ModelProto v = m;
+  onnx::NodeProto* id = v.mutable_graph()->add_node();
+  id->set_op_type("Identity");
+  id->add_input("c");
+  id->add_output("kfc_exposed");
+  onnx::ValueInfoProto* out = v.mutable_graph()->add_output();
+  out->set_name("kfc_exposed");
+  out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  auto cut = BuildCutModel(v, *f, {"kfc_exposed"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), (Strings{"MatMul", "Identity"}));
+  ASSERT_EQ(cut->graph().output_size(), 1);
+  const auto& shape = cut->graph().output(0).type().tensor_type().shape();
+  ASSERT_EQ(shape.dim_size(), 2);
+  EXPECT_EQ(shape.dim(1).dim_value(), 16);
+  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+}
+
 TEST(FrontierTest, ABranchThatRejoinsIsFedAndShapesAreRecomputed) {
   auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
 g (float[N, 16] x) => (float[N, 16] y) {

@@ -232,6 +232,7 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
     r->set_tensor(outputs[i]);
     r->set_stem(kOutputStem + std::to_string(i));
   }
+  const int first_frontier = request.record_size();
   for (const auto& r : frontier_records) *request.add_record() = r;
   request.set_batch_size(static_cast<int32_t>(runner_options.batch_size));
   request.set_output_dir(calib_dir);
@@ -244,7 +245,13 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
       if (frontier->before.count(t) > 0) made_before[t] = FilesOf(recorded, i, calib_dir);
     }
     (void)passes.EnableCut(*std::move(frontier), std::move(made_before), tmp.Join("frontier"),
-                           FrontierBudget(inputs));
+                           FrontierBudget(inputs));  // logs why not; the passes then run it all
+    for (size_t i = 0; i < frontier_records.size(); ++i) {  // joined, or not used
+      for (const auto& f : FilesOf(recorded, first_frontier + static_cast<int>(i), calib_dir)) {
+        std::error_code rm;
+        fs::remove(f, rm);
+      }
+    }
   }
   log.info("runner ({}): recorded {} activations and {} outputs on {} rows in {:.3f} s",
            runner->runtime(), probe.sidecar.tensors_size(), outputs.size(),

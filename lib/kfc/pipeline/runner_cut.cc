@@ -514,7 +514,9 @@ Status PassRunner::EnableCut(Frontier frontier,
       return refuse("frontier tensor '" + name + "' was not recorded");
     }
     for (size_t b = 0; b < it->second.size(); ++b) {
-      KFC_ASSIGN_OR_RETURN(const NpyHead h, ReadNpyHead(it->second[b]));
+      StatusOr<NpyHead> read = ReadNpyHead(it->second[b]);
+      if (!read.ok()) return refuse(read.status().message());
+      const NpyHead& h = *read;
       const double want =
           std::min<double>(batch_size_, rows_ - static_cast<double>(b) * batch_size_);
       if (h.shape.empty() || static_cast<double>(h.shape[0]) != want) {
@@ -529,13 +531,16 @@ Status PassRunner::EnableCut(Frontier frontier,
   }
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return IoError("temporary folder '" + dir + "': " + ec.message());
+  if (ec) return refuse("temporary folder '" + dir + "': " + ec.message());
   fed_.clear();
   for (size_t i = 0; i < frontier.recorded.size(); ++i) {
     const std::string& name = frontier.recorded[i];
     const std::string file = dir + "/frontier" + std::to_string(i) + ".npy";
-    KFC_RETURN_IF_ERROR(ConcatNpy(recorded[name], file));
-    for (const auto& f : recorded[name]) fs::remove(f, ec);
+    const Status joined = ConcatNpy(recorded[name], file);
+    if (!joined.ok()) {
+      fed_.clear();
+      return refuse(joined.message());
+    }
     fed_[name] = file;
     recorded[name] = {file};
   }

@@ -105,9 +105,9 @@ class PassRunner {
   // Enables the cut with the first pass's recordings: `recorded` maps each frontier tensor to its
   // files (batch order), and may map other tensors made before the cut (e.g. model outputs that
   // depend on no layer) to theirs. Each frontier tensor's files are joined into one file in
-  // `dir` (the per-batch files are removed). Not enabled (logged at info, the reason returned as
-  // a FailedPrecondition; the object stays usable) when a recording is missing, a file's
-  // leading dim is not its batch's rows, or the frontier takes more than `budget_bytes`.
+  // `dir` (the caller may then remove the per-batch files). Not enabled (logged at info, the reason
+  // returned as a FailedPrecondition; the object stays usable) when a recording is missing, a
+  // file's leading dim is not its batch's rows, or the frontier takes more than `budget_bytes`.
   Status EnableCut(Frontier frontier, std::map<std::string, std::vector<std::string>> recorded,
                    const std::string& dir, int64_t budget_bytes);
   bool cut_enabled() const { return cut_; }
