@@ -4,7 +4,7 @@
 // whose CNN backbone comes before every compressible MatMul, the runner passes after the first
 // (--compensate stages, --allocation sensitivity trials) run only the model after the frontier.
 // The model written with the cut is byte-identical to the one written without it
-// (KFC_RUNNER_CUT=0), on several batches (--calibration-batch 8 of 24 rows), and the log says
+// (KFC_RUNNER_CUT=0), on several batches (--calibration-batch 4 of 8 rows), and the log says
 // which passes were cut. On the Fashion MLP (a MatMul first) the cut does not apply and says why.
 
 const assert = require('node:assert/strict');
@@ -17,7 +17,7 @@ const { writeNpy } = require('./npy');
 
 const OCR = path.join(__dirname, 'node_modules', '@gutenye', 'ocr-models', 'assets',
   'ch_PP-OCRv4_rec_infer.onnx');
-const ROWS = 24;
+const ROWS = 8;
 
 function kfc(env, args, extraEnv) {
   const r = spawnSync(env.compress, args, {
@@ -60,7 +60,7 @@ test('PP-OCRv4 --compensate and --allocation sensitivity: same bytes with and wi
     fs.mkdirSync(dir, { recursive: true });
     const rows = path.join(dir, 'rows.npy');
     ocrRows(rows);
-    const common = [OCR, '--ratio', '0.27', '--calibration-data', rows, '--calibration-batch', '8'];
+    const common = [OCR, '--ratio', '0.27', '--calibration-data', rows, '--calibration-batch', '4'];
 
     const comp = withAndWithout(env, dir, 'compensate',
       [...common, '--allocation', 'uniform', '--calibration-regularization', '0.01', '--compensate']);
