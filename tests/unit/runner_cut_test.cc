@@ -4,7 +4,7 @@
 // first layer, an output that depends on no layer), the cut model of the original and of a
 // rewritten version (nodes, inputs, initializers, outputs; it passes the model checks), and the
 // joining of per-batch .npy files.
-#include "kfc/pipeline/runner_cut.h"
+#include "kfc/pipeline/pass_runner.h"
 
 #include <gtest/gtest.h>
 
@@ -42,6 +42,21 @@ std::vector<std::string> Initializers(const onnx::ModelProto& m) {
   std::vector<std::string> out;
   for (const auto& t : m.graph().initializer()) out.push_back(t.name());
   return out;
+}
+
+// The frontier of `m` and its cut for y: the recorded tensors, nodes before the cut, the cut's
+// ops and inputs; the cut passes the model checks.
+void ExpectCut(const onnx::ModelProto& m, const Strings& recorded, int before, const Strings& ops,
+               const Strings& inputs) {
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ(f->recorded, recorded);
+  EXPECT_EQ(f->nodes_before, before);
+  auto cut = BuildCutModel(m, *f, {"y"});
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(Ops(*cut), ops);
+  EXPECT_EQ(Names(cut->graph().input()), inputs);
+  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
 }
 
 // x -> Relu -> Mul (the prefix) -> MatMul W1 -> Relu -> MatMul W2 -> y.
@@ -151,16 +166,8 @@ g (float[N, 16] x) => (float[N, 16] y) {
   y = Reshape(r, s)
 })");
   testing::AddRandomInitializer(&m, "W", {16, 16}, 1);
-  auto f = FindFrontier(m);
-  ASSERT_TRUE(f.ok()) << f.status().message();
   // s (int64, no row axis) cannot be fed: Shape runs in the cut, on the fed a.
-  EXPECT_EQ(f->recorded, (Strings{"a"}));
-  EXPECT_EQ(f->nodes_before, 1);
-  auto cut = BuildCutModel(m, *f, {"y"});
-  ASSERT_TRUE(cut.ok()) << cut.status().message();
-  EXPECT_EQ(Ops(*cut), (Strings{"Shape", "MatMul", "Add", "Reshape"}));
-  EXPECT_EQ(Names(cut->graph().input()), (Strings{"a"}));
-  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+  ExpectCut(m, {"a"}, 1, {"Shape", "MatMul", "Add", "Reshape"}, {"a"});
 }
 
 TEST(FrontierTest, NodesWithSubgraphsAreInTheCutWhenTheyReadALayer) {
@@ -177,17 +184,9 @@ g (bool cond, float[N, 16] x) => (float[N, 16] y) {
   >
 })");
   testing::AddRandomInitializer(&m, "W", {16, 16}, 1);
-  auto f = FindFrontier(m);
-  ASSERT_TRUE(f.ok()) << f.status().message();
   // The first If comes before the layer; the second reads h from outside: in the cut, with its
   // other capture, a, fed.
-  EXPECT_EQ(f->recorded, (Strings{"a"}));
-  EXPECT_EQ(f->nodes_before, 1);
-  auto cut = BuildCutModel(m, *f, {"y"});
-  ASSERT_TRUE(cut.ok()) << cut.status().message();
-  EXPECT_EQ(Ops(*cut), (Strings{"MatMul", "If"}));
-  EXPECT_EQ(Names(cut->graph().input()), (Strings{"cond", "a"}));
-  EXPECT_TRUE(CheckModel(*cut, "cut").ok());
+  ExpectCut(m, {"a"}, 1, {"MatMul", "If"}, {"cond", "a"});
 }
 
 TEST(FrontierTest, AnOutputThatDependsOnNoLayerStaysBefore) {

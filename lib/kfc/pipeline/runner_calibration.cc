@@ -18,7 +18,7 @@
 #include "kfc/io/model_io.h"
 #include "kfc/io/temp_dir.h"
 #include "kfc/pipeline/calibration.h"
-#include "kfc/pipeline/runner_cut.h"
+#include "kfc/pipeline/pass_runner.h"
 #include "kfc/pipeline/sensitivity.h"
 #include "kfc/report/render.h"
 #include "kfc/runner/compare.h"

@@ -23,7 +23,7 @@
 
 #include "kfc/core/status.h"
 #include "kfc/pipeline/compress.h"
-#include "kfc/pipeline/runner_cut.h"
+#include "kfc/pipeline/pass_runner.h"
 
 namespace kfc::pipeline {
 
