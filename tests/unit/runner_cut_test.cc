@@ -4,15 +4,16 @@
 // first layer, an output that depends on no layer), the cut model of the original and of a
 // rewritten version (nodes, inputs, initializers, outputs; it passes the model checks), and the
 // joining of per-batch .npy files.
-#include "kfc/pipeline/pass_runner.h"
-
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 
 #include "kfc/io/npy.h"
+#include "kfc/io/temp_dir.h"
 #include "kfc/pipeline/compress.h"
+#include "kfc/pipeline/pass_runner.h"
 #include "tests/support/test_util.h"
 
 namespace kfc::pipeline {
@@ -232,6 +233,64 @@ g (float[N, 16] x) => (float[N, 16] y) {
 })");
   testing::AddRandomInitializer(&constant, "W", {16, 16}, 1);
   EXPECT_EQ(FindFrontier(constant).status().code(), StatusCode::kFailedPrecondition);
+}
+
+// All of the files' values, in order.
+std::vector<float> Values(const std::vector<std::string>& files) {
+  std::vector<float> out, chunk;
+  for (const auto& f : files) {
+    auto r = io::NpyReader::Open(f);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    if (!r.ok()) return out;
+    EXPECT_TRUE(r->Read(r->elements(), &chunk).ok());
+    out.insert(out.end(), chunk.begin(), chunk.end());
+  }
+  return out;
+}
+
+// PassRunner with the real runner (node tool/kfc-runner.js): the cut pass records what the
+// whole model does, row for row, over several batches; a frontier tensor comes from its recording;
+// a request the cut cannot make runs the whole model.
+TEST(PassRunnerTest, TheCutPassRecordsWhatTheWholeModelDoes) {
+  const std::string script = std::string(KFC_SOURCE_DIR) + "/tool/kfc-runner.js";
+  if (!std::filesystem::exists(std::string(KFC_SOURCE_DIR) +
+                               "/tool/node_modules/onnxruntime-node")) {
+    GTEST_SKIP() << "tool/node_modules/onnxruntime-node is not installed";
+  }
+  auto tmp = io::TempDir::Create("kfc-pass-runner-");
+  ASSERT_TRUE(tmp.ok());
+  const std::string dir = tmp->path();
+  auto started = runner::Runner::Start({"node", script}, dir);
+  if (!started.ok()) GTEST_SKIP() << started.status().message();
+  onnx::ModelProto m = Chain();
+  const std::string model_path = dir + "/model.onnx";
+  testing::WriteModel(m, model_path);
+  ASSERT_TRUE(io::WriteNpy(dir + "/x.npy", {10, 16}, testing::RandomVector(160, 7)).ok());
+  runner::InputFile x;
+  x.set_name("x");
+  x.set_file(dir + "/x.npy");
+  PassRunner passes(started->get(), {x}, 4, 10, model_path, nullptr);
+  auto whole = passes.Run(&m, nullptr, {"y"}, dir + "/whole");
+  ASSERT_TRUE(whole.ok()) << whole.status().message();
+  EXPECT_EQ((*whole)[0].size(), 3u);  // batches of 4, 4, 2
+
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  ASSERT_TRUE(passes.RecordFrontier(m, nullptr, *f, dir + "/frontier", int64_t{1} << 30).ok());
+  ASSERT_TRUE(passes.cut_enabled());
+  auto cut = passes.Run(&m, nullptr, {"y", "b"}, dir + "/cut");
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  EXPECT_EQ(passes.cut_passes(), 1);
+  const std::vector<float> a = Values((*whole)[0]), b = Values((*cut)[0]);
+  ASSERT_EQ(a.size(), 160u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * (1 + std::abs(a[i])));
+  EXPECT_EQ((*cut)[1], (std::vector<std::string>{dir + "/frontier/frontier0.npy"}));
+
+  // "a" is made before the cut and was not recorded: the whole model runs.
+  auto before = passes.Run(&m, nullptr, {"a"}, dir + "/before");
+  ASSERT_FALSE(before.ok());  // not an output of the model: the runner says so
+  EXPECT_EQ(passes.cut_passes(), 1);
 }
 
 TEST(ConcatNpyTest, JoinsBatchesAlongTheLeadingAxis) {

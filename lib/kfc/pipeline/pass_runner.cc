@@ -193,6 +193,7 @@ PassRunner::PassRunner(runner::Runner* runner, std::vector<runner::InputFile> in
 Status PassRunner::EnableCut(Frontier frontier,
                              std::map<std::string, std::vector<std::string>> recorded,
                              const std::string& dir, int64_t budget_bytes) {
+  cut_ = false;
   auto refuse = [&](const std::string& why) {
     Logger().info("runner: later passes run the whole model: {}", why);
     return FailedPrecondition(why);
@@ -243,6 +244,26 @@ Status PassRunner::EnableCut(Frontier frontier,
   frontier_ = std::move(frontier);
   cut_ = true;
   return Status::Ok();
+}
+
+Status PassRunner::RecordFrontier(const onnx::ModelProto& original, io::ExternalDataReader* reader,
+                                  Frontier frontier, const std::string& dir, int64_t budget_bytes) {
+  onnx::ModelProto exposed = original;
+  ExposeFrontier(frontier, {}, &exposed);
+  const bool was_cut = cut_;
+  cut_ = false;  // this pass runs the whole model
+  StatusOr<std::vector<std::vector<std::string>>> files =
+      Run(&exposed, reader, frontier.recorded, dir + "/record");
+  cut_ = was_cut;
+  KFC_RETURN_IF_ERROR(files.status());
+  exposed = onnx::ModelProto();
+  std::map<std::string, std::vector<std::string>> recorded;
+  for (size_t i = 0; i < frontier.recorded.size(); ++i)
+    recorded[frontier.recorded[i]] = (*files)[i];
+  const Status enabled = EnableCut(std::move(frontier), recorded, dir, budget_bytes);
+  std::error_code ec;
+  fs::remove_all(dir + "/record", ec);
+  return enabled;
 }
 
 StatusOr<onnx::ModelProto> PassRunner::Cut(const onnx::ModelProto& model,

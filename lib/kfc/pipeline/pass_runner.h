@@ -43,8 +43,10 @@ Status ConcatNpy(const std::vector<std::string>& files, const std::string& out);
 // model on the calibration inputs. The final verification keeps running the whole model.
 //
 //   PassRunner passes(runner, inputs, batch_size, rows, input_path, &reader);
-//   passes.EnableCut(frontier, {{tensor, files}...}, budget_bytes);   // optional
-//   auto files = passes.Run(&model, reader, {"t1", "t2"}, dir);       // files[i]: t_i's, in order
+//   passes.EnableCut(frontier, {{tensor, files}...}, dir, budget_bytes);  // optional, or:
+//   passes.RecordFrontier(original, reader, frontier, dir, budget_bytes); // other rows
+//   auto files = passes.Run(&model, reader, {"t1", "t2"}, dir);  // files[i]: t_i's, in order
+// One pass at a time (the runner answers requests in order): not for concurrent use.
 class PassRunner {
  public:
   // `inputs`: every model input's calibration file; `rows`: the rows of the first pass (each
@@ -61,6 +63,12 @@ class PassRunner {
   // file's leading dim is not its batch's rows, or the frontier takes more than `budget_bytes`.
   Status EnableCut(Frontier frontier, std::map<std::string, std::vector<std::string>> recorded,
                    const std::string& dir, int64_t budget_bytes);
+  // For rows whose frontier no pass has recorded yet (held-out rows, say): one pass of the whole
+  // `original` model (the one FindFrontier was given) exposing the frontier, then EnableCut
+  // with its recordings (the per-batch files are removed once joined). Errors: the runner's;
+  // a cut that does not apply is logged and returned as for EnableCut.
+  Status RecordFrontier(const onnx::ModelProto& original, io::ExternalDataReader* reader,
+                        Frontier frontier, const std::string& dir, int64_t budget_bytes);
   bool cut_enabled() const { return cut_; }
 
   // Runs `model` (a version of the model; saved into `dir`, created, as WriteRunnable does, its
