@@ -286,9 +286,9 @@ StatusOr<onnx::ModelProto> BuildCutModel(const onnx::ModelProto& version, const 
     // it folded from the static dims of a tensor that is now fed with a symbolic leading dim),
     // through Identity nodes (how compensation passes expose their tensors).
     std::map<std::string, std::string> identity_of;
-    for (const auto& n : out->node()) {
-      if (n.op_type() == "Identity" && n.input_size() == 1 && n.output_size() == 1) {
-        identity_of[n.output(0)] = n.input(0);
+    for (const auto& node : out->node()) {
+      if (node.op_type() == "Identity" && node.input_size() == 1 && node.output_size() == 1) {
+        identity_of[node.output(0)] = node.input(0);
       }
     }
     for (auto& v : *out->mutable_output()) {
