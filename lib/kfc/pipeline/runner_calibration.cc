@@ -18,6 +18,7 @@
 #include "kfc/io/model_io.h"
 #include "kfc/io/temp_dir.h"
 #include "kfc/pipeline/calibration.h"
+#include "kfc/pipeline/pass_runner.h"
 #include "kfc/pipeline/sensitivity.h"
 #include "kfc/report/render.h"
 #include "kfc/runner/compare.h"
@@ -113,49 +114,6 @@ StatusOr<std::vector<runner::InputFile>> BindInputs(const onnx::ModelProto& mode
   return out;
 }
 
-// Writes `model` (as prepared by PrepareExternalData: its large tensors may still be in the
-// input's files) to dir/name so that ONNX Runtime can load it from there. ONNX Runtime only reads
-// external data inside the model's own folder, symlinks resolved, so the input's data files are
-// hard-linked into `dir`; where that is impossible (another file system), SaveModel copies the
-// weights instead.
-Status WriteRunnable(onnx::ModelProto* model, const std::string& input, const std::string& dir,
-                     const std::string& name, io::ExternalDataReader* reader) {
-  const std::string path = dir + "/" + name;
-  std::set<std::string> locations;
-  KFC_RETURN_IF_ERROR(io::ForEachTensor(model, [&](onnx::TensorProto* t, const std::string&) {
-    if (t->data_location() != onnx::TensorProto::EXTERNAL) return Status::Ok();
-    for (const auto& e : t->external_data()) {
-      if (e.key() == "location") locations.insert(e.value());
-    }
-    return Status::Ok();
-  }));
-  bool linked = !locations.empty();
-  const fs::path from = fs::path(input).parent_path();
-  for (const auto& loc : locations) {
-    std::error_code ec;
-    const fs::path to = fs::path(dir) / loc;
-    fs::create_directories(to.parent_path(), ec);
-    if (ec || link((from / loc).c_str(), to.c_str()) != 0) {
-      linked = false;
-      break;
-    }
-  }
-  if (linked) {
-    Logger().debug("'{}': the input's {} data files hard-linked next to it", path,
-                   locations.size());
-    KFC_ASSIGN_OR_RETURN(std::string bytes, io::SerializeModel(*model));
-    return io::WriteFileAtomic(path, bytes);
-  }
-  if (!locations.empty()) {
-    Logger().debug("'{}': data files cannot be hard-linked there; the weights are copied", path);
-  }
-  for (const auto& loc : locations) {
-    std::error_code ec;
-    fs::remove(fs::path(dir) / loc, ec);
-  }
-  return io::SaveModel(model, path, io::SaveOptions{}, reader).status();
-}
-
 // The runner's files of recorded tensor `i` of `response`, as paths in `dir`.
 std::vector<std::string> FilesOf(const runner::Response& response, int i, const std::string& dir) {
   std::vector<std::string> out;
@@ -214,6 +172,22 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
                        BindInputs(model, runner_options.inputs));
   const std::vector<std::string> outputs = TensorOutputs(model.graph());
   KFC_ASSIGN_OR_RETURN(Probe probe, BuildProbe(model, input));
+  // Later passes (compensation stages, sensitivity trials) run only the model after the frontier
+  // (runner_cut.h), which the first pass records as well.
+  const bool later_passes =
+      options.compensate ||
+      (options.allocation == AllocationObjective::kSensitivity && options.ratio > 0);
+  StatusOr<Frontier> frontier = FailedPrecondition("KFC_RUNNER_CUT=0");
+  if (later_passes && CutWanted()) frontier = FindFrontier(model);
+  if (later_passes && !frontier.ok()) {
+    log.info("runner: later passes run the whole model: {}", frontier.status().message());
+  }
+  std::vector<runner::Record> frontier_records;
+  if (frontier.ok()) {
+    std::set<std::string> stems;
+    for (const auto& t : probe.sidecar.tensors()) stems.insert(t.name());
+    frontier_records = ExposeFrontier(*frontier, stems, &probe.model);
+  }
   model = onnx::ModelProto();  // the probe holds its own copy
 
   KFC_ASSIGN_OR_RETURN(io::TempDir tmp, io::TempDir::Create("kfc-compress-"));
@@ -258,9 +232,27 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
     r->set_tensor(outputs[i]);
     r->set_stem(kOutputStem + std::to_string(i));
   }
+  const int first_frontier = request.record_size();
+  for (const auto& r : frontier_records) *request.add_record() = r;
   request.set_batch_size(static_cast<int32_t>(runner_options.batch_size));
   request.set_output_dir(calib_dir);
   KFC_ASSIGN_OR_RETURN(const runner::Response recorded, runner->Run(request));
+  PassRunner passes(runner.get(), inputs, request.batch_size(), recorded.rows(), input, &reader);
+  if (frontier.ok()) {
+    std::map<std::string, std::vector<std::string>> made_before;  // the first pass's recordings
+    for (int i = 0; i < request.record_size(); ++i) {
+      const std::string& t = request.record(i).tensor();
+      if (frontier->before.count(t) > 0) made_before[t] = FilesOf(recorded, i, calib_dir);
+    }
+    (void)passes.EnableCut(*std::move(frontier), std::move(made_before), tmp.Join("frontier"),
+                           FrontierBudget(inputs));  // logs why not; the passes then run it all
+    for (size_t i = 0; i < frontier_records.size(); ++i) {  // joined, or not used
+      for (const auto& f : FilesOf(recorded, first_frontier + static_cast<int>(i), calib_dir)) {
+        std::error_code rm;
+        fs::remove(f, rm);
+      }
+    }
+  }
   log.info("runner ({}): recorded {} activations and {} outputs on {} rows in {:.3f} s",
            runner->runtime(), probe.sidecar.tensors_size(), outputs.size(),
            static_cast<int64_t>(recorded.rows()), SecondsSince(start));
@@ -270,11 +262,10 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   Options with_data = options;
   with_data.calibration_dir = calib_dir;
   if (options.allocation == AllocationObjective::kSensitivity && options.ratio > 0) {
-    SensitivityRun sensitivity{runner.get(),           inputs, {}, {}, request.batch_size(),
-                               tmp.Join("sensitivity")};
+    SensitivityRun sensitivity{&passes, {}, {}, tmp.Join("sensitivity")};
     for (size_t i = 0; i < outputs.size(); ++i) {
       const int at = first_output + static_cast<int>(i);
-      sensitivity.outputs.push_back(request.record(at));
+      sensitivity.outputs.push_back(outputs[i]);
       sensitivity.original.push_back(FilesOf(recorded, at, calib_dir));
     }
     KFC_ASSIGN_OR_RETURN(with_data.layer_sensitivity,
@@ -293,32 +284,7 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
       std::error_code rm;
       if (pass > 0) fs::remove_all(tmp.Join("stage" + std::to_string(pass)), rm);
       const std::string dir = tmp.Join("stage" + std::to_string(++pass));
-      std::error_code mk;
-      fs::create_directories(dir, mk);
-      if (mk) return IoError("temporary folder '" + dir + "': " + mk.message());
-      KFC_RETURN_IF_ERROR(WriteRunnable(partial, input, dir, "model.onnx",
-                                        model_reader != nullptr ? model_reader : &reader));
-      runner::Request stage;
-      stage.set_model(dir + "/model.onnx");
-      for (const auto& in : inputs) *stage.add_inputs() = in;
-      for (const auto& t : tensors) {
-        auto* r = stage.add_record();
-        r->set_tensor(t);
-        r->set_stem(t);
-      }
-      stage.set_batch_size(request.batch_size());
-      stage.set_output_dir(dir);
-      KFC_ASSIGN_OR_RETURN(const runner::Response ran, runner->Run(stage));
-      if (ran.rows() != recorded.rows()) {
-        return Internal("runner: the partly compressed model ran on " +
-                        std::to_string(static_cast<int64_t>(ran.rows())) +
-                        " rows, the original on " +
-                        std::to_string(static_cast<int64_t>(recorded.rows())));
-      }
-      std::vector<std::vector<std::string>> files;
-      for (size_t i = 0; i < tensors.size(); ++i) {
-        files.push_back(FilesOf(ran, static_cast<int>(i), dir));
-      }
+      KFC_ASSIGN_OR_RETURN(auto files, passes.Run(partial, model_reader, tensors, dir));
       log.info("runner: compensation pass {} recorded {} activations in {:.3f} s", pass,
                tensors.size(), SecondsSince(t0));
       return files;

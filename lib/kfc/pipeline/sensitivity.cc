@@ -85,21 +85,13 @@ StatusOr<std::map<std::string, double>> MeasureSensitivity(const std::string& in
       fs::remove_all(dir, ec);
       continue;
     }
-    runner::Request request;
-    request.set_model(dir + "/model.onnx");
-    for (const auto& in : run.inputs) *request.add_inputs() = in;
-    for (const auto& r : run.outputs) *request.add_record() = r;
-    request.set_batch_size(run.batch_size);
-    request.set_output_dir(dir);
-    StatusOr<runner::Response> ran = run.runner->Run(request);
+    StatusOr<std::vector<std::vector<std::string>>> ran =
+        run.passes->RunFile(dir + "/model.onnx", run.outputs, dir);
     if (!ran.ok()) return ran.status().WithContext(what);
     double big_e2 = 0;
-    for (int k = 0; k < ran->tensors_size(); ++k) {
-      std::vector<std::string> files;
-      for (const auto& f : ran->tensors(k).files()) files.push_back(dir + "/" + f);
-      StatusOr<runner::Difference> d = runner::CompareRecordings(
-          run.original[static_cast<size_t>(k)], files,
-          "output '" + run.outputs[static_cast<size_t>(k)].tensor() + "'");
+    for (size_t k = 0; k < ran->size(); ++k) {
+      StatusOr<runner::Difference> d =
+          runner::CompareRecordings(run.original[k], (*ran)[k], "output '" + run.outputs[k] + "'");
       if (!d.ok()) return d.status().WithContext(what);
       big_e2 += d->relative_error * d->relative_error;
     }

@@ -13,7 +13,8 @@
 // The allocation then minimizes sum_l c_l * e_l^2: the predicted squared output error, each
 // layer's errors assumed to add independently.
 // Cost: one dry run of the whole --ratio compression, then per layer one single-layer compression
-// and one runner pass over the calibration inputs.
+// and one runner pass over the calibration inputs (of the model after the frontier when the cut
+// is on: runner_cut.h).
 #pragma once
 
 #include <map>
@@ -22,16 +23,14 @@
 
 #include "kfc/core/status.h"
 #include "kfc/pipeline/compress.h"
-#include "kfc/runner/runner.h"
+#include "kfc/pipeline/pass_runner.h"
 
 namespace kfc::pipeline {
 
 struct SensitivityRun {
-  runner::Runner* runner = nullptr;                // started, owned by the caller
-  std::vector<runner::InputFile> inputs;           // every model input's calibration file
-  std::vector<runner::Record> outputs;             // the model outputs to record
+  PassRunner* passes = nullptr;                    // runs the trials (the frontier cut, if on)
+  std::vector<std::string> outputs;                // the model outputs to compare
   std::vector<std::vector<std::string>> original;  // per output, the original's files (batch order)
-  int32_t batch_size = 256;
   std::string work_dir;  // a private folder for the trial models and their recordings
 };
 
