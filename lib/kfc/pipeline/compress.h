@@ -90,6 +90,9 @@ struct Options {
   // --calibration-regularization: lambda of C_reg = C + lambda * mean(diag C) * I for every
   // calibrated layer (kron/weighted.h; docs/calibration.md). nullopt: kCalibrationRegularization.
   std::optional<double> calibration_regularization;
+  // How --allocation auto / --calibration-regularization auto chose the two values above (one
+  // line, recorded in provenance as kfc_compress.auto_selection); "" when they were not chosen.
+  std::string auto_selection;
   // Runs `model` (its large tensors possibly still in the input's files, readable through the
   // reader) on the calibration inputs and records the named tensors (graph outputs of `model`):
   // for each, its .npy files, whose rows follow the calibration rows in order.
