@@ -102,6 +102,7 @@ StatusOr<report::AutoSelection> SearchCandidates(const std::string& input, const
                                                  std::vector<AutoCandidate>* candidates,
                                                  const HeldOut& held, const std::string& work_dir) {
   auto& log = Logger();
+  RatioOptionsCache cache;  // per lambda, shared by the allocations
   for (size_t i = 0; i < candidates->size(); ++i) {
     AutoCandidate& c = (*candidates)[i];
     const auto t0 = Clock::now();
@@ -110,6 +111,7 @@ StatusOr<report::AutoSelection> SearchCandidates(const std::string& input, const
     fs::create_directories(dir, ec);
     if (ec) return IoError("temporary folder '" + dir + "': " + ec.message());
     Options trial = WithCandidate(TrialOptions(options), c);
+    trial.ratio_cache = &cache;
     StatusOr<report::Report> compressed =
         CompressFile(input, dir + "/model.onnx", trial, /*dry_run=*/false);
     if (!compressed.ok()) {

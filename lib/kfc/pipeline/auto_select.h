@@ -29,7 +29,7 @@ namespace kfc::pipeline {
 inline constexpr int64_t kAutoMinRows = 10;      // fewer calibration rows: no search
 inline constexpr int64_t kAutoHeldOutShare = 5;  // one row in this many is held out
 // The lambda grid, in the order ties are broken (most regularized first).
-inline constexpr double kAutoLambdas[] = {10.0, 1.0, 0.1, 0.01};
+inline constexpr double kAutoLambdas[] = {10.0, 0.1};
 
 // Rows [0, fit) fit the candidates, rows [fit, rows) judge them. held == 0: too few rows.
 struct RowSplit {

@@ -33,6 +33,8 @@ inline constexpr int64_t kTieSearchMaxElements = int64_t{1} << 20;
 
 // Where a run is, for a progress display: called before each layer of each phase and once at
 // the end of the phase (layers_done == layers_total).
+class RatioOptionsCache;  // pipeline/ratio.h
+
 struct Progress {
   std::string phase;  // "deciding" (weights read and checked; shapes, ranks, spectra) or
                       // "factorizing"
@@ -109,6 +111,9 @@ struct Options {
   // Empty: not recorded.
   std::string input_sha256;
   bool record_candidates = false;  // put every searched shape into the report (auto only)
+  // --ratio: BuildRatioOptions' results reused across runs that differ only in allocation and
+  // lambda (pipeline/ratio.h; auto's candidates). nullptr: none.
+  RatioOptionsCache* ratio_cache = nullptr;
   // Put the chart data into the report (HTML reports): each compressed layer's spectrum and the
   // model's size-error curve (pipeline/size_error_curve.h).
   bool record_charts = false;
