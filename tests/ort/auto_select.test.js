@@ -159,3 +159,34 @@ test('too few rows: no search, the defaults (size-weighted, lambda 10), and the 
   assert.deepEqual(drep.layers.map((l) => [l.rank, l.data_relative_error]),
     rep.layers.map((l) => [l.rank, l.data_relative_error]));
 });
+
+test('--calibration DIR: no runner to measure outputs, so the defaults, and the report says so', async () => {
+  const { runProbe } = require('./run_probe');
+  const env = h.requireHarnessEnv('auto_select');
+  const model = path.join(env.workDir, 'loud4.onnx');
+  h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
+  const data = path.join(env.workDir, 'calib4.npy');
+  writeNpy(data, [50, 64], loudRows(50, 'dir rows'));
+  const probe = path.join(env.workDir, 'loud4.probe.onnx');
+  const r = spawnSync(env.compress, [model, '--calibration-probe', probe], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const acts = path.join(env.workDir, 'acts4');
+  fs.rmSync(acts, { recursive: true, force: true });
+  await runProbe({ probe, inputs: { x: data }, out: acts, batch: 64 });
+  const common = [model, '--ratio', '0.3', '--calibration', acts, '--min-params', '0',
+    '--shape', 'low-rank', '--dry-run'];
+  const auto = path.join(env.workDir, 'dir_auto.json');
+  compress(env, [...common, '--report', auto]);
+  const rep = JSON.parse(fs.readFileSync(auto, 'utf8'));
+  const a = rep.auto_selection;
+  assert.equal(a.searched ?? false, false);
+  assert.match(a.note, /--calibration DIR/);
+  assert.equal(a.allocation, 'size-weighted');
+  assert.equal(a.regularization, 10);
+  const explicit = path.join(env.workDir, 'dir_explicit.json');
+  compress(env, [...common, '--allocation', 'size-weighted', '--calibration-regularization', '10',
+    '--report', explicit]);
+  const erep = JSON.parse(fs.readFileSync(explicit, 'utf8'));
+  assert.equal(erep.auto_selection, undefined);
+  assert.deepEqual(erep.layers, rep.layers);
+});
