@@ -52,6 +52,18 @@ function loudRows(rows, seed) {
   return x;
 }
 
+// The model and `rows` calibration rows in the work folder, named by `tag`; `common`: a dry run
+// of --ratio 0.3 on them with --calibration-data.
+function setup(tag, rows) {
+  const env = h.requireHarnessEnv('auto_select');
+  const model = path.join(env.workDir, `${tag}.onnx`);
+  h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
+  const data = path.join(env.workDir, `${tag}.npy`);
+  writeNpy(data, [rows, 64], loudRows(rows, tag));
+  const mode = ['--ratio', '0.3', '--min-params', '0', '--shape', 'low-rank'];
+  return { env, model, data, mode, common: [model, ...mode, '--calibration-data', data, '--dry-run'] };
+}
+
 function compress(env, args) {
   const r = spawnSync(env.compress, args, { encoding: 'utf8', timeout: 300000,
     env: { ...process.env, KFC_RUNNER: '' } });
@@ -60,13 +72,8 @@ function compress(env, args) {
 }
 
 test('auto picks the candidate with the least held-out output error and reports them all', () => {
-  const env = h.requireHarnessEnv('auto_select');
-  const model = path.join(env.workDir, 'loud.onnx');
-  h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
-  const data = path.join(env.workDir, 'calib.npy');
-  writeNpy(data, [100, 64], loudRows(100, 'auto rows'));
-  const common = ['--ratio', '0.3', '--calibration-data', data, '--min-params', '0',
-    '--shape', 'low-rank'];
+  const { env, model, data, mode } = setup('pick', 100);
+  const common = [...mode, '--calibration-data', data];
 
   const out = path.join(env.workDir, 'auto.onnx');
   const report = path.join(env.workDir, 'auto.json');
@@ -113,13 +120,7 @@ test('auto picks the candidate with the least held-out output error and reports 
 });
 
 test('explicit values skip the search and only one may be searched', () => {
-  const env = h.requireHarnessEnv('auto_select');
-  const model = path.join(env.workDir, 'loud2.onnx');
-  h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
-  const data = path.join(env.workDir, 'calib2.npy');
-  writeNpy(data, [50, 64], loudRows(50, 'explicit rows'));
-  const common = [model, '--ratio', '0.3', '--calibration-data', data, '--min-params', '0',
-    '--shape', 'low-rank', '--dry-run'];
+  const { env, common } = setup('explicit', 50);
   const both = path.join(env.workDir, 'both.json');
   const r = compress(env, [...common, '--allocation', 'size-weighted',
     '--calibration-regularization', '10', '--report', both, '-v']);
@@ -136,13 +137,7 @@ test('explicit values skip the search and only one may be searched', () => {
 });
 
 test('too few rows: no search, the defaults (size-weighted, lambda 10), and the report says so', () => {
-  const env = h.requireHarnessEnv('auto_select');
-  const model = path.join(env.workDir, 'loud3.onnx');
-  h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
-  const data = path.join(env.workDir, 'calib3.npy');
-  writeNpy(data, [8, 64], loudRows(8, 'few rows'));
-  const common = [model, '--ratio', '0.3', '--calibration-data', data, '--min-params', '0',
-    '--shape', 'low-rank', '--dry-run'];
+  const { env, common } = setup('few', 8);
   const auto = path.join(env.workDir, 'few.json');
   compress(env, [...common, '--report', auto]);
   const rep = JSON.parse(fs.readFileSync(auto, 'utf8'));
@@ -162,19 +157,14 @@ test('too few rows: no search, the defaults (size-weighted, lambda 10), and the 
 
 test('--calibration DIR: no runner to measure outputs, so the defaults, and the report says so', async () => {
   const { runProbe } = require('./run_probe');
-  const env = h.requireHarnessEnv('auto_select');
-  const model = path.join(env.workDir, 'loud4.onnx');
-  h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
-  const data = path.join(env.workDir, 'calib4.npy');
-  writeNpy(data, [50, 64], loudRows(50, 'dir rows'));
-  const probe = path.join(env.workDir, 'loud4.probe.onnx');
+  const { env, model, data, mode } = setup('dir', 50);
+  const probe = path.join(env.workDir, 'dir.probe.onnx');
   const r = spawnSync(env.compress, [model, '--calibration-probe', probe], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const acts = path.join(env.workDir, 'acts4');
   fs.rmSync(acts, { recursive: true, force: true });
   await runProbe({ probe, inputs: { x: data }, out: acts, batch: 64 });
-  const common = [model, '--ratio', '0.3', '--calibration', acts, '--min-params', '0',
-    '--shape', 'low-rank', '--dry-run'];
+  const common = [model, ...mode, '--calibration', acts, '--dry-run'];
   const auto = path.join(env.workDir, 'dir_auto.json');
   compress(env, [...common, '--report', auto]);
   const rep = JSON.parse(fs.readFileSync(auto, 'utf8'));

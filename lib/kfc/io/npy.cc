@@ -35,6 +35,20 @@ std::string DictValue(const std::string& header, const std::string& key) {
   return header.substr(v, end - v);
 }
 
+// Magic, version 1 and the header dict for `descr` (quoted, e.g. "'<f4'") and `dims` ("(3, 4)"),
+// padded to a multiple of 64 bytes: everything before the data.
+std::string NpyPreamble(const std::string& descr, const std::string& dims) {
+  std::string header = "{'descr': " + descr + ", 'fortran_order': False, 'shape': " + dims + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes(kMagic, 6);
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>((header.size() >> 8) & 0xff);
+  return bytes + header;
+}
+
 }  // namespace
 
 NpyReader::Fd::~Fd() {
@@ -186,15 +200,7 @@ Status WriteNpy(const std::string& path, const std::vector<int64_t>& shape,
   for (int64_t d : shape) dims += std::to_string(d) + ", ";
   if (shape.size() > 1) dims.resize(dims.size() - 1);  // (a, b) but (a,)
   if (!dims.empty() && shape.size() > 1) dims.pop_back();
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string bytes(kMagic, 6);
-  bytes += '\x01';
-  bytes += '\x00';
-  bytes += static_cast<char>(header.size() & 0xff);
-  bytes += static_cast<char>((header.size() >> 8) & 0xff);
-  bytes += header;
+  std::string bytes = NpyPreamble("'<f4'", "(" + dims + ")");
   bytes.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
   return WriteFileAtomic(path, bytes);
 }
@@ -275,18 +281,9 @@ Status WriteRows(const RawNpy& r, int64_t first, int64_t rows, const std::string
     dims += (i == 1 ? " " : ", ") + std::to_string(r.shape[i]);
   }
   dims += ")";
-  const std::string descr = DictValue(r.header, "descr");
-  std::string header = "{'descr': " + descr + ", 'fortran_order': False, 'shape': " + dims + ", }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
   int64_t row_bytes = r.item_size;
   for (size_t i = 1; i < r.shape.size(); ++i) row_bytes *= r.shape[i];
-  std::string bytes(kMagic, 6);
-  bytes += '\x01';
-  bytes += '\x00';
-  bytes += static_cast<char>(header.size() & 0xff);
-  bytes += static_cast<char>((header.size() >> 8) & 0xff);
-  bytes += header;
+  std::string bytes = NpyPreamble(DictValue(r.header, "descr"), dims);
   bytes.append(r.bytes, r.data_offset + static_cast<size_t>(first * row_bytes),
                static_cast<size_t>(rows * row_bytes));
   return WriteFileAtomic(path, bytes);
