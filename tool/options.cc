@@ -118,11 +118,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   std::string regularization_text;
   app.add_option("--calibration-regularization", regularization_text,
                  "with calibration: lambda of the regularized covariance C + lambda * mean(diag "
-                 "C) * I, or auto (default: with --calibration-data and --ratio, the lambda of "
-                 "10, 1, 0.1, 0.01 giving the least model output error on held-out calibration "
-                 "rows; otherwise 10; docs/allocation.md#auto). Small values such as 0.01 whiten "
-                 "more, which helps models "
-                 "whose activations have a few large channels, e.g. PP-OCRv4; docs/calibration.md)")
+                 "C) * I, or auto (default: with --calibration-data and --ratio, 10 or 0.1, "
+                 "whichever gives the least model output error on held-out calibration rows, "
+                 "searched with --allocation auto; otherwise 10; docs/allocation.md). Small values "
+                 "such as 0.1 whiten more, which helps models whose activations have a few large "
+                 "channels, e.g. PP-OCRv4 (docs/calibration.md)")
       ->type_name("LAMBDA");
   app.add_flag("--compensate", o.pipeline.compensate,
                "with --calibration-data: compress in stages in graph order, fitting each layer "
