@@ -23,8 +23,10 @@
 #include "kfc/pipeline/plan.h"
 #include "kfc/report/format.h"
 #include "kfc/report/render.h"
+#include "tool/huge_pages.h"
 #include "tool/options.h"
 #include "tool/run.h"
+#include "tool/startup.h"
 
 namespace {
 
@@ -159,6 +161,9 @@ int Run(int argc, char** argv) {
   }
   if (parsed.exit_now) return parsed.exit_code;
   const kfc::tool::CliOptions& o = parsed.options;
+  // The schema registry (~8 ms of CPU, needed by the input check) builds while the run checks its
+  // files and loads the model.
+  const kfc::tool::SchemaPreload schemas;
   SetUpLogging(o.verbosity);
   kfc::io::InstallTempCleanupHandlers();
 
@@ -219,6 +224,8 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kfc::tool::IdleLibraryThreads();
+  kfc::tool::UseHugePagesIfAsked();
   try {
     return Run(argc, argv);
   } catch (const std::exception& e) {

@@ -631,5 +631,40 @@ TEST(CompressFileExternalTest, OutputsThatWouldOverwriteInputDataAreRefused) {
   EXPECT_EQ(dir.List(), (std::vector<std::string>{"model.onnx", "w.data"}));
 }
 
+// A weight of 32 MiB or more is read in two halves at once (external_data.cc): every byte must
+// land where a single read puts it, whatever the size (here not a multiple of the page size).
+TEST(ExternalDataReaderTest, LargeReadsGiveTheSameBytesAsTheFile) {
+  TempDir dir;
+  constexpr int64_t kRows = 4097, kCols = 2049, kOffset = 4096;
+  const size_t size = static_cast<size_t>(kRows * kCols) * sizeof(float);
+  ASSERT_GE(size, size_t{32} << 20);
+  std::string file(static_cast<size_t>(kOffset) + size, '\0');
+  for (size_t i = 0; i < size; ++i) {
+    file[static_cast<size_t>(kOffset) + i] = static_cast<char>((i * 131) ^ (i >> 13));
+  }
+  WriteText(file, dir.File("big.data"));
+  onnx::TensorProto w;
+  w.set_name("W");
+  w.set_data_type(onnx::TensorProto::FLOAT);
+  w.add_dims(kRows);
+  w.add_dims(kCols);
+  w.set_data_location(onnx::TensorProto::EXTERNAL);
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{"location", "big.data"},
+                                   {"offset", std::to_string(kOffset)},
+                                   {"length", std::to_string(size)}}) {
+    auto* e = w.add_external_data();
+    e->set_key(key);
+    e->set_value(value);
+  }
+  ExternalDataReader reader(dir.File("model.onnx"));
+  std::string into(size, '\x55');
+  ASSERT_TRUE(reader.ReadInto(w, "W", into.data(), into.size()).ok());
+  EXPECT_TRUE(into == file.substr(static_cast<size_t>(kOffset)));
+  auto bytes = reader.Read(w, "W");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().message();
+  EXPECT_TRUE(*bytes == into);
+  EXPECT_EQ(reader.bytes_read(), static_cast<int64_t>(2 * size));
+}
+
 }  // namespace
 }  // namespace kfc::io

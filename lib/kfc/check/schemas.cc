@@ -105,6 +105,8 @@ const KnownSchemas* KnownSchemas::Instance() {
   return &instance;
 }
 
+void LoadSchemas() { (void)onnx::OpSchemaRegistry::Schema("MatMul", 1, ""); }
+
 std::unordered_map<std::string, int> OpsetImports(const onnx::ModelProto& model) {
   std::unordered_map<std::string, int> out;
   for (const auto& op : model.opset_import()) {
