@@ -17,7 +17,12 @@ divisors of K and N nearest their square roots from below (1024 x 4096 -> 32x64 
 --shape k1xn1 (the tool's `--shape k1xn1`).
 
     /usr/bin/python3 bench/numpy_peer.py MODEL.onnx OUT.npy [-r 8] [--oversampling 10]
-        [--power 4] [--shape k1xn1] [--verbose]
+        [--power 4] [--power-tolerance 0] [--shape k1xn1] [--verbose]
+
+--power-tolerance 1e-3 stops the power iterations early with the tool's adaptive rule
+(kfc::kron::AdaptivePowerStop, SvdOptions::power_tolerance): after iteration k of POWER, when
+2 (POWER - k) (e_{k-1/2} - e_k) <= TOL e_k and e_k >= 0.1, e the error estimates from the top
+rank eigenvalues of the Gram matrices of R^T Q and R Z. The default 0 runs all POWER iterations.
 
 Uses NumPy's BLAS with its default threads (all cores, like the tool's default --threads).
 """
@@ -65,7 +70,14 @@ def weights(model_path):
         yield node.name, w
 
 
-def factorize(w, k1, n1, rank, oversampling, power, rng):
+def sketch_error(x, rank, norm2):
+    """sqrt(||R||^2 - sum of the top `rank` eigenvalues of x^T x) / ||R||, x = R Z or R^T Q."""
+    x64 = x.astype(np.float64)
+    eig = np.linalg.eigvalsh(x64.T @ x64)[::-1]
+    return math.sqrt(max(0.0, norm2 - float(np.sum(np.maximum(eig[:rank], 0.0)))) / norm2)
+
+
+def factorize(w, k1, n1, rank, oversampling, power, rng, power_tolerance=0.0):
     k, n = w.shape
     k2, n2 = k // k1, n // n1
     r = np.ascontiguousarray(w.reshape(k1, k2, n1, n2).transpose(0, 2, 1, 3)).reshape(
@@ -73,16 +85,27 @@ def factorize(w, k1, n1, rank, oversampling, power, rng):
     m, cols = r.shape
     l = min(rank + oversampling, m, cols)
     omega = rng.standard_normal((cols, l), dtype=np.float32)
+    norm2 = float(np.dot(w.ravel().astype(np.float64), w.ravel().astype(np.float64)))
+    adaptive = power_tolerance > 0 and norm2 > 0
     q, _ = np.linalg.qr(r @ omega)
-    for _ in range(power):
-        z, _ = np.linalg.qr(r.T @ q)
-        q, _ = np.linalg.qr(r @ z)
+    for it in range(power):
+        z = r.T @ q
+        half = sketch_error(z, rank, norm2) if adaptive else 0.0
+        z, _ = np.linalg.qr(z)
+        y = r @ z
+        stop = False
+        if adaptive and it + 1 < power:
+            # The tool's adaptive stop (kfc::kron::AdaptivePowerStop).
+            err = sketch_error(y, rank, norm2)
+            stop = err >= 0.1 and 2 * (power - it - 1) * (half - err) <= power_tolerance * err
+        q, _ = np.linalg.qr(y)
+        if stop:
+            break
     b = q.T @ r
     ub, s, vt = np.linalg.svd(b, full_matrices=False)
     root = np.sqrt(s[:rank])
     a_factors = ((q @ ub[:, :rank]) * root).T.reshape(rank, k1, n1)
     b_factors = (vt[:rank] * root[:, None]).reshape(rank, k2, n2)
-    norm2 = float(np.dot(w.ravel().astype(np.float64), w.ravel().astype(np.float64)))
     kept = float(np.sum(s[:rank].astype(np.float64) ** 2))
     error = math.sqrt(max(0.0, norm2 - kept) / norm2) if norm2 > 0 else 0.0
     return a_factors, b_factors, error
@@ -95,6 +118,9 @@ def main():
     parser.add_argument("-r", "--rank", type=int, default=8)
     parser.add_argument("--oversampling", type=int, default=10)
     parser.add_argument("--power", type=int, default=4)
+    parser.add_argument("--power-tolerance", type=float, default=0.0,
+                        help="adaptive power iterations as the tool's (1e-3 there); "
+                        "0: always --power iterations (the tool's work before the adaptive stop)")
     parser.add_argument("--shape", default="", help="k1xn1, as the tool's --shape")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
@@ -110,7 +136,8 @@ def main():
                 k1, n1 = nearest_divisor(k), nearest_divisor(n)
             if k % k1 or n % n1:
                 continue
-            a, b, error = factorize(w, k1, n1, args.rank, args.oversampling, args.power, rng)
+            a, b, error = factorize(w, k1, n1, args.rank, args.oversampling, args.power, rng,
+                                     args.power_tolerance)
             np.save(out, a)
             np.save(out, b)
             layers += 1

@@ -5,7 +5,8 @@
 # (a) The 2.5 GB transformer-like model (bench/make_transformer_model.py, 150 MatMul weights of
 #     1024 x 4096 and 4096 x 1024 in external data) at -r RANK: the tool (default --threads, i.e.
 #     all cores), then bench/numpy_peer.py (the same per-layer work: read, rearrange, randomized
-#     SVD at the same rank, oversampling 10 and 4 power iterations, write the factors), then the
+#     SVD at the same rank, oversampling 10 and 4 power iterations, write the factors; then again
+#     with the tool's adaptive stop of the power iterations, --power-tolerance 1e-3), then the
 #     tool again. Prints wall time and peak RSS (GNU time) of each, and the ratio.
 # (b) One 4096 x 4096 layer at -r RANK --shape 64x64: the whole CLI run against NumPy's full SVD
 #     (np.linalg.svd, float64, as bench/numpy_reference.py) of the same rearranged matrix.
@@ -51,14 +52,20 @@ if [[ -z ${SKIP_A:-} ]]; then
   cat "$work_dir/model.weights" >/dev/null
   timed "    kfc-compress -r $rank" "$bin" "$work_dir/model.onnx" -r "$rank" -o "$work_dir/kfc.onnx"
   tool1=$wall
-  timed "    numpy_peer.py -r $rank" "$py" "$src_dir/bench/numpy_peer.py" "$work_dir/model.onnx" \
-    "$work_dir/peer.npy" -r "$rank"
+  timed "    numpy_peer.py -r $rank (4 power iterations: the tool's work before the adaptive stop)" \
+    "$py" "$src_dir/bench/numpy_peer.py" "$work_dir/model.onnx" "$work_dir/peer.npy" -r "$rank"
   peer=$wall
+  timed "    numpy_peer.py -r $rank --power-tolerance 1e-3 (the tool's adaptive stop)" "$py" \
+    "$src_dir/bench/numpy_peer.py" "$work_dir/model.onnx" "$work_dir/peer.npy" -r "$rank" \
+    --power-tolerance 1e-3
+  peer_adaptive=$wall
   timed "    kfc-compress -r $rank (again)" "$bin" "$work_dir/model.onnx" -r "$rank" \
     -o "$work_dir/kfc2.onnx"
   tool2=$wall
   best=$(echo "if ($tool1 < $tool2) $tool1 else $tool2" | bc)
-  echo "    numpy / kfc-compress (faster tool run): $(echo "scale=2; $peer / $best" | bc)x"
+  echo "    numpy (4 iterations) / kfc-compress (faster tool run): $(echo "scale=2; $peer / $best" | bc)x"
+  echo "    numpy (adaptive) / kfc-compress (faster tool run):" \
+    "$(echo "scale=2; $peer_adaptive / $best" | bc)x"
   rm -f "$work_dir"/model.* "$work_dir"/kfc*.onnx* "$work_dir/peer.npy"
 fi
 

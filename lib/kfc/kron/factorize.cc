@@ -140,11 +140,30 @@ void SplitFactors(const TruncatedSvd& t, KronFactors* out) {
   }
 }
 
+// Splits the randomized path's triplets into out's factors and sets its error: the identity
+// sqrt(||W||^2 - sum_t s_t^2) where it keeps its digits, else factors_error() (measured from the
+// factors as stored; always for a float64 W, which may reach errors far below float32's).
+template <typename T, typename ErrorFn>
+void FinishRandomized(TruncatedSvd t, KronFactors* out, ErrorFn&& factors_error) {
+  SplitFactors<T>(t, out);
+  double captured = 0.0;
+  for (double s : t.s) captured += s * s;
+  const double norm = out->frobenius_norm, total = norm * norm;
+  out->relative_error = total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / norm : 0.0;
+  if (std::is_same_v<T, double> || out->relative_error < kIdentityMinRelativeError) {
+    out->relative_error = factors_error();
+  }
+  out->singular_values = std::move(t.s);
+  out->float32_passes = t.float32_passes;
+  out->power_iterations = t.power_iterations;
+}
+
 // Factorize for a float32 or float64 W: the factors keep T's precision, R and the randomized passes
 // are in T (float32 R: half the memory of a double one; float64 R: double passes throughout).
-template <typename T>
-StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronShape& shape,
-                                  int64_t rank, const FactorizeOptions& options) {
+// The checks Factorize and FactorizeRearranged share (dimensions, shape, rank, data), and the
+// result with shape, rank and method set.
+StatusOr<KronFactors> Begin(int64_t K, int64_t N, const KronShape& shape, int64_t rank,
+                            const SvdOptions& svd, const void* data) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   const int64_t m = shape.k1 * shape.n1;  // rows of R
   const int64_t n = shape.k2 * shape.n2;  // columns of R
@@ -157,39 +176,65 @@ StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronSh
     return InvalidArgument("rank " + std::to_string(rank) + " exceeds the largest useful rank " +
                            std::to_string(mn) + " for shape " + ShapeString(shape));
   }
-  const SvdMethod method = ChooseSvdMethod(m, n, rank, options.svd);
+  const SvdMethod method = ChooseSvdMethod(m, n, rank, svd);
   if (method == SvdMethod::kExact) {
     KFC_RETURN_IF_ERROR(CheckDgesddDims(m, n, "rearranged matrix"));
   }
-  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
-
+  if (data == nullptr) {
+    return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  }
   KronFactors out;
   out.shape = shape;
   out.rank = rank;
   out.method = method;
+  return out;
+}
+
+// The exact path on R in double (destroyed), into `out` (its norm set).
+template <typename T>
+Status FinishExact(std::vector<double> r, KronFactors* out) {
+  const KronShape& shape = out->shape;
+  auto t = ExactSvdInPlace(r.data(), shape.k1 * shape.n1, shape.k2 * shape.n2, out->rank);
+  if (!t.ok()) {
+    return Internal(t.status().message() + " (the rearranged matrix for shape " +
+                    ShapeString(shape) + ")");
+  }
+  SplitFactors<T>(*t, out);
+  out->relative_error = SpectrumError(t->spectrum, out->rank, out->frobenius_norm);
+  out->singular_values = std::move(t->spectrum);
+  return Status::Ok();
+}
+
+// The randomized path's options: ||W||^2 for the adaptive stop of the power iterations.
+SvdOptions RandomizedOptions(const SvdOptions& options, double frobenius_norm) {
+  SvdOptions svd = options;
+  svd.method = SvdMethod::kRandomized;
+  if (svd.squared_norm <= 0.0) svd.squared_norm = frobenius_norm * frobenius_norm;
+  return svd;
+}
+
+// Factorize for a float32 or float64 W: the factors keep T's precision, R and the randomized passes
+// are in T (float32 R: half the memory of a double one; float64 R: double passes throughout).
+template <typename T>
+StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronShape& shape,
+                                  int64_t rank, const FactorizeOptions& options) {
+  KFC_ASSIGN_OR_RETURN(KronFactors out, Begin(K, N, shape, rank, options.svd, w));
+  const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2;
   if (options.frobenius_norm) {
     out.frobenius_norm = *options.frobenius_norm;
   } else {
     KFC_ASSIGN_OR_RETURN(out.frobenius_norm, FrobeniusNormOf(w, K, N));
   }
-  if (method == SvdMethod::kExact) {
+  if (out.method == SvdMethod::kExact) {
     KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
-    auto t = ExactSvdInPlace(r.data(), m, n, rank);
-    if (!t.ok()) {
-      return Internal(t.status().message() + " (the rearranged matrix for shape " +
-                      ShapeString(shape) + ")");
-    }
-    SplitFactors<T>(*t, &out);
-    out.relative_error = SpectrumError(t->spectrum, rank, out.frobenius_norm);
-    out.singular_values = std::move(t->spectrum);
+    KFC_RETURN_IF_ERROR(FinishExact<T>(std::move(r), &out));
     return out;
   }
   // Randomized, R in T: for float32, mixed-precision passes. Its triplets are those of an
   // orthogonal projection of R, computed to double rounding (see truncated_svd.h), so the error of
   // the returned factors is sqrt(||W||^2 - sum_t s_t^2) up to rounding, where that difference keeps
   // its digits; below kIdentityMinRelativeError it is measured from the factors instead.
-  SvdOptions svd = options.svd;
-  svd.method = SvdMethod::kRandomized;
+  const SvdOptions svd = RandomizedOptions(options.svd, out.frobenius_norm);
   TruncatedSvd t;
   if constexpr (std::is_same_v<T, double>) {
     KFC_ASSIGN_OR_RETURN(std::vector<double> r, Rearrange(w, K, N, shape));
@@ -209,19 +254,7 @@ StatusOr<KronFactors> FactorizeOf(const T* w, int64_t K, int64_t N, const KronSh
     KFC_RETURN_IF_ERROR(RearrangeFloatTo(w, K, N, shape, r));
     KFC_ASSIGN_OR_RETURN(t, ComputeTruncatedSvdOfFinite(r, m, n, rank, svd));
   }
-  SplitFactors<T>(t, &out);
-  double captured = 0.0;
-  for (double s : t.s) captured += s * s;
-  const double total = out.frobenius_norm * out.frobenius_norm;
-  out.relative_error =
-      total > 0.0 ? std::sqrt(std::max(0.0, total - captured)) / out.frobenius_norm : 0.0;
-  if (std::is_same_v<T, double> || out.relative_error < kIdentityMinRelativeError) {
-    // The difference cancels there (a float64 weight may reach errors far below what float32
-    // allows): measure the residual of the factors as stored instead.
-    out.relative_error = FactorsError(out, w);
-  }
-  out.singular_values = std::move(t.s);
-  out.float32_passes = t.float32_passes;
+  FinishRandomized<T>(std::move(t), &out, [&] { return FactorsError(out, w); });
   return out;
 }
 
@@ -276,17 +309,22 @@ bool ForEachReconstructedRow(const KronFactors& factors, RowFn&& row_fn) {
   return true;
 }
 
-template <typename T>
-double FactorsErrorOf(const KronFactors& factors, const T* w) {
-  const int64_t N = factors.shape.N();
+// FactorsError of W given as segment(i, j1): the n2 elements W[i, j1*n2 .. j1*n2 + n2), summed in
+// W's row-major order whichever memory they come from.
+template <typename SegmentFn>
+double FactorsErrorOf(const KronFactors& factors, SegmentFn&& segment) {
+  const int64_t n1 = factors.shape.n1, n2 = factors.shape.n2;
   double diff = 0.0, norm = 0.0;
   const bool ok = ForEachReconstructedRow(factors, [&](int64_t i, const double* w_hat) {
-    const T* w_row = w + i * N;
-    for (int64_t j = 0; j < N; ++j) {
-      const double x = static_cast<double>(w_row[j]);
-      const double d = x - w_hat[j];
-      diff += d * d;
-      norm += x * x;
+    for (int64_t j1 = 0; j1 < n1; ++j1) {
+      const auto* w_seg = segment(i, j1);
+      const double* hat = w_hat + j1 * n2;
+      for (int64_t j2 = 0; j2 < n2; ++j2) {
+        const double x = static_cast<double>(w_seg[j2]);
+        const double d = x - hat[j2];
+        diff += d * d;
+        norm += x * x;
+      }
     }
   });
   assert(ok && "factor sizes disagree with their shape and rank");
@@ -313,11 +351,45 @@ template std::vector<float> Reconstruct<float>(const KronFactors& factors);
 template std::vector<double> Reconstruct<double>(const KronFactors& factors);
 
 double FactorsError(const KronFactors& factors, const float* w) {
-  return FactorsErrorOf(factors, w);
+  const int64_t N = factors.shape.N(), n2 = factors.shape.n2;
+  return FactorsErrorOf(factors, [&](int64_t i, int64_t j1) { return w + i * N + j1 * n2; });
 }
 
 double FactorsError(const KronFactors& factors, const double* w) {
-  return FactorsErrorOf(factors, w);
+  const int64_t N = factors.shape.N(), n2 = factors.shape.n2;
+  return FactorsErrorOf(factors, [&](int64_t i, int64_t j1) { return w + i * N + j1 * n2; });
+}
+
+StatusOr<KronFactors> FactorizeRearranged(const float* r, int64_t K, int64_t N,
+                                          const KronShape& shape, int64_t rank,
+                                          const FactorizeOptions& options) {
+  KFC_ASSIGN_OR_RETURN(KronFactors out, Begin(K, N, shape, rank, options.svd, r));
+  if (!options.frobenius_norm) {
+    return InvalidArgument("the rearranged matrix of weight " + DimsString(K, N) +
+                           " comes without ||W||");
+  }
+  out.frobenius_norm = *options.frobenius_norm;
+  const int64_t m = shape.k1 * shape.n1, n = shape.k2 * shape.n2;
+  if (out.method == SvdMethod::kExact) {
+    std::vector<double> rd;
+    try {
+      rd.assign(r, r + K * N);
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate the rearranged matrix for weight " + DimsString(K, N));
+    }
+    KFC_RETURN_IF_ERROR(FinishExact<float>(std::move(rd), &out));
+    return out;
+  }
+  KFC_ASSIGN_OR_RETURN(TruncatedSvd t,
+                       ComputeTruncatedSvdOfFinite(
+                           r, m, n, rank, RandomizedOptions(options.svd, out.frobenius_norm)));
+  FinishRandomized<float>(std::move(t), &out, [&] {
+    const int64_t n1 = shape.n1, n2 = shape.n2, k2 = shape.k2;
+    return FactorsErrorOf(out, [&](int64_t i, int64_t j1) {
+      return r + ((i / k2) * n1 + j1) * n + (i % k2) * n2;  // W[i, j1*n2 ..] in R
+    });
+  });
+  return out;
 }
 
 }  // namespace kfc::kron

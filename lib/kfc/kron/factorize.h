@@ -50,6 +50,9 @@ struct KronFactors {
   // Randomized path: the subspace passes ran in float32 (the error is exact either way; see
   // "Mixed precision" in truncated_svd.h). Never for a float64 W.
   bool float32_passes = false;
+  // Randomized path: the power iterations run (fewer than svd.power_iterations when the adaptive
+  // stop ended them; SvdOptions::power_tolerance). 0 on the exact path.
+  int64_t power_iterations = 0;
 };
 
 // At or above this relative error, the randomized path reports sqrt(||W||^2 - sum_t s_t^2) /
@@ -92,6 +95,14 @@ StatusOr<KronFactors> Factorize(const float* w, int64_t K, int64_t N, const Kron
                                 int64_t rank, const FactorizeOptions& options = {});
 StatusOr<KronFactors> Factorize(const double* w, int64_t K, int64_t N, const KronShape& shape,
                                 int64_t rank, const FactorizeOptions& options = {});
+
+// Factorize of a float32 W from R already rearranged for `shape` (rearrange.h; K * N floats),
+// W known finite and options.frobenius_norm set (InvalidArgument otherwise): the same factors and
+// error, to the bit, as Factorize of W, without W in memory (the error, where it is measured from
+// the factors, reads R in W's order).
+StatusOr<KronFactors> FactorizeRearranged(const float* r, int64_t K, int64_t N,
+                                          const KronShape& shape, int64_t rank,
+                                          const FactorizeOptions& options);
 
 // ||W||_F of W (K x N, row-major), accumulated in double. InvalidArgument naming the first
 // non-finite element: "weight has a NaN at row 3, column 7" (or "an infinity").

@@ -3,6 +3,7 @@
 #include "kfc/kron/rearrange.h"
 
 #include <algorithm>
+#include <memory>
 #include <new>
 
 namespace kfc::kron {
@@ -84,6 +85,29 @@ Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& s
     return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
   }
   RearrangeInto(w, N, shape, r);
+  return Status::Ok();
+}
+
+Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape) {
+  KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
+  if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
+  const int64_t block = shape.k2 * N;  // == shape.n1 * (k2 * n2)
+  std::unique_ptr<float[]> copy;
+  try {
+    copy.reset(new float[static_cast<size_t>(block)]);
+  } catch (const std::bad_alloc&) {
+    return Internal("cannot allocate a block of the rearranged matrix for weight " +
+                    DimsString(K, N));
+  }
+  // One i1 at a time: its block of W, copied, is rearranged back in place (RearrangeInto with
+  // k1 = 1 on the copy).
+  KronShape one = shape;
+  one.k1 = 1;
+  for (int64_t i1 = 0; i1 < shape.k1; ++i1) {
+    float* const b = w + i1 * block;
+    std::copy(b, b + block, copy.get());
+    RearrangeInto(copy.get(), N, one, b);
+  }
   return Status::Ok();
 }
 

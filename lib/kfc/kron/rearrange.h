@@ -27,5 +27,10 @@ StatusOr<std::vector<float>> RearrangeFloat(const float* w, int64_t K, int64_t N
 Status RearrangeFloatInto(const float* w, int64_t K, int64_t N, const KronShape& shape,
                           std::vector<float>* r);
 Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& shape, float* r);
+// W's memory turned into R's (same values as RearrangeFloatTo): rows i1*k2 .. i1*k2 + k2 - 1 of W
+// and rows i1*n1 .. i1*n1 + n1 - 1 of R are the same k2 * N elements, so each such block is moved
+// through a copy of itself (k2 * N floats), not a second matrix. InvalidArgument when shape does
+// not divide W; Internal when the block's copy cannot be allocated.
+Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape);
 
 }  // namespace kfc::kron

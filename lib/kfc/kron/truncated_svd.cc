@@ -153,6 +153,16 @@ Operator FloatOperator(const float* a, int64_t m, int64_t n, PassPrecision preci
   return op;
 }
 
+// sqrt(max(0, squared_norm - sum of the r largest eigenvalues of x^T x)) / sqrt(squared_norm), x
+// rows x l column-major.
+StatusOr<double> SketchError(const double* x, int64_t rows, int64_t l, int64_t r,
+                             double squared_norm, const std::string& what) {
+  KFC_ASSIGN_OR_RETURN(const std::vector<double> eig, GramEigenvalues(x, rows, l, rows, what));
+  double captured = 0.0;
+  for (int64_t t = 0; t < r; ++t) captured += eig[static_cast<size_t>(t)];
+  return std::sqrt(std::max(0.0, squared_norm - captured) / squared_norm);
+}
+
 Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions& options,
                      TruncatedSvd* out) {
   const int64_t r = out->rank;
@@ -177,13 +187,33 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
   op.times(omega.data(), l, y.data());
   KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch));
   std::vector<double>& z = omega;  // n x l, reused for A^T Q
-  for (int64_t it = 0; it < options.power_iterations; ++it) {
+  const bool adaptive = options.power_tolerance > 0.0 && options.squared_norm > 0.0;
+  // The relative error of the best rank-r approximation within the range of the rows x l block
+  // x (A Z or Z^T A^T, with Z or Q orthonormal): from the top r eigenvalues of x^T x.
+  auto sketch_error = [&](const double* x, int64_t rows, const std::string& what) {
+    return SketchError(x, rows, l, r, options.squared_norm, what);
+  };
+  int64_t it = 0;
+  while (it < options.power_iterations) {
     // Z = orth(A^T Q) (n x l); Y = orth(A Z) (m x l).
     op.times_t(y.data(), l, z.data());
+    double half_error = 0.0;
+    if (adaptive) {
+      KFC_ASSIGN_OR_RETURN(half_error, sketch_error(z.data(), n, co_sketch));
+    }
     KFC_RETURN_IF_ERROR(Orthonormalize(n, l, z.data(), co_sketch));
     op.times(z.data(), l, y.data());
+    ++it;
+    bool stop = false;
+    if (adaptive && it < options.power_iterations) {
+      KFC_ASSIGN_OR_RETURN(const double error, sketch_error(y.data(), m, sketch));
+      stop = AdaptivePowerStop(half_error, error, options.power_iterations - it,
+                               options.power_tolerance);
+    }
     KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch));
+    if (stop) break;
   }
+  out->power_iterations = it;
   // B^T = A^T Q (n x l) = V_B S U_B^T: LAPACK's "u" (n x l) holds V_B, its "vt" (l x l) U_B^T.
   op.final_t(y.data(), l, z.data());
   const lapack_int info =
@@ -248,6 +278,11 @@ TruncatedSvd EmptyResult(int64_t m, int64_t n, int64_t rank) {
 }
 
 }  // namespace
+
+bool AdaptivePowerStop(double half_error, double error, int64_t remaining, double tolerance) {
+  return error >= kAdaptiveMinRelativeError &&
+         2.0 * static_cast<double>(remaining) * (half_error - error) <= tolerance * error;
+}
 
 void FillGaussian(uint64_t seed, std::vector<double>* out) {
   constexpr double kTwoPi = 6.283185307179586476925286766559;

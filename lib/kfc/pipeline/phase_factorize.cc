@@ -6,6 +6,7 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/io/spill.h"
+#include "kfc/kron/rearrange.h"
 #include "kfc/kron/scratch.h"
 #include "kfc/pipeline/decide_layer.h"
 #include "kfc/pipeline/layer_report.h"
@@ -64,9 +65,25 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
     }
   }
   Decision& d = job->dec;
+  // A float32 weight-only layer on the randomized path is factorized from R made in W's own memory
+  // (same bits): no second K x N buffer per thread (docs/performance.md, peak RSS).
+  const bool in_place = !in_double && c.dtype == onnx::TensorProto::FLOAT &&
+                        !Calibrated(s, d.shape) &&
+                        kron::ChooseSvdMethod(d.shape.k1 * d.shape.n1, d.shape.k2 * d.shape.n2,
+                                              d.rank, checked.svd) == kron::SvdMethod::kRandomized;
+  if (in_place) {
+    if (!checked.frobenius_norm) {
+      KFC_ASSIGN_OR_RETURN(checked.frobenius_norm, kron::CheckedFrobeniusNorm(w.data(), c.k, c.n));
+    }
+    KFC_RETURN_IF_ERROR(kron::RearrangeFloatInPlace(w.data(), c.k, c.n, d.shape));
+  }
   for (;;) {
     kron::WeightedFactors& wf = job->wf;
-    if (in_double) {
+    if (in_place) {
+      wf = kron::WeightedFactors{};
+      KFC_ASSIGN_OR_RETURN(wf.factors,
+                           kron::FactorizeRearranged(w.data(), c.k, c.n, d.shape, d.rank, checked));
+    } else if (in_double) {
       wf = kron::WeightedFactors{};
       KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w64.data(), c.k, c.n, d.shape, d.rank));
     } else if (Calibrated(s, d.shape)) {
@@ -238,8 +255,9 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
       out.spectrum_complete = f.method == kron::SvdMethod::kExact;
     }
     s.factored = out;
-    Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.6f}", c.node_name, c.k, c.n,
-                   ShapeText(d.shape), d.rank, f.relative_error);
+    Logger().debug("layer '{}': {}x{} -> {} rank {}, relative error {:.10f}, {} power iterations",
+                   c.node_name, c.k, c.n, ShapeText(d.shape), d.rank, f.relative_error,
+                   f.power_iterations);
     s.factors = f;
     s.bias_correction = wf.bias_correction;
     rewrites.push_back({c, std::move(f), id.order, std::nullopt, std::move(wf.bias_correction),
