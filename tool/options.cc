@@ -85,8 +85,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   std::string allocation_text;
   auto* allocation_option =
       app.add_option("--allocation", allocation_text,
-                     "with --ratio, what the allocation across layers minimizes: size-weighted "
-                     "(default; sum K*N*e^2), per-layer (sum e^2), uniform (the same fraction of "
+                     "with --ratio, what the allocation across layers minimizes: auto (default: "
+                     "with --calibration-data, size-weighted or uniform, whichever gives the "
+                     "least model output error on held-out calibration rows; otherwise "
+                     "size-weighted), size-weighted (sum K*N*e^2), per-layer (sum e^2), uniform "
+                     "(the same fraction of "
                      "every layer), sensitivity (the model outputs' error, each layer's effect "
                      "measured through the runner: needs --calibration-data; docs/allocation.md)")
           ->type_name("A");
@@ -115,8 +118,11 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   std::string regularization_text;
   app.add_option("--calibration-regularization", regularization_text,
                  "with calibration: lambda of the regularized covariance C + lambda * mean(diag "
-                 "C) * I (default 10; small values such as 0.01 whiten more, which helps models "
-                 "whose activations have a few large channels, e.g. PP-OCRv4; docs/calibration.md)")
+                 "C) * I, or auto (default: with --calibration-data and --ratio, 10 or 0.1, "
+                 "whichever gives the least model output error on held-out calibration rows, "
+                 "searched with --allocation auto; otherwise 10; docs/allocation.md). Small values "
+                 "such as 0.1 whiten more, which helps models whose activations have a few large "
+                 "channels, e.g. PP-OCRv4 (docs/calibration.md)")
       ->type_name("LAMBDA");
   app.add_flag("--compensate", o.pipeline.compensate,
                "with --calibration-data: compress in stages in graph order, fitting each layer "
@@ -366,7 +372,9 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     }
     if (Status s = pipeline::ValidateRunnerOptions(o.runner); !s.ok()) return fail(s.message());
   }
-  if (!regularization_text.empty()) {
+  o.runner.search.regularization = regularization_text.empty() || regularization_text == "auto";
+  o.runner.search.allocation = allocation_option->count() == 0 || allocation_text == "auto";
+  if (!regularization_text.empty() && regularization_text != "auto") {
     double v = 0;
     if (!ParseDouble(regularization_text, &v) || !(v > 0) || !std::isfinite(v)) {
       return fail("calibration-regularization must be a number above 0, got " +
@@ -377,13 +385,17 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
     }
     o.pipeline.calibration_regularization = v;
   }
+  if (regularization_text == "auto" && o.pipeline.calibration_dir.empty() &&
+      calibration_data.empty()) {
+    return fail("--calibration-regularization needs --calibration DIR or --calibration-data");
+  }
   if (allocation_option->count() > 0) {
     const std::pair<const char*, pipeline::AllocationObjective> kinds[] = {
         {"size-weighted", pipeline::AllocationObjective::kSizeWeighted},
         {"per-layer", pipeline::AllocationObjective::kPerLayer},
         {"uniform", pipeline::AllocationObjective::kUniform},
         {"sensitivity", pipeline::AllocationObjective::kSensitivity}};
-    bool known = false;
+    bool known = allocation_text == "auto";  // size-weighted unless the runner's search runs
     for (const auto& [name, kind] : kinds) {
       if (allocation_text == name) {
         o.pipeline.allocation = kind;
@@ -391,8 +403,9 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       }
     }
     if (!known) {
-      return fail("--allocation must be size-weighted, per-layer, uniform or sensitivity, got '" +
-                  allocation_text + "'");
+      return fail(
+          "--allocation must be auto, size-weighted, per-layer, uniform or sensitivity, got '" +
+          allocation_text + "'");
     }
     if (ratio_text.empty()) return fail("--allocation needs --ratio");
     if (o.pipeline.allocation == pipeline::AllocationObjective::kSensitivity &&

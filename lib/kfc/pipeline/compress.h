@@ -33,6 +33,8 @@ inline constexpr int64_t kTieSearchMaxElements = int64_t{1} << 20;
 
 // Where a run is, for a progress display: called before each layer of each phase and once at
 // the end of the phase (layers_done == layers_total).
+class RatioOptionsCache;  // pipeline/ratio.h
+
 struct Progress {
   std::string phase;  // "deciding" (weights read and checked; shapes, ranks, spectra) or
                       // "factorizing"
@@ -90,6 +92,9 @@ struct Options {
   // --calibration-regularization: lambda of C_reg = C + lambda * mean(diag C) * I for every
   // calibrated layer (kron/weighted.h; docs/calibration.md). nullopt: kCalibrationRegularization.
   std::optional<double> calibration_regularization;
+  // How --allocation auto / --calibration-regularization auto chose the two values above (one
+  // line, recorded in provenance as kfc_compress.auto_selection); "" when they were not chosen.
+  std::string auto_selection;
   // Runs `model` (its large tensors possibly still in the input's files, readable through the
   // reader) on the calibration inputs and records the named tensors (graph outputs of `model`):
   // for each, its .npy files, whose rows follow the calibration rows in order.
@@ -106,6 +111,9 @@ struct Options {
   // Empty: not recorded.
   std::string input_sha256;
   bool record_candidates = false;  // put every searched shape into the report (auto only)
+  // --ratio: BuildRatioOptions' results reused across runs that differ only in allocation and
+  // lambda (pipeline/ratio.h; auto's candidates). nullptr: none.
+  RatioOptionsCache* ratio_cache = nullptr;
   // Put the chart data into the report (HTML reports): each compressed layer's spectrum and the
   // model's size-error curve (pipeline/size_error_curve.h).
   bool record_charts = false;

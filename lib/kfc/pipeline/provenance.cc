@@ -80,6 +80,7 @@ std::vector<std::pair<std::string, std::string>> ProvenanceEntries(const Options
       {p + "options", OptionsText(o)},
   };
   if (!o.input_sha256.empty()) e.push_back({p + "input_sha256", o.input_sha256});
+  if (!o.auto_selection.empty()) e.push_back({p + "auto_selection", o.auto_selection});
   e.push_back(
       {p + "layers_compressed", Count(t.layers_compressed()) + " of " + Count(t.layers_found())});
   e.push_back({p + "layer_params", BeforeAfter(t.layer_params_before(), t.layer_params_after())});

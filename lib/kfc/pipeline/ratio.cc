@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include "kfc/core/logging.h"
@@ -12,8 +13,33 @@
 
 namespace kfc::pipeline {
 
+std::string RatioOptionsCache::Key(const Options& o, const LayerState& layer) {
+  char lambda[32];
+  std::snprintf(lambda, sizeof(lambda), "%.17g",
+                o.calibration_regularization.value_or(kron::kCalibrationRegularization));
+  return layer.c->graph_path + "|" + layer.c->node_name + "|" + layer.c->weight_name + "|" +
+         o.calibration_dir + "|" + lambda;
+}
+
+bool RatioOptionsCache::Find(const std::string& key, RatioUnit* unit) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = units_.find(key);
+  if (it == units_.end()) return false;
+  std::vector<size_t> layers = std::move(unit->layers);
+  *unit = it->second;
+  unit->layers = std::move(layers);
+  return true;
+}
+
+void RatioOptionsCache::Put(const std::string& key, const RatioUnit& unit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  units_[key] = unit;
+}
+
 Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::vector<float>& w,
                          RatioUnit* unit) {
+  const std::string key = o.ratio_cache != nullptr ? RatioOptionsCache::Key(o, layer) : "";
+  if (o.ratio_cache != nullptr && o.ratio_cache->Find(key, unit)) return Status::Ok();
   const match::LayerCandidate& c = *layer.c;
   const ShapePolicy& policy = layer.dir.shape;
   const kron::InputStats* stats = StatsOf(layer);
@@ -41,6 +67,7 @@ Status BuildRatioOptions(const Options& o, const LayerState& layer, const std::v
   unit->e2.push_back(0.0);
   unit->group.options.push_back({unit->dense, 0.0});
   unit->built = true;
+  if (o.ratio_cache != nullptr) o.ratio_cache->Put(key, *unit);
   return Status::Ok();
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <utility>
@@ -48,6 +49,22 @@ struct RatioUnit {
 
 // The units of the considered layers the ratio decides (directives resolved), in layer order.
 std::vector<RatioUnit> RatioUnits(const std::vector<LayerState>& states);
+
+// BuildRatioOptions' results kept across runs in one process whose options differ only in
+// --allocation and lambda (auto's candidates, pipeline/auto_select.h): the options depend on the
+// layer, its weight, the calibration and lambda, not on the allocation. Thread-safe.
+class RatioOptionsCache {
+ public:
+  // The key of `layer`'s options under `o`.
+  static std::string Key(const Options& o, const LayerState& layer);
+  // Copies the cached options into `unit` (its layers untouched); false when absent.
+  bool Find(const std::string& key, RatioUnit* unit) const;
+  void Put(const std::string& key, const RatioUnit& unit);
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, RatioUnit> units_;
+};
 
 // Unit options from the exact spectra of the policy's shapes of its first layer, whose weight is w:
 // every profitable rank that is not slower than dense (unless allowed), then the dense weight.

@@ -10,15 +10,20 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/external_data.h"
 #include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
+#include "kfc/io/npy.h"
 #include "kfc/io/temp_dir.h"
+#include "kfc/kron/weighted.h"
+#include "kfc/pipeline/auto_select.h"
 #include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/pass_runner.h"
+#include "kfc/pipeline/ratio.h"
 #include "kfc/pipeline/sensitivity.h"
 #include "kfc/report/render.h"
 #include "kfc/runner/compare.h"
@@ -34,12 +39,6 @@ constexpr char kOutputStem[] = "kfc_output_";
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string Num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.6g", v);
-  return buf;
 }
 
 std::string Quoted(const std::vector<std::string>& names) {
@@ -121,6 +120,147 @@ std::vector<std::string> FilesOf(const runner::Response& response, int i, const 
   return out;
 }
 
+// The calibration rows one runner request recorded: the whole set, or (auto) its fit or held-out
+// part. Every part's recordings are in `dir`.
+struct Part {
+  std::vector<runner::InputFile> inputs;
+  std::string dir;
+  runner::Response response;
+};
+
+// Recorded tensor `i`'s files over all parts, in row order.
+std::vector<std::string> FilesOf(const std::vector<Part>& parts, int i) {
+  std::vector<std::string> out;
+  for (const auto& p : parts) {
+    for (auto& f : FilesOf(p.response, i, p.dir)) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+// `request` run on `inputs`, recorded into `dir`.
+StatusOr<Part> RecordPart(runner::Runner* runner, runner::Request request,
+                          const std::vector<runner::InputFile>& inputs, const std::string& dir) {
+  Part part{inputs, dir, {}};
+  request.clear_inputs();
+  for (const auto& in : inputs) *request.add_inputs() = in;
+  request.set_output_dir(dir);
+  KFC_ASSIGN_OR_RETURN(part.response, runner->Run(request));
+  return part;
+}
+
+// auto (auto_select.h): each input's rows split into fit and held-out files in tmp/fit_in and
+// tmp/held_in; returns the split (held 0: too few rows, nothing written).
+StatusOr<RowSplit> SplitInputs(const std::vector<runner::InputFile>& inputs, const io::TempDir& tmp,
+                               std::vector<runner::InputFile>* fit,
+                               std::vector<runner::InputFile>* held) {
+  int64_t rows = -1;
+  for (const auto& in : inputs) {
+    KFC_ASSIGN_OR_RETURN(const int64_t n, io::NpyRows(in.file()));
+    if (rows >= 0 && n != rows) {
+      return InvalidArgument("--calibration-data: input '" + in.name() + "' has " +
+                             std::to_string(n) + " rows, '" + inputs[0].name() + "' " +
+                             std::to_string(rows));
+    }
+    rows = n;
+  }
+  const RowSplit split = SplitRows(rows < 0 ? 0 : rows);
+  if (split.held == 0) return split;
+  for (const char* d : {"fit_in", "held_in"}) {
+    std::error_code ec;
+    fs::create_directories(tmp.Join(d), ec);
+    if (ec) return IoError("temporary folder '" + tmp.Join(d) + "': " + ec.message());
+  }
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    runner::InputFile f = inputs[k], h = inputs[k];
+    f.set_file(tmp.Join("fit_in/" + std::to_string(k) + ".npy"));
+    h.set_file(tmp.Join("held_in/" + std::to_string(k) + ".npy"));
+    KFC_RETURN_IF_ERROR(io::SplitNpyRows(inputs[k].file(), split.fit, f.file(), h.file()));
+    fit->push_back(f);
+    held->push_back(h);
+  }
+  return split;
+}
+
+// Hard links of every part's recordings of the probe's tensors into `dir` (holding the sidecar),
+// named <stem>.p<part>.<batch>.npy so that the calibration loader reads them in row order.
+Status LinkParts(const std::vector<Part>& parts, const runner::Request& request, int tensors,
+                 const std::string& dir) {
+  for (size_t p = 0; p < parts.size(); ++p) {
+    for (int i = 0; i < tensors; ++i) {
+      const std::string& stem = request.record(i).stem();
+      for (const auto& f : parts[p].response.tensors(i).files()) {
+        const std::string to = dir + "/" + stem + ".p" + std::to_string(p) + f.substr(stem.size());
+        const std::string from = parts[p].dir + "/" + f;
+        if (link(from.c_str(), to.c_str()) != 0) {
+          std::error_code ec;
+          fs::copy_file(from, to, ec);
+          if (ec) return IoError("calibration file '" + to + "': " + ec.message());
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// What auto may choose in this run: only with --ratio, and not the lambda of --allocation
+// sensitivity (its measurement is of the whole set).
+AutoSearch SearchFor(const Options& options, AutoSearch asked) {
+  if (options.ratio <= 0 || options.allocation == AllocationObjective::kSensitivity) return {};
+  return asked;
+}
+
+// auto: the candidates compressed from the fit part (parts[0]) and judged on the held-out part
+// (parts[1]); `with_data` takes the winner's values. Without a split (too few rows) or when no
+// candidate could be measured, `with_data` keeps the defaults and the report says why.
+StatusOr<report::AutoSelection> SelectSettings(
+    const std::string& input, const Options& options, const AutoSearch& search,
+    const RowSplit& split, const std::vector<Part>& parts, const runner::Request& request,
+    int first_output, size_t outputs, PassRunner* held_passes, const io::TempDir& tmp,
+    std::chrono::steady_clock::time_point start, Options* with_data) {
+  report::AutoSelection selection;
+  if (!search.any()) return selection;
+  selection.set_searched_allocation(search.allocation);
+  selection.set_searched_regularization(search.regularization);
+  selection.set_chosen(-1);
+  std::vector<AutoCandidate> candidates = AutoCandidates(options, search);
+  if (split.held == 0) {
+    selection.set_note("no search: " + std::to_string(split.fit) +
+                       " calibration rows, fewer than " + std::to_string(kAutoMinRows) +
+                       "; the defaults are used");
+  } else {
+    HeldOut held{held_passes, {}, {}};
+    for (int i = first_output; i < first_output + static_cast<int>(outputs); ++i) {
+      held.outputs.push_back(request.record(i).tensor());
+      held.original.push_back(FilesOf(parts[1].response, i, parts[1].dir));
+    }
+    Options fit = options;
+    fit.calibration_dir = parts[0].dir;
+    KFC_ASSIGN_OR_RETURN(selection,
+                         SearchCandidates(input, fit, &candidates, held, tmp.Join("search")));
+    selection.set_searched_allocation(search.allocation);
+    selection.set_searched_regularization(search.regularization);
+    selection.set_rows_fit(static_cast<double>(split.fit));
+    selection.set_rows_held_out(static_cast<double>(split.held));
+    if (selection.chosen() >= 0) {
+      const AutoCandidate& c = candidates[static_cast<size_t>(selection.chosen())];
+      *with_data = WithCandidate(*with_data, c);
+      selection.set_note(CandidateName(c) + ": the least model output error on " +
+                         std::to_string(split.held) + " held-out rows, fitted on " +
+                         std::to_string(split.fit) + " (" + std::to_string(candidates.size()) +
+                         " candidates); the model is then fitted on all rows");
+    } else {
+      selection.set_note("no candidate could be measured; the defaults are used");
+    }
+  }
+  selection.set_allocation(AllocationName(with_data->allocation));
+  selection.set_regularization(
+      with_data->calibration_regularization.value_or(kron::kCalibrationRegularization));
+  selection.set_seconds(SecondsSince(start));
+  with_data->auto_selection = selection.note();
+  Logger().info("auto: {} ({:.3f} s)", selection.note(), selection.seconds());
+  return selection;
+}
+
 }  // namespace
 
 CalibrationInput CalibrationInput::Parse(const std::string& text) {
@@ -174,8 +314,10 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   KFC_ASSIGN_OR_RETURN(Probe probe, BuildProbe(model, input));
   // Later passes (compensation stages, sensitivity trials) run only the model after the frontier
   // (runner_cut.h), which the first pass records as well.
+  // auto's candidates run on the held-out rows the same way.
+  const AutoSearch search = SearchFor(options, runner_options.search);
   const bool later_passes =
-      options.compensate ||
+      options.compensate || search.any() ||
       (options.allocation == AllocationObjective::kSensitivity && options.ratio > 0);
   StatusOr<Frontier> frontier = FailedPrecondition("KFC_RUNNER_CUT=0");
   if (later_passes && CutWanted()) frontier = FindFrontier(model);
@@ -235,19 +377,63 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   const int first_frontier = request.record_size();
   for (const auto& r : frontier_records) *request.add_record() = r;
   request.set_batch_size(static_cast<int32_t>(runner_options.batch_size));
-  request.set_output_dir(calib_dir);
-  KFC_ASSIGN_OR_RETURN(const runner::Response recorded, runner->Run(request));
-  PassRunner passes(runner.get(), inputs, request.batch_size(), recorded.rows(), input, &reader);
-  if (frontier.ok()) {
-    std::map<std::string, std::vector<std::string>> made_before;  // the first pass's recordings
-    for (int i = 0; i < request.record_size(); ++i) {
-      const std::string& t = request.record(i).tensor();
-      if (frontier->before.count(t) > 0) made_before[t] = FilesOf(recorded, i, calib_dir);
+  const int first_output = probe.sidecar.tensors_size();
+  Options with_data = options;
+  with_data.calibration_dir = calib_dir;
+  // auto (auto_select.h): the fit and the held-out rows are recorded apart; the calibration
+  // folder then links both parts, in row order.
+  RowSplit split;
+  std::vector<runner::InputFile> fit_inputs, held_inputs;
+  if (search.any()) {
+    KFC_ASSIGN_OR_RETURN(split, SplitInputs(inputs, tmp, &fit_inputs, &held_inputs));
+  }
+  std::vector<Part> parts;
+  if (split.held > 0) {
+    for (const char* d : {"fit", "held"}) {
+      fs::create_directories(tmp.Join(d), ec);
+      if (ec) return IoError("temporary folder '" + tmp.Join(d) + "': " + ec.message());
+      KFC_RETURN_IF_ERROR(io::WriteFileAtomic(tmp.Join(d) + "/" + kSidecarName, sidecar));
     }
-    (void)passes.EnableCut(*std::move(frontier), std::move(made_before), tmp.Join("frontier"),
-                           FrontierBudget(inputs));  // logs why not; the passes then run it all
+    KFC_ASSIGN_OR_RETURN(Part fit, RecordPart(runner.get(), request, fit_inputs, tmp.Join("fit")));
+    parts.push_back(std::move(fit));
+    KFC_ASSIGN_OR_RETURN(Part held,
+                         RecordPart(runner.get(), request, held_inputs, tmp.Join("held")));
+    parts.push_back(std::move(held));
+    KFC_RETURN_IF_ERROR(LinkParts(parts, request, first_output, calib_dir));
+  } else {
+    KFC_ASSIGN_OR_RETURN(Part all, RecordPart(runner.get(), request, inputs, calib_dir));
+    parts.push_back(std::move(all));
+  }
+  double total_rows = 0;
+  for (const auto& p : parts) total_rows += p.response.rows();
+  const runner::Response& recorded = parts[0].response;  // the whole set without auto's split
+  // The passes after the first: on all rows (compensation stages, sensitivity trials) and on the
+  // held-out rows (auto's candidates), each with the cut fed by its rows' frontier recordings.
+  PassRunner passes(runner.get(), inputs, request.batch_size(), total_rows, input, &reader);
+  std::optional<PassRunner> held_passes;
+  if (split.held > 0) {
+    held_passes.emplace(runner.get(), parts[1].inputs, request.batch_size(),
+                        parts[1].response.rows(), input, &reader);
+  }
+  if (frontier.ok()) {
+    // The first pass's recordings of the tensors made before the cut, over `from`'s rows.
+    const auto made_before = [&](const std::vector<Part>& from) {
+      std::map<std::string, std::vector<std::string>> out;
+      for (int i = 0; i < request.record_size(); ++i) {
+        const std::string& t = request.record(i).tensor();
+        if (frontier->before.count(t) > 0) out[t] = FilesOf(from, i);
+      }
+      return out;
+    };
+    // Each logs why not, when the cut does not apply: its passes then run the whole model.
+    (void)passes.EnableCut(*frontier, made_before(parts), tmp.Join("frontier"),
+                           FrontierBudget(inputs));
+    if (held_passes) {
+      (void)held_passes->EnableCut(*frontier, made_before({parts[1]}), tmp.Join("frontier_held"),
+                                   FrontierBudget(parts[1].inputs));
+    }
     for (size_t i = 0; i < frontier_records.size(); ++i) {  // joined, or not used
-      for (const auto& f : FilesOf(recorded, first_frontier + static_cast<int>(i), calib_dir)) {
+      for (const auto& f : FilesOf(parts, first_frontier + static_cast<int>(i))) {
         std::error_code rm;
         fs::remove(f, rm);
       }
@@ -255,12 +441,13 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   }
   log.info("runner ({}): recorded {} activations and {} outputs on {} rows in {:.3f} s",
            runner->runtime(), probe.sidecar.tensors_size(), outputs.size(),
-           static_cast<int64_t>(recorded.rows()), SecondsSince(start));
-  const int first_output = probe.sidecar.tensors_size();
+           static_cast<int64_t>(total_rows), SecondsSince(start));
+  KFC_ASSIGN_OR_RETURN(
+      const report::AutoSelection selection,
+      SelectSettings(input, options, search, split, parts, request, first_output, outputs.size(),
+                     held_passes ? &*held_passes : nullptr, tmp, start, &with_data));
 
   // 2.-3. Compress with the recorded activations; verify before anything is written.
-  Options with_data = options;
-  with_data.calibration_dir = calib_dir;
   if (options.allocation == AllocationObjective::kSensitivity && options.ratio > 0) {
     SensitivityRun sensitivity{&passes, {}, {}, tmp.Join("sensitivity")};
     for (size_t i = 0; i < outputs.size(); ++i) {
@@ -305,20 +492,25 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
     KFC_RETURN_IF_ERROR(
         io::SaveModel(compressed, verify_dir + "/model.onnx", verify_save, model_reader).status());
     runner::Request check;
-    check.set_model(verify_dir + "/model.onnx");
-    for (const auto& in : inputs) *check.add_inputs() = in;
     for (size_t i = 0; i < outputs.size(); ++i)
       *check.add_record() = request.record(first_output + static_cast<int>(i));
     check.set_batch_size(request.batch_size());
-    check.set_output_dir(verify_dir);
     if (!outputs.empty()) {
-      KFC_ASSIGN_OR_RETURN(const runner::Response ran, runner->Run(check));
+      // Part by part, so that each batch compares with the original's batch of the same rows.
+      std::vector<Part> ran;
+      for (size_t p = 0; p < parts.size(); ++p) {
+        const std::string dir = verify_dir + "/p" + std::to_string(p);
+        fs::create_directories(dir, mk);
+        if (mk) return IoError("temporary folder '" + dir + "': " + mk.message());
+        check.set_model(verify_dir + "/model.onnx");
+        KFC_ASSIGN_OR_RETURN(Part part, RecordPart(runner.get(), check, parts[p].inputs, dir));
+        ran.push_back(std::move(part));
+      }
       for (size_t i = 0; i < outputs.size(); ++i) {
         const int at = first_output + static_cast<int>(i);
         KFC_ASSIGN_OR_RETURN(
             const runner::Difference d,
-            runner::CompareRecordings(FilesOf(recorded, at, calib_dir),
-                                      FilesOf(ran, static_cast<int>(i), verify_dir),
+            runner::CompareRecordings(FilesOf(parts, at), FilesOf(ran, static_cast<int>(i)),
                                       "output '" + outputs[i] + "'"));
         report::OutputError* e = rep->add_output_errors();
         e->set_name(report::ToValidUtf8(outputs[i]));
@@ -327,12 +519,13 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
         e->set_elements(static_cast<double>(d.elements));
       }
     }
+    if (search.any()) *rep->mutable_auto_selection() = selection;
     rep->set_calibration("runner");
     for (const auto& in : runner_options.inputs) {
       rep->add_calibration_data(
           report::ToValidUtf8((in.name.empty() ? inputs[0].name() : in.name) + "=" + in.file));
     }
-    rep->set_calibration_rows(recorded.rows());
+    rep->set_calibration_rows(total_rows);
     rep->set_runner(report::ToValidUtf8(runner->runtime()));
     log.info("runner: ran the compressed model and compared {} outputs in {:.3f} s", outputs.size(),
              SecondsSince(t0));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/pipeline/auto_select.h"
 #include "kfc/pipeline/compress.h"
 #include "kfc_report.pb.h"
 
@@ -41,6 +42,9 @@ struct RunnerOptions {
   double fail_if_output_error_above = -1.0;  // --fail-if-output-error-above; -1: off
   // --runner-timeout: seconds the runner may take to greet or to answer one request; 0: no limit.
   double timeout_seconds = 600;
+  // --allocation auto / --calibration-regularization auto (the defaults with --ratio): choose
+  // them by held-out output error (pipeline/auto_select.h).
+  AutoSearch search;
 };
 
 // Checks the runner options' values: at least one input, batch_size >= 1, the gate in [0, inf).

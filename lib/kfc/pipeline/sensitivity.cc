@@ -13,7 +13,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Options for a trial: `options` without what belongs to the real run (gates, hooks, charts).
+}  // namespace
+
 Options TrialOptions(const Options& options) {
   Options o = options;
   o.allocation = AllocationObjective::kSizeWeighted;
@@ -31,8 +32,6 @@ Options TrialOptions(const Options& options) {
   o.save = io::SaveOptions{};
   return o;
 }
-
-}  // namespace
 
 std::string ExactRegex(const std::string& text) {
   std::string out = "^";

@@ -40,6 +40,10 @@ StatusOr<std::map<std::string, double>> MeasureSensitivity(const std::string& in
                                                            const Options& options,
                                                            const SensitivityRun& run);
 
+// Options for a trial compression (sensitivity, auto_select.h): `options` without what belongs
+// to the real run (gates, hooks, charts, compensation), allocation size-weighted.
+Options TrialOptions(const Options& options);
+
 // A POSIX extended regex matching exactly `text`.
 std::string ExactRegex(const std::string& text);
 

@@ -12,6 +12,12 @@ std::string IntText(double v) {
   return buf;
 }
 
+std::string NumberText(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
 std::string FixedText(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", digits, v);

@@ -11,6 +11,8 @@ namespace kfc::report {
 
 // A whole number ("%lld" of the value truncated to int64).
 std::string IntText(double v);
+// Shortest general form ("%g"): 10, 0.01.
+std::string NumberText(double v);
 // Fixed-point with `digits` decimals.
 std::string FixedText(double v, int digits);
 // "100352 -> 1600 (62.72x)"; `arrow` replaces "->" (e.g. "→").

@@ -209,6 +209,25 @@ std::string RenderHtml(const Report& r) {
     }
     out += "</table>\n</section>\n";
   }
+  if (r.has_auto_selection()) {  // --allocation auto / --calibration-regularization auto
+    const AutoSelection& a = r.auto_selection();
+    out += "<section id=\"auto\">\n<h2>Automatic choice</h2>\n<p class=\"note\">" +
+           HtmlEscape(a.note()) + "</p>\n";
+    if (!a.candidates().empty()) {
+      out +=
+          "<table><tr><th>candidate</th><th class=\"n\">lambda</th><th class=\"n\">held-out "
+          "output error</th><th class=\"n\">seconds</th><th></th></tr>\n";
+      for (int i = 0; i < a.candidates_size(); ++i) {
+        const AutoCandidate& c = a.candidates(i);
+        out += "<tr>" + Td(c.allocation()) + Td(NumberText(c.regularization()), "n") +
+               Td(c.held_out_error() < 0 ? "-" : FixedText(c.held_out_error(), 6), "n") +
+               Td(FixedText(c.seconds(), 1), "n") + Td(i == a.chosen() ? "chosen" : c.note()) +
+               "</tr>\n";
+      }
+      out += "</table>\n";
+    }
+    out += "</section>\n";
+  }
   out += "<section id=\"table\">\n<h2>Layers</h2>\n" + LayerTable(r) + "</section>\n";
   if (const std::string c = ChecksSection(r); !c.empty()) {
     out += "<section id=\"checks\">\n" + c + "</section>\n";

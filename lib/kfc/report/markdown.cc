@@ -141,6 +141,22 @@ std::string RenderMarkdown(const Report& r) {
     }
   }
 
+  if (r.has_auto_selection()) {  // --allocation auto / --calibration-regularization auto
+    const AutoSelection& a = r.auto_selection();
+    out += "\nauto: " + MarkdownEscape(a.note()) + "\n";
+    if (!a.candidates().empty()) {
+      out += "\n" + Row({"candidate", "lambda", "held-out output error", "seconds", ""}) +
+             "|:--|--:|--:|--:|:--|\n";
+      for (int i = 0; i < a.candidates_size(); ++i) {
+        const AutoCandidate& c = a.candidates(i);
+        out += Row({c.allocation(), NumberText(c.regularization()),
+                    c.held_out_error() < 0 ? "-" : FixedText(c.held_out_error(), 6),
+                    FixedText(c.seconds(), 1),
+                    i == a.chosen() ? "**chosen**" : MarkdownEscape(c.note())});
+      }
+    }
+  }
+
   std::string outcomes;
   if (r.mode() == "ratio") {
     outcomes += std::string("- ") + (r.ratio_met() ? kPass : kFail) + " --ratio " +

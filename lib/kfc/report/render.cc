@@ -101,6 +101,23 @@ std::string OutputErrors(const Report& r) {
   return out + Table(rows);
 }
 
+// --allocation auto / --calibration-regularization auto: how the values were chosen.
+std::string AutoSelectionText(const Report& r) {
+  if (!r.has_auto_selection()) return "";
+  const AutoSelection& a = r.auto_selection();
+  std::string out = "\nauto: " + a.note() + "\n";
+  if (a.candidates().empty()) return out;
+  std::vector<std::vector<std::string>> rows = {
+      {"  candidate", "lambda", "held-out output error", "seconds", ""}};
+  for (int i = 0; i < a.candidates_size(); ++i) {
+    const AutoCandidate& c = a.candidates(i);
+    rows.push_back({"  " + c.allocation(), NumberText(c.regularization()),
+                    c.held_out_error() < 0 ? "-" : Fixed(c.held_out_error(), 6),
+                    Fixed(c.seconds(), 1), i == a.chosen() ? "chosen" : c.note()});
+  }
+  return out + Table(rows);
+}
+
 // Budget and gate outcomes under the totals; nothing for a plain -r run.
 std::string Outcomes(const Report& r) {
   std::string out;
@@ -234,6 +251,7 @@ std::string RenderText(const Report& r) {
       {"  file bytes", BeforeAfter(t.file_bytes_before(), t.file_bytes_after())},
   });
   out += Outcomes(r);
+  out += AutoSelectionText(r);
   out += OutputErrors(r);
   out += ChecksText(r);
   return out;
