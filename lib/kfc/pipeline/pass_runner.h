@@ -56,11 +56,12 @@ class PassRunner {
              double rows, std::string input, io::ExternalDataReader* reader);
 
   // Enables the cut with the first pass's recordings: `recorded` maps each frontier tensor to its
-  // files (batch order), and may map other tensors made before the cut (e.g. model outputs that
+  // files (row order; they may be split otherwise than this runner's batches, as auto's fit and
+  // held-out parts are), and may map other tensors made before the cut (e.g. model outputs that
   // depend on no layer) to theirs. Each frontier tensor's files are joined into one file in
   // `dir` (the caller may then remove the per-batch files). Not enabled (logged at info, the reason
-  // returned as a FailedPrecondition; the object stays usable) when a recording is missing, a
-  // file's leading dim is not its batch's rows, or the frontier takes more than `budget_bytes`.
+  // returned as a FailedPrecondition; the object stays usable) when a recording is missing, its
+  // files' leading dims do not add up to `rows`, or the frontier takes more than `budget_bytes`.
   Status EnableCut(Frontier frontier, std::map<std::string, std::vector<std::string>> recorded,
                    const std::string& dir, int64_t budget_bytes);
   // For rows whose frontier no pass has recorded yet (held-out rows, say): one pass of the whole
@@ -73,8 +74,9 @@ class PassRunner {
 
   // Runs `model` (a version of the model; saved into `dir`, created, as WriteRunnable does, its
   // external data read through `reader` or the constructor's), recording `tensors` into `dir`.
-  // Returns each tensor's files, in batch order (a tensor made before the cut: its first-pass
-  // files). Errors: the runner's, a pass that runs another number of rows.
+  // Returns each tensor's files, in row order (a tensor made before the cut: its first-pass
+  // files, split as EnableCut was given them: callers that pair rows stream them). Errors: the
+  // runner's, a pass that runs another number of rows.
   StatusOr<std::vector<std::vector<std::string>>> Run(onnx::ModelProto* model,
                                                       io::ExternalDataReader* reader,
                                                       const std::vector<std::string>& tensors,
