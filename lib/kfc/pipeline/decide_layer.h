@@ -44,15 +44,19 @@ int64_t MacsLimit(const Options& o, const match::LayerCandidate& c);
 // The largest rank of `shape` that saves parameters and is not slower than dense (unless allowed).
 int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
                       const match::LayerCandidate& c);
-// Layer c at rank `rank` of `shape` costs more MACs per row than dense, and that is not allowed.
+// Layer c at rank `rank` of `shape` costs more MACs per row than dense (its extra nodes counted at
+// Options::node_cost_macs each), and that is not allowed.
 bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
              int64_t rank);
-// The skip detail of `slower_than_dense`: both MAC counts and the largest rank that is not slower.
-std::string SlowerDetail(const match::LayerCandidate& c, const kron::KronShape& shape,
-                         int64_t rank);
+// The skip detail of `slower_than_dense`: both MAC counts, the extra nodes' cost, and the largest
+// rank that is not slower.
+std::string SlowerDetail(const Options& o, const match::LayerCandidate& c,
+                         const kron::KronShape& shape, int64_t rank);
 
 // -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error; a
-// shape slower than dense at that rank is not taken (`slower_than_dense` when none is left).
+// shape slower than dense at that rank is not taken. When none is left and the shape policy is the
+// default (not --shape or a plan's), the low-rank shape at the same parameter budget if it is not
+// slower (Decision::note says so), else `slower_than_dense`.
 StatusOr<Decision> DecideRank(const Options& o, const Directive& dir,
                               const match::LayerCandidate& c, const std::vector<float>& w,
                               const kron::InputStats* stats);
