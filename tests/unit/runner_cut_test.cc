@@ -293,6 +293,39 @@ TEST(PassRunnerTest, TheCutPassRecordsWhatTheWholeModelDoes) {
   EXPECT_EQ(passes.cut_passes(), 1);
 }
 
+// EnableCut takes a frontier recorded in any split of files (auto's fit and held-out parts), but
+// only when the files' rows add up to the passes' rows; otherwise it says both counts.
+TEST(PassRunnerTest, EnableCutChecksTheRowTotalWhateverTheSplit) {
+  const std::string dir = ::testing::TempDir() + "/enable_cut";
+  std::filesystem::create_directories(dir);
+  onnx::ModelProto m = Chain();
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  ASSERT_EQ(f->recorded.size(), 1u);
+  const std::string& t = f->recorded[0];
+  ASSERT_TRUE(io::WriteNpy(dir + "/p0.npy", {7, 16}, testing::RandomVector(7 * 16, 1)).ok());
+  ASSERT_TRUE(io::WriteNpy(dir + "/p1.npy", {3, 16}, testing::RandomVector(3 * 16, 2)).ok());
+
+  PassRunner ten(nullptr, {}, 4, 10, "model.onnx", nullptr);
+  ten.set_label("all 10 rows");
+  ASSERT_TRUE(
+      ten.EnableCut(*f, {{t, {dir + "/p0.npy", dir + "/p1.npy"}}}, dir + "/ten", 1 << 20).ok());
+  EXPECT_TRUE(ten.cut_enabled());
+
+  PassRunner eight(nullptr, {}, 4, 8, "model.onnx", nullptr);
+  const Status s =
+      eight.EnableCut(*f, {{t, {dir + "/p0.npy", dir + "/p1.npy"}}}, dir + "/eight", 1 << 20);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("has 10 rows in its files, not the passes' 8"), std::string::npos)
+      << s.message();
+  EXPECT_FALSE(eight.cut_enabled());
+
+  PassRunner budget(nullptr, {}, 4, 10, "model.onnx", nullptr);
+  EXPECT_EQ(budget.EnableCut(*f, {{t, {dir + "/p0.npy", dir + "/p1.npy"}}}, dir + "/b", 100).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(budget.cut_enabled());
+}
+
 TEST(ConcatNpyTest, JoinsBatchesAlongTheLeadingAxis) {
   const std::string dir = ::testing::TempDir() + "/concat_npy";
   std::filesystem::create_directories(dir);
