@@ -107,6 +107,33 @@ TEST(FrontierTest, ChainWithAPrefixIsCutAfterThePrefix) {
   EXPECT_EQ(BuildCutModel(m, *f, {"a"}).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Shape inference for the frontier runs on a copy without the values of large float weights (a
+// large inline model is not copied whole): their dims still give the types after them, and a
+// Reshape's int64 shape initializer keeps its values.
+TEST(FrontierTest, LargeWeightsAreInferredFromTheirDims) {
+  auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 64] x) => (float[N, 8, 8] y) {
+  a = Relu(x)
+  c = MatMul(a, W)
+  y = Reshape(c, s)
+})");
+  testing::AddRandomInitializer(&m, "W", {64, 64}, 3);  // 16 KiB
+  onnx::TensorProto* s = m.mutable_graph()->add_initializer();
+  s->set_name("s");
+  s->set_data_type(onnx::TensorProto::INT64);
+  s->add_dims(3);
+  for (int64_t d : {-1, 8, 8}) s->add_int64_data(d);
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ(f->recorded, (Strings{"a"}));
+  const auto& c = f->known_types.at("c").tensor_type().shape();
+  ASSERT_EQ(c.dim_size(), 2);
+  EXPECT_EQ(c.dim(1).dim_value(), 64);
+  const auto& y = f->known_types.at("y").tensor_type().shape();
+  ASSERT_EQ(y.dim_size(), 3);
+  EXPECT_EQ(y.dim(2).dim_value(), 8);
+}
+
 TEST(FrontierTest, ARewrittenVersionIsCutAtTheSameFrontier) {
   onnx::ModelProto m = Chain();
   auto f = FindFrontier(m);
