@@ -125,6 +125,13 @@ int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
   return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
 }
 
+// Options::node_cost_macs where one run at batch 1 is one row: X 2-D and the weight second. Over
+// a sequence ([batch, seq, K]) or the columns of W·X, a run has rows the model does not fix, over
+// which the nodes' cost spreads: MACs alone judge there.
+int64_t NodeCost(const Options& o, const match::LayerCandidate& c) {
+  return c.input_rank == 2 && !c.weight_first ? o.node_cost_macs : 0;
+}
+
 // No MACs limit: asked for, or compressing regardless of profit (skip_unprofitable false).
 bool Unguarded(const Options& o) { return o.allow_slower || !o.skip_unprofitable; }
 
@@ -137,25 +144,25 @@ int64_t MacsLimit(const Options& o, const match::LayerCandidate& c) {
 int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
                       const match::LayerCandidate& c) {
   return std::min(MaxProfitableRank(shape, c.k * c.n),
-                  kron::MaxRankWithinMacs(shape, MacsLimit(o, c), o.node_cost_macs));
+                  kron::MaxRankWithinMacs(shape, MacsLimit(o, c), NodeCost(o, c)));
 }
 
 // A layer at rank `rank` of `shape` costs more MACs per row than dense (and that is not allowed).
 bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
              int64_t rank) {
   return !Unguarded(o) &&
-         rank * kron::MacsPerTerm(shape) + kron::ExtraNodes(shape) * o.node_cost_macs > c.k * c.n;
+         rank * kron::MacsPerTerm(shape) + kron::ExtraNodes(shape) * NodeCost(o, c) > c.k * c.n;
 }
 
 std::string SlowerDetail(const Options& o, const match::LayerCandidate& c,
                          const kron::KronShape& shape, int64_t rank) {
-  const int64_t fast = kron::MaxRankWithinMacs(shape, c.k * c.n, o.node_cost_macs);
+  const int64_t fast = kron::MaxRankWithinMacs(shape, c.k * c.n, NodeCost(o, c));
   const int64_t nodes = kron::ExtraNodes(shape);
   return "rank " + std::to_string(rank) + " of " + ShapeText(shape) + " costs " +
          std::to_string(rank * kron::MacsPerTerm(shape)) + " MACs per row" +
-         (o.node_cost_macs > 0
+         (NodeCost(o, c) > 0
               ? " + " + std::to_string(nodes) + " more node" + (nodes > 1 ? "s" : "") + " (" +
-                    std::to_string(nodes * o.node_cost_macs) + " MACs at batch 1)"
+                    std::to_string(nodes * NodeCost(o, c)) + " MACs at batch 1)"
               : "") +
          ", dense " + std::to_string(c.k * c.n) +
          (fast >= 1 ? " (rank <= " + std::to_string(fast) + " would not be slower)"
@@ -204,7 +211,7 @@ StatusOr<Decision> DecideAutoRank(const Options& o, int64_t rank, const match::L
   kron::SearchBudget budget;
   budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
   budget.max_macs = MacsLimit(o, c);
-  budget.node_cost = o.node_cost_macs;
+  budget.node_cost = NodeCost(o, c);
   StatusOr<Decision> d = Decision{};
   if (stats != nullptr) {
     d = DecideAutoRankCalibrated(budget.max_params, budget.max_macs, budget.node_cost, c, w,
@@ -315,7 +322,7 @@ StatusOr<Decision> DecideMaxError(const Options& o, const Directive& dir,
     kron::SearchBudget budget;
     budget.max_error = dir.max_error;
     budget.max_macs = MacsLimit(o, c);
-    budget.node_cost = o.node_cost_macs;
+    budget.node_cost = NodeCost(o, c);
     budget.objective = by_macs ? kron::SearchObjective::kMacs : kron::SearchObjective::kParams;
     KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
                          kron::SearchShape(w.data(), c.k, c.n, budget));

@@ -36,6 +36,10 @@ StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std
 // The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
 int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense);
 
+// The MACs per row each node a compressed form adds counts as (Options::node_cost_macs): only
+// where a run at batch 1 is one row (X 2-D, weight second); 0 elsewhere.
+int64_t NodeCost(const Options& o, const match::LayerCandidate& c);
+
 // Never slower than dense (Options::objective): no limit when asked for (allow_slower) or when
 // compressing regardless of profit (skip_unprofitable false).
 bool Unguarded(const Options& o);
