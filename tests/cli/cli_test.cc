@@ -140,10 +140,17 @@ TEST(CliTest, ForcedShapeIsUsedWhereItDivides) {
 // The default shape at -r is swapped for low rank where it would be slower than dense at batch 1;
 // a forced shape is not: that layer stays dense and the report says why.
 TEST(CliTest, ShapeSlowerAtBatchOneIsLowRankUnlessForced) {
-  auto r = Cli({kDigits, "-r", "4", "--dry-run", "--json", "-q"});
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx"), "--json", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   report::Report rep;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  // Two nodes per compressed layer, no Reshape: 8 nodes where the Kronecker form had 16.
+  auto model = io::LoadModel(dir.File("out.onnx"));
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  std::string ops;
+  for (const auto& node : model->graph().node()) ops += node.op_type() + " ";
+  EXPECT_EQ(ops, "MatMul Gemm Relu MatMul Gemm Relu Gemm Softmax ");
   for (int i : {0, 1}) {
     const report::LayerReport& l = rep.layers(i);
     ASSERT_TRUE(l.compressed()) << l.node_name();
