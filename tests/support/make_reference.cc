@@ -4,6 +4,8 @@
 //   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense
 //   ..
 //   --external-data: write both outputs with external data (OUT.data next to each).
+//   --node-cost MACS: as kfc-compress's option (default 0, the library's; kfc-compress's is 8192);
+//   non-zero, the guards apply as in kfc-compress: unprofitable and slower layers stay dense.
 //   --min-params N: leave layers with fewer weight elements alone, as kfc-compress does (default 0:
 //   every layer, so full rank can be tested on small ones).
 //   --calibration DIR: calibrated factors; the dense model then also adds each layer's bias
@@ -61,6 +63,8 @@ int main(int argc, char** argv) {
       auto shape = kfc::pipeline::ShapePolicy::Parse(argv[++i]);
       if (!shape.ok()) return Fail(shape.status().message());
       options.shape = *shape;
+    } else if (arg == "--node-cost" && has_value) {
+      options.node_cost_macs = std::atoll(argv[++i]);
     } else if (arg == "--min-params" && has_value) {
       min_params = std::atoll(argv[++i]);
     } else if (arg == "--external-data") {
@@ -78,7 +82,8 @@ int main(int argc, char** argv) {
   if (input.empty() || compressed.empty() || dense.empty()) {
     return Fail(
         "usage: kfc_make_reference INPUT.onnx (--rank R | --ratio F | --max-error E) "
-        "[--shape POLICY] [--min-params N] [--external-data] --compressed OUT --dense OUT");
+        "[--shape POLICY] [--min-params N] [--node-cost MACS] [--external-data] --compressed OUT "
+        "--dense OUT");
   }
   auto model = kfc::io::LoadModel(input);
   if (!model.ok()) return Fail(model.status().message());
@@ -87,8 +92,9 @@ int main(int argc, char** argv) {
   }
   options.rank = rank;
   options.min_params = min_params;
-  // Full rank (which never saves parameters) is only asked for with -r.
-  options.skip_unprofitable = rank == 0;
+  // Full rank (which never saves parameters) is only asked for with -r; with a node cost the
+  // guards apply as in kfc-compress (unprofitable and slower-than-dense layers stay dense).
+  options.skip_unprofitable = rank == 0 || options.node_cost_macs > 0;
   auto result = kfc::pipeline::CompressModel(*model, options);
   if (!result.ok()) return Fail(result.status().message());
 

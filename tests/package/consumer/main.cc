@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   }
   kfc::pipeline::Options options;
   options.rank = 4;
+  // The command line's default (the library's is 0, MACs alone): the same bytes as kfc-compress.
+  options.node_cost_macs = kfc::kron::kNodeCostMacs;
 
   auto model = kfc::io::LoadModel(argv[1]);
   if (!model.ok()) {
