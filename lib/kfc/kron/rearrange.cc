@@ -3,8 +3,11 @@
 #include "kfc/kron/rearrange.h"
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <new>
+
+#include "kfc/kron/norms.h"
 
 namespace kfc::kron {
 namespace {
@@ -88,7 +91,12 @@ Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& s
   return Status::Ok();
 }
 
-Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape) {
+namespace {
+
+// RearrangeFloatInPlace; with `squares`, each block's squares are added as the block is copied,
+// and a block holding a NaN or infinity stops the rearrangement with FindNonFinite's error.
+Status RearrangeInPlace(float* w, int64_t K, int64_t N, const KronShape& shape,
+                        SquareSum* squares) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
   const int64_t block = shape.k2 * N;  // == shape.n1 * (k2 * n2)
@@ -106,9 +114,28 @@ Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& sh
   for (int64_t i1 = 0; i1 < shape.k1; ++i1) {
     float* const b = w + i1 * block;
     std::copy(b, b + block, copy.get());
+    if (squares != nullptr) {
+      squares->Add(copy.get(), block);  // from the copy, just written: in cache
+      if (!std::isfinite(squares->Total())) {
+        return FindNonFinite(copy.get(), shape.k2, N, i1 * shape.k2);
+      }
+    }
     RearrangeInto(copy.get(), N, one, b);
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape) {
+  return RearrangeInPlace(w, K, N, shape, nullptr);
+}
+
+StatusOr<double> RearrangeFloatInPlaceChecked(float* w, int64_t K, int64_t N,
+                                              const KronShape& shape) {
+  SquareSum squares;
+  KFC_RETURN_IF_ERROR(RearrangeInPlace(w, K, N, shape, &squares));
+  return std::sqrt(squares.Total());
 }
 
 }  // namespace kfc::kron

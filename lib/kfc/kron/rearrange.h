@@ -32,5 +32,11 @@ Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& s
 // through a copy of itself (k2 * N floats), not a second matrix. InvalidArgument when shape does
 // not divide W; Internal when the block's copy cannot be allocated.
 Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape);
+// RearrangeFloatInPlace that also returns ||W||_F from the same read of W, with the bits of
+// CheckedFrobeniusNorm (factorize.h): each block's squares are summed as it is copied. Where W
+// holds a NaN or infinity, CheckedFrobeniusNorm's InvalidArgument naming the first one, and W is
+// left partly rearranged.
+StatusOr<double> RearrangeFloatInPlaceChecked(float* w, int64_t K, int64_t N,
+                                              const KronShape& shape);
 
 }  // namespace kfc::kron

@@ -51,19 +51,6 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
   std::vector<double> w64;
   // The finite check's norm, reused by every weight-only factorization of this W below.
   kron::FactorizeOptions checked;
-  if (in_double) {
-    KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
-  } else {
-    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
-    if (s.check_in_factorize) {
-      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
-      if (!finite.ok()) {
-        job->not_finite = finite.status().message();
-        return Status::Ok();
-      }
-      checked.frobenius_norm = *finite;
-    }
-  }
   Decision& d = job->dec;
   // A float32 weight-only layer on the randomized path is factorized from R made in W's own memory
   // (same bits): no second K x N buffer per thread (docs/performance.md, peak RSS).
@@ -71,11 +58,26 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
                         !Calibrated(s, d.shape) &&
                         kron::ChooseSvdMethod(d.shape.k1 * d.shape.n1, d.shape.k2 * d.shape.n2,
                                               d.rank, checked.svd) == kron::SvdMethod::kRandomized;
-  if (in_place) {
-    if (!checked.frobenius_norm) {
-      KFC_ASSIGN_OR_RETURN(checked.frobenius_norm, kron::CheckedFrobeniusNorm(w.data(), c.k, c.n));
+  if (in_double) {
+    KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
+  } else {
+    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
+    if (in_place) KFC_RETURN_IF_ERROR(kron::ValidateDims(c.k, c.n, d.shape));
+    if (in_place || s.check_in_factorize) {
+      // In place, the norm and the finite check ride on the rearrangement's read of W (same bits).
+      const StatusOr<double> finite =
+          in_place ? kron::RearrangeFloatInPlaceChecked(w.data(), c.k, c.n, d.shape)
+                   : kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
+      if (!finite.ok()) {
+        // InvalidArgument is the NaN or infinity (dims are valid); anything else is a failure.
+        if (!s.check_in_factorize || finite.status().code() != StatusCode::kInvalidArgument) {
+          return finite.status();
+        }
+        job->not_finite = finite.status().message();
+        return Status::Ok();
+      }
+      checked.frobenius_norm = *finite;
     }
-    KFC_RETURN_IF_ERROR(kron::RearrangeFloatInPlace(w.data(), c.k, c.n, d.shape));
   }
   for (;;) {
     kron::WeightedFactors& wf = job->wf;
