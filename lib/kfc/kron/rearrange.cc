@@ -7,8 +7,6 @@
 #include <memory>
 #include <new>
 
-#include "kfc/kron/norms.h"
-
 namespace kfc::kron {
 namespace {
 
@@ -91,12 +89,28 @@ Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& s
   return Status::Ok();
 }
 
-namespace {
+BlockRearranger::BlockRearranger(int64_t K, int64_t N, const KronShape& shape, float* r)
+    : N_(N), shape_(shape), r_(r) {
+  (void)K;
+}
 
-// RearrangeFloatInPlace; with `squares`, each block's squares are added as the block is copied,
-// and a block holding a NaN or infinity stops the rearrangement with FindNonFinite's error.
-Status RearrangeInPlace(float* w, int64_t K, int64_t N, const KronShape& shape,
-                        SquareSum* squares) {
+Status BlockRearranger::Add(const float* rows) {
+  if (done()) return FailedPrecondition("all blocks of the rearranged matrix were added");
+  const int64_t block = shape_.k2 * N_;
+  squares_.Add(rows, block);  // from the block, just read: in cache
+  if (!std::isfinite(squares_.Total())) {
+    return FindNonFinite(rows, shape_.k2, N_, next_ * shape_.k2);
+  }
+  KronShape one = shape_;  // RearrangeInto with k1 = 1 on the block
+  one.k1 = 1;
+  RearrangeInto(rows, N_, one, r_ + next_ * block);
+  ++next_;
+  return Status::Ok();
+}
+
+double BlockRearranger::norm() const { return std::sqrt(squares_.Total()); }
+
+Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));
   if (w == nullptr) return InvalidArgument("weight " + DimsString(K, N) + " has no data (null)");
   const int64_t block = shape.k2 * N;  // == shape.n1 * (k2 * n2)
@@ -114,28 +128,9 @@ Status RearrangeInPlace(float* w, int64_t K, int64_t N, const KronShape& shape,
   for (int64_t i1 = 0; i1 < shape.k1; ++i1) {
     float* const b = w + i1 * block;
     std::copy(b, b + block, copy.get());
-    if (squares != nullptr) {
-      squares->Add(copy.get(), block);  // from the copy, just written: in cache
-      if (!std::isfinite(squares->Total())) {
-        return FindNonFinite(copy.get(), shape.k2, N, i1 * shape.k2);
-      }
-    }
     RearrangeInto(copy.get(), N, one, b);
   }
   return Status::Ok();
-}
-
-}  // namespace
-
-Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape) {
-  return RearrangeInPlace(w, K, N, shape, nullptr);
-}
-
-StatusOr<double> RearrangeFloatInPlaceChecked(float* w, int64_t K, int64_t N,
-                                              const KronShape& shape) {
-  SquareSum squares;
-  KFC_RETURN_IF_ERROR(RearrangeInPlace(w, K, N, shape, &squares));
-  return std::sqrt(squares.Total());
 }
 
 }  // namespace kfc::kron

@@ -3,6 +3,8 @@
 // computed once, in parallel, and spilled as soon as it is done; then each factorized layer's
 // outcome, in layer order, and its rewrite.
 #include <map>
+#include <memory>
+#include <new>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/spill.h"
@@ -58,24 +60,42 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
                         !Calibrated(s, d.shape) &&
                         kron::ChooseSvdMethod(d.shape.k1 * d.shape.n1, d.shape.k2 * d.shape.n2,
                                               d.rank, checked.svd) == kron::SvdMethod::kRandomized;
+  std::unique_ptr<float[]> r;  // in place: R, made from W's blocks as they are read
+  // A NaN or infinity found by this read, its check (LayerState::check_in_factorize); an error
+  // where the weight was checked before.
+  auto not_finite = [&](const Status& found) {
+    if (!s.check_in_factorize) return found;
+    job->not_finite = found.message();
+    return Status::Ok();
+  };
   if (in_double) {
     KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
+  } else if (in_place) {
+    KFC_RETURN_IF_ERROR(kron::ValidateDims(c.k, c.n, d.shape));
+    try {
+      r.reset(new float[static_cast<size_t>(c.k * c.n)]);
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate the rearranged matrix of weight '" + c.weight_name + "'");
+    }
+    // The norm and the finite check ride on the rearrangement (same bits as CheckedFrobeniusNorm).
+    kron::BlockRearranger rearranger(c.k, c.n, d.shape, r.get());
+    Status found;
+    const Status read =
+        weights.MatrixBlocks(c, rearranger.block_rows(), [&](const float* block) -> Status {
+          found = rearranger.Add(block);
+          return found;
+        });
+    if (!found.ok()) return not_finite(found);
+    KFC_RETURN_IF_ERROR(read);
+    if (!rearranger.done()) {
+      return Internal("weight '" + c.weight_name + "': not all of it was read");
+    }
+    checked.frobenius_norm = rearranger.norm();
   } else {
     KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
-    if (in_place) KFC_RETURN_IF_ERROR(kron::ValidateDims(c.k, c.n, d.shape));
-    if (in_place || s.check_in_factorize) {
-      // In place, the norm and the finite check ride on the rearrangement's read of W (same bits).
-      const StatusOr<double> finite =
-          in_place ? kron::RearrangeFloatInPlaceChecked(w.data(), c.k, c.n, d.shape)
-                   : kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
-      if (!finite.ok()) {
-        // InvalidArgument is the NaN or infinity (dims are valid); anything else is a failure.
-        if (!s.check_in_factorize || finite.status().code() != StatusCode::kInvalidArgument) {
-          return finite.status();
-        }
-        job->not_finite = finite.status().message();
-        return Status::Ok();
-      }
+    if (s.check_in_factorize) {
+      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
+      if (!finite.ok()) return not_finite(finite.status());
       checked.frobenius_norm = *finite;
     }
   }
@@ -84,7 +104,7 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
     if (in_place) {
       wf = kron::WeightedFactors{};
       KFC_ASSIGN_OR_RETURN(wf.factors,
-                           kron::FactorizeRearranged(w.data(), c.k, c.n, d.shape, d.rank, checked));
+                           kron::FactorizeRearranged(r.get(), c.k, c.n, d.shape, d.rank, checked));
     } else if (in_double) {
       wf = kron::WeightedFactors{};
       KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w64.data(), c.k, c.n, d.shape, d.rank));
