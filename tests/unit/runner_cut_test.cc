@@ -107,6 +107,33 @@ TEST(FrontierTest, ChainWithAPrefixIsCutAfterThePrefix) {
   EXPECT_EQ(BuildCutModel(m, *f, {"a"}).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Shape inference for the frontier runs on a copy without the values of large float weights (a
+// large inline model is not copied whole): their dims still give the types after them, and a
+// Reshape's int64 shape initializer keeps its values.
+TEST(FrontierTest, LargeWeightsAreInferredFromTheirDims) {
+  auto m = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 64] x) => (float[N, 8, 8] y) {
+  a = Relu(x)
+  c = MatMul(a, W)
+  y = Reshape(c, s)
+})");
+  testing::AddRandomInitializer(&m, "W", {64, 64}, 3);  // 16 KiB
+  onnx::TensorProto* s = m.mutable_graph()->add_initializer();
+  s->set_name("s");
+  s->set_data_type(onnx::TensorProto::INT64);
+  s->add_dims(3);
+  for (int64_t d : {-1, 8, 8}) s->add_int64_data(d);
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_EQ(f->recorded, (Strings{"a"}));
+  const auto& c = f->known_types.at("c").tensor_type().shape();
+  ASSERT_EQ(c.dim_size(), 2);
+  EXPECT_EQ(c.dim(1).dim_value(), 64);
+  const auto& y = f->known_types.at("y").tensor_type().shape();
+  ASSERT_EQ(y.dim_size(), 3);
+  EXPECT_EQ(y.dim(2).dim_value(), 8);
+}
+
 TEST(FrontierTest, ARewrittenVersionIsCutAtTheSameFrontier) {
   onnx::ModelProto m = Chain();
   auto f = FindFrontier(m);
@@ -291,6 +318,39 @@ TEST(PassRunnerTest, TheCutPassRecordsWhatTheWholeModelDoes) {
   auto before = passes.Run(&m, nullptr, {"a"}, dir + "/before");
   ASSERT_FALSE(before.ok());  // not an output of the model: the runner says so
   EXPECT_EQ(passes.cut_passes(), 1);
+}
+
+// EnableCut takes a frontier recorded in any split of files (auto's fit and held-out parts), but
+// only when the files' rows add up to the passes' rows; otherwise it says both counts.
+TEST(PassRunnerTest, EnableCutChecksTheRowTotalWhateverTheSplit) {
+  const std::string dir = ::testing::TempDir() + "/enable_cut";
+  std::filesystem::create_directories(dir);
+  onnx::ModelProto m = Chain();
+  auto f = FindFrontier(m);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  ASSERT_EQ(f->recorded.size(), 1u);
+  const std::string& t = f->recorded[0];
+  ASSERT_TRUE(io::WriteNpy(dir + "/p0.npy", {7, 16}, testing::RandomVector(7 * 16, 1)).ok());
+  ASSERT_TRUE(io::WriteNpy(dir + "/p1.npy", {3, 16}, testing::RandomVector(3 * 16, 2)).ok());
+
+  PassRunner ten(nullptr, {}, 4, 10, "model.onnx", nullptr);
+  ten.set_label("all 10 rows");
+  ASSERT_TRUE(
+      ten.EnableCut(*f, {{t, {dir + "/p0.npy", dir + "/p1.npy"}}}, dir + "/ten", 1 << 20).ok());
+  EXPECT_TRUE(ten.cut_enabled());
+
+  PassRunner eight(nullptr, {}, 4, 8, "model.onnx", nullptr);
+  const Status s =
+      eight.EnableCut(*f, {{t, {dir + "/p0.npy", dir + "/p1.npy"}}}, dir + "/eight", 1 << 20);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("has 10 rows in its files, not the passes' 8"), std::string::npos)
+      << s.message();
+  EXPECT_FALSE(eight.cut_enabled());
+
+  PassRunner budget(nullptr, {}, 4, 10, "model.onnx", nullptr);
+  EXPECT_EQ(budget.EnableCut(*f, {{t, {dir + "/p0.npy", dir + "/p1.npy"}}}, dir + "/b", 100).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(budget.cut_enabled());
 }
 
 TEST(ConcatNpyTest, JoinsBatchesAlongTheLeadingAxis) {

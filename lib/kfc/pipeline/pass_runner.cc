@@ -79,6 +79,9 @@ StatusOr<NpyHead> ReadNpyHead(const std::string& path) {
   return h;
 }
 
+// A row count (held as a double, as the runner's responses give it) without a fraction.
+std::string FormatRows(double rows) { return std::to_string(static_cast<int64_t>(rows)); }
+
 }  // namespace
 
 bool CutWanted() {
@@ -194,8 +197,9 @@ Status PassRunner::EnableCut(Frontier frontier,
                              std::map<std::string, std::vector<std::string>> recorded,
                              const std::string& dir, int64_t budget_bytes) {
   cut_ = false;
+  const std::string on = label_.empty() ? "" : " (" + label_ + ")";
   auto refuse = [&](const std::string& why) {
-    Logger().info("runner: later passes run the whole model: {}", why);
+    Logger().info("runner: later passes run the whole model{}: {}", on, why);
     return FailedPrecondition(why);
   };
   int64_t bytes = 0;
@@ -215,7 +219,10 @@ Status PassRunner::EnableCut(Frontier frontier,
       rows += static_cast<double>(h.shape[0]);
       bytes += h.size - h.data_start;
     }
-    if (rows != rows_) return refuse("frontier tensor '" + name + "' has no row axis");
+    if (rows != rows_) {
+      return refuse("frontier tensor '" + name + "' has " + FormatRows(rows) +
+                    " rows in its files, " + "not the passes' " + FormatRows(rows_));
+    }
   }
   if (bytes > budget_bytes) {
     return refuse("the frontier takes " + std::to_string(bytes) + " bytes, over the budget of " +
@@ -238,9 +245,9 @@ Status PassRunner::EnableCut(Frontier frontier,
   }
   Logger().info(
       "runner: later passes run the model after the frontier ({} tensors, {} MB; {} of {} nodes "
-      "before it)",
+      "before it){}",
       frontier.recorded.size(), bytes / 1000000, frontier.nodes_before,
-      frontier.nodes_before + frontier.nodes_after);
+      frontier.nodes_before + frontier.nodes_after, on);
   known_ = std::move(recorded);
   frontier_ = std::move(frontier);
   cut_ = true;

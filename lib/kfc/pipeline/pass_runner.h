@@ -71,6 +71,9 @@ class PassRunner {
   Status RecordFrontier(const onnx::ModelProto& original, io::ExternalDataReader* reader,
                         Frontier frontier, const std::string& dir, int64_t budget_bytes);
   bool cut_enabled() const { return cut_; }
+  // Which rows this runner's passes run on, for its log lines ("" by default: none said), e.g.
+  // "the 2 held-out rows" when a run has two PassRunners.
+  void set_label(std::string label) { label_ = std::move(label); }
 
   // Runs `model` (a version of the model; saved into `dir`, created, as WriteRunnable does, its
   // external data read through `reader` or the constructor's), recording `tensors` into `dir`.
@@ -111,6 +114,7 @@ class PassRunner {
   int32_t batch_size_;
   double rows_;
   std::string input_;
+  std::string label_;
   io::ExternalDataReader* reader_;
   bool cut_ = false;
   Frontier frontier_;

@@ -2,7 +2,6 @@
 #include "kfc/pipeline/runner_calibration.h"
 
 #include <google/protobuf/util/json_util.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,13 +16,14 @@
 #include "kfc/io/external_data.h"
 #include "kfc/io/file.h"
 #include "kfc/io/model_io.h"
-#include "kfc/io/npy.h"
 #include "kfc/io/temp_dir.h"
-#include "kfc/kron/weighted.h"
+#include "kfc/pipeline/auto_run.h"
 #include "kfc/pipeline/auto_select.h"
 #include "kfc/pipeline/calibration.h"
 #include "kfc/pipeline/pass_runner.h"
+#include "kfc/pipeline/phases.h"
 #include "kfc/pipeline/ratio.h"
+#include "kfc/pipeline/recorded_parts.h"
 #include "kfc/pipeline/sensitivity.h"
 #include "kfc/report/render.h"
 #include "kfc/runner/compare.h"
@@ -33,13 +33,8 @@ namespace kfc::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 constexpr char kOutputStem[] = "kfc_output_";
-
-double SecondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::string Quoted(const std::vector<std::string>& names) {
   std::string out;
@@ -111,154 +106,6 @@ StatusOr<std::vector<runner::InputFile>> BindInputs(const onnx::ModelProto& mode
     out.push_back(f);
   }
   return out;
-}
-
-// The runner's files of recorded tensor `i` of `response`, as paths in `dir`.
-std::vector<std::string> FilesOf(const runner::Response& response, int i, const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& f : response.tensors(i).files()) out.push_back(dir + "/" + f);
-  return out;
-}
-
-// The calibration rows one runner request recorded: the whole set, or (auto) its fit or held-out
-// part. Every part's recordings are in `dir`.
-struct Part {
-  std::vector<runner::InputFile> inputs;
-  std::string dir;
-  runner::Response response;
-};
-
-// Recorded tensor `i`'s files over all parts, in row order.
-std::vector<std::string> FilesOf(const std::vector<Part>& parts, int i) {
-  std::vector<std::string> out;
-  for (const auto& p : parts) {
-    for (auto& f : FilesOf(p.response, i, p.dir)) out.push_back(std::move(f));
-  }
-  return out;
-}
-
-// `request` run on `inputs`, recorded into `dir`.
-StatusOr<Part> RecordPart(runner::Runner* runner, runner::Request request,
-                          const std::vector<runner::InputFile>& inputs, const std::string& dir) {
-  Part part{inputs, dir, {}};
-  request.clear_inputs();
-  for (const auto& in : inputs) *request.add_inputs() = in;
-  request.set_output_dir(dir);
-  KFC_ASSIGN_OR_RETURN(part.response, runner->Run(request));
-  return part;
-}
-
-// auto (auto_select.h): each input's rows split into fit and held-out files in tmp/fit_in and
-// tmp/held_in; returns the split (held 0: too few rows, nothing written).
-StatusOr<RowSplit> SplitInputs(const std::vector<runner::InputFile>& inputs, const io::TempDir& tmp,
-                               std::vector<runner::InputFile>* fit,
-                               std::vector<runner::InputFile>* held) {
-  int64_t rows = -1;
-  for (const auto& in : inputs) {
-    KFC_ASSIGN_OR_RETURN(const int64_t n, io::NpyRows(in.file()));
-    if (rows >= 0 && n != rows) {
-      return InvalidArgument("--calibration-data: input '" + in.name() + "' has " +
-                             std::to_string(n) + " rows, '" + inputs[0].name() + "' " +
-                             std::to_string(rows));
-    }
-    rows = n;
-  }
-  const RowSplit split = SplitRows(rows < 0 ? 0 : rows);
-  if (split.held == 0) return split;
-  for (const char* d : {"fit_in", "held_in"}) {
-    std::error_code ec;
-    fs::create_directories(tmp.Join(d), ec);
-    if (ec) return IoError("temporary folder '" + tmp.Join(d) + "': " + ec.message());
-  }
-  for (size_t k = 0; k < inputs.size(); ++k) {
-    runner::InputFile f = inputs[k], h = inputs[k];
-    f.set_file(tmp.Join("fit_in/" + std::to_string(k) + ".npy"));
-    h.set_file(tmp.Join("held_in/" + std::to_string(k) + ".npy"));
-    KFC_RETURN_IF_ERROR(io::SplitNpyRows(inputs[k].file(), split.fit, f.file(), h.file()));
-    fit->push_back(f);
-    held->push_back(h);
-  }
-  return split;
-}
-
-// Hard links of every part's recordings of the probe's tensors into `dir` (holding the sidecar),
-// named <stem>.p<part>.<batch>.npy so that the calibration loader reads them in row order.
-Status LinkParts(const std::vector<Part>& parts, const runner::Request& request, int tensors,
-                 const std::string& dir) {
-  for (size_t p = 0; p < parts.size(); ++p) {
-    for (int i = 0; i < tensors; ++i) {
-      const std::string& stem = request.record(i).stem();
-      for (const auto& f : parts[p].response.tensors(i).files()) {
-        const std::string to = dir + "/" + stem + ".p" + std::to_string(p) + f.substr(stem.size());
-        const std::string from = parts[p].dir + "/" + f;
-        if (link(from.c_str(), to.c_str()) != 0) {
-          std::error_code ec;
-          fs::copy_file(from, to, ec);
-          if (ec) return IoError("calibration file '" + to + "': " + ec.message());
-        }
-      }
-    }
-  }
-  return Status::Ok();
-}
-
-// What auto may choose in this run: only with --ratio, and not the lambda of --allocation
-// sensitivity (its measurement is of the whole set).
-AutoSearch SearchFor(const Options& options, AutoSearch asked) {
-  if (options.ratio <= 0 || options.allocation == AllocationObjective::kSensitivity) return {};
-  return asked;
-}
-
-// auto: the candidates compressed from the fit part (parts[0]) and judged on the held-out part
-// (parts[1]); `with_data` takes the winner's values. Without a split (too few rows) or when no
-// candidate could be measured, `with_data` keeps the defaults and the report says why.
-StatusOr<report::AutoSelection> SelectSettings(
-    const std::string& input, const Options& options, const AutoSearch& search,
-    const RowSplit& split, const std::vector<Part>& parts, const runner::Request& request,
-    int first_output, size_t outputs, PassRunner* held_passes, const io::TempDir& tmp,
-    std::chrono::steady_clock::time_point start, Options* with_data) {
-  report::AutoSelection selection;
-  if (!search.any()) return selection;
-  selection.set_searched_allocation(search.allocation);
-  selection.set_searched_regularization(search.regularization);
-  selection.set_chosen(-1);
-  std::vector<AutoCandidate> candidates = AutoCandidates(options, search);
-  if (split.held == 0) {
-    selection.set_note("no search: " + std::to_string(split.fit) +
-                       " calibration rows, fewer than " + std::to_string(kAutoMinRows) +
-                       "; the defaults are used");
-  } else {
-    HeldOut held{held_passes, {}, {}};
-    for (int i = first_output; i < first_output + static_cast<int>(outputs); ++i) {
-      held.outputs.push_back(request.record(i).tensor());
-      held.original.push_back(FilesOf(parts[1].response, i, parts[1].dir));
-    }
-    Options fit = options;
-    fit.calibration_dir = parts[0].dir;
-    KFC_ASSIGN_OR_RETURN(selection,
-                         SearchCandidates(input, fit, &candidates, held, tmp.Join("search")));
-    selection.set_searched_allocation(search.allocation);
-    selection.set_searched_regularization(search.regularization);
-    selection.set_rows_fit(static_cast<double>(split.fit));
-    selection.set_rows_held_out(static_cast<double>(split.held));
-    if (selection.chosen() >= 0) {
-      const AutoCandidate& c = candidates[static_cast<size_t>(selection.chosen())];
-      *with_data = WithCandidate(*with_data, c);
-      selection.set_note(CandidateName(c) + ": the least model output error on " +
-                         std::to_string(split.held) + " held-out rows, fitted on " +
-                         std::to_string(split.fit) + " (" + std::to_string(candidates.size()) +
-                         " candidates); the model is then fitted on all rows");
-    } else {
-      selection.set_note("no candidate could be measured; the defaults are used");
-    }
-  }
-  selection.set_allocation(AllocationName(with_data->allocation));
-  selection.set_regularization(
-      with_data->calibration_regularization.value_or(kron::kCalibrationRegularization));
-  selection.set_seconds(SecondsSince(start));
-  with_data->auto_selection = selection.note();
-  Logger().info("auto: {} ({:.3f} s)", selection.note(), selection.seconds());
-  return selection;
 }
 
 }  // namespace
@@ -414,6 +261,8 @@ StatusOr<report::Report> CompressFileWithRunner(const std::string& input, const 
   if (split.held > 0) {
     held_passes.emplace(runner.get(), parts[1].inputs, request.batch_size(),
                         parts[1].response.rows(), input, &reader);
+    passes.set_label("all " + std::to_string(split.fit + split.held) + " rows");
+    held_passes->set_label("the " + std::to_string(split.held) + " held-out rows");
   }
   if (frontier.ok()) {
     // The first pass's recordings of the tensors made before the cut, over `from`'s rows.

@@ -61,10 +61,45 @@ std::vector<std::string> Fed(const onnx::GraphProto& g) {
   return out;
 }
 
-// A copy of `model` with the types shape inference finds (non-strict, through the schemas that
-// apply at its opset, as the probe infers them).
+// Floating-point initializers of at least this many bytes are copied without their values for
+// shape inference, which reads only their dims (it reads the values of integer tensors: shapes,
+// axes, pads), as it does for weights held in external data.
+constexpr size_t kShapeOnlyBytes = 4096;
+
+// `model` for shape inference: everything but the values of large floating-point initializers of
+// the main graph (a large inline model is not copied whole).
+onnx::ModelProto WithoutWeightValues(const onnx::ModelProto& model) {
+  onnx::ModelProto out;
+  out.set_ir_version(model.ir_version());
+  *out.mutable_opset_import() = model.opset_import();
+  *out.mutable_functions() = model.functions();
+  const onnx::GraphProto& g = model.graph();
+  onnx::GraphProto* to = out.mutable_graph();
+  to->set_name(g.name());
+  *to->mutable_node() = g.node();
+  *to->mutable_input() = g.input();
+  *to->mutable_output() = g.output();
+  *to->mutable_value_info() = g.value_info();
+  for (const auto& t : g.initializer()) {
+    const bool floating =
+        t.data_type() == onnx::TensorProto::FLOAT || t.data_type() == onnx::TensorProto::DOUBLE ||
+        t.data_type() == onnx::TensorProto::FLOAT16 || t.data_type() == onnx::TensorProto::BFLOAT16;
+    if (!floating || t.ByteSizeLong() < kShapeOnlyBytes) {
+      *to->add_initializer() = t;
+      continue;
+    }
+    onnx::TensorProto* meta = to->add_initializer();
+    meta->set_name(t.name());
+    meta->set_data_type(t.data_type());
+    *meta->mutable_dims() = t.dims();
+  }
+  return out;
+}
+
+// A copy of `model` (without the values of its large weights) with the types shape inference
+// finds (non-strict, through the schemas that apply at its opset, as the probe infers them).
 StatusOr<onnx::ModelProto> Inferred(const onnx::ModelProto& model, const std::string& what) {
-  onnx::ModelProto inferred = model;
+  onnx::ModelProto inferred = WithoutWeightValues(model);
   try {
     onnx::ShapeInferenceOptions options(false, 0, false);
     onnx::shape_inference::InferShapes(inferred, check::KnownSchemas::Instance(), options);
