@@ -49,6 +49,7 @@ constexpr Keyword kKeywords[] = {
     {"shape", "--shape", Kind::kValue, false},
     {"objective", "--objective", Kind::kValue, false},
     {"allow_slower_than_dense", "--allow-slower-than-dense", Kind::kFlag, false},
+    {"node_cost", "--node-cost", Kind::kValue, false},
     {"plan", "--plan", Kind::kValue, false},
     {"calibration", "--calibration", Kind::kValue, false},
     {"fail_if_error_above", "--fail-if-error-above", Kind::kValue, false},
@@ -269,7 +270,7 @@ PYBIND11_MODULE(kfc_compress, m) {
 Compresses a serialized ONNX model in memory and returns the compressed model's bytes (the same
 bytes `kfc-compress` writes with the same options) and the report (what `kfc-compress --json`
 prints). Exactly one of rank, max_error, ratio (unless plan= is given). Options: the CLI's long
-options in snake_case: objective, allow_slower_than_dense, plan, calibration,
+options in snake_case: objective, allow_slower_than_dense, node_cost, plan, calibration,
 fail_if_error_above, fail_if_ratio_above,
 write_on_gate_failure, include, exclude (a str or a list of str), min_params, threads.
 Weights in external data files are skipped (use compress_file).

@@ -219,6 +219,13 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
   app.add_flag("--allow-slower-than-dense", o.pipeline.allow_slower,
                "allow compressed layers that cost more MACs per input row than the dense layer "
                "(fewer parameters, slower inference)");
+  o.pipeline.node_cost_macs = kron::kNodeCostMacs;
+  app.add_option("--node-cost", o.pipeline.node_cost_macs,
+                 "MACs per input row that each node a compressed layer adds to the dense one "
+                 "counts as when judging slower than dense (at batch 1 in ONNX Runtime: 8192, the "
+                 "default); 0: MACs alone")
+      ->type_name("MACS")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "log errors only");
   app.add_flag("-v,--verbose", o.verbosity, "log each layer's decision (-vv: also trace)");

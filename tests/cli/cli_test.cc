@@ -105,7 +105,17 @@ TEST(CliTest, IncludeExcludeAndMinParams) {
   ASSERT_EQ(rep.layers_size(), 3);
   EXPECT_EQ(rep.layers(0).skip_reason(), "excluded");
   EXPECT_TRUE(rep.layers(1).compressed());
-  EXPECT_TRUE(rep.layers(2).compressed());  // 128x10 compresses once min-params allows it
+  // 128x10 (1280 MACs per row) passes min-params 0, but any compressed form's extra node costs
+  // more at batch 1 (--node-cost): left dense, saying so. With --node-cost 0, MACs alone judge.
+  EXPECT_EQ(rep.layers(2).skip_reason(), "slower_than_dense");
+  EXPECT_NE(rep.layers(2).skip_detail().find("1 more node (8192 MACs at batch 1), dense 1280"),
+            std::string::npos)
+      << rep.layers(2).skip_detail();
+  r = Cli({"--exclude", "^fc1$", kDigits, "-r", "2", "--dry-run", "--json", "--min-params", "0",
+           "--node-cost", "0", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_TRUE(rep.layers(2).compressed());
 
   r = Cli({kDigits, "-r", "2", "--dry-run", "--json", "--include", "fc2\\.weight", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -115,7 +125,8 @@ TEST(CliTest, IncludeExcludeAndMinParams) {
 }
 
 TEST(CliTest, ForcedShapeIsUsedWhereItDivides) {
-  auto r = Cli({kDigits, "-r", "2", "--dry-run", "--json", "--shape", "4x32", "-q"});
+  auto r =
+      Cli({kDigits, "-r", "2", "--dry-run", "--json", "--shape", "4x32", "--node-cost", "0", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   report::Report rep;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
@@ -124,6 +135,44 @@ TEST(CliTest, ForcedShapeIsUsedWhereItDivides) {
   EXPECT_EQ(rep.layers(0).k2(), 16);
   EXPECT_EQ(rep.layers(0).n2(), 8);
   EXPECT_EQ(rep.shape_policy(), "4x32");
+}
+
+// The default shape at -r is swapped for low rank where it would be slower than dense at batch 1;
+// a forced shape is not: that layer stays dense and the report says why.
+TEST(CliTest, ShapeSlowerAtBatchOneIsLowRankUnlessForced) {
+  TempDir dir;
+  auto r = Cli({kDigits, "-r", "4", "-o", dir.File("out.onnx"), "--json", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  report::Report rep;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  // Two nodes per compressed layer, no Reshape: 8 nodes where the Kronecker form had 16.
+  auto model = io::LoadModel(dir.File("out.onnx"));
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  std::string ops;
+  for (const auto& node : model->graph().node()) ops += node.op_type() + " ";
+  EXPECT_EQ(ops, "MatMul Gemm Relu MatMul Gemm Relu Gemm Softmax ");
+  for (int i : {0, 1}) {
+    const report::LayerReport& l = rep.layers(i);
+    ASSERT_TRUE(l.compressed()) << l.node_name();
+    EXPECT_TRUE(l.n1() == 1 && l.k2() == 1) << l.node_name();  // K x 1 (x) 1 x N
+    // The parameters rank 4 of the balanced shape would take: fc1 4*256/(64+256) -> 3.
+    EXPECT_EQ(l.rank(), i == 0 ? 3 : 4) << l.node_name();
+    EXPECT_EQ(l.shape_note().rfind("low rank instead of balanced: rank 4 of ", 0), 0)
+        << l.shape_note();
+    EXPECT_NE(l.shape_note().find("+ 6 more nodes (49152 MACs at batch 1)"), std::string::npos)
+        << l.shape_note();
+  }
+  r = Cli({kDigits, "-r", "4", "--dry-run", "--json", "--shape", "balanced", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.layers(0).skip_reason(), "slower_than_dense");
+  EXPECT_EQ(rep.layers(1).skip_reason(), "slower_than_dense");
+  r = Cli({kDigits, "-r", "4", "--dry-run", "--json", "--node-cost", "0", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
+  EXPECT_EQ(rep.layers(0).k1(), 64);  // balanced 64x2 (x) 1x128, as before --node-cost
+  EXPECT_EQ(rep.layers(0).n1(), 2);
+  EXPECT_EQ(rep.layers(0).shape_note(), "");
 }
 
 TEST(CliTest, RankIsClampedAndReported) {
@@ -276,14 +325,16 @@ agraph (float[N, 64] x) => (float[N, 64] y) { y = MatMul(x, W) })");
 }
 
 TEST(CliAutoShapeTest, DryRunListsCandidatesAndLowRankComparison) {
-  auto r = Cli({kDigits, "-r", "4", "--shape", "auto", "--dry-run", "-q"});
+  // --node-cost 0: at batch 1 only the low-rank shapes would be candidates for these layers.
+  auto r = Cli({kDigits, "-r", "4", "--shape", "auto", "--dry-run", "--node-cost", "0", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("rank 4, shape auto"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(low-rank r="), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("shapes searched for fc1"), std::string::npos) << r.out;
   // Without --dry-run or -v, the candidates stay out of the report.
   TempDir dir;
-  r = Cli({kDigits, "-r", "4", "--shape", "auto", "-o", dir.File("a.onnx"), "--json", "-q"});
+  r = Cli({kDigits, "-r", "4", "--shape", "auto", "--node-cost", "0", "-o", dir.File("a.onnx"),
+           "--json", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   report::Report rep;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
@@ -461,21 +512,23 @@ TEST(CliExternalDataTest, ExternalInputCompressesAndWritesInlineOrExternal) {
   const std::string input = testing::WriteExternalModel(dir.path(), "w.data", 64, -1);
   const std::string data_before = ReadFile(dir.File("w.data"));
   std::filesystem::create_directory(dir.File("o"));
-  auto r = Cli({input, "-r", "2", "-o", dir.File("o/inline.onnx"), "--json", "-q"});
+  // --node-cost 0: the 64x96 layer is too small to gain at batch 1.
+  auto r =
+      Cli({input, "-r", "2", "--node-cost", "0", "-o", dir.File("o/inline.onnx"), "--json", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   report::Report rep;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
   EXPECT_EQ(rep.totals().layers_compressed(), 1);
   EXPECT_EQ(rep.external_data_file(), "");
 
-  r = Cli({input, "-r", "2", "-o", dir.File("o/a.onnx"), "--external-data",
+  r = Cli({input, "-r", "2", "--node-cost", "0", "-o", dir.File("o/a.onnx"), "--external-data",
            "--external-data-threshold", "0", "--json", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &rep).ok());
   EXPECT_EQ(rep.external_data_file(), dir.File("o/a.onnx.data"));
   EXPECT_FALSE(rep.external_data_automatic());
-  r = Cli({input, "-r", "2", "-o", dir.File("o/b.onnx"), "--external-data=b.weights",
-           "--external-data-threshold", "0"});
+  r = Cli({input, "-r", "2", "--node-cost", "0", "-o", dir.File("o/b.onnx"),
+           "--external-data=b.weights", "--external-data-threshold", "0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("+ external data " + dir.File("o/b.weights")), std::string::npos) << r.out;
   EXPECT_EQ(ReadFile(dir.File("o/a.onnx.data")), ReadFile(dir.File("o/b.weights")));

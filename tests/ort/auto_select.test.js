@@ -60,7 +60,7 @@ function setup(tag, rows) {
   h.run('/usr/bin/python3', ['-c', SCRIPT, model]);
   const data = path.join(env.workDir, `${tag}.npy`);
   writeNpy(data, [rows, 64], loudRows(rows, tag));
-  const mode = ['--ratio', '0.3', '--min-params', '0', '--shape', 'low-rank'];
+  const mode = ['--ratio', '0.3', '--min-params', '0', '--node-cost', '0', '--shape', 'low-rank'];
   return { env, model, data, mode, common: [model, ...mode, '--calibration-data', data, '--dry-run'] };
 }
 

@@ -169,7 +169,8 @@ test('column-sample layers (Gemm transA=1, W·X) are calibrated and compute what
     assert.equal(await expectCalibratedReference(t, env, model, acts, feeds, c.output, dir, c.name),
       c.expectedLayers, c.name);
 
-    const rep = h.run(env.compress, [model, '-r', '2', '--calibration', acts, '--dry-run', '--json']);
+    const rep = h.run(env.compress, [model, '-r', '2', '--node-cost', '0', '--calibration', acts,
+      '--dry-run', '--json']);
     assert.equal(rep.status, 0, rep.stderr);
     const layer = JSON.parse(rep.stdout).layers.find((l) => l.compressed);
     assert.equal(layer.calibrated, true, c.name);
@@ -204,7 +205,8 @@ onnx.save(m, sys.argv[1])`;
   const acts = path.join(dir, 'acts');
   await runProbe({ probe, inputs: { x: path.join(dir, 'x.npy') }, out: acts, batch: 16 });
 
-  const rep = h.run(env.compress, [model, '-r', '2', '--calibration', acts, '--dry-run', '--json']);
+  const rep = h.run(env.compress, [model, '-r', '2', '--node-cost', '0', '--calibration', acts,
+    '--dry-run', '--json']);
   assert.equal(rep.status, 0, rep.stderr);
   const layer = JSON.parse(rep.stdout).layers[0];
   assert.equal(layer.compressed, true);
@@ -251,7 +253,8 @@ test('layers in If, Loop and Scan bodies are probed and calibrated', async (t) =
     assert.equal(await expectCalibratedReference(t, env, c.model, acts, feeds, c.output, dir,
       c.name), c.expectedLayers, c.name);
 
-    const rep = h.run(env.compress, [c.model, '-r', '2', '--min-params', '0', '--calibration',
+    const rep = h.run(env.compress, [c.model, '-r', '2', '--min-params', '0', '--node-cost', '0',
+      '--calibration',
       acts, '--dry-run', '--json']);
     assert.equal(rep.status, 0, rep.stderr);
     for (const l of JSON.parse(rep.stdout).layers) {
@@ -319,7 +322,8 @@ onnx.save(m, sys.argv[1])
     fs.mkdirSync(acts);
     writeNpy(path.join(acts, 'kfc_calib_0.npy'), outs.kfc_calib_0.dims, outs.kfc_calib_0.data);
     fs.copyFileSync(path.join(dir, 'probe.calib.json'), path.join(acts, 'kfc_calibration.json'));
-    const rep = h.run(env.compress, [model, '-r', '2', '--min-params', '0', '--calibration', acts,
+    const rep = h.run(env.compress, [model, '-r', '2', '--min-params', '0', '--node-cost', '0',
+      '--calibration', acts,
       '--dry-run', '--json']);
     assert.equal(rep.status, 0, rep.stderr);
     const layer = JSON.parse(rep.stdout).layers[0];

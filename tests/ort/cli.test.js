@@ -109,7 +109,7 @@ for (const c of h.loadCases().filter((x) => x.name.startsWith('ext_'))) {
         .filter((f) => f.endsWith('.data')).map((f) => path.join(path.dirname(c.model), f));
       const hashes = inputFiles.map(sha256);
       const output = path.join(dir, 'out.onnx');
-      const args = [c.model, '-r', '2', ...extra, '-o', output, '-q'];
+      const args = [c.model, '-r', '2', '--node-cost', '0', ...extra, '-o', output, '-q'];
       const result = h.run(env.compress, args);
       assert.equal(result.status, 0, `kfc-compress failed:\n${h.describeRun(env.compress, args, result)}`);
       const dataName = extra.length === 0 ? null : (extra[0].split('=')[1] || 'out.onnx.data');

@@ -94,7 +94,8 @@ for (const opset of OPSETS) {
       // The tool compresses both layers and says the rank was unknown by emitting Shape nodes.
       const out = path.join(env.workDir, `unknown_rank_${opset}.kfc.onnx`);
       fs.rmSync(out, { force: true });
-      const r = h.run(env.compress, [model, '-r', '2', '--min-params', '0', '-o', out, '--json']);
+      const r = h.run(env.compress, [model, '-r', '2', '--min-params', '0', '--node-cost', '0',
+        '-o', out, '--json']);
       assert.equal(r.status, 0, h.describeRun(env.compress, [model], r));
       assert.equal(JSON.parse(r.stdout).totals.layers_compressed, 2, r.stdout);
 
@@ -143,7 +144,8 @@ for (const opset of [9, 13, 21]) {
     const mode = ['--rank', '3', '--shape', 'lowrank'];
     const out = path.join(env.workDir, `unknown_rank_lr_${opset}.kfc.onnx`);
     fs.rmSync(out, { force: true });
-    const r = h.run(env.compress, [model, ...mode, '--min-params', '0', '-o', out, '--json']);
+    const r = h.run(env.compress, [model, ...mode, '--min-params', '0', '--node-cost', '0', '-o',
+      out, '--json']);
     assert.equal(r.status, 0, h.describeRun(env.compress, [model], r));
     assert.equal(JSON.parse(r.stdout).totals.layers_compressed, 2, r.stdout);
     const ops = h.run('/usr/bin/python3', ['-c', OPS_SCRIPT, out]);

@@ -60,6 +60,7 @@ CASES = [
     (DIGITS, ["--max-error", "0.4", "--objective", "macs"], dict(max_error=0.4, objective="macs")),
     (DIGITS, ["-r", "40", "--shape", "auto", "--allow-slower-than-dense"],
      dict(rank=40, shape="auto", allow_slower_than_dense=True)),
+    (DIGITS, ["-r", "4", "--node-cost", "0"], dict(rank=4, node_cost=0)),
     (FASHION, ["-r", "8", "--include", "fc1", "--include", "fc2"],
      dict(rank=8, include=["fc1", "fc2"])),
     (SYNTHETIC / "gemm_fp16.onnx", ["-r", "2", "--min-params", "0"], dict(rank=2, min_params=0)),

@@ -181,5 +181,71 @@ TEST(NeverSlowerTest, FixedShapeAtASlowRankIsSkipped) {
       << l.skip_detail();
 }
 
+// With the node cost (--node-cost, the command line's default), "slower" is judged at batch 1:
+// each shape's MACs plus its extra nodes. Over the modes and policies, no layer costs more than
+// dense that way; a 64x64 layer (4096 MACs) has no form that gains, so it always stays dense.
+TEST(NeverSlowerTest, NodeCostCountsEachShapesExtraNodes) {
+  int compressed = 0, kronecker = 0;
+  for (const auto& [K, N] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {256, 512}, {512, 512}}) {
+    const onnx::ModelProto model = RandomMatMul(K, N, 13);
+    for (ModeRun run : Modes()) {
+      if (run.options.plan) continue;  // its entries name 64x64-sized shapes
+      run.options.node_cost_macs = kron::kNodeCostMacs;
+      const std::string where = std::to_string(K) + "x" + std::to_string(N) + " " + run.label;
+      const pipeline::Result result = Compress(model, run.options);
+      const report::LayerReport& l = result.report.layers(0);
+      if (!l.compressed()) {
+        EXPECT_NE(l.skip_reason(), "") << where;
+        continue;
+      }
+      ++compressed;
+      EXPECT_GT(K * N, 4096) << where;
+      const kron::KronShape shape{static_cast<int64_t>(l.k1()), static_cast<int64_t>(l.n1()),
+                                  static_cast<int64_t>(l.k2()), static_cast<int64_t>(l.n2())};
+      const bool low = kron::IsLowRankShape(shape, K, N);
+      kronecker += !low;
+      EXPECT_LE(l.macs_after() + (low ? 1 : 6) * kron::kNodeCostMacs, l.macs_before()) << where;
+    }
+  }
+  EXPECT_GT(compressed, 50);
+  EXPECT_GT(kronecker, 10);  // the larger layers still get Kronecker shapes
+}
+
+// -r with the default policy: the balanced shape, slower than dense at batch 1 on a 64x256 layer,
+// becomes low rank at the parameters it would take, and the report says so; a forced shape (here
+// the same balanced policy, asked for) is not replaced: the layer stays dense.
+TEST(NeverSlowerTest, DefaultShapeSlowerAtBatchOneBecomesLowRank) {
+  const onnx::ModelProto model = RandomMatMul(64, 256, 7);
+  pipeline::Options options;
+  options.rank = 4;
+  options.node_cost_macs = kron::kNodeCostMacs;
+  const pipeline::Result result = Compress(model, options);
+  const report::LayerReport& l = result.report.layers(0);
+  ASSERT_TRUE(l.compressed()) << l.skip_reason() << ": " << l.skip_detail();
+  EXPECT_TRUE(kron::IsLowRankShape({static_cast<int64_t>(l.k1()), static_cast<int64_t>(l.n1()),
+                                    static_cast<int64_t>(l.k2()), static_cast<int64_t>(l.n2())},
+                                   64, 256));
+  EXPECT_EQ(l.rank(), 3);  // 4 terms of 8x16 (x) 8x16 take 1024 parameters; 1024 / 320 = 3
+  EXPECT_EQ(l.shape_note().rfind("low rank instead of balanced: rank 4 of ", 0), 0)
+      << l.shape_note();
+  // Without the node cost the balanced shape stays (12288 <= 16384 MACs).
+  options.node_cost_macs = 0;
+  const pipeline::Result plain = Compress(model, options);
+  EXPECT_FALSE(kron::IsLowRankShape({static_cast<int64_t>(plain.report.layers(0).k1()),
+                                     static_cast<int64_t>(plain.report.layers(0).n1()),
+                                     static_cast<int64_t>(plain.report.layers(0).k2()),
+                                     static_cast<int64_t>(plain.report.layers(0).n2())},
+                                    64, 256));
+  EXPECT_EQ(plain.report.layers(0).shape_note(), "");
+  options.node_cost_macs = kron::kNodeCostMacs;
+  options.shape = ShapePolicy{ShapePolicy::Kind::kBalanced, 0, 0};
+  const pipeline::Result forced = Compress(model, options);
+  EXPECT_EQ(forced.report.layers(0).skip_reason(), "slower_than_dense");
+  EXPECT_NE(forced.report.layers(0).skip_detail().find("+ 6 more nodes (49152 MACs at batch 1)"),
+            std::string::npos)
+      << forced.report.layers(0).skip_detail();
+}
+
 }  // namespace
 }  // namespace kfc

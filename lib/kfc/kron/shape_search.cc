@@ -430,7 +430,7 @@ std::vector<size_t> PromiseOrder(const Layer& layer, const std::vector<ShapeCand
 }
 
 StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<KronShape>& shapes,
-                                         int64_t max_params, int64_t max_macs,
+                                         int64_t max_params, int64_t max_macs, int64_t node_cost,
                                          const SearchOptions& options) {
   ShapeSearchResult result;
   const KronShape low_rank = LowRankShape(layer.K, layer.N);
@@ -438,7 +438,8 @@ StatusOr<ShapeSearchResult> SearchParams(const Layer& layer, const std::vector<K
   for (const auto& shape : shapes) {
     ShapeCandidate c;
     c.shape = shape;
-    c.rank = std::min(max_params / shape.ParamsPerTerm(), MaxRankWithinMacs(shape, max_macs));
+    c.rank =
+        std::min(max_params / shape.ParamsPerTerm(), MaxRankWithinMacs(shape, max_macs, node_cost));
     c.params = c.rank * shape.ParamsPerTerm();
     c.macs = c.rank * MacsPerTerm(shape);
     result.candidates.push_back(c);
@@ -506,7 +507,7 @@ bool Better(const ShapeCandidate& a, const ShapeCandidate& b, SearchObjective ob
 }
 
 StatusOr<ShapeSearchResult> SearchError(const Layer& layer, const std::vector<KronShape>& shapes,
-                                        double max_error, int64_t max_macs,
+                                        double max_error, int64_t max_macs, int64_t node_cost,
                                         SearchObjective objective, SvdOptions svd) {
   // Errors near the target must be resolved: float32 passes only where their rounding is far
   // below it.
@@ -517,7 +518,7 @@ StatusOr<ShapeSearchResult> SearchError(const Layer& layer, const std::vector<Kr
     ShapeCandidate c;
     c.shape = shape;
     const int64_t r_max = std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
-    const int64_t r_fast = std::min(r_max, MaxRankWithinMacs(shape, max_macs));
+    const int64_t r_fast = std::min(r_max, MaxRankWithinMacs(shape, max_macs, node_cost));
     c.meets_target = false;
     if (r_max >= 1) {
       // Up to r_max, not r_fast: a target met only above the MACs limit is worth telling apart.
@@ -574,9 +575,11 @@ StatusOr<ShapeSearchResult> SearchShape(const float* w, int64_t K, int64_t N,
   KFC_ASSIGN_OR_RETURN(const double norm, CheckedFrobeniusNorm(w, K, N));
   const Layer layer{w, K, N, norm * norm};
   const std::vector<KronShape> shapes = EnumerateShapes(K, N);
-  if (by_params) return SearchParams(layer, shapes, budget.max_params, budget.max_macs, options);
-  return SearchError(layer, shapes, budget.max_error, budget.max_macs, budget.objective,
-                     options.svd);
+  if (by_params)
+    return SearchParams(layer, shapes, budget.max_params, budget.max_macs, budget.node_cost,
+                        options);
+  return SearchError(layer, shapes, budget.max_error, budget.max_macs, budget.node_cost,
+                     budget.objective, options.svd);
 }
 
 }  // namespace kfc::kron

@@ -79,6 +79,9 @@ struct SearchBudget {
   // max_macs (MaxRankWithinMacs); a shape whose first term already costs more is no candidate.
   // K*N keeps the layer no slower than the dense one. -1: no limit.
   int64_t max_macs = -1;
+  // With max_macs: what each node a shape adds to the dense layer costs, in MACs per row
+  // (ExtraNodes, kNodeCostMacs). 0: MACs alone.
+  int64_t node_cost = 0;
   SearchObjective objective = SearchObjective::kParams;  // error target only
 };
 

@@ -72,11 +72,17 @@ int64_t MacsPerTerm(const KronShape& shape) {
                   Macs(shape, 1, ContractionOrder::kAFirst));
 }
 
-int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs) {
+int64_t ExtraNodes(const KronShape& shape) {
+  return IsLowRankShape(shape, shape.K(), shape.N()) ? 1 : 6;
+}
+
+int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs, int64_t node_cost) {
   if (max_macs < 0) return shape.MaxRank();
+  const int64_t left = max_macs - ExtraNodes(shape) * node_cost;
+  if (left < 0) return 0;
   const int64_t per_term = MacsPerTerm(shape);
   if (per_term <= 0) return shape.MaxRank();
-  return std::min(shape.MaxRank(), max_macs / per_term);
+  return std::min(shape.MaxRank(), left / per_term);
 }
 
 std::vector<KronShape> EnumerateShapes(int64_t K, int64_t N) {

@@ -41,10 +41,20 @@ ContractionOrder CheaperOrder(const KronShape& shape, int64_t rank);
 // MACs per input row of one term in the cheaper order: min(K*n2 + k1*N, K*n1 + k2*N). Macs is
 // linear in the rank, so the cheaper order does not depend on it.
 int64_t MacsPerTerm(const KronShape& shape);
-// The largest rank r <= shape.MaxRank() whose MACs per row in the cheaper order are at most
-// max_macs (0 when one term already costs more); shape.MaxRank() when max_macs < 0 (no limit).
-// With max_macs = K*N this keeps a layer no slower than the dense one.
-int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs);
+// ONNX Runtime's cost at batch 1 of one node that a compressed layer adds to the dense layer, in
+// MACs per row: about 0.5 us per added node, where a dense Gemm at batch 1 does about 16 MACs per
+// ns (docs/benchmarks.md, "Cost of a node at batch 1", measured with
+// bench/make_node_chain_model.py).
+inline constexpr int64_t kNodeCostMacs = 8192;
+// The nodes a layer of this shape costs beyond the dense layer's one Gemm/MatMul: 1 for the
+// low-rank shapes (two products, the bias in the second); 6 for the others (three Reshapes, a
+// second MatMul, the bias Add, and the activation ONNX Runtime then no longer folds into a Gemm).
+int64_t ExtraNodes(const KronShape& shape);
+// The largest rank r <= shape.MaxRank() whose MACs per row in the cheaper order, plus
+// ExtraNodes(shape) * node_cost, are at most max_macs (0 when one term already costs more);
+// shape.MaxRank() when max_macs < 0 (no limit). With max_macs = K*N this keeps a layer no slower
+// than the dense one (at batch 1 with node_cost = kNodeCostMacs).
+int64_t MaxRankWithinMacs(const KronShape& shape, int64_t max_macs, int64_t node_cost = 0);
 
 // Every divisor pair (k1 | K, n1 | N) except the two trivial ones (k1 = n1 = 1 and k1 = K, n1 = N),
 // ordered by k1 then n1. Includes the low-rank shapes (K x 1 with 1 x N, and 1 x N with K x 1).

@@ -53,6 +53,7 @@ Directive Resolve(const Options& o, const match::LayerCandidate& c) {
   }
   ShapePolicy fallback;
   if (d.budget != Budget::kRank) fallback.kind = ShapePolicy::Kind::kAuto;
+  d.shape_given = (entry != nullptr && entry->shape) || o.shape.has_value();
   d.shape = entry != nullptr && entry->shape ? *entry->shape : o.shape.value_or(fallback);
   return d;
 }
@@ -124,6 +125,13 @@ int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense) {
   return std::min(shape.MaxRank(), (dense - 1) / shape.ParamsPerTerm());
 }
 
+// Options::node_cost_macs where one run at batch 1 is one row: X 2-D and the weight second. Over
+// a sequence ([batch, seq, K]) or the columns of W·X, a run has rows the model does not fix, over
+// which the nodes' cost spreads: MACs alone judge there.
+int64_t NodeCost(const Options& o, const match::LayerCandidate& c) {
+  return c.input_rank == 2 && !c.weight_first ? o.node_cost_macs : 0;
+}
+
 // No MACs limit: asked for, or compressing regardless of profit (skip_unprofitable false).
 bool Unguarded(const Options& o) { return o.allow_slower || !o.skip_unprofitable; }
 
@@ -136,21 +144,27 @@ int64_t MacsLimit(const Options& o, const match::LayerCandidate& c) {
 int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
                       const match::LayerCandidate& c) {
   return std::min(MaxProfitableRank(shape, c.k * c.n),
-                  kron::MaxRankWithinMacs(shape, MacsLimit(o, c)));
+                  kron::MaxRankWithinMacs(shape, MacsLimit(o, c), NodeCost(o, c)));
 }
 
 // A layer at rank `rank` of `shape` costs more MACs per row than dense (and that is not allowed).
 bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
              int64_t rank) {
-  return !Unguarded(o) && rank * kron::MacsPerTerm(shape) > c.k * c.n;
+  return !Unguarded(o) &&
+         rank * kron::MacsPerTerm(shape) + kron::ExtraNodes(shape) * NodeCost(o, c) > c.k * c.n;
 }
 
-std::string SlowerDetail(const match::LayerCandidate& c, const kron::KronShape& shape,
-                         int64_t rank) {
-  const int64_t fast = kron::MaxRankWithinMacs(shape, c.k * c.n);
+std::string SlowerDetail(const Options& o, const match::LayerCandidate& c,
+                         const kron::KronShape& shape, int64_t rank) {
+  const int64_t fast = kron::MaxRankWithinMacs(shape, c.k * c.n, NodeCost(o, c));
+  const int64_t nodes = kron::ExtraNodes(shape);
   return "rank " + std::to_string(rank) + " of " + ShapeText(shape) + " costs " +
-         std::to_string(rank * kron::MacsPerTerm(shape)) + " MACs per row, dense " +
-         std::to_string(c.k * c.n) +
+         std::to_string(rank * kron::MacsPerTerm(shape)) + " MACs per row" +
+         (NodeCost(o, c) > 0
+              ? " + " + std::to_string(nodes) + " more node" + (nodes > 1 ? "s" : "") + " (" +
+                    std::to_string(nodes * NodeCost(o, c)) + " MACs at batch 1)"
+              : "") +
+         ", dense " + std::to_string(c.k * c.n) +
          (fast >= 1 ? " (rank <= " + std::to_string(fast) + " would not be slower)"
                     : " (even one term is slower)");
 }
@@ -159,7 +173,7 @@ namespace {
 
 // -r --shape auto with calibration: every shape at the largest rank the budget allows, rated by its
 // whitened spectrum (SearchShape's pruning works on one matrix; each shape whitens differently).
-StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, int64_t max_macs,
+StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, int64_t max_macs, int64_t node_cost,
                                             const match::LayerCandidate& c,
                                             const std::vector<float>& w,
                                             const kron::InputStats& stats) {
@@ -167,8 +181,8 @@ StatusOr<Decision> DecideAutoRankCalibrated(int64_t max_params, int64_t max_macs
   double best_error = 2.0;
   best.compared = 0;
   for (const auto& shape : kron::EnumerateShapes(c.k, c.n)) {
-    const int64_t rank =
-        std::min(max_params / shape.ParamsPerTerm(), kron::MaxRankWithinMacs(shape, max_macs));
+    const int64_t rank = std::min(max_params / shape.ParamsPerTerm(),
+                                  kron::MaxRankWithinMacs(shape, max_macs, node_cost));
     if (rank < 1) continue;
     ++best.compared;
     double norm = 0.0;
@@ -197,9 +211,11 @@ StatusOr<Decision> DecideAutoRank(const Options& o, int64_t rank, const match::L
   kron::SearchBudget budget;
   budget.max_params = std::min(rank, balanced->MaxRank()) * balanced->ParamsPerTerm();
   budget.max_macs = MacsLimit(o, c);
+  budget.node_cost = NodeCost(o, c);
   StatusOr<Decision> d = Decision{};
   if (stats != nullptr) {
-    d = DecideAutoRankCalibrated(budget.max_params, budget.max_macs, c, w, *stats);
+    d = DecideAutoRankCalibrated(budget.max_params, budget.max_macs, budget.node_cost, c, w,
+                                 *stats);
   } else {
     KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
                          kron::SearchShape(w.data(), c.k, c.n, budget));
@@ -222,6 +238,29 @@ StatusOr<Decision> DecideAutoRank(const Options& o, int64_t rank, const match::L
   return d;
 }
 
+// -r with the default policy whose shapes are all slower than dense at the rank asked for: the
+// low-rank shape at the parameters that rank of `first` would take, when that is not slower.
+Decision SlowerRankFallback(const Options& o, const Directive& dir, const match::LayerCandidate& c,
+                            const kron::KronShape& first, int64_t asked) {
+  const std::string slower = SlowerDetail(o, c, first, asked);
+  const kron::KronShape low = kron::LowRankShape(c.k, c.n);
+  const int64_t rank =
+      std::min(asked * first.ParamsPerTerm() / low.ParamsPerTerm(), MaxUsefulRank(o, low, c));
+  if (dir.shape_given || first == low) return SkipDecision("slower_than_dense", slower);
+  if (rank < 1 || TooSlow(o, c, low, rank)) {
+    return SkipDecision(
+        "slower_than_dense",
+        slower + "; low rank too: " + SlowerDetail(o, c, low, std::max<int64_t>(rank, 1)));
+  }
+  Decision d;
+  d.compress = true;
+  d.shape = low;
+  d.rank = rank;
+  d.note = "low rank instead of " + dir.shape.Name() + ": " + slower;
+  Logger().info("layer '{}': {}", c.node_name, d.note);
+  return d;
+}
+
 }  // namespace
 
 // -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error.
@@ -240,7 +279,7 @@ StatusOr<Decision> DecideRank(const Options& o, const Directive& dir,
                                 [&](const kron::KronShape& s) { return TooSlow(o, c, s, asked); }),
                  shapes.end());
   }
-  if (shapes.empty()) return SkipDecision("slower_than_dense", SlowerDetail(c, first, asked));
+  if (shapes.empty()) return SlowerRankFallback(o, dir, c, first, asked);
   Decision best;
   best.compress = true;
   best.shape = shapes.front();
@@ -283,6 +322,7 @@ StatusOr<Decision> DecideMaxError(const Options& o, const Directive& dir,
     kron::SearchBudget budget;
     budget.max_error = dir.max_error;
     budget.max_macs = MacsLimit(o, c);
+    budget.node_cost = NodeCost(o, c);
     budget.objective = by_macs ? kron::SearchObjective::kMacs : kron::SearchObjective::kParams;
     KFC_ASSIGN_OR_RETURN(kron::ShapeSearchResult search,
                          kron::SearchShape(w.data(), c.k, c.n, budget));

@@ -36,6 +36,10 @@ StatusOr<std::vector<double>> Spectrum(const match::LayerCandidate& c, const std
 // The largest rank of `shape` that stores fewer parameters than the dense K x N weight.
 int64_t MaxProfitableRank(const kron::KronShape& shape, int64_t dense);
 
+// The MACs per row each node a compressed form adds counts as (Options::node_cost_macs): only
+// where a run at batch 1 is one row (X 2-D, weight second); 0 elsewhere.
+int64_t NodeCost(const Options& o, const match::LayerCandidate& c);
+
 // Never slower than dense (Options::objective): no limit when asked for (allow_slower) or when
 // compressing regardless of profit (skip_unprofitable false).
 bool Unguarded(const Options& o);
@@ -44,15 +48,19 @@ int64_t MacsLimit(const Options& o, const match::LayerCandidate& c);
 // The largest rank of `shape` that saves parameters and is not slower than dense (unless allowed).
 int64_t MaxUsefulRank(const Options& o, const kron::KronShape& shape,
                       const match::LayerCandidate& c);
-// Layer c at rank `rank` of `shape` costs more MACs per row than dense, and that is not allowed.
+// Layer c at rank `rank` of `shape` costs more MACs per row than dense (its extra nodes counted at
+// Options::node_cost_macs each), and that is not allowed.
 bool TooSlow(const Options& o, const match::LayerCandidate& c, const kron::KronShape& shape,
              int64_t rank);
-// The skip detail of `slower_than_dense`: both MAC counts and the largest rank that is not slower.
-std::string SlowerDetail(const match::LayerCandidate& c, const kron::KronShape& shape,
-                         int64_t rank);
+// The skip detail of `slower_than_dense`: both MAC counts, the extra nodes' cost, and the largest
+// rank that is not slower.
+std::string SlowerDetail(const Options& o, const match::LayerCandidate& c,
+                         const kron::KronShape& shape, int64_t rank);
 
 // -r: the policy's shape at min(rank, MaxRank); among tied balanced shapes the least error; a
-// shape slower than dense at that rank is not taken (`slower_than_dense` when none is left).
+// shape slower than dense at that rank is not taken. When none is left and the shape policy is the
+// default (not --shape or a plan's), the low-rank shape at the same parameter budget if it is not
+// slower (Decision::note says so), else `slower_than_dense`.
 StatusOr<Decision> DecideRank(const Options& o, const Directive& dir,
                               const match::LayerCandidate& c, const std::vector<float>& w,
                               const kron::InputStats* stats);

@@ -146,6 +146,7 @@ report::LayerReport LayerReportOf(const Options& o, const LayerState& s) {
   }
   if (s.shaped) {
     lr.set_shapes_compared(static_cast<double>(s.dec.compared));
+    lr.set_shape_note(report::ToValidUtf8(s.dec.note));
     if (s.dec.search) RecordSearch(*s.dec.search, c, o.record_candidates, &lr);
     SetShape(s, s.dec.shape, s.dec.rank, &lr);
   }

@@ -27,6 +27,7 @@ struct Directive {
   int64_t rank = 0;
   double max_error = -1.0;
   ShapePolicy shape;
+  bool shape_given = false;  // `shape` is the user's (--shape, or the plan entry's), not a default
   int plan_entry = -1;
   std::string decided_by;  // "rank", "max_error", "ratio" or "plan"
 };
@@ -39,6 +40,7 @@ struct Decision {
   int64_t compared = 1;
   std::optional<kron::ShapeSearchResult> search;  // --shape auto under -r or --max-error
   std::string skip_reason, skip_detail;
+  std::string note;  // why the shape is not the policy's (LayerReport.shape_note); "" when it is
 };
 
 Decision SkipDecision(const std::string& reason, const std::string& detail);

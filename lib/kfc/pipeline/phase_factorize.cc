@@ -194,7 +194,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
       continue;
     }
     if (TooSlow(o, *s.c, d.shape, d.rank)) {
-      s.Skip("slower_than_dense", SlowerDetail(*s.c, d.shape, d.rank));
+      s.Skip("slower_than_dense", SlowerDetail(o, *s.c, d.shape, d.rank));
       continue;
     }
     const std::string key =
