@@ -195,5 +195,47 @@ TEST(WeightReadsTest, ANonFiniteWeightInALaterLayerLeavesItDenseInEveryMode) {
   }
 }
 
+// A weight large enough for the randomized SVD (1024 x 1024: R is 1024 x 1024) takes the path that
+// reads W a block at a time into R and checks it on the way: a NaN there leaves the layer dense
+// with the same detail as on the other paths, whether the check is that read (decided from dims)
+// or the decision's, and W is read at most once.
+TEST(WeightReadsTest, ANonFiniteLargeWeightIsFoundOnTheBlockReadPath) {
+  onnx::ModelProto model = testing::ParseModelText(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[N, 1024] x) => (float[N, 1024] y) {
+      y = MatMul (x, W)
+    }
+  )");
+  testing::AddRandomInitializer(&model, "W", {1024, 1024}, 4);
+  model.mutable_graph()->mutable_node(0)->set_name("big");
+  model.mutable_graph()->mutable_initializer(0)->set_float_data(
+      700 * 1024 + 3, std::numeric_limits<float>::quiet_NaN());
+  onnx::TensorProto& w = *model.mutable_graph()->mutable_initializer(0);
+  testing::TempDir dir;
+  testing::WriteText(testing::MakeExternal(&w, "w.data", 0, int64_t{1024} * 1024 * 4),
+                     dir.File("w.data"));
+  testing::WriteModel(model, dir.File("model.onnx"));
+  for (const bool by_dims : {true, false}) {
+    pipeline::Options o;
+    o.rank = 4;
+    o.min_params = 0;
+    if (by_dims) o.shape = ShapePolicy{ShapePolicy::Kind::kFixed, 32, 32};
+    auto loaded = io::LoadModel(dir.File("model.onnx"));
+    ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+    io::ExternalDataReader reader(dir.File("model.onnx"));
+    ASSERT_TRUE(io::PrepareExternalData(&*loaded, &reader, 1024).ok());
+    o.external_reader = &reader;
+    auto result = pipeline::CompressModel(std::move(*loaded), o);
+    ASSERT_TRUE(result.ok()) << result.status().message();
+    const report::Report& r = result->report;
+    ASSERT_EQ(r.layers_size(), 1);
+    EXPECT_EQ(r.layers(0).skip_reason(), "non_finite_weight") << by_dims;
+    EXPECT_EQ(r.layers(0).skip_detail(), "weight has a NaN at row 700, column 3") << by_dims;
+    // Decided from dims, the block read stops after the block of 32 rows holding row 700 (the
+    // 22nd); otherwise the decision's whole read finds it, and the layer is never factorized.
+    EXPECT_EQ(reader.bytes_read(), (by_dims ? 22 * 32 : 1024) * int64_t{1024} * 4) << by_dims;
+  }
+}
+
 }  // namespace
 }  // namespace kfc

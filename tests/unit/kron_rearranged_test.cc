@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kfc/kron/factorize.h"
@@ -64,6 +65,58 @@ TEST(KronRearrangedTest, InPlaceGivesTheSameMatrixAsTheCopy) {
   std::vector<float> w(12);
   EXPECT_FALSE(RearrangeFloatInPlace(w.data(), 3, 4, KronShape{2, 2, 2, 2}).ok());
   EXPECT_FALSE(RearrangeFloatInPlace(nullptr, 4, 4, KronShape{2, 2, 2, 2}).ok());
+}
+
+// BlockRearranger: W's blocks of k2 rows, given one at a time, make the same R as the copying
+// rearrangement, and the norm summed on the way is CheckedFrobeniusNorm's to the bit (blocks of
+// k2 * N elements, some not a multiple of the 8 interleaved sums); a NaN or infinity gives its
+// error, naming the same first element of W.
+StatusOr<double> RearrangeByBlocks(const std::vector<float>& w, const KronShape& sh,
+                                   std::vector<float>* r) {
+  r->assign(w.size(), 0.0f);
+  BlockRearranger rearranger(sh.K(), sh.N(), sh, r->data());
+  EXPECT_EQ(rearranger.block_rows(), sh.k2);
+  for (int64_t i1 = 0; i1 < sh.k1; ++i1) {
+    EXPECT_FALSE(rearranger.done());
+    KFC_RETURN_IF_ERROR(rearranger.Add(w.data() + i1 * sh.k2 * sh.N()));
+  }
+  EXPECT_TRUE(rearranger.done());
+  EXPECT_FALSE(rearranger.Add(w.data()).ok());  // past the last block
+  return rearranger.norm();
+}
+
+TEST(KronRearrangedTest, BlocksGiveTheMatrixNormAndErrorOfCheckedFrobeniusNorm) {
+  for (const KronShape sh : {KronShape{4, 6, 5, 3}, KronShape{1, 7, 3, 2}, KronShape{3, 1, 1, 5},
+                             KronShape{8, 8, 8, 8}, KronShape{5, 3, 7, 1}}) {
+    const std::vector<float> w = Uniform(sh.K() * sh.N(), 5);
+    const StatusOr<double> expected = CheckedFrobeniusNorm(w.data(), sh.K(), sh.N());
+    ASSERT_TRUE(expected.ok());
+    std::vector<float> copy(w.size()), blocks;
+    ASSERT_TRUE(RearrangeFloatTo(w.data(), sh.K(), sh.N(), sh, copy.data()).ok());
+    const StatusOr<double> norm = RearrangeByBlocks(w, sh, &blocks);
+    ASSERT_TRUE(norm.ok()) << norm.status().message();
+    EXPECT_EQ(std::memcmp(&*norm, &*expected, sizeof(double)), 0) << ShapeString(sh);
+    EXPECT_EQ(std::memcmp(copy.data(), blocks.data(), w.size() * sizeof(float)), 0)
+        << ShapeString(sh);
+  }
+  const KronShape sh{4, 6, 5, 3};  // blocks of k2 * N = 5 * 18 elements
+  for (const int64_t at : {int64_t{0}, int64_t{7}, int64_t{200}, sh.K() * sh.N() - 1}) {
+    for (const float bad : {std::nanf(""), -INFINITY}) {
+      std::vector<float> w = Uniform(sh.K() * sh.N(), 6), r;
+      w[static_cast<size_t>(sh.K() * sh.N() - 1)] = INFINITY;  // a later one is not named
+      w[static_cast<size_t>(at)] = bad;
+      const StatusOr<double> expected = CheckedFrobeniusNorm(w.data(), sh.K(), sh.N());
+      const StatusOr<double> got = RearrangeByBlocks(w, sh, &r);
+      ASSERT_FALSE(expected.ok());
+      ASSERT_FALSE(got.ok());
+      EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(got.status().message(), expected.status().message());
+      EXPECT_NE(got.status().message().find("row " + std::to_string(at / sh.N()) + ", column " +
+                                            std::to_string(at % sh.N())),
+                std::string::npos)
+          << got.status().message();
+    }
+  }
 }
 
 // Randomized path above and below kIdentityMinRelativeError (where the error is measured from

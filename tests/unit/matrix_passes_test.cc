@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -185,6 +187,43 @@ TEST(MultiplyGramTest, MatchesTwoProductsAndTheGramOfY) {
         }
       }
     }
+  }
+}
+
+// The double-accumulation A^T y (the randomized SVD's last pass; on AVX-512 CPUs the float-input
+// kernel of simd_kernels.h) against a long double reference: as accurate as a double matrix, for
+// sizes on and off its tiles (n % 32, l % 6, rows per block % 32 and a single short block) and
+// the same bits on a second call.
+TEST(MultiplyAtTest, DoubleAccumulationIsAccurateToDoubleRounding) {
+  for (const auto& [m, n, l] : {std::tuple<int64_t, int64_t, int64_t>{2048, 2048, 18},
+                                {700, 100, 7},
+                                {30, 37, 1},
+                                {1000, 64, 13}}) {
+    std::vector<double> a_d(static_cast<size_t>(m * n)), y(static_cast<size_t>(m * l));
+    FillGaussian(21, &a_d);
+    FillGaussian(22, &y);
+    const std::vector<float> a(a_d.begin(), a_d.end());
+    std::vector<double> z(static_cast<size_t>(n * l)), again(z.size());
+    MultiplyAt(a.data(), m, n, y.data(), l, z.data(), PassPrecision::kFloat64);
+    MultiplyAt(a.data(), m, n, y.data(), l, again.data(), PassPrecision::kFloat64);
+    EXPECT_EQ(std::memcmp(z.data(), again.data(), z.size() * sizeof(double)), 0);
+    double worst = 0.0;  // |error| / (sum of |terms|), the bound dgemm's accumulation obeys
+    for (int64_t c = 0; c < l; ++c) {
+      for (int64_t j = 0; j < n; ++j) {
+        long double exact = 0.0L, magnitude = 0.0L;
+        for (int64_t i = 0; i < m; ++i) {
+          const long double t = static_cast<long double>(a[static_cast<size_t>(i * n + j)]) *
+                                static_cast<long double>(y[static_cast<size_t>(c * m + i)]);
+          exact += t;
+          magnitude += std::fabs(t);
+        }
+        const double err =
+            static_cast<double>(std::fabs(static_cast<long double>(z[c * n + j]) - exact));
+        worst = std::max(worst, err / static_cast<double>(magnitude));
+      }
+    }
+    // Far below float rounding (6e-8): double accumulation of exact float-times-double products.
+    EXPECT_LT(worst, 4.0 * static_cast<double>(m) * 1.2e-16) << m << "x" << n << " l " << l;
   }
 }
 

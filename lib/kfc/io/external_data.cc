@@ -288,12 +288,19 @@ Status ExternalDataReader::ReadInto(const onnx::TensorProto& t, const std::strin
 
 Status ExternalDataReader::Copy(const onnx::TensorProto& t, const std::string& what,
                                 const std::function<Status(const char*, size_t)>& sink) {
+  KFC_ASSIGN_OR_RETURN(const int64_t length, Check(t, what));
+  std::string chunk(static_cast<size_t>(std::min<int64_t>(length, kCopyChunkBytes)), '\0');
+  return ReadInChunks(t, what, chunk.data(), chunk.size(), sink);
+}
+
+Status ExternalDataReader::ReadInChunks(const onnx::TensorProto& t, const std::string& what,
+                                        char* buffer, size_t chunk,
+                                        const std::function<Status(const char*, size_t)>& sink) {
   KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));
-  std::string chunk(static_cast<size_t>(std::min<int64_t>(e.length, kCopyChunkBytes)), '\0');
-  for (int64_t from = 0; from < e.length; from += static_cast<int64_t>(chunk.size())) {
-    const auto size = static_cast<size_t>(std::min<int64_t>(e.length - from, chunk.size()));
-    KFC_RETURN_IF_ERROR(ReadRange(e, from, chunk.data(), size, what));
-    KFC_RETURN_IF_ERROR(sink(chunk.data(), size));
+  for (int64_t from = 0; from < e.length; from += static_cast<int64_t>(chunk)) {
+    const auto size = static_cast<size_t>(std::min<int64_t>(e.length - from, chunk));
+    KFC_RETURN_IF_ERROR(ReadRange(e, from, buffer, size, what));
+    KFC_RETURN_IF_ERROR(sink(buffer, size));
   }
   return Status::Ok();
 }

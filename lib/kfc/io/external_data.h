@@ -73,6 +73,13 @@ class ExternalDataReader {
   Status Copy(const onnx::TensorProto& t, const std::string& what,
               const std::function<Status(const char* data, size_t size)>& sink);
 
+  // The same bytes read into the caller's `buffer` `chunk` bytes at a time (the last chunk may be
+  // shorter), each passed to `sink` before the next is read: a small buffer that stays in cache
+  // instead of the whole tensor in memory. Read's errors, then sink's.
+  Status ReadInChunks(const onnx::TensorProto& t, const std::string& what, char* buffer,
+                      size_t chunk,
+                      const std::function<Status(const char* data, size_t size)>& sink);
+
   // The length of external tensor `t`'s data after the checks Read makes; nothing is read.
   StatusOr<int64_t> Check(const onnx::TensorProto& t, const std::string& what);
 

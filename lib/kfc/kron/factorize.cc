@@ -18,50 +18,20 @@
 #include <utility>
 
 #include "kfc/kron/lapack_limits.h"
+#include "kfc/kron/norms.h"
 #include "kfc/kron/rearrange.h"
 #include "kfc/kron/truncated_svd.h"
 
 namespace kfc::kron {
 namespace {
 
-// The first NaN or infinity of W (row-major order) as an error, or Ok.
-template <typename T>
-Status FindNonFinite(const T* w, int64_t K, int64_t N) {
-  for (int64_t i = 0; i < K; ++i) {
-    const T* row = w + i * N;
-    for (int64_t j = 0; j < N; ++j) {
-      const T x = row[j];
-      if (!std::isfinite(x)) {
-        return InvalidArgument(std::string("weight has ") +
-                               (std::isnan(x) ? "a NaN" : "an infinity") + " at row " +
-                               std::to_string(i) + ", column " + std::to_string(j));
-      }
-    }
-  }
-  return Status::Ok();
-}
-
-// ||W||_F, accumulated in double in eight interleaved partial sums (element e of the row-major W
-// goes to sum e % 8), added pairwise at the end: independent chains the CPU overlaps, several
-// times faster than one running sum and no less accurate. A NaN or infinity makes the sum
+// ||W||_F (SquareSum's eight interleaved partial sums). A NaN or infinity makes the sum
 // non-finite, and only then is W scanned again for the first one.
 template <typename T>
 StatusOr<double> FrobeniusNormOf(const T* w, int64_t K, int64_t N) {
-  const int64_t size = K * N;
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t e = 0;
-  for (; e + 8 <= size; e += 8) {
-    for (int k = 0; k < 8; ++k) {
-      const double x = static_cast<double>(w[e + k]);
-      acc[k] += x * x;
-    }
-  }
-  for (int k = 0; e < size; ++e, ++k) {
-    const double x = static_cast<double>(w[e]);
-    acc[k] += x * x;
-  }
-  const double sum =
-      ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  SquareSum squares;
+  squares.Add(w, K * N);
+  const double sum = squares.Total();
   if (!std::isfinite(sum)) KFC_RETURN_IF_ERROR(FindNonFinite(w, K, N));
   return std::sqrt(sum);
 }

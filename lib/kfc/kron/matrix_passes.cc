@@ -15,6 +15,7 @@
 #include "kfc/core/parallel.h"
 #include "kfc/kron/blas_threads.h"
 #include "kfc/kron/scratch.h"
+#include "kfc/kron/simd_kernels.h"
 
 namespace kfc::kron {
 namespace {
@@ -143,9 +144,19 @@ void Product(const float* a, int64_t m, int64_t n, bool transpose, const double*
   double* const partial =
       ScratchDoubles(ScratchSlot::kProductPartial, static_cast<size_t>(row_blocks - 1) * z_size);
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(block_rows, kChunkDoubles / n));
+  const bool kernel = HaveDoubleAccumulationKernel();
   ParallelBlocks(row_blocks, [&](int64_t b) {
     double* const z = b == 0 ? out : partial + static_cast<size_t>(b - 1) * z_size;
     const int64_t end = std::min(m, (b + 1) * block_rows);
+    if (kernel) {  // float rows read as they lie; in's rows of the block row-major, zero-padded
+      const int64_t i0 = b * block_rows, rc = end - i0, ldq = (l + 5) / 6 * 6;
+      double* q = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(rc * ldq));
+      for (int64_t i = 0; i < rc; ++i) {
+        for (int64_t c = 0; c < ldq; ++c) q[i * ldq + c] = c < l ? in[c * m + i0 + i] : 0.0;
+      }
+      MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, ldq, z);
+      return;
+    }
     double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(chunk * n));
     for (int64_t i0 = b * block_rows; i0 < end; i0 += chunk) {
       const int64_t rc = std::min(chunk, end - i0);

@@ -3,6 +3,7 @@
 #include "kfc/kron/rearrange.h"
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <new>
 
@@ -87,6 +88,27 @@ Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& s
   RearrangeInto(w, N, shape, r);
   return Status::Ok();
 }
+
+BlockRearranger::BlockRearranger(int64_t K, int64_t N, const KronShape& shape, float* r)
+    : N_(N), shape_(shape), r_(r) {
+  (void)K;
+}
+
+Status BlockRearranger::Add(const float* rows) {
+  if (done()) return FailedPrecondition("all blocks of the rearranged matrix were added");
+  const int64_t block = shape_.k2 * N_;
+  squares_.Add(rows, block);  // from the block, just read: in cache
+  if (!std::isfinite(squares_.Total())) {
+    return FindNonFinite(rows, shape_.k2, N_, next_ * shape_.k2);
+  }
+  KronShape one = shape_;  // RearrangeInto with k1 = 1 on the block
+  one.k1 = 1;
+  RearrangeInto(rows, N_, one, r_ + next_ * block);
+  ++next_;
+  return Status::Ok();
+}
+
+double BlockRearranger::norm() const { return std::sqrt(squares_.Total()); }
 
 Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape) {
   KFC_RETURN_IF_ERROR(ValidateDims(K, N, shape));

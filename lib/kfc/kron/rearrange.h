@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kfc/core/status.h"
+#include "kfc/kron/norms.h"
 #include "kfc/kron/shapes.h"
 
 namespace kfc::kron {
@@ -32,5 +33,31 @@ Status RearrangeFloatTo(const float* w, int64_t K, int64_t N, const KronShape& s
 // through a copy of itself (k2 * N floats), not a second matrix. InvalidArgument when shape does
 // not divide W; Internal when the block's copy cannot be allocated.
 Status RearrangeFloatInPlace(float* w, int64_t K, int64_t N, const KronShape& shape);
+// Builds R for `shape` into r (K*N floats) from W's rows handed over k2 at a time, in order (the
+// rows i1*k2 .. i1*k2 + k2 - 1 become R's rows i1*n1 .. i1*n1 + n1 - 1), summing ||W||_F^2 on the
+// way with the bits of CheckedFrobeniusNorm (factorize.h): for W read in pieces that stay in cache,
+// where a pass over a whole W would cost more than the rearrangement. Construct after
+// ValidateDims(K, N, shape) succeeded.
+class BlockRearranger {
+ public:
+  BlockRearranger(int64_t K, int64_t N, const KronShape& shape, float* r);
+  // Rows per block: k2.
+  int64_t block_rows() const { return shape_.k2; }
+  // The next block of k2 rows of W (k2 * N floats, not in r). CheckedFrobeniusNorm's
+  // InvalidArgument naming W's first NaN or infinity when the block holds one (R is then
+  // incomplete); FailedPrecondition past the last block.
+  Status Add(const float* rows);
+  // Whether every block was added.
+  bool done() const { return next_ == shape_.k1; }
+  // ||W||_F of the blocks so far.
+  double norm() const;
+
+ private:
+  int64_t N_;
+  KronShape shape_;
+  float* r_;
+  int64_t next_ = 0;
+  SquareSum squares_;
+};
 
 }  // namespace kfc::kron

@@ -3,6 +3,8 @@
 // computed once, in parallel, and spilled as soon as it is done; then each factorized layer's
 // outcome, in layer order, and its rewrite.
 #include <map>
+#include <memory>
+#include <new>
 
 #include "kfc/core/logging.h"
 #include "kfc/io/spill.h"
@@ -51,19 +53,6 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
   std::vector<double> w64;
   // The finite check's norm, reused by every weight-only factorization of this W below.
   kron::FactorizeOptions checked;
-  if (in_double) {
-    KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
-  } else {
-    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
-    if (s.check_in_factorize) {
-      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
-      if (!finite.ok()) {
-        job->not_finite = finite.status().message();
-        return Status::Ok();
-      }
-      checked.frobenius_norm = *finite;
-    }
-  }
   Decision& d = job->dec;
   // A float32 weight-only layer on the randomized path is factorized from R made in W's own memory
   // (same bits): no second K x N buffer per thread (docs/performance.md, peak RSS).
@@ -71,18 +60,51 @@ Status RunFactorJob(const Options& o, const Weights& weights, const LayerState& 
                         !Calibrated(s, d.shape) &&
                         kron::ChooseSvdMethod(d.shape.k1 * d.shape.n1, d.shape.k2 * d.shape.n2,
                                               d.rank, checked.svd) == kron::SvdMethod::kRandomized;
-  if (in_place) {
-    if (!checked.frobenius_norm) {
-      KFC_ASSIGN_OR_RETURN(checked.frobenius_norm, kron::CheckedFrobeniusNorm(w.data(), c.k, c.n));
+  std::unique_ptr<float[]> r;  // in place: R, made from W's blocks as they are read
+  // A NaN or infinity found by this read, its check (LayerState::check_in_factorize); an error
+  // where the weight was checked before.
+  auto not_finite = [&](const Status& found) {
+    if (!s.check_in_factorize) return found;
+    job->not_finite = found.message();
+    return Status::Ok();
+  };
+  if (in_double) {
+    KFC_ASSIGN_OR_RETURN(w64, weights.Matrix64(c));
+  } else if (in_place) {
+    KFC_RETURN_IF_ERROR(kron::ValidateDims(c.k, c.n, d.shape));
+    try {
+      r.reset(new float[static_cast<size_t>(c.k * c.n)]);
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate the rearranged matrix of weight '" + c.weight_name + "'");
     }
-    KFC_RETURN_IF_ERROR(kron::RearrangeFloatInPlace(w.data(), c.k, c.n, d.shape));
+    // The norm and the finite check ride on the rearrangement (same bits as CheckedFrobeniusNorm).
+    kron::BlockRearranger rearranger(c.k, c.n, d.shape, r.get());
+    Status found;
+    const Status read =
+        weights.MatrixBlocks(c, rearranger.block_rows(), [&](const float* block) -> Status {
+          found = rearranger.Add(block);
+          return found;
+        });
+    if (!found.ok()) return not_finite(found);
+    KFC_RETURN_IF_ERROR(read);
+    if (!rearranger.done()) {
+      return Internal("weight '" + c.weight_name + "': not all of it was read");
+    }
+    checked.frobenius_norm = rearranger.norm();
+  } else {
+    KFC_ASSIGN_OR_RETURN(w, weights.Matrix(c));
+    if (s.check_in_factorize) {
+      const StatusOr<double> finite = kron::CheckedFrobeniusNorm(w.data(), c.k, c.n);
+      if (!finite.ok()) return not_finite(finite.status());
+      checked.frobenius_norm = *finite;
+    }
   }
   for (;;) {
     kron::WeightedFactors& wf = job->wf;
     if (in_place) {
       wf = kron::WeightedFactors{};
       KFC_ASSIGN_OR_RETURN(wf.factors,
-                           kron::FactorizeRearranged(w.data(), c.k, c.n, d.shape, d.rank, checked));
+                           kron::FactorizeRearranged(r.get(), c.k, c.n, d.shape, d.rank, checked));
     } else if (in_double) {
       wf = kron::WeightedFactors{};
       KFC_ASSIGN_OR_RETURN(wf.factors, kron::Factorize(w64.data(), c.k, c.n, d.shape, d.rank));

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kfc/pipeline/weights.h"
 
+#include <memory>
+#include <new>
 #include <string>
 #include <type_traits>
 
@@ -70,6 +72,35 @@ StatusOr<std::vector<float>> Weights::Matrix(const match::LayerCandidate& c) con
 
 StatusOr<std::vector<double>> Weights::Matrix64(const match::LayerCandidate& c) const {
   return ReadMatrix<double>(*this, c);
+}
+
+Status Weights::MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
+                             const std::function<Status(const float* block)>& sink) const {
+  if (rows < 1) return Internal("weight '" + c.weight_name + "': blocks of no rows");
+  const onnx::TensorProto* t = WeightSource(model, c);
+  const auto block = static_cast<size_t>(rows * c.n);
+  if (t != nullptr && tensor::HasExternalData(*t) && reader != nullptr &&
+      t->data_type() == onnx::TensorProto::FLOAT && !c.trans_b && block > 0 && c.k % rows == 0) {
+    std::unique_ptr<float[]> buffer;  // uninitialized: each block is read before it is used
+    try {
+      buffer.reset(new float[block]);
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate a block of weight '" + c.weight_name + "'");
+    }
+    return reader->ReadInChunks(
+        *t, "weight '" + c.weight_name + "'", reinterpret_cast<char*>(buffer.get()),
+        block * sizeof(float), [&](const char* data, size_t size) -> Status {
+          if (size != block * sizeof(float)) {  // Locate checked the length against dims
+            return Internal("weight '" + c.weight_name + "': a short block of external data");
+          }
+          return sink(reinterpret_cast<const float*>(data));
+        });
+  }
+  KFC_ASSIGN_OR_RETURN(const std::vector<float> w, Matrix(c));
+  for (size_t at = 0; block > 0 && at + block <= w.size(); at += block) {
+    KFC_RETURN_IF_ERROR(sink(w.data() + at));
+  }
+  return Status::Ok();
 }
 
 }  // namespace kfc::pipeline

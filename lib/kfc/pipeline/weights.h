@@ -3,6 +3,8 @@
 // their files, a reader (one weight at a time, so memory holds only the weights being worked on).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -29,6 +31,13 @@ struct Weights {
   // or as float64 for float64 layers (their factorization reads W unrounded).
   StatusOr<std::vector<float>> Matrix(const match::LayerCandidate& c) const;
   StatusOr<std::vector<double>> Matrix64(const match::LayerCandidate& c) const;
+
+  // The float32 W of Matrix handed to `sink` `rows` rows at a time (rows divides K), in order. An
+  // external float32 weight stored as [K, N] is read a block at a time into one small buffer,
+  // which stays in cache for the sink, and W is never whole in memory; any other is read whole
+  // first. Matrix's errors, then sink's.
+  Status MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
+                      const std::function<Status(const float* block)>& sink) const;
 };
 
 }  // namespace kfc::pipeline

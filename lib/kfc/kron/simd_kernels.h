@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// Hand-vectorized inner loops for x86-64 CPUs that have the instructions, chosen at run time (the
+// build targets plain x86-64). Each says what it computes and in what order, so results are the
+// same bits whatever the thread count; a CPU without the instructions gets `false` (or the scalar
+// loop of the same arithmetic) and the caller's portable path. This header includes no ONNX or
+// protobuf headers.
+#pragma once
+
+#include <cstdint>
+
+namespace kfc::kron {
+
+// acc[k] += x[8 b + k]^2 (in double: convert, multiply, add; no fused multiply-add) for
+// b = 0..blocks-1 in increasing b: the bits of the scalar loop, with AVX2 where available.
+void AddSquareBlocks(const float* x, int64_t blocks, double acc[8]);
+
+// Whether the CPU runs MultiplyAtRowsDouble's vector kernel (AVX-512F).
+bool HaveDoubleAccumulationKernel();
+
+// z (n x l, column-major, leading dimension n) = sum over rows i = 0..rows-1 of A^T[:, i] q[i, :]
+// for the rows x n row-major float A and the rows x l row-major double q (leading dimension ldq
+// >= l, padded with zeros to a multiple of 6 columns: q has ldq columns, ldq % 6 == 0). Every
+// product of a float of A (exact in double) and a double of q is accumulated in double, by fused
+// multiply-add, in increasing i, for each entry separately. Needs HaveDoubleAccumulationKernel().
+void MultiplyAtRowsDouble(const float* a, int64_t rows, int64_t n, const double* q, int64_t l,
+                          int64_t ldq, double* z);
+
+}  // namespace kfc::kron
