@@ -73,7 +73,8 @@ TEST(ProvenanceTest, OptionsTextHasNoPathsOrThreads) {
   o.threads = 7;
   o.fail_if_error_above = 0.1;
   EXPECT_EQ(pipeline::OptionsText(o),
-            "--max-error 0.05 --shape auto --objective params --min-params 4096 --include 'fc.*' "
+            "--max-error 0.05 --shape auto --objective params --node-cost 0 --min-params 4096 "
+            "--include 'fc.*' "
             "--calibration DIR --fail-if-error-above 0.1");
   o.threads = 1;
   o.calibration_dir = "/elsewhere";
@@ -83,7 +84,7 @@ TEST(ProvenanceTest, OptionsTextHasNoPathsOrThreads) {
   r.objective = pipeline::Objective::kMacs;
   r.allow_slower = true;
   EXPECT_EQ(pipeline::OptionsText(r),
-            "-r 4 --shape balanced --objective macs --allow-slower-than-dense --min-params 4096");
+            "-r 4 --shape balanced --objective macs --allow-slower-than-dense --node-cost 0 --min-params 4096");
 }
 
 TEST(ProvenanceTest, CompressedModelSaysWhatWasDone) {
@@ -106,7 +107,7 @@ TEST(ProvenanceTest, CompressedModelSaysWhatWasDone) {
   EXPECT_EQ(out.metadata_props_size(), model->metadata_props_size() + 8);
   EXPECT_EQ(meta["kfc_compress.version"], KFC_VERSION);
   EXPECT_EQ(meta["kfc_compress.options"],
-            "-r 4 --shape balanced --objective params --min-params 4096");
+            "-r 4 --shape balanced --objective params --node-cost 0 --min-params 4096");
   EXPECT_EQ(meta["kfc_compress.input_sha256"], options.input_sha256);
   EXPECT_EQ(meta["kfc_compress.layers_compressed"], "2 of 3");
   EXPECT_FALSE(meta["kfc_compress.model_params"].empty());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kfc/pipeline/weights.h"
 
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
@@ -95,6 +96,30 @@ Status Weights::MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
           }
           return sink(reinterpret_cast<const float*>(data));
         });
+  }
+  // An inline float32 [K, N] weight: its blocks straight from the tensor (through one block-sized
+  // buffer for raw bytes, which need not be aligned), so W is not copied whole beside R.
+  const auto total = static_cast<size_t>(c.k * c.n);
+  if (t != nullptr && !tensor::HasExternalData(*t) && t->data_type() == onnx::TensorProto::FLOAT &&
+      !c.trans_b && block > 0 && c.k % rows == 0) {
+    if (t->raw_data().size() == total * sizeof(float)) {
+      std::unique_ptr<float[]> buffer;
+      try {
+        buffer.reset(new float[block]);
+      } catch (const std::bad_alloc&) {
+        return Internal("cannot allocate a block of weight '" + c.weight_name + "'");
+      }
+      for (size_t at = 0; at < total; at += block) {
+        std::memcpy(buffer.get(), t->raw_data().data() + at * sizeof(float), block * sizeof(float));
+        KFC_RETURN_IF_ERROR(sink(buffer.get()));
+      }
+      return Status::Ok();
+    }
+    if (static_cast<size_t>(t->float_data_size()) == total) {
+      for (size_t at = 0; at < total; at += block)
+        KFC_RETURN_IF_ERROR(sink(t->float_data().data() + at));
+      return Status::Ok();
+    }
   }
   KFC_ASSIGN_OR_RETURN(const std::vector<float> w, Matrix(c));
   for (size_t at = 0; block > 0 && at + block <= w.size(); at += block) {

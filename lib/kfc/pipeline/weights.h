@@ -34,8 +34,9 @@ struct Weights {
 
   // The float32 W of Matrix handed to `sink` `rows` rows at a time (rows divides K), in order. An
   // external float32 weight stored as [K, N] is read a block at a time into one small buffer,
-  // which stays in cache for the sink, and W is never whole in memory; any other is read whole
-  // first. Matrix's errors, then sink's.
+  // which stays in cache for the sink, and W is never whole in memory; an inline one is handed
+  // over from the tensor block by block (never copied whole); any other is read whole first.
+  // Matrix's errors, then sink's.
   Status MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
                       const std::function<Status(const float* block)>& sink) const;
 };
