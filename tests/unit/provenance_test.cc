@@ -84,7 +84,8 @@ TEST(ProvenanceTest, OptionsTextHasNoPathsOrThreads) {
   r.objective = pipeline::Objective::kMacs;
   r.allow_slower = true;
   EXPECT_EQ(pipeline::OptionsText(r),
-            "-r 4 --shape balanced --objective macs --allow-slower-than-dense --node-cost 0 --min-params 4096");
+            "-r 4 --shape balanced --objective macs --allow-slower-than-dense --node-cost 0 "
+            "--min-params 4096");
 }
 
 TEST(ProvenanceTest, CompressedModelSaysWhatWasDone) {
