@@ -80,13 +80,35 @@ Status Weights::MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
   if (rows < 1) return Internal("weight '" + c.weight_name + "': blocks of no rows");
   const onnx::TensorProto* t = WeightSource(model, c);
   const auto block = static_cast<size_t>(rows * c.n);
-  if (t != nullptr && tensor::HasExternalData(*t) && reader != nullptr &&
-      t->data_type() == onnx::TensorProto::FLOAT && !c.trans_b && block > 0 && c.k % rows == 0) {
-    std::unique_ptr<float[]> buffer;  // uninitialized: each block is read before it is used
+  const auto total = static_cast<size_t>(c.k * c.n);
+  // A float32 weight stored as [K, N] goes over block by block and is never copied whole: from
+  // its external data a block at a time into one small buffer, which stays in cache for the sink;
+  // inline, straight from the tensor (through that buffer for raw bytes, which need not be
+  // aligned). Anything else is read whole first.
+  const bool blockable = t != nullptr && t->data_type() == onnx::TensorProto::FLOAT && !c.trans_b &&
+                         block > 0 && c.k % rows == 0;
+  const bool external = blockable && tensor::HasExternalData(*t);
+  if (blockable && !external && static_cast<size_t>(t->float_data_size()) == total) {
+    for (size_t at = 0; at < total; at += block) {
+      KFC_RETURN_IF_ERROR(sink(t->float_data().data() + at));
+    }
+    return Status::Ok();
+  }
+  const bool buffered =
+      external ? reader != nullptr : blockable && t->raw_data().size() == total * sizeof(float);
+  if (buffered) {
+    std::unique_ptr<float[]> buffer;  // uninitialized: each block is filled before it is used
     try {
       buffer.reset(new float[block]);
     } catch (const std::bad_alloc&) {
       return Internal("cannot allocate a block of weight '" + c.weight_name + "'");
+    }
+    if (!external) {
+      for (size_t at = 0; at < total; at += block) {
+        std::memcpy(buffer.get(), t->raw_data().data() + at * sizeof(float), block * sizeof(float));
+        KFC_RETURN_IF_ERROR(sink(buffer.get()));
+      }
+      return Status::Ok();
     }
     return reader->ReadInChunks(
         *t, "weight '" + c.weight_name + "'", reinterpret_cast<char*>(buffer.get()),
@@ -96,30 +118,6 @@ Status Weights::MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
           }
           return sink(reinterpret_cast<const float*>(data));
         });
-  }
-  // An inline float32 [K, N] weight: its blocks straight from the tensor (through one block-sized
-  // buffer for raw bytes, which need not be aligned), so W is not copied whole beside R.
-  const auto total = static_cast<size_t>(c.k * c.n);
-  if (t != nullptr && !tensor::HasExternalData(*t) && t->data_type() == onnx::TensorProto::FLOAT &&
-      !c.trans_b && block > 0 && c.k % rows == 0) {
-    if (t->raw_data().size() == total * sizeof(float)) {
-      std::unique_ptr<float[]> buffer;
-      try {
-        buffer.reset(new float[block]);
-      } catch (const std::bad_alloc&) {
-        return Internal("cannot allocate a block of weight '" + c.weight_name + "'");
-      }
-      for (size_t at = 0; at < total; at += block) {
-        std::memcpy(buffer.get(), t->raw_data().data() + at * sizeof(float), block * sizeof(float));
-        KFC_RETURN_IF_ERROR(sink(buffer.get()));
-      }
-      return Status::Ok();
-    }
-    if (static_cast<size_t>(t->float_data_size()) == total) {
-      for (size_t at = 0; at < total; at += block)
-        KFC_RETURN_IF_ERROR(sink(t->float_data().data() + at));
-      return Status::Ok();
-    }
   }
   KFC_ASSIGN_OR_RETURN(const std::vector<float> w, Matrix(c));
   for (size_t at = 0; block > 0 && at + block <= w.size(); at += block) {
