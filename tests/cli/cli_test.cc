@@ -363,6 +363,10 @@ TEST(CliBudgetTest, ExactlyOneModeAndValidNumbers) {
       {{kDigits, "--max-error", "0x1p-3", "-o", out}, "--max-error: expected a number"},
       {{kDigits, "-r", "4", "--fail-if-error-above", "2", "-o", out}, "fail-if-error-above"},
       {{kDigits, "-r", "4", "--fail-if-ratio-above", "0", "-o", out}, "fail-if-ratio-above"},
+      // -1 is the library's "no gate": given on the command line it must not disable the gate.
+      {{kDigits, "-r", "4", "--calibration-data", dir.File("x.npy"), "--fail-if-output-error-above",
+        "-1", "-o", out},
+       "fail-if-output-error-above must be >= 0, got -1"},
       {{kDigits, "-r", "4", "--shape", "3y4", "-o", out}, "got '3y4'"},
       {{kDigits, "-r", "4", "--plan", dir.File("missing.txt"), "-o", out}, "missing.txt"},
   };
