@@ -112,6 +112,11 @@ test('one command gives the bytes of the manual probe workflow, and output error
   const args = [FASHION, ...mode, '--calibration-data', file, '-o', one, '--report', reportPath];
   r = kfc(env, args);
   assert.equal(r.status, 0, describe(args, r));
+  // The write reads each spilled factor once; the output check before it is not counted again.
+  const spilled = r.stderr.match(/(\d+) bytes of factors spilled/);
+  const fromSpill = r.stderr.match(/wrote '[^']*' \(\d+ bytes; (\d+) bytes of factors from the spill\)/);
+  assert.ok(spilled && fromSpill, describe(args, r));
+  assert.equal(fromSpill[1], spilled[1], describe(args, r));
   assert.ok(fs.readFileSync(one).equals(fs.readFileSync(manual)),
     'one-command output differs from the manual probe workflow');
   const named = path.join(dir, 'named.onnx');
