@@ -311,6 +311,12 @@ test('runner errors: one line, exit 1, nothing written, no temporary files', () 
   const truncated = path.join(dir, 'truncated.npy');
   fs.writeFileSync(truncated, fs.readFileSync(file).subarray(0, 1000));
   expectFailure(env, [...base, '--calibration-data', truncated], /'.*truncated\.npy' is truncated/, out);
+  const withNaN = path.join(dir, 'nan.npy');
+  const nanRows = new Float32Array(64 * 784);
+  nanRows[40 * 784 + 5] = NaN;
+  writeNpy(withNaN, [64, 784], nanRows);
+  expectFailure(env, [...base, '--calibration-data', withNaN],
+    /runner: input: '.*nan\.npy' has a NaN at row 40 \(calibration data must be finite\)$/, out);
   expectFailure(env, [...base, '--calibration-data', `image=${file}`],
     /--calibration-data 'image=.*': the model has no input 'image' \(its inputs: 'input'\)/, out);
 
