@@ -775,6 +775,39 @@ TEST(CliOutcomeTest, NothingCompressedIsOneStderrLineWithReasonsCounted) {
   EXPECT_EQ(ok.err.find("layers compressed"), std::string::npos) << ok.err;
 }
 
+TEST(CliOutcomeTest, LayersInModelLocalFunctionsAreNamedNotDenied) {
+  TempDir dir;
+  auto model = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 18, "local" : 1]>
+agraph (float[B, 128] x) => (float[B, 128] y) {
+  y = local.Linear(x, W)
+})");
+  testing::AddRandomInitializer(&model, "W", {128, 128}, 5);
+  onnx::FunctionProto* f = model.add_functions();
+  f->set_domain("local");
+  f->set_name("Linear");
+  f->add_input("a");
+  f->add_input("w");
+  f->add_output("b");
+  onnx::NodeProto* mm = f->add_node();
+  mm->set_op_type("MatMul");
+  mm->add_input("a");
+  mm->add_input("w");
+  mm->add_output("b");
+  onnx::OperatorSetIdProto* opset = f->add_opset_import();
+  opset->set_version(18);
+  const std::string path = dir.File("function.onnx");
+  testing::WriteModel(model, path);
+  auto r = Cli({path, "-r", "2", "-o", dir.File("out.onnx")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: model-local function 'local.Linear' holds 1 Gemm/MatMul node(s), "
+                       "left as they are"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("0 of 0 layers compressed: no Gemm or MatMul in the graph or its subgraphs"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(CliOutcomeTest, FailIfNothingCompressedExitsThreeAndWritesNothing) {
   TempDir dir;
   const std::string model = WriteNothingModel(dir);
