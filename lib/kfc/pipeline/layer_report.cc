@@ -2,6 +2,7 @@
 #include "kfc/pipeline/layer_report.h"
 
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "kfc/core/logging.h"
@@ -202,6 +203,7 @@ report::Report BuildReport(const RunOutcome& run) {
 
   report::Totals* totals = rep.mutable_totals();
   CompressibleCount compressible;
+  const std::set<std::string> compressible_sources = CompressibleSources(*run.layers);
   for (const LayerState& s : *run.layers) {
     report::LayerReport* lr = rep.add_layers();
     *lr = LayerReportOf(options, s);
@@ -210,7 +212,7 @@ report::Report BuildReport(const RunOutcome& run) {
                 lr->skip_detail());
       lr->set_params_after(lr->params_before());
     }
-    if (s.considered) {
+    if (s.considered && compressible_sources.count(s.c->source_value)) {
       if (s.factored) {
         compressible.AddFactors(s, s.factored->shape, s.factored->rank);
       } else {

@@ -88,6 +88,9 @@ struct LayerState {
   bool directed = false;  // dir holds the layer's directive
   Directive dir;
   Decision dec;
+  // --ratio: its policy offers no (shape, rank) besides the dense weight (pipeline/ratio.h), so
+  // it stays out of the budget and of the compressible parameters, like a layer under min-params.
+  bool dense_only = false;
   // Decided without its weight (-r with a single policy shape) and factorized: the weight is read
   // once, in factorize, and checked to be finite there (a NaN or Inf then skips it as here).
   bool check_in_factorize = false;

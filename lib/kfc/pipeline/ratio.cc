@@ -155,12 +155,47 @@ StatusOr<std::vector<AllocGroup>> AllocationGroups(const Options& o,
   return groups;
 }
 
-StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
+namespace {
+
+// The skip of a unit whose only option is its dense weight.
+Decision DenseOnlyDecision(const RatioUnit& unit) {
+  if (unit.slower) {
+    return SkipDecision("slower_than_dense",
+                        "every Kronecker shape and rank that saves parameters costs more than "
+                        "the dense " +
+                            std::to_string(unit.dense) + " MACs per row");
+  }
+  return SkipDecision("kept_dense", "no Kronecker shape saves parameters");
+}
+
+}  // namespace
+
+std::set<std::string> CompressibleSources(const std::vector<LayerState>& states) {
+  std::set<std::string> sources;
+  for (const LayerState& s : states) {
+    if (s.considered && !s.dense_only) sources.insert(s.c->source_value);
+  }
+  return sources;
+}
+
+StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& candidates,
                                     std::vector<LayerState>* states, CurveInput* curve) {
+  std::vector<RatioUnit> units;  // those with an option besides dense
+  for (const RatioUnit& unit : candidates) {
+    if (!unit.choices.empty()) {
+      units.push_back(unit);
+      continue;
+    }
+    for (size_t i : unit.layers) {
+      (*states)[i].dense_only = true;
+      (*states)[i].dec = DenseOnlyDecision(unit);
+    }
+  }
+  const std::set<std::string> compressible = CompressibleSources(*states);
   CompressibleCount all, pinned;
   for (size_t i = 0; i < states->size(); ++i) {
     const LayerState& s = (*states)[i];
-    if (!s.considered) continue;
+    if (!s.considered || !compressible.count(s.c->source_value)) continue;
     all.dense[s.c->source_value] = s.c->k * s.c->n;
     if (s.dir.budget != Budget::kRatio) {
       if (s.dec.compress && Profitable(o, *s.c, s.dec) &&
@@ -205,16 +240,7 @@ StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUni
     for (size_t i : unit.layers) {
       Decision& d = (*states)[i].dec;
       if (pick + 1 == unit.group.options.size()) {
-        if (unit.choices.empty() && unit.slower) {
-          d = SkipDecision("slower_than_dense",
-                           "every Kronecker shape and rank that saves parameters costs more "
-                           "than the dense " +
-                               std::to_string(unit.dense) + " MACs per row");
-          continue;
-        }
-        d = SkipDecision("kept_dense", unit.choices.empty()
-                                           ? "no Kronecker shape saves parameters"
-                                           : "the --ratio allocation keeps this weight dense");
+        d = SkipDecision("kept_dense", "the --ratio allocation keeps this weight dense");
         continue;
       }
       d.compress = true;

@@ -33,6 +33,10 @@ struct CompressibleCount {
   double After() const;
 };
 
+// The source values of the compressible weights: those of the considered layers, less the
+// weights whose every considered layer is dense_only (LayerState).
+std::set<std::string> CompressibleSources(const std::vector<LayerState>& states);
+
 // One --ratio allocation unit: the layers sharing one weight in one orientation (WeightKey),
 // decided together; each option is a (shape, rank) or, last, the dense weight.
 struct RatioUnit {
@@ -83,7 +87,9 @@ StatusOr<std::vector<AllocGroup>> AllocationGroups(const Options& o,
 
 // --ratio: Allocate (AllocateUniform for --allocation uniform) spreads over `units` (each built,
 // its layers considered) what the budget leaves after the other (pinned) layers, minimizing
-// o.allocation's cost. Returns why the target cannot be met ("" when it can).
+// o.allocation's cost. A unit with no option besides dense is not compressible: its layers are
+// marked dense_only and skipped, outside the budget. Returns why the target cannot be met ("" when
+// it can).
 // With `curve` (HTML reports), also the allocation's options for the size-error curve, its
 // fixed_params less the allocated parameters.
 StatusOr<std::string> AllocateRatio(const Options& o, const std::vector<RatioUnit>& units,
