@@ -224,12 +224,60 @@ void MultiplyGram(const float* a, int64_t m, int64_t n, bool transpose, const do
   std::copy(z_f.get(), z_f.get() + x_size, z);
 }
 
-Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what) {
+void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64_t l, double* y,
+                    double* w) {
+  if (!HaveFloatSweepKernels()) {
+    MultiplyA(a, m, n, x, l, y, PassPrecision::kFloat32);
+    MultiplyAt(a, m, n, y, l, w, PassPrecision::kFloat32);
+    return;
+  }
+  // Blocks of rows fixed by n alone, about half the L2 cache (A_b is read from memory by the
+  // first kernel and from cache by the second), grouped as ThinProductT's.
+  const int64_t block_rows = std::max<int64_t>(4, kFusedBlockBytes / 2 / (4 * n) / 4 * 4);
+  int64_t group_rows = std::max(kProductBlockRows, (m + kMaxSumBlocks - 1) / kMaxSumBlocks);
+  group_rows = (group_rows + block_rows - 1) / block_rows * block_rows;
+  const int64_t groups = (m + group_rows - 1) / group_rows;
+  const int64_t lp = SweepWidth(l);
+  const auto w_size = static_cast<size_t>(n * l);
+  // x column-major is x^T row-major: its columns converted to float, zero rows up to lp.
+  float* const xt = ScratchFloats(ScratchSlot::kProductIn, static_cast<size_t>(lp * n));
+  float* const y_f = ScratchFloats(ScratchSlot::kProductOut, static_cast<size_t>(m * lp));
+  float* const partial =
+      ScratchFloats(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size);
+  std::copy(x, x + n * l, xt);
+  std::fill(xt + n * l, xt + n * lp, 0.0f);
+  ParallelBlocks(groups, [&](int64_t g) {
+    float* const w_g = partial + static_cast<size_t>(g) * w_size;
+    const int64_t start = g * group_rows, end = std::min(m, start + group_rows);
+    for (int64_t i0 = start; i0 < end; i0 += block_rows) {
+      const int64_t rc = std::min(block_rows, end - i0);
+      MultiplyRowsFloat(a + i0 * n, rc, n, xt, y_f + i0 * lp, lp);
+      AddAtRowsFloat(a + i0 * n, rc, n, y_f + i0 * lp, l, lp, i0 == start, w_g);
+    }
+  });
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t c = 0; c < l; ++c) y[c * m + i] = y_f[i * lp + c];
+  }
+  for (size_t k = 0; k < w_size; ++k) {
+    double sum = 0.0;
+    for (int64_t g = 0; g < groups; ++g) sum += partial[static_cast<size_t>(g) * w_size + k];
+    w[k] = sum;
+  }
+}
+
+Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what,
+                      std::vector<double>* r_factor) {
   const lapack_int lr = static_cast<lapack_int>(rows), ll = static_cast<lapack_int>(l);
   std::vector<double> tau(static_cast<size_t>(l));
   lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, lr, ll, q, lr, tau.data());
   if (info != 0) {
     return Internal("LAPACK dgeqrf failed with info=" + std::to_string(info) + " on the " + what);
+  }
+  if (r_factor != nullptr) {
+    r_factor->assign(static_cast<size_t>(l * l), 0.0);
+    for (int64_t c = 0; c < l; ++c) {
+      std::copy(q + c * rows, q + c * rows + c + 1, r_factor->begin() + c * l);
+    }
   }
   info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, lr, ll, ll, q, lr, tau.data());
   if (info != 0) {
