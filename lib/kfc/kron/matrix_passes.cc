@@ -239,19 +239,28 @@ void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64
   const int64_t groups = (m + group_rows - 1) / group_rows;
   const int64_t lp = SweepWidth(l);
   const auto w_size = static_cast<size_t>(n * l);
-  // x column-major is x^T row-major: its columns converted to float, zero rows up to lp.
-  float* const xt = ScratchFloats(ScratchSlot::kProductIn, static_cast<size_t>(lp * n));
+  // x column-major is x^T row-major: its columns converted to float, zero rows up to lp, each
+  // row 64 bytes further along than n floats so the rows the kernel reads at once (and A's,
+  // 4 KiB apart when n is a multiple of 1024) do not all fall in one set of the 8-way L1 cache.
+  const int64_t ldx = n + 16;
+  float* const xt = ScratchFloats(ScratchSlot::kProductIn, static_cast<size_t>(lp * ldx));
   float* const y_f = ScratchFloats(ScratchSlot::kProductOut, static_cast<size_t>(m * lp));
   float* const partial =
       ScratchFloats(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size);
-  std::copy(x, x + n * l, xt);
-  std::fill(xt + n * l, xt + n * lp, 0.0f);
+  for (int64_t c = 0; c < lp; ++c) {
+    float* const row = xt + c * ldx;
+    if (c < l) {
+      std::copy(x + c * n, x + (c + 1) * n, row);
+    } else {
+      std::fill(row, row + n, 0.0f);
+    }
+  }
   ParallelBlocks(groups, [&](int64_t g) {
     float* const w_g = partial + static_cast<size_t>(g) * w_size;
     const int64_t start = g * group_rows, end = std::min(m, start + group_rows);
     for (int64_t i0 = start; i0 < end; i0 += block_rows) {
       const int64_t rc = std::min(block_rows, end - i0);
-      MultiplyRowsFloat(a + i0 * n, rc, n, xt, y_f + i0 * lp, lp);
+      MultiplyRowsFloat(a + i0 * n, rc, n, xt, ldx, y_f + i0 * lp, lp);
       AddAtRowsFloat(a + i0 * n, rc, n, y_f + i0 * lp, l, lp, i0 == start, w_g);
     }
   });

@@ -139,35 +139,36 @@ __attribute__((target("avx512f"), always_inline)) inline float SumLanesAvx512(__
 // acc[k][c] += A[k, j:j+16] xt[c0 + c, j:j+16] lane by lane (lanes outside `mask` read as 0).
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void DotStepAvx512(
-    const float* a, int64_t n, const float* x0, int64_t j, __mmask16 mask,
+    const float* a, int64_t n, const float* x0, int64_t ldx, int64_t j, __mmask16 mask,
     __m512 (&acc)[R][kTileQ]) {
   __m512 r[R];
 #pragma GCC unroll 4
   for (int k = 0; k < R; ++k) r[k] = _mm512_maskz_loadu_ps(mask, a + k * n + j);
 #pragma GCC unroll 6
   for (int c = 0; c < kTileQ; ++c) {
-    const __m512 x = _mm512_maskz_loadu_ps(mask, x0 + c * n + j);
+    const __m512 x = _mm512_maskz_loadu_ps(mask, x0 + c * ldx + j);
 #pragma GCC unroll 4
     for (int k = 0; k < R; ++k) acc[k][c] = _mm512_fmadd_ps(r[k], x, acc[k][c]);
   }
 }
 
-// y[0:R, c0:c0+6] = A[0:R, :] xt[c0:c0+6, :]^T (a and y at the tile's first row).
+// y[0:R, c0:c0+6] = A[0:R, :] xt[c0:c0+6, :]^T (a and y at the tile's first row): each entry's
+// 16 lanes accumulated in increasing j, then added by SumLanesAvx512.
 template <int R>
 __attribute__((target("avx512f"))) inline void DotTileAvx512(const float* a, int64_t n,
-                                                             const float* xt, int64_t c0, float* y,
-                                                             int64_t ldy) {
+                                                             const float* xt, int64_t ldx,
+                                                             int64_t c0, float* y, int64_t ldy) {
   __m512 acc[R][kTileQ];
 #pragma GCC unroll 4
   for (int k = 0; k < R; ++k) {
 #pragma GCC unroll 6
     for (int c = 0; c < kTileQ; ++c) acc[k][c] = _mm512_setzero_ps();
   }
-  const float* x0 = xt + c0 * n;
+  const float* x0 = xt + c0 * ldx;
   const int64_t full = n / 16 * 16;
-  for (int64_t j = 0; j < full; j += 16) DotStepAvx512<R>(a, n, x0, j, 0xFFFF, acc);
+  for (int64_t j = 0; j < full; j += 16) DotStepAvx512<R>(a, n, x0, ldx, j, 0xFFFF, acc);
   if (full < n) {
-    DotStepAvx512<R>(a, n, x0, full, static_cast<__mmask16>((1u << (n - full)) - 1), acc);
+    DotStepAvx512<R>(a, n, x0, ldx, full, static_cast<__mmask16>((1u << (n - full)) - 1), acc);
   }
 #pragma GCC unroll 4
   for (int k = 0; k < R; ++k) {
@@ -177,16 +178,18 @@ __attribute__((target("avx512f"))) inline void DotTileAvx512(const float* a, int
 }
 
 __attribute__((target("avx512f"))) void MultiplyRowsAvx512(const float* a, int64_t rows, int64_t n,
-                                                           const float* xt, float* y, int64_t ldy) {
+                                                           const float* xt, int64_t ldx, float* y,
+                                                           int64_t ldy) {
   int64_t i = 0;
   for (; i + kDotRows <= rows; i += kDotRows) {
     for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ) {
-      DotTileAvx512<kDotRows>(a + i * n, n, xt, c0, y + i * ldy, ldy);
+      DotTileAvx512<kDotRows>(a + i * n, n, xt, ldx, c0, y + i * ldy, ldy);
     }
   }
   for (; i < rows; ++i) {
-    for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ)
-      DotTileAvx512<1>(a + i * n, n, xt, c0, y + i * ldy, ldy);
+    for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ) {
+      DotTileAvx512<1>(a + i * n, n, xt, ldx, c0, y + i * ldy, ldy);
+    }
   }
 }
 
@@ -282,12 +285,12 @@ int64_t SweepWidth(int64_t l) { return (l + 5) / 6 * 6; }
 
 bool HaveFloatSweepKernels() { return HaveDoubleAccumulationKernel(); }
 
-void MultiplyRowsFloat(const float* a, int64_t rows, int64_t n, const float* xt, float* y,
-                       int64_t ldy) {
+void MultiplyRowsFloat(const float* a, int64_t rows, int64_t n, const float* xt, int64_t ldx,
+                       float* y, int64_t ldy) {
 #ifdef KFC_X86_KERNELS
-  MultiplyRowsAvx512(a, rows, n, xt, y, ldy);
+  MultiplyRowsAvx512(a, rows, n, xt, ldx, y, ldy);
 #else
-  (void)a, (void)rows, (void)n, (void)xt, (void)y, (void)ldy;
+  (void)a, (void)rows, (void)n, (void)xt, (void)ldx, (void)y, (void)ldy;
 #endif
 }
 

@@ -32,12 +32,12 @@ bool HaveFloatSweepKernels();
 int64_t SweepWidth(int64_t l);
 
 // y (rows x ldy, row-major float; ldy = SweepWidth(l)) = A xt^T for the rows x n row-major float A
-// and the ldy x n row-major float xt (x transposed, rows l.. zero): each y[i, c] is the dot
-// product of row i of A and row c of xt, accumulated in float by fused multiply-add in 16 lanes
-// (lane k takes the j = k mod 16, in increasing j), the lanes then added in a fixed order. Needs
-// HaveFloatSweepKernels().
-void MultiplyRowsFloat(const float* a, int64_t rows, int64_t n, const float* xt, float* y,
-                       int64_t ldy);
+// and the ldy x n row-major float xt (x transposed, leading dimension ldx >= n, rows l.. zero):
+// each y[i, c] is the dot product of row i of A and row c of xt, accumulated in float by fused
+// multiply-add in 16 lanes (lane k takes the j = k mod 16, in increasing j), the lanes then added
+// in a fixed order. Needs HaveFloatSweepKernels().
+void MultiplyRowsFloat(const float* a, int64_t rows, int64_t n, const float* xt, int64_t ldx,
+                       float* y, int64_t ldy);
 
 // w (n x l, column-major float, leading dimension n) = (first ? 0 : w) + A^T y for the rows x n
 // row-major float A and the rows x ldy row-major float y (ldy = SweepWidth(l), columns l.. zero):
