@@ -154,7 +154,7 @@ void Product(const float* a, int64_t m, int64_t n, bool transpose, const double*
       for (int64_t i = 0; i < rc; ++i) {
         for (int64_t c = 0; c < ldq; ++c) q[i * ldq + c] = c < l ? in[c * m + i0 + i] : 0.0;
       }
-      MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, ldq, z);
+      MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, ldq, /*first=*/true, z);
       return;
     }
     double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(chunk * n));
@@ -225,10 +225,11 @@ void MultiplyGram(const float* a, int64_t m, int64_t n, bool transpose, const do
 }
 
 void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64_t l, double* y,
-                    double* w) {
+                    double* w, PassPrecision w_precision) {
+  const bool float_w = w_precision == PassPrecision::kFloat32;
   if (!HaveFloatSweepKernels()) {
     MultiplyA(a, m, n, x, l, y, PassPrecision::kFloat32);
-    MultiplyAt(a, m, n, y, l, w, PassPrecision::kFloat32);
+    MultiplyAt(a, m, n, y, l, w, w_precision);
     return;
   }
   // Blocks of rows fixed by n alone, about half the L2 cache (A_b is read from memory by the
@@ -245,8 +246,12 @@ void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64
   const int64_t ldx = n + 16;
   float* const xt = ScratchFloats(ScratchSlot::kProductIn, static_cast<size_t>(lp * ldx));
   float* const y_f = ScratchFloats(ScratchSlot::kProductOut, static_cast<size_t>(m * lp));
-  float* const partial =
-      ScratchFloats(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size);
+  float* const partial_f =
+      float_w ? ScratchFloats(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size)
+              : nullptr;
+  double* const partial_d =
+      float_w ? nullptr
+              : ScratchDoubles(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size);
   for (int64_t c = 0; c < lp; ++c) {
     float* const row = xt + c * ldx;
     if (c < l) {
@@ -256,21 +261,35 @@ void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64
     }
   }
   ParallelBlocks(groups, [&](int64_t g) {
-    float* const w_g = partial + static_cast<size_t>(g) * w_size;
     const int64_t start = g * group_rows, end = std::min(m, start + group_rows);
     for (int64_t i0 = start; i0 < end; i0 += block_rows) {
       const int64_t rc = std::min(block_rows, end - i0);
-      MultiplyRowsFloat(a + i0 * n, rc, n, xt, ldx, y_f + i0 * lp, lp);
-      AddAtRowsFloat(a + i0 * n, rc, n, y_f + i0 * lp, l, lp, i0 == start, w_g);
+      float* const y_b = y_f + i0 * lp;  // rc x lp row-major, columns l.. zero
+      MultiplyRowsFloat(a + i0 * n, rc, n, xt, ldx, y_b, lp);
+      if (float_w) {
+        AddAtRowsFloat(a + i0 * n, rc, n, y_b, l, lp, i0 == start,
+                       partial_f + static_cast<size_t>(g) * w_size);
+      } else {  // the block's floats of y, exact in double
+        double* const q = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(rc * lp));
+        std::copy(y_b, y_b + rc * lp, q);
+        MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, lp, i0 == start,
+                             partial_d + static_cast<size_t>(g) * w_size);
+      }
     }
   });
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t c = 0; c < l; ++c) y[c * m + i] = y_f[i * lp + c];
   }
-  for (size_t k = 0; k < w_size; ++k) {
-    double sum = 0.0;
-    for (int64_t g = 0; g < groups; ++g) sum += partial[static_cast<size_t>(g) * w_size + k];
-    w[k] = sum;
+  // w = ((p_0 + p_1) + p_2) + ..., one group's partial at a time (sequential reads).
+  for (int64_t g = 0; g < groups; ++g) {
+    const size_t at = static_cast<size_t>(g) * w_size;
+    if (float_w) {
+      const float* p = partial_f + at;
+      for (size_t k = 0; k < w_size; ++k) w[k] = (g == 0 ? 0.0 : w[k]) + static_cast<double>(p[k]);
+    } else {
+      const double* p = partial_d + at;
+      for (size_t k = 0; k < w_size; ++k) w[k] = (g == 0 ? 0.0 : w[k]) + p[k];
+    }
   }
 }
 

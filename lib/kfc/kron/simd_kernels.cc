@@ -99,19 +99,19 @@ __attribute__((target("avx512f"))) inline void TileAvx512(const float* a, int64_
 
 __attribute__((target("avx512f"))) void MultiplyAtRowsAvx512(const float* a, int64_t rows,
                                                              int64_t n, const double* q, int64_t l,
-                                                             int64_t ldq, double* z) {
+                                                             int64_t ldq, bool first, double* z) {
   const int64_t tiled = n / kTileCols * kTileCols;
   for (int64_t i0 = 0; i0 < rows; i0 += kSweepRows) {
     const int64_t rc = std::min(kSweepRows, rows - i0);
     for (int64_t j0 = 0; j0 < tiled; j0 += kTileCols) {
       for (int64_t c0 = 0; c0 < l; c0 += kTileQ) {
-        TileAvx512(a, i0, rc, n, q, l, ldq, c0, j0, i0 == 0, z);
+        TileAvx512(a, i0, rc, n, q, l, ldq, c0, j0, first && i0 == 0, z);
       }
     }
   }
   for (int64_t j0 = tiled; j0 < n; ++j0) {  // the last n % 32 columns: the same sums, one by one
     for (int64_t c = 0; c < l; ++c) {
-      double sum = 0.0;
+      double sum = first ? 0.0 : z[c * n + j0];
       for (int64_t i = 0; i < rows; ++i) {
         sum = std::fma(static_cast<double>(a[i * n + j0]), q[i * ldq + c], sum);
       }
@@ -304,11 +304,11 @@ void AddAtRowsFloat(const float* a, int64_t rows, int64_t n, const float* y, int
 }
 
 void MultiplyAtRowsDouble(const float* a, int64_t rows, int64_t n, const double* q, int64_t l,
-                          int64_t ldq, double* z) {
+                          int64_t ldq, bool first, double* z) {
 #ifdef KFC_X86_KERNELS
-  MultiplyAtRowsAvx512(a, rows, n, q, l, ldq, z);
+  MultiplyAtRowsAvx512(a, rows, n, q, l, ldq, first, z);
 #else
-  (void)a, (void)rows, (void)n, (void)q, (void)l, (void)ldq, (void)z;
+  (void)a, (void)rows, (void)n, (void)q, (void)l, (void)ldq, (void)first, (void)z;
 #endif
 }
 

@@ -17,13 +17,14 @@ void AddSquareBlocks(const float* x, int64_t blocks, double acc[8]);
 // Whether the CPU runs MultiplyAtRowsDouble's vector kernel (AVX-512F).
 bool HaveDoubleAccumulationKernel();
 
-// z (n x l, column-major, leading dimension n) = sum over rows i = 0..rows-1 of A^T[:, i] q[i, :]
-// for the rows x n row-major float A and the rows x l row-major double q (leading dimension ldq
+// z (n x l, column-major, leading dimension n) = (first ? 0 : z) + sum over rows i = 0..rows-1 of
+// A^T[:, i] q[i, :] for the rows x n row-major float A and the rows x l row-major double q (leading
+// dimension ldq
 // >= l, padded with zeros to a multiple of 6 columns: q has ldq columns, ldq % 6 == 0). Every
 // product of a float of A (exact in double) and a double of q is accumulated in double, by fused
 // multiply-add, in increasing i, for each entry separately. Needs HaveDoubleAccumulationKernel().
 void MultiplyAtRowsDouble(const float* a, int64_t rows, int64_t n, const double* q, int64_t l,
-                          int64_t ldq, double* z);
+                          int64_t ldq, bool first, double* z);
 
 // Whether the CPU runs the float32 sweep kernels below (AVX-512F).
 bool HaveFloatSweepKernels();

@@ -119,12 +119,13 @@ void NormalizeSigns(TruncatedSvd* svd) {
 // The products the randomized path needs, for a double or a float matrix A (m x n, row-major):
 // y = A x and z = A^T y on column-major blocks; `final_t` is the last pass A^T Q, always with
 // double accumulation. `gram`, when set, gives y = A x and w = A^T y in one pass over A (the
-// float32 passes): the power iterations then take A^T Q from w (RandomizedSvd).
+// float32 passes; w in float or double accumulation): RandomizedSvd then takes A^T Q from w.
 struct Operator {
   std::function<void(const double* x, int64_t l, double* y)> times;
   std::function<void(const double* y, int64_t l, double* z)> times_t;
   std::function<void(const double* y, int64_t l, double* z)> final_t;
-  std::function<void(const double* x, int64_t l, double* y, double* w)> gram;
+  std::function<void(const double* x, int64_t l, double* y, double* w, PassPrecision w_precision)>
+      gram;
 };
 
 Operator DoubleOperator(const double* a, int64_t m, int64_t n) {
@@ -153,8 +154,8 @@ Operator FloatOperator(const float* a, int64_t m, int64_t n, PassPrecision preci
     MultiplyAt(a, m, n, y, l, z, PassPrecision::kFloat64);
   };
   if (precision == PassPrecision::kFloat32) {
-    op.gram = [=](const double* x, int64_t l, double* y, double* w) {
-      MultiplyAAndAt(a, m, n, x, l, y, w);
+    op.gram = [=](const double* x, int64_t l, double* y, double* w, PassPrecision w_precision) {
+      MultiplyAAndAt(a, m, n, x, l, y, w, w_precision);
     };
   }
   return op;
@@ -185,6 +186,15 @@ bool WellConditioned(const std::vector<double>& rc, int64_t l) {
       LAPACKE_dtrcon(LAPACK_COL_MAJOR, '1', 'U', 'N', static_cast<lapack_int>(l), rc.data(),
                      static_cast<lapack_int>(l), &rcond);
   return info == 0 && rcond >= kMinReciprocalCondition;
+}
+
+// z (n x l) = w Rc^-1, for w n x l and the upper triangular l x l rc, both column-major.
+void TimesInverseR(const std::vector<double>& w, const std::vector<double>& rc, int64_t n,
+                   int64_t l, double* z) {
+  std::copy(w.begin(), w.end(), z);
+  cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit,
+              static_cast<int>(n), static_cast<int>(l), 1.0, rc.data(), static_cast<int>(l), z,
+              static_cast<int>(n));
 }
 
 Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions& options,
@@ -229,10 +239,10 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
       return Internal("cannot allocate the randomized SVD of the " + DimsString(m, n) + " matrix");
     }
   }
-  bool have_w = false;
+  bool have_w = false, w_double = false;
   // Y = A Omega (m x l) (and W = A^T Y).
   if (fused && options.power_iterations > 0) {
-    op.gram(omega.data(), l, y.data(), w.data());
+    op.gram(omega.data(), l, y.data(), w.data(), PassPrecision::kFloat32);
     have_w = true;
   } else {
     op.times(omega.data(), l, y.data());
@@ -245,10 +255,7 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
   while (it < options.power_iterations) {
     // Z = orth(A^T Q) (n x l); Y = orth(A Z) (m x l).
     if (have_w && WellConditioned(rc, l)) {
-      std::copy(w.begin(), w.end(), z.begin());
-      cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit,
-                  static_cast<int>(n), static_cast<int>(l), 1.0, rc.data(), static_cast<int>(l),
-                  z.data(), static_cast<int>(n));
+      TimesInverseR(w, rc, n, l, z.data());
     } else {
       op.times_t(y.data(), l, z.data());
     }
@@ -259,15 +266,18 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
     KFC_RETURN_IF_ERROR(Orthonormalize(n, l, z.data(), co_sketch));
     ++it;
     // The stop's guess: this iteration's step decreases the error as much as the half step did
-    // (the steps' decreases shrink, so the guess stops late rather than early). A guessed stop
-    // takes the plain A Z; a wrong guess costs the next iteration a pass of its own.
+    // (the steps' decreases shrink, so the guess stops late rather than early). At a guessed stop
+    // W is accumulated in double, to serve as the final pass; a wrong guess only makes the next
+    // iteration's A^T Q more accurate, a missed stop leaves W unused.
     const bool stop_guess =
         previous_error >= 0.0 && it < options.power_iterations &&
         AdaptivePowerStop(half_error, 2.0 * half_error - previous_error,
                           options.power_iterations - it, options.power_tolerance);
-    have_w = fused && it < options.power_iterations && !stop_guess;
+    have_w = fused && it < options.power_iterations;
+    w_double = stop_guess;
     if (have_w) {
-      op.gram(z.data(), l, y.data(), w.data());
+      op.gram(z.data(), l, y.data(), w.data(),
+              w_double ? PassPrecision::kFloat64 : PassPrecision::kFloat32);
     } else {
       op.times(z.data(), l, y.data());
     }
@@ -283,7 +293,14 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
   }
   out->power_iterations = it;
   // B^T = A^T Q (n x l) = V_B S U_B^T: LAPACK's "u" (n x l) holds V_B, its "vt" (l x l) U_B^T.
-  op.final_t(y.data(), l, z.data());
+  // A^T Q is accumulated in double: its own pass, or at a guessed adaptive stop W Rc^-1 with W =
+  // A^T Y in double (a stop needs an error >= kAdaptiveMinRelativeError = 0.1, and Rc's condition
+  // number at most 1e4 leaves B's entries within about 1e-12 of A^T Q's, relatively).
+  if (have_w && w_double && WellConditioned(rc, l)) {
+    TimesInverseR(w, rc, n, l, z.data());
+  } else {
+    op.final_t(y.data(), l, z.data());
+  }
   const lapack_int info =
       LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(l),
                      z.data(), static_cast<lapack_int>(n), s.data(), lap_u.data(),
