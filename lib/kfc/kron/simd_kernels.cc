@@ -140,8 +140,13 @@ __attribute__((target("avx512f"), always_inline)) inline float SumLanesAvx512(__
 template <int R>
 __attribute__((target("avx512f"), always_inline)) inline void DotStepAvx512(
     const float* a, int64_t n, const float* x0, int64_t ldx, int64_t j, __mmask16 mask,
-    __m512 (&acc)[R][kTileQ]) {
+    const float* next, __m512 (&acc)[R][kTileQ]) {
   __m512 r[R];
+  if (next != nullptr) {
+#pragma GCC unroll 4
+    for (int k = 0; k < R; ++k)
+      _mm_prefetch(reinterpret_cast<const char*>(next + k * n + j), _MM_HINT_T0);
+  }
 #pragma GCC unroll 4
   for (int k = 0; k < R; ++k) r[k] = _mm512_maskz_loadu_ps(mask, a + k * n + j);
 #pragma GCC unroll 6
@@ -157,7 +162,8 @@ __attribute__((target("avx512f"), always_inline)) inline void DotStepAvx512(
 template <int R>
 __attribute__((target("avx512f"))) inline void DotTileAvx512(const float* a, int64_t n,
                                                              const float* xt, int64_t ldx,
-                                                             int64_t c0, float* y, int64_t ldy) {
+                                                             int64_t c0, const float* next,
+                                                             float* y, int64_t ldy) {
   __m512 acc[R][kTileQ];
 #pragma GCC unroll 4
   for (int k = 0; k < R; ++k) {
@@ -166,9 +172,10 @@ __attribute__((target("avx512f"))) inline void DotTileAvx512(const float* a, int
   }
   const float* x0 = xt + c0 * ldx;
   const int64_t full = n / 16 * 16;
-  for (int64_t j = 0; j < full; j += 16) DotStepAvx512<R>(a, n, x0, ldx, j, 0xFFFF, acc);
+  for (int64_t j = 0; j < full; j += 16) DotStepAvx512<R>(a, n, x0, ldx, j, 0xFFFF, next, acc);
   if (full < n) {
-    DotStepAvx512<R>(a, n, x0, ldx, full, static_cast<__mmask16>((1u << (n - full)) - 1), acc);
+    DotStepAvx512<R>(a, n, x0, ldx, full, static_cast<__mmask16>((1u << (n - full)) - 1), nullptr,
+                     acc);
   }
 #pragma GCC unroll 4
   for (int k = 0; k < R; ++k) {
@@ -183,12 +190,15 @@ __attribute__((target("avx512f"))) void MultiplyRowsAvx512(const float* a, int64
   int64_t i = 0;
   for (; i + kDotRows <= rows; i += kDotRows) {
     for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ) {
-      DotTileAvx512<kDotRows>(a + i * n, n, xt, ldx, c0, y + i * ldy, ldy);
+      // The first pass over the rows fetches the next rows of the block (the hardware
+      // prefetchers restart at each row's start).
+      const float* next = c0 == 0 && i + 2 * kDotRows <= rows ? a + (i + kDotRows) * n : nullptr;
+      DotTileAvx512<kDotRows>(a + i * n, n, xt, ldx, c0, next, y + i * ldy, ldy);
     }
   }
   for (; i < rows; ++i) {
     for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ) {
-      DotTileAvx512<1>(a + i * n, n, xt, ldx, c0, y + i * ldy, ldy);
+      DotTileAvx512<1>(a + i * n, n, xt, ldx, c0, nullptr, y + i * ldy, ldy);
     }
   }
 }

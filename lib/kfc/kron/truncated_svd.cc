@@ -247,9 +247,9 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
   } else {
     op.times(omega.data(), l, y.data());
   }
-  // The error of the current Y = A Z, for the guess of where the adaptive stop ends (-1: unknown;
-  // Y = A Omega gives none, Omega not being orthonormal).
-  double previous_error = -1.0;
+  // The errors of the last half step (A^T Q) and of the current Y = A Z, for the guess of where
+  // the adaptive stop ends (-1: unknown; Y = A Omega gives none, Omega not being orthonormal).
+  double previous_half = -1.0, previous_error = -1.0;
   KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch, fused ? &rc : nullptr));
   int64_t it = 0;
   while (it < options.power_iterations) {
@@ -265,14 +265,18 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
     }
     KFC_RETURN_IF_ERROR(Orthonormalize(n, l, z.data(), co_sketch));
     ++it;
-    // The stop's guess: this iteration's step decreases the error as much as the half step did
-    // (the steps' decreases shrink, so the guess stops late rather than early). At a guessed stop
-    // W is accumulated in double, to serve as the final pass; a wrong guess only makes the next
+    // The stop's guess: the error's decreases over the last two half steps shrink geometrically
+    // (ratio at most 1), so this one's is the last one's times their ratio. At a guessed stop W
+    // is accumulated in double, to serve as the final pass; a wrong guess only makes the next
     // iteration's A^T Q more accurate, a missed stop leaves W unused.
-    const bool stop_guess =
-        previous_error >= 0.0 && it < options.power_iterations &&
-        AdaptivePowerStop(half_error, 2.0 * half_error - previous_error,
-                          options.power_iterations - it, options.power_tolerance);
+    bool stop_guess = false;
+    if (previous_half >= 0.0 && previous_error >= 0.0 && it < options.power_iterations) {
+      const double before = previous_half - previous_error, last = previous_error - half_error;
+      const double ratio = before > 0.0 ? std::clamp(last / before, 0.0, 1.0) : 1.0;
+      stop_guess = AdaptivePowerStop(half_error, half_error - ratio * last,
+                                     options.power_iterations - it, options.power_tolerance);
+    }
+    previous_half = half_error;
     have_w = fused && it < options.power_iterations;
     w_double = stop_guess;
     if (have_w) {
