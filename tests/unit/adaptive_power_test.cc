@@ -165,5 +165,61 @@ TEST(AdaptivePowerTest, DecayingSpectrumConvergesInFewIterations) {
   EXPECT_NEAR(IdentityRelativeError(a, adaptive), e_adaptive, 1e-9);
 }
 
+// The float32 passes take A^T Q from the one-pass W = A^T Y as W Rc^-1 (Y = Q Rc) and, at a
+// guessed stop, the final A^T Q from a double-accumulated W: on the flat spectrum (stops early)
+// and the decaying one, the reported error is the dense one to 1e-9, and the errors agree with the
+// float64 passes' (the products of their own, unchanged) to well within power_tolerance.
+TEST(FusedPowerIterationsTest, AgreeWithTheFloat64PassesAndStayExact) {
+  struct Case {
+    int64_t m, n;
+    std::vector<float> a;
+  };
+  const Case cases[] = {{640, 1024, GaussianFloats(640, 1024, 7)},
+                        {600, 800, DecayingPlusNoise(600, 800, 40, 0.85, 0.3, 33)}};
+  for (const Case& c : cases) {
+    SvdOptions o32 = Randomized(1e-3, SquaredNorm(c.a)), o64 = o32;
+    o32.precision = SvdPrecision::kFloat32;
+    o64.precision = SvdPrecision::kFloat64;
+    const TruncatedSvd f32 = MustSvd(c.a, c.m, c.n, 8, o32);
+    const TruncatedSvd f64 = MustSvd(c.a, c.m, c.n, 8, o64);
+    EXPECT_LT(f32.power_iterations, 4);
+    const double e32 = DenseRelativeError(c.a, f32), e64 = DenseRelativeError(c.a, f64);
+    EXPECT_NEAR(IdentityRelativeError(c.a, f32), e32, 1e-9);
+    EXPECT_NEAR(e32, e64, 1e-4 * e64) << c.m << "x" << c.n;
+  }
+}
+
+// Exactly low rank (rank 3 < the 12 sketch columns, and zero columns): Rc is singular, so every
+// iteration falls back to A^T Q from a pass of its own; the planted matrix comes back to float
+// rounding, as with the float64 passes, and a zero matrix gives zeros.
+TEST(FusedPowerIterationsTest, LowRankYFallsBackToItsOwnPass) {
+  const int64_t m = 300, n = 400, k = 3;
+  const std::vector<float> g = GaussianFloats(m, k, 51), h = GaussianFloats(k, n, 52);
+  std::vector<float> a(static_cast<size_t>(m * n), 0.0f);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; j += 2) {  // odd columns stay zero
+      double sum = 0.0;
+      for (int64_t t = 0; t < k; ++t) sum += static_cast<double>(g[i * k + t]) * h[t * n + j];
+      a[static_cast<size_t>(i * n + j)] = static_cast<float>(sum);
+    }
+  }
+  SvdOptions o = Randomized(1e-3, SquaredNorm(a));
+  o.precision = SvdPrecision::kFloat32;
+  o.oversampling = 10;
+  const TruncatedSvd svd = MustSvd(a, m, n, 2, o);
+  SvdOptions o64 = o;
+  o64.precision = SvdPrecision::kFloat64;
+  const TruncatedSvd ref = MustSvd(a, m, n, 2, o64);
+  for (int t = 0; t < 2; ++t) EXPECT_NEAR(svd.s[t], ref.s[t], 1e-6 * ref.s[0]) << t;
+  EXPECT_NEAR(DenseRelativeError(a, svd), DenseRelativeError(a, ref), 1e-6);
+  const TruncatedSvd rank3 = MustSvd(a, m, n, 3, o);
+  EXPECT_LT(DenseRelativeError(a, rank3), 1e-6);
+  const std::vector<float> zero(static_cast<size_t>(m * n), 0.0f);
+  SvdOptions o_zero = Randomized(0.0, 0.0);
+  o_zero.precision = SvdPrecision::kFloat32;
+  const TruncatedSvd z = MustSvd(zero, m, n, 2, o_zero);
+  for (double s : z.s) EXPECT_EQ(s, 0.0);
+}
+
 }  // namespace
 }  // namespace kfc::kron

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "kfc/core/parallel.h"
+#include "kfc/kron/simd_kernels.h"
 #include "kfc/kron/truncated_svd.h"
 
 namespace kfc::kron {
@@ -224,6 +226,88 @@ TEST(MultiplyAtTest, DoubleAccumulationIsAccurateToDoubleRounding) {
     }
     // Far below float rounding (6e-8): double accumulation of exact float-times-double products.
     EXPECT_LT(worst, 4.0 * static_cast<double>(m) * 1.2e-16) << m << "x" << n << " l " << l;
+  }
+}
+
+// The one-pass y = A x, w = A^T y (the randomized SVD's power iterations) against references
+// for sizes on and off its kernels' tiles (n % 16, n % 64, rows % 4, l % 6, one short block and
+// many groups): y within float rounding of A x (x rounded to float), w within float rounding
+// (kFloat32) or double rounding (kFloat64) of A^T y for the returned y; the same bits on a second
+// call and when the row groups run on two threads.
+TEST(MultiplyAAndAtTest, MatchesReferencesInBothPrecisionsOnAndOffTheTiles) {
+  for (const auto& [m, n, l] : {std::tuple<int64_t, int64_t, int64_t>{2048, 2048, 18},
+                                {700, 100, 7},
+                                {30, 37, 1},
+                                {1001, 130, 13},
+                                {5, 3, 2}}) {
+    std::vector<double> a_d(static_cast<size_t>(m * n)), x(static_cast<size_t>(n * l));
+    FillGaussian(31, &a_d);
+    FillGaussian(32, &x);
+    const std::vector<float> a(a_d.begin(), a_d.end());
+    for (const PassPrecision p : {PassPrecision::kFloat32, PassPrecision::kFloat64}) {
+      SCOPED_TRACE(std::to_string(m) + "x" + std::to_string(n) + " l " + std::to_string(l) +
+                   (p == PassPrecision::kFloat32 ? " float" : " double"));
+      std::vector<double> y(static_cast<size_t>(m * l)), w(static_cast<size_t>(n * l));
+      MultiplyAAndAt(a.data(), m, n, x.data(), l, y.data(), w.data(), p);
+      double y_worst = 0.0, w_worst = 0.0;
+      for (int64_t c = 0; c < l; ++c) {
+        for (int64_t i = 0; i < m; ++i) {
+          long double exact = 0.0L, magnitude = 0.0L;
+          for (int64_t j = 0; j < n; ++j) {
+            const long double t = static_cast<long double>(a[i * n + j]) *
+                                  static_cast<float>(x[static_cast<size_t>(c * n + j)]);
+            exact += t;
+            magnitude += std::fabs(t);
+          }
+          const long double err = std::fabs(static_cast<long double>(y[c * m + i]) - exact);
+          y_worst = std::max(y_worst, static_cast<double>(err / magnitude));
+          EXPECT_EQ(static_cast<double>(static_cast<float>(y[c * m + i])), y[c * m + i]);
+        }
+        for (int64_t j = 0; j < n; ++j) {
+          long double exact = 0.0L, magnitude = 0.0L;
+          for (int64_t i = 0; i < m; ++i) {
+            const long double t =
+                static_cast<long double>(a[i * n + j]) * static_cast<long double>(y[c * m + i]);
+            exact += t;
+            magnitude += std::fabs(t);
+          }
+          const long double err = std::fabs(static_cast<long double>(w[c * n + j]) - exact);
+          w_worst = std::max(w_worst, static_cast<double>(err / magnitude));
+        }
+      }
+      EXPECT_LT(y_worst, static_cast<double>(n) * 6e-8);
+      EXPECT_LT(w_worst, p == PassPrecision::kFloat32 ? static_cast<double>(m) * 6e-8
+                                                      : static_cast<double>(m) * 4.8e-16);
+      std::vector<double> y2(y.size()), w2(w.size()), y3(y.size()), w3(w.size());
+      MultiplyAAndAt(a.data(), m, n, x.data(), l, y2.data(), w2.data(), p);
+      EXPECT_EQ(std::memcmp(y.data(), y2.data(), y.size() * sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(w.data(), w2.data(), w.size() * sizeof(double)), 0);
+      // Inside a two-thread ParallelFor the other thread helps with the row groups.
+      ASSERT_TRUE(ParallelFor(1, 2, [&](int64_t) {
+                    MultiplyAAndAt(a.data(), m, n, x.data(), l, y3.data(), w3.data(), p);
+                    return Status::Ok();
+                  }).ok());
+      EXPECT_EQ(std::memcmp(y.data(), y3.data(), y.size() * sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(w.data(), w3.data(), w.size() * sizeof(double)), 0);
+    }
+  }
+}
+
+// Orthonormalize's triangular factor: q_before = q R, R upper triangular.
+TEST(OrthonormalizeTest, ReturnsTheTriangularFactor) {
+  const int64_t rows = 50, l = 6;
+  std::vector<double> before(static_cast<size_t>(rows * l));
+  FillGaussian(41, &before);
+  std::vector<double> q = before, r;
+  ASSERT_TRUE(Orthonormalize(rows, l, q.data(), "block", &r).ok());
+  ASSERT_EQ(r.size(), static_cast<size_t>(l * l));
+  for (int64_t c = 0; c < l; ++c) {
+    for (int64_t k = c + 1; k < l; ++k) EXPECT_EQ(r[c * l + k], 0.0);
+    for (int64_t i = 0; i < rows; ++i) {
+      double sum = 0.0;
+      for (int64_t k = 0; k <= c; ++k) sum += q[k * rows + i] * r[c * l + k];
+      EXPECT_NEAR(sum, before[c * rows + i], 1e-12);
+    }
   }
 }
 

@@ -154,7 +154,7 @@ void Product(const float* a, int64_t m, int64_t n, bool transpose, const double*
       for (int64_t i = 0; i < rc; ++i) {
         for (int64_t c = 0; c < ldq; ++c) q[i * ldq + c] = c < l ? in[c * m + i0 + i] : 0.0;
       }
-      MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, ldq, z);
+      MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, ldq, /*first=*/true, z);
       return;
     }
     double* rows = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(chunk * n));
@@ -224,12 +224,88 @@ void MultiplyGram(const float* a, int64_t m, int64_t n, bool transpose, const do
   std::copy(z_f.get(), z_f.get() + x_size, z);
 }
 
-Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what) {
+void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64_t l, double* y,
+                    double* w, PassPrecision w_precision) {
+  const bool float_w = w_precision == PassPrecision::kFloat32;
+  if (!HaveFloatSweepKernels()) {
+    MultiplyA(a, m, n, x, l, y, PassPrecision::kFloat32);
+    MultiplyAt(a, m, n, y, l, w, w_precision);
+    return;
+  }
+  // Blocks of rows fixed by n alone, about half the L2 cache (A_b is read from memory by the
+  // first kernel and from cache by the second), grouped as ThinProductT's.
+  const int64_t block_rows = std::max<int64_t>(4, kFusedBlockBytes / 2 / (4 * n) / 4 * 4);
+  int64_t group_rows = std::max(kProductBlockRows, (m + kMaxSumBlocks - 1) / kMaxSumBlocks);
+  group_rows = (group_rows + block_rows - 1) / block_rows * block_rows;
+  const int64_t groups = (m + group_rows - 1) / group_rows;
+  const int64_t lp = SweepWidth(l);
+  const auto w_size = static_cast<size_t>(n * l);
+  // x column-major is x^T row-major: its columns converted to float, zero rows up to lp, each
+  // row 64 bytes further along than n floats so the rows the kernel reads at once (and A's,
+  // 4 KiB apart when n is a multiple of 1024) do not all fall in one set of the 8-way L1 cache.
+  const int64_t ldx = n + 16;
+  float* const xt = ScratchFloats(ScratchSlot::kProductIn, static_cast<size_t>(lp * ldx));
+  float* const y_f = ScratchFloats(ScratchSlot::kProductOut, static_cast<size_t>(m * lp));
+  float* const partial_f =
+      float_w ? ScratchFloats(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size)
+              : nullptr;
+  double* const partial_d =
+      float_w ? nullptr
+              : ScratchDoubles(ScratchSlot::kProductPartial, static_cast<size_t>(groups) * w_size);
+  for (int64_t c = 0; c < lp; ++c) {
+    float* const row = xt + c * ldx;
+    if (c < l) {
+      std::copy(x + c * n, x + (c + 1) * n, row);
+    } else {
+      std::fill(row, row + n, 0.0f);
+    }
+  }
+  ParallelBlocks(groups, [&](int64_t g) {
+    const int64_t start = g * group_rows, end = std::min(m, start + group_rows);
+    for (int64_t i0 = start; i0 < end; i0 += block_rows) {
+      const int64_t rc = std::min(block_rows, end - i0);
+      float* const y_b = y_f + i0 * lp;  // rc x lp row-major, columns l.. zero
+      MultiplyRowsFloat(a + i0 * n, rc, n, xt, ldx, y_b, lp);
+      if (float_w) {
+        AddAtRowsFloat(a + i0 * n, rc, n, y_b, l, lp, i0 == start,
+                       partial_f + static_cast<size_t>(g) * w_size);
+      } else {  // the block's floats of y, exact in double
+        double* const q = ScratchDoubles(ScratchSlot::kProductChunk, static_cast<size_t>(rc * lp));
+        std::copy(y_b, y_b + rc * lp, q);
+        MultiplyAtRowsDouble(a + i0 * n, rc, n, q, l, lp, i0 == start,
+                             partial_d + static_cast<size_t>(g) * w_size);
+      }
+    }
+  });
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t c = 0; c < l; ++c) y[c * m + i] = y_f[i * lp + c];
+  }
+  // w = ((p_0 + p_1) + p_2) + ..., one group's partial at a time (sequential reads).
+  for (int64_t g = 0; g < groups; ++g) {
+    const size_t at = static_cast<size_t>(g) * w_size;
+    if (float_w) {
+      const float* p = partial_f + at;
+      for (size_t k = 0; k < w_size; ++k) w[k] = (g == 0 ? 0.0 : w[k]) + static_cast<double>(p[k]);
+    } else {
+      const double* p = partial_d + at;
+      for (size_t k = 0; k < w_size; ++k) w[k] = (g == 0 ? 0.0 : w[k]) + p[k];
+    }
+  }
+}
+
+Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what,
+                      std::vector<double>* r_factor) {
   const lapack_int lr = static_cast<lapack_int>(rows), ll = static_cast<lapack_int>(l);
   std::vector<double> tau(static_cast<size_t>(l));
   lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, lr, ll, q, lr, tau.data());
   if (info != 0) {
     return Internal("LAPACK dgeqrf failed with info=" + std::to_string(info) + " on the " + what);
+  }
+  if (r_factor != nullptr) {
+    r_factor->assign(static_cast<size_t>(l * l), 0.0);
+    for (int64_t c = 0; c < l; ++c) {
+      std::copy(q + c * rows, q + c * rows + c + 1, r_factor->begin() + c * l);
+    }
   }
   info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, lr, ll, ll, q, lr, tau.data());
   if (info != 0) {

@@ -46,10 +46,23 @@ void MultiplyAt(const float* a, int64_t m, int64_t n, const double* y, int64_t l
 void MultiplyGram(const float* a, int64_t m, int64_t n, bool transpose, const double* x, int64_t l,
                   double* z, int64_t g = 0, std::vector<double>* gram = nullptr);
 
+// y (m x l) = A x and w (n x l) = A^T y, for x n x l, with one pass over A: A is taken a fixed
+// block of rows at a time, Y_b = A_b x, then w += A_b^T Y_b while the block is still in cache (the
+// kernels of simd_kernels.h; on a CPU without them, MultiplyA in float32 then MultiplyAt). x is
+// rounded to float and y is A x accumulated in float; w is A^T y for those float values of y,
+// accumulated in float (w_precision kFloat32) or double (kFloat64: as exact as MultiplyAt's
+// double pass, for y's values) over at most 8 fixed groups of rows, the groups' partial sums added
+// in group order in double: the same bits for any thread count. Unlike MultiplyGram (the shape
+// search's), it returns Y whole and w = A^T Y, not the Gram matrix of Y.
+void MultiplyAAndAt(const float* a, int64_t m, int64_t n, const double* x, int64_t l, double* y,
+                    double* w, PassPrecision w_precision);
+
 // Replaces the rows x l column-major `q` (leading dimension rows, rows >= l) by an orthonormal
-// basis of its range (Householder QR: dgeqrf then dorgqr). Internal error naming `what` when LAPACK
-// fails.
-Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what);
+// basis of its range (Householder QR: dgeqrf then dorgqr). When `r_factor` is given, it receives
+// the triangular factor R (l x l column-major, zeros below the diagonal) with q_before = q R.
+// Internal error naming `what` when LAPACK fails.
+Status Orthonormalize(int64_t rows, int64_t l, double* q, const std::string& what,
+                      std::vector<double>* r_factor = nullptr);
 
 // Eigenvalues of the symmetric d x d column-major `a` (upper triangle read; destroyed), descending,
 // clamped at 0. Internal error naming `what` when LAPACK fails.

@@ -99,23 +99,161 @@ __attribute__((target("avx512f"))) inline void TileAvx512(const float* a, int64_
 
 __attribute__((target("avx512f"))) void MultiplyAtRowsAvx512(const float* a, int64_t rows,
                                                              int64_t n, const double* q, int64_t l,
-                                                             int64_t ldq, double* z) {
+                                                             int64_t ldq, bool first, double* z) {
   const int64_t tiled = n / kTileCols * kTileCols;
   for (int64_t i0 = 0; i0 < rows; i0 += kSweepRows) {
     const int64_t rc = std::min(kSweepRows, rows - i0);
     for (int64_t j0 = 0; j0 < tiled; j0 += kTileCols) {
       for (int64_t c0 = 0; c0 < l; c0 += kTileQ) {
-        TileAvx512(a, i0, rc, n, q, l, ldq, c0, j0, i0 == 0, z);
+        TileAvx512(a, i0, rc, n, q, l, ldq, c0, j0, first && i0 == 0, z);
       }
     }
   }
   for (int64_t j0 = tiled; j0 < n; ++j0) {  // the last n % 32 columns: the same sums, one by one
     for (int64_t c = 0; c < l; ++c) {
-      double sum = 0.0;
+      double sum = first ? 0.0 : z[c * n + j0];
       for (int64_t i = 0; i < rows; ++i) {
         sum = std::fma(static_cast<double>(a[i * n + j0]), q[i * ldq + c], sum);
       }
       z[c * n + j0] = sum;
+    }
+  }
+}
+
+// Rows of A per dot-product tile of MultiplyRowsFloat and columns of xt: 4 x 6 accumulators
+// (24 of the 32 registers), each row load used 6 times and each xt load 4 times.
+constexpr int kDotRows = 4;
+
+// The sum of the 16 lanes in a fixed order (halves, then quarters, then within 128 bits), without
+// _mm512_reduce_add_ps (GCC 12 warns on its undefined lanes).
+__attribute__((target("avx512f"), always_inline)) inline float SumLanesAvx512(__m512 v) {
+  constexpr __mmask16 kAllLanes = 0xFFFF;  // zero masking: GCC bug 105593, as kAll
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(kAllLanes, v, v, 0x4E));
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(kAllLanes, v, v, 0xB1));
+  __m128 x = _mm512_maskz_extractf32x4_ps(0xF, v, 0);
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 0x55));
+  return _mm_cvtss_f32(x);
+}
+
+// acc[k][c] += A[k, j:j+16] xt[c0 + c, j:j+16] lane by lane (lanes outside `mask` read as 0).
+template <int R>
+__attribute__((target("avx512f"), always_inline)) inline void DotStepAvx512(
+    const float* a, int64_t n, const float* x0, int64_t ldx, int64_t j, __mmask16 mask,
+    const float* next, __m512 (&acc)[R][kTileQ]) {
+  __m512 r[R];
+  if (next != nullptr) {
+#pragma GCC unroll 4
+    for (int k = 0; k < R; ++k)
+      _mm_prefetch(reinterpret_cast<const char*>(next + k * n + j), _MM_HINT_T0);
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < R; ++k) r[k] = _mm512_maskz_loadu_ps(mask, a + k * n + j);
+#pragma GCC unroll 6
+  for (int c = 0; c < kTileQ; ++c) {
+    const __m512 x = _mm512_maskz_loadu_ps(mask, x0 + c * ldx + j);
+#pragma GCC unroll 4
+    for (int k = 0; k < R; ++k) acc[k][c] = _mm512_fmadd_ps(r[k], x, acc[k][c]);
+  }
+}
+
+// y[0:R, c0:c0+6] = A[0:R, :] xt[c0:c0+6, :]^T (a and y at the tile's first row): each entry's
+// 16 lanes accumulated in increasing j, then added by SumLanesAvx512.
+template <int R>
+__attribute__((target("avx512f"))) inline void DotTileAvx512(const float* a, int64_t n,
+                                                             const float* xt, int64_t ldx,
+                                                             int64_t c0, const float* next,
+                                                             float* y, int64_t ldy) {
+  __m512 acc[R][kTileQ];
+#pragma GCC unroll 4
+  for (int k = 0; k < R; ++k) {
+#pragma GCC unroll 6
+    for (int c = 0; c < kTileQ; ++c) acc[k][c] = _mm512_setzero_ps();
+  }
+  const float* x0 = xt + c0 * ldx;
+  const int64_t full = n / 16 * 16;
+  for (int64_t j = 0; j < full; j += 16) DotStepAvx512<R>(a, n, x0, ldx, j, 0xFFFF, next, acc);
+  if (full < n) {
+    DotStepAvx512<R>(a, n, x0, ldx, full, static_cast<__mmask16>((1u << (n - full)) - 1), nullptr,
+                     acc);
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < R; ++k) {
+#pragma GCC unroll 6
+    for (int c = 0; c < kTileQ; ++c) y[k * ldy + c0 + c] = SumLanesAvx512(acc[k][c]);
+  }
+}
+
+__attribute__((target("avx512f"))) void MultiplyRowsAvx512(const float* a, int64_t rows, int64_t n,
+                                                           const float* xt, int64_t ldx, float* y,
+                                                           int64_t ldy) {
+  int64_t i = 0;
+  for (; i + kDotRows <= rows; i += kDotRows) {
+    for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ) {
+      // The first pass over the rows fetches the next rows of the block (the hardware
+      // prefetchers restart at each row's start).
+      const float* next = c0 == 0 && i + 2 * kDotRows <= rows ? a + (i + kDotRows) * n : nullptr;
+      DotTileAvx512<kDotRows>(a + i * n, n, xt, ldx, c0, next, y + i * ldy, ldy);
+    }
+  }
+  for (; i < rows; ++i) {
+    for (int64_t c0 = 0; c0 < ldy; c0 += kTileQ) {
+      DotTileAvx512<1>(a + i * n, n, xt, ldx, c0, nullptr, y + i * ldy, ldy);
+    }
+  }
+}
+
+// Columns of w per tile of AddAtRowsFloat: 4 x 16 floats by 6 columns of y, 24 accumulators.
+constexpr int64_t kAtTileCols = 64;
+
+// w[j0:j0+64, c0:c0+6] (+)= A[:, j0:j0+64]^T y[:, c0:c0+6], each sum in increasing row.
+__attribute__((target("avx512f"))) inline void AtTileAvx512(const float* a, int64_t rows, int64_t n,
+                                                            const float* y, int64_t l, int64_t ldy,
+                                                            int64_t c0, int64_t j0, bool first,
+                                                            float* w) {
+  __m512 acc[kTileQ][4];
+#pragma GCC unroll 6
+  for (int c = 0; c < kTileQ; ++c) {
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      acc[c][k] = first || c0 + c >= l ? _mm512_setzero_ps()
+                                       : _mm512_loadu_ps(w + (c0 + c) * n + j0 + 16 * k);
+    }
+  }
+  const float* ai = a + j0;
+  const float* yi = y + c0;
+  for (int64_t i = 0; i < rows; ++i, ai += n, yi += ldy) {
+    __m512 r[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) r[k] = _mm512_loadu_ps(ai + 16 * k);
+#pragma GCC unroll 6
+    for (int c = 0; c < kTileQ; ++c) {
+      const __m512 yc = _mm512_set1_ps(yi[c]);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) acc[c][k] = _mm512_fmadd_ps(r[k], yc, acc[c][k]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int c = 0; c < kTileQ; ++c) {
+    if (c0 + c >= l) break;
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) _mm512_storeu_ps(w + (c0 + c) * n + j0 + 16 * k, acc[c][k]);
+  }
+}
+
+__attribute__((target("avx512f"))) void AddAtRowsAvx512(const float* a, int64_t rows, int64_t n,
+                                                        const float* y, int64_t l, int64_t ldy,
+                                                        bool first, float* w) {
+  const int64_t tiled = n / kAtTileCols * kAtTileCols;
+  for (int64_t j0 = 0; j0 < tiled; j0 += kAtTileCols) {
+    for (int64_t c0 = 0; c0 < l; c0 += kTileQ)
+      AtTileAvx512(a, rows, n, y, l, ldy, c0, j0, first, w);
+  }
+  for (int64_t j = tiled; j < n; ++j) {  // the last n % 64 columns: the same sums, one by one
+    for (int64_t c = 0; c < l; ++c) {
+      float sum = first ? 0.0f : w[c * n + j];
+      for (int64_t i = 0; i < rows; ++i) sum = std::fma(a[i * n + j], y[i * ldy + c], sum);
+      w[c * n + j] = sum;
     }
   }
 }
@@ -153,12 +291,34 @@ bool HaveDoubleAccumulationKernel() {
 #endif
 }
 
-void MultiplyAtRowsDouble(const float* a, int64_t rows, int64_t n, const double* q, int64_t l,
-                          int64_t ldq, double* z) {
+int64_t SweepWidth(int64_t l) { return (l + 5) / 6 * 6; }
+
+bool HaveFloatSweepKernels() { return HaveDoubleAccumulationKernel(); }
+
+void MultiplyRowsFloat(const float* a, int64_t rows, int64_t n, const float* xt, int64_t ldx,
+                       float* y, int64_t ldy) {
 #ifdef KFC_X86_KERNELS
-  MultiplyAtRowsAvx512(a, rows, n, q, l, ldq, z);
+  MultiplyRowsAvx512(a, rows, n, xt, ldx, y, ldy);
 #else
-  (void)a, (void)rows, (void)n, (void)q, (void)l, (void)ldq, (void)z;
+  (void)a, (void)rows, (void)n, (void)xt, (void)ldx, (void)y, (void)ldy;
+#endif
+}
+
+void AddAtRowsFloat(const float* a, int64_t rows, int64_t n, const float* y, int64_t l, int64_t ldy,
+                    bool first, float* w) {
+#ifdef KFC_X86_KERNELS
+  AddAtRowsAvx512(a, rows, n, y, l, ldy, first, w);
+#else
+  (void)a, (void)rows, (void)n, (void)y, (void)l, (void)ldy, (void)first, (void)w;
+#endif
+}
+
+void MultiplyAtRowsDouble(const float* a, int64_t rows, int64_t n, const double* q, int64_t l,
+                          int64_t ldq, bool first, double* z) {
+#ifdef KFC_X86_KERNELS
+  MultiplyAtRowsAvx512(a, rows, n, q, l, ldq, first, z);
+#else
+  (void)a, (void)rows, (void)n, (void)q, (void)l, (void)ldq, (void)first, (void)z;
 #endif
 }
 

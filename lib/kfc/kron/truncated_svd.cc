@@ -118,11 +118,14 @@ void NormalizeSigns(TruncatedSvd* svd) {
 
 // The products the randomized path needs, for a double or a float matrix A (m x n, row-major):
 // y = A x and z = A^T y on column-major blocks; `final_t` is the last pass A^T Q, always with
-// double accumulation.
+// double accumulation. `gram`, when set, gives y = A x and w = A^T y in one pass over A (the
+// float32 passes; w in float or double accumulation): RandomizedSvd then takes A^T Q from w.
 struct Operator {
   std::function<void(const double* x, int64_t l, double* y)> times;
   std::function<void(const double* y, int64_t l, double* z)> times_t;
   std::function<void(const double* y, int64_t l, double* z)> final_t;
+  std::function<void(const double* x, int64_t l, double* y, double* w, PassPrecision w_precision)>
+      gram;
 };
 
 Operator DoubleOperator(const double* a, int64_t m, int64_t n) {
@@ -150,6 +153,11 @@ Operator FloatOperator(const float* a, int64_t m, int64_t n, PassPrecision preci
   op.final_t = [=](const double* y, int64_t l, double* z) {
     MultiplyAt(a, m, n, y, l, z, PassPrecision::kFloat64);
   };
+  if (precision == PassPrecision::kFloat32) {
+    op.gram = [=](const double* x, int64_t l, double* y, double* w, PassPrecision w_precision) {
+      MultiplyAAndAt(a, m, n, x, l, y, w, w_precision);
+    };
+  }
   return op;
 }
 
@@ -161,6 +169,32 @@ StatusOr<double> SketchError(const double* x, int64_t rows, int64_t l, int64_t r
   double captured = 0.0;
   for (int64_t t = 0; t < r; ++t) captured += eig[static_cast<size_t>(t)];
   return std::sqrt(std::max(0.0, squared_norm - captured) / squared_norm);
+}
+
+// Whether W Rc^-1 stands for A^T Q (W = A^T Y, Y = Q Rc, W in float32): the 1-norm condition
+// number of the triangular Rc (LAPACK's estimate) at most 1 / kMinReciprocalCondition. W's
+// rounding, relative to |A| |Y|, grows by up to that factor in A^T Q's weakest directions; past
+// it (Y of lower rank than l) the power iteration takes A^T Q from its own pass.
+constexpr double kMinReciprocalCondition = 1e-4;
+
+bool WellConditioned(const std::vector<double>& rc, int64_t l) {
+  for (int64_t c = 0; c < l; ++c) {
+    if (!(std::fabs(rc[static_cast<size_t>(c * l + c)]) > 0.0)) return false;
+  }
+  double rcond = 0.0;
+  const lapack_int info =
+      LAPACKE_dtrcon(LAPACK_COL_MAJOR, '1', 'U', 'N', static_cast<lapack_int>(l), rc.data(),
+                     static_cast<lapack_int>(l), &rcond);
+  return info == 0 && rcond >= kMinReciprocalCondition;
+}
+
+// z (n x l) = w Rc^-1, for w n x l and the upper triangular l x l rc, both column-major.
+void TimesInverseR(const std::vector<double>& w, const std::vector<double>& rc, int64_t n,
+                   int64_t l, double* z) {
+  std::copy(w.begin(), w.end(), z);
+  cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit,
+              static_cast<int>(n), static_cast<int>(l), 1.0, rc.data(), static_cast<int>(l), z,
+              static_cast<int>(n));
 }
 
 Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions& options,
@@ -182,10 +216,7 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
   const std::string co_sketch =
       DimsString(n, l) + " co-sketch of the " + DimsString(m, n) + " matrix";
 
-  // Y = A Omega (m x l).
   FillGaussian(options.seed, &omega);
-  op.times(omega.data(), l, y.data());
-  KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch));
   std::vector<double>& z = omega;  // n x l, reused for A^T Q
   const bool adaptive = options.power_tolerance > 0.0 && options.squared_norm > 0.0;
   // The relative error of the best rank-r approximation within the range of the rows x l block
@@ -193,29 +224,87 @@ Status RandomizedSvd(const Operator& op, int64_t m, int64_t n, const SvdOptions&
   auto sketch_error = [&](const double* x, int64_t rows, const std::string& what) {
     return SketchError(x, rows, l, r, options.squared_norm, what);
   };
+  // With a one-pass A^T A (op.gram), each product Y = A Z (and the first, Y = A Omega) also
+  // yields W = A^T Y; with Y = Q Rc (the QR that orthonormalizes Y), A^T Q = W Rc^-1, so the next
+  // iteration needs no pass of its own. When Rc is too ill-conditioned for that (Y of low rank:
+  // exactly low-rank A, zero columns), or on the last iteration and at the adaptive stop's
+  // predicted end (where A^T Q is the double-accumulated final pass instead), A^T Q is its own
+  // pass as without op.gram.
+  const bool fused = static_cast<bool>(op.gram);
+  std::vector<double> w, rc;
+  if (fused) {
+    try {
+      w.resize(static_cast<size_t>(n * l));
+    } catch (const std::bad_alloc&) {
+      return Internal("cannot allocate the randomized SVD of the " + DimsString(m, n) + " matrix");
+    }
+  }
+  bool have_w = false, w_double = false;
+  // Y = A Omega (m x l) (and W = A^T Y).
+  if (fused && options.power_iterations > 0) {
+    op.gram(omega.data(), l, y.data(), w.data(), PassPrecision::kFloat32);
+    have_w = true;
+  } else {
+    op.times(omega.data(), l, y.data());
+  }
+  // The errors of the last half step (A^T Q) and of the current Y = A Z, for the guess of where
+  // the adaptive stop ends (-1: unknown; Y = A Omega gives none, Omega not being orthonormal).
+  double previous_half = -1.0, previous_error = -1.0;
+  KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch, fused ? &rc : nullptr));
   int64_t it = 0;
   while (it < options.power_iterations) {
     // Z = orth(A^T Q) (n x l); Y = orth(A Z) (m x l).
-    op.times_t(y.data(), l, z.data());
+    if (have_w && WellConditioned(rc, l)) {
+      TimesInverseR(w, rc, n, l, z.data());
+    } else {
+      op.times_t(y.data(), l, z.data());
+    }
     double half_error = 0.0;
     if (adaptive) {
       KFC_ASSIGN_OR_RETURN(half_error, sketch_error(z.data(), n, co_sketch));
     }
     KFC_RETURN_IF_ERROR(Orthonormalize(n, l, z.data(), co_sketch));
-    op.times(z.data(), l, y.data());
     ++it;
+    // The stop's guess: the error's decreases over the last two half steps shrink geometrically
+    // (ratio at most 1), so this one's is the last one's times their ratio. At a guessed stop W
+    // is accumulated in double, to serve as the final pass; a wrong guess only makes the next
+    // iteration's A^T Q more accurate, a missed stop leaves W unused.
+    bool stop_guess = false;
+    if (previous_half >= 0.0 && previous_error >= 0.0 && it < options.power_iterations) {
+      const double before = previous_half - previous_error, last = previous_error - half_error;
+      const double ratio = before > 0.0 ? std::clamp(last / before, 0.0, 1.0) : 1.0;
+      stop_guess = AdaptivePowerStop(half_error, half_error - ratio * last,
+                                     options.power_iterations - it, options.power_tolerance);
+    }
+    previous_half = half_error;
+    have_w = fused && it < options.power_iterations;
+    w_double = stop_guess;
+    if (have_w) {
+      op.gram(z.data(), l, y.data(), w.data(),
+              w_double ? PassPrecision::kFloat64 : PassPrecision::kFloat32);
+    } else {
+      op.times(z.data(), l, y.data());
+    }
     bool stop = false;
     if (adaptive && it < options.power_iterations) {
       KFC_ASSIGN_OR_RETURN(const double error, sketch_error(y.data(), m, sketch));
       stop = AdaptivePowerStop(half_error, error, options.power_iterations - it,
                                options.power_tolerance);
+      previous_error = error;
     }
-    KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch));
+    KFC_RETURN_IF_ERROR(Orthonormalize(m, l, y.data(), sketch, fused ? &rc : nullptr));
     if (stop) break;
   }
   out->power_iterations = it;
   // B^T = A^T Q (n x l) = V_B S U_B^T: LAPACK's "u" (n x l) holds V_B, its "vt" (l x l) U_B^T.
-  op.final_t(y.data(), l, z.data());
+  // A^T Q is accumulated in double: its own pass, or at a guessed adaptive stop W Rc^-1 with W =
+  // A^T Y in double (a stop needs an error >= kAdaptiveMinRelativeError = 0.1, and Rc's condition
+  // number at most 1e4 leaves B's entries within about 1e-12 of A^T Q's, relatively).
+  if (have_w && w_double && WellConditioned(rc, l)) {
+    TimesInverseR(w, rc, n, l, z.data());
+  } else {
+    op.final_t(y.data(), l, z.data());
+  }
   const lapack_int info =
       LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', static_cast<lapack_int>(n), static_cast<lapack_int>(l),
                      z.data(), static_cast<lapack_int>(n), s.data(), lap_u.data(),
