@@ -58,8 +58,8 @@ Whitened CheckedWhiten(const std::vector<float>& w, const KronShape& shape, cons
                            " (x) " + std::to_string(shape.k2) + "x" + std::to_string(shape.n2) +
                            ", lambda " + std::to_string(st.lambda);
   EXPECT_TRUE(SameBits(cached->w, fresh->w)) << what;
-  EXPECT_TRUE(SameBits(cached->factors->l1, fresh->factors->l1)) << what;
-  EXPECT_TRUE(SameBits(cached->factors->l2, fresh->factors->l2)) << what;
+  EXPECT_TRUE(SameBits(*cached->factors->l1, *fresh->factors->l1)) << what;
+  EXPECT_TRUE(SameBits(*cached->factors->l2, *fresh->factors->l2)) << what;
   EXPECT_TRUE(SameBits(cached->beta, fresh->beta)) << what;
   EXPECT_TRUE(SameBits(cached->energy, fresh->energy)) << what;
   EXPECT_EQ(cached->exact, fresh->exact) << what;

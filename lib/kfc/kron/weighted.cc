@@ -338,6 +338,7 @@ struct Whitening {
   uint64_t id = 0;
   double lambda = 0.0;
   std::vector<double> c_reg;
+  std::shared_ptr<const std::vector<double>> full_l;  // Cholesky factor of C_reg (low-rank splits)
   std::map<int64_t, Split> splits;
   std::vector<float> energy_w;
   double energy = 0.0;
@@ -367,28 +368,43 @@ const std::vector<double>& RegularizedOf(const InputStats& st, Whitening* cache)
   return cache->c_reg;
 }
 
-// The whitening factors of the split k1 x k2 of K, with beta (C_reg `c` for full statistics).
+// The lower Cholesky factor of the symmetric n x n matrix `a`, shared.
+StatusOr<std::shared_ptr<const std::vector<double>>> SharedCholesky(std::vector<double> a,
+                                                                    int64_t n, const char* what) {
+  KFC_ASSIGN_OR_RETURN(std::vector<double> l, Cholesky(std::move(a), n, what));
+  return std::make_shared<const std::vector<double>>(std::move(l));
+}
+
+// The whitening factors of the split k1 x k2 of K, with beta (C_reg `c` for full statistics). The
+// K x K factor of the low-rank splits is computed once, into `cache`.
 StatusOr<Split> SplitOf(const InputStats& stats, const std::vector<double>& c, int64_t k1,
-                        int64_t k2) {
+                        int64_t k2, Whitening* cache) {
   const int64_t K = k1 * k2;
-  std::vector<double> c1, c2;
   Split out;
-  if (stats.factored()) {
-    // Exact in the factored metric: whitening by its factors leaves nothing for ALS or beta.
-    out.exact = true;
-    RegularizedFactors(stats, &c1, &c2);
-    const double trace = Trace(stats.c1, k1);
-    for (double& v : c1) v /= trace > 0.0 ? trace : 1.0;
-  } else if (k1 == 1 || k2 == 1) {
-    out.exact = true;
-    (k1 == 1 ? c2 : c1) = c;
-    (k1 == 1 ? c1 : c2) = {1.0};
-  } else {
-    NearestKronecker(c, k1, k2, &c1, &c2);
-  }
   auto factors = std::make_shared<WhiteningFactors>();
-  KFC_ASSIGN_OR_RETURN(factors->l1, Cholesky(std::move(c1), k1, "first"));
-  KFC_ASSIGN_OR_RETURN(factors->l2, Cholesky(std::move(c2), k2, "second"));
+  if (!stats.factored() && (k1 == 1 || k2 == 1)) {
+    out.exact = true;
+    if (cache->full_l == nullptr) {
+      KFC_ASSIGN_OR_RETURN(cache->full_l, SharedCholesky(c, K, k1 == 1 ? "second" : "first"));
+    }
+    KFC_ASSIGN_OR_RETURN(std::shared_ptr<const std::vector<double>> one,
+                         SharedCholesky({1.0}, 1, k1 == 1 ? "first" : "second"));
+    factors->l1 = k1 == 1 ? one : cache->full_l;
+    factors->l2 = k1 == 1 ? cache->full_l : one;
+  } else {
+    std::vector<double> c1, c2;
+    if (stats.factored()) {
+      // Exact in the factored metric: whitening by its factors leaves nothing for ALS or beta.
+      out.exact = true;
+      RegularizedFactors(stats, &c1, &c2);
+      const double trace = Trace(stats.c1, k1);
+      for (double& v : c1) v /= trace > 0.0 ? trace : 1.0;
+    } else {
+      NearestKronecker(c, k1, k2, &c1, &c2);
+    }
+    KFC_ASSIGN_OR_RETURN(factors->l1, SharedCholesky(std::move(c1), k1, "first"));
+    KFC_ASSIGN_OR_RETURN(factors->l2, SharedCholesky(std::move(c2), k2, "second"));
+  }
   if (!out.exact) {
     // Power iteration on M = L^-1 C L^-T with L = L1 (x) L2, applied to a k1 x k2 matrix V
     // (row-major vec): L^-T v = vec(L1^-T V L2^-1), L^-1 v = vec(L1^-1 V L2^-T).
@@ -397,16 +413,16 @@ StatusOr<Split> SplitOf(const InputStats& stats, const std::vector<double>& c, i
     for (int it = 0; it < 30; ++it) {
       y = v;
       cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2), 1.0,
-                  factors->l1.data(), I(k1), y.data(), I(k2));
+                  factors->l1->data(), I(k1), y.data(), I(k2));
       cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
-                  1.0, factors->l2.data(), I(k2), y.data(), I(k2));
+                  1.0, factors->l2->data(), I(k2), y.data(), I(k2));
       std::vector<double> cy(static_cast<size_t>(K));
       cblas_dgemv(CblasRowMajor, CblasNoTrans, I(K), I(K), 1.0, c.data(), I(K), y.data(), 1, 0.0,
                   cy.data(), 1);
       cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
-                  1.0, factors->l1.data(), I(k1), cy.data(), I(k2));
+                  1.0, factors->l1->data(), I(k1), cy.data(), I(k2));
       cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2),
-                  1.0, factors->l2.data(), I(k2), cy.data(), I(k2));
+                  1.0, factors->l2->data(), I(k2), cy.data(), I(k2));
       lambda = cblas_dnrm2(I(K), cy.data(), 1);
       if (!(lambda > 0.0)) break;
       for (int64_t i = 0; i < K; ++i)
@@ -532,7 +548,7 @@ StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape&
   const std::vector<double>& c = RegularizedOf(stats, &cache);
   auto split = cache.splits.find(k1);
   if (split == cache.splits.end()) {
-    KFC_ASSIGN_OR_RETURN(Split fresh, SplitOf(stats, c, k1, k2));
+    KFC_ASSIGN_OR_RETURN(Split fresh, SplitOf(stats, c, k1, k2, &cache));
     split = cache.splits.emplace(k1, std::move(fresh)).first;
   }
   const Split& sp = split->second;
@@ -540,8 +556,8 @@ StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape&
   out.factors = sp.factors;
   out.exact = sp.exact;
   out.beta = sp.beta;
-  const std::vector<double>& l1 = sp.factors->l1;
-  const std::vector<double>& l2 = sp.factors->l2;
+  const std::vector<double>& l1 = *sp.factors->l1;
+  const std::vector<double>& l2 = *sp.factors->l2;
   // T = L1^T W viewed as k1 x (k2*N); then each of the k1 slices k2 x N gets L2^T.
   std::vector<double> wd(w, w + K * N), t(static_cast<size_t>(K * N)),
       res(static_cast<size_t>(K * N));
@@ -589,10 +605,10 @@ StatusOr<WeightedFactors> FactorizeWeighted(const float* w, int64_t K, int64_t N
   std::vector<double>&a = f.a, &b = f.b;
   for (int64_t t = 0; t < r; ++t) {  // A_t = L1^-T A'_t, B_t = L2^-T B'_t
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k1),
-                I(shape.n1), 1.0, wh.factors->l1.data(), I(shape.k1),
+                I(shape.n1), 1.0, wh.factors->l1->data(), I(shape.k1),
                 &a[static_cast<size_t>(t * sa)], I(shape.n1));
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k2),
-                I(shape.n2), 1.0, wh.factors->l2.data(), I(shape.k2),
+                I(shape.n2), 1.0, wh.factors->l2->data(), I(shape.k2),
                 &b[static_cast<size_t>(t * sb)], I(shape.n2));
   }
   if (!wh.exact && max_als_iterations > 0 && r * shape.k1 <= kMaxAlsUnknowns &&

@@ -99,10 +99,11 @@ class FactoredStatsAccumulator {
 double DataRelativeError(const float* w, const std::vector<float>& w_hat, int64_t K, int64_t N,
                          const InputStats& stats);
 
-// The whitening factors of one split K = k1 * k2, shared by every shape with that k1.
+// The whitening factors of one split K = k1 * k2, shared by every shape with that k1 (and the
+// K x K one by both low-rank splits).
 struct WhiteningFactors {
-  std::vector<double> l1;  // k1 x k1, lower triangular
-  std::vector<double> l2;  // k2 x k2, lower triangular
+  std::shared_ptr<const std::vector<double>> l1;  // k1 x k1, lower triangular
+  std::shared_ptr<const std::vector<double>> l2;  // k2 x k2, lower triangular
 };
 
 // The whitened weight W' = (L1 (x) L2)^T W for `shape`, with its whitening factors.
