@@ -7,7 +7,11 @@
 #include <lapacke.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -321,6 +325,117 @@ StatusOr<InputStats> CountAndMean(int64_t count, const std::vector<double>& sum)
   return st;
 }
 
+// Whitening factors and beta of one split of K (see Whitened).
+struct Split {
+  std::shared_ptr<const WhiteningFactors> factors;
+  bool exact = false;
+  double beta = 1.0;
+};
+
+// What Whiten computes once per statistics (id, lambda): C_reg (empty when factored), each split
+// k1 it was asked for, and the energy tr(W^T C_reg W) of the last W (its bits in energy_w).
+struct Whitening {
+  uint64_t id = 0;
+  double lambda = 0.0;
+  std::vector<double> c_reg;
+  std::shared_ptr<const std::vector<double>> full_l;  // Cholesky factor of C_reg (low-rank splits)
+  std::map<int64_t, Split> splits;
+  std::vector<float> energy_w;
+  double energy = 0.0;
+};
+
+Whitening& ThreadWhitening() {
+  thread_local Whitening cache;
+  return cache;
+}
+
+// The calling thread's cache for `st`, emptied first when it held other statistics; `scratch`
+// (emptied) for statistics that are never cached (id 0).
+Whitening& WhiteningOf(const InputStats& st, Whitening* scratch) {
+  if (st.id == 0) return *scratch;
+  Whitening& cache = ThreadWhitening();
+  if (cache.id != st.id || std::memcmp(&cache.lambda, &st.lambda, sizeof st.lambda) != 0) {
+    cache = Whitening{};  // freed before the new statistics allocate
+    cache.id = st.id;
+    cache.lambda = st.lambda;
+  }
+  return cache;
+}
+
+// C_reg of full statistics, computed once per cache; empty for factored statistics.
+const std::vector<double>& RegularizedOf(const InputStats& st, Whitening* cache) {
+  if (!st.factored() && cache->c_reg.empty()) cache->c_reg = Regularized(st);
+  return cache->c_reg;
+}
+
+// The lower Cholesky factor of the symmetric n x n matrix `a`, shared.
+StatusOr<std::shared_ptr<const std::vector<double>>> SharedCholesky(std::vector<double> a,
+                                                                    int64_t n, const char* what) {
+  KFC_ASSIGN_OR_RETURN(std::vector<double> l, Cholesky(std::move(a), n, what));
+  return std::make_shared<const std::vector<double>>(std::move(l));
+}
+
+// The whitening factors of the split k1 x k2 of K, with beta (C_reg `c` for full statistics). The
+// K x K factor of the low-rank splits is computed once, into `cache`.
+StatusOr<Split> SplitOf(const InputStats& stats, const std::vector<double>& c, int64_t k1,
+                        int64_t k2, Whitening* cache) {
+  const int64_t K = k1 * k2;
+  Split out;
+  auto factors = std::make_shared<WhiteningFactors>();
+  if (!stats.factored() && (k1 == 1 || k2 == 1)) {
+    out.exact = true;
+    if (cache->full_l == nullptr) {
+      KFC_ASSIGN_OR_RETURN(cache->full_l, SharedCholesky(c, K, k1 == 1 ? "second" : "first"));
+    }
+    KFC_ASSIGN_OR_RETURN(std::shared_ptr<const std::vector<double>> one,
+                         SharedCholesky({1.0}, 1, k1 == 1 ? "first" : "second"));
+    factors->l1 = k1 == 1 ? one : cache->full_l;
+    factors->l2 = k1 == 1 ? cache->full_l : one;
+  } else {
+    std::vector<double> c1, c2;
+    if (stats.factored()) {
+      // Exact in the factored metric: whitening by its factors leaves nothing for ALS or beta.
+      out.exact = true;
+      RegularizedFactors(stats, &c1, &c2);
+      const double trace = Trace(stats.c1, k1);
+      for (double& v : c1) v /= trace > 0.0 ? trace : 1.0;
+    } else {
+      NearestKronecker(c, k1, k2, &c1, &c2);
+    }
+    KFC_ASSIGN_OR_RETURN(factors->l1, SharedCholesky(std::move(c1), k1, "first"));
+    KFC_ASSIGN_OR_RETURN(factors->l2, SharedCholesky(std::move(c2), k2, "second"));
+  }
+  if (!out.exact) {
+    // Power iteration on M = L^-1 C L^-T with L = L1 (x) L2, applied to a k1 x k2 matrix V
+    // (row-major vec): L^-T v = vec(L1^-T V L2^-1), L^-1 v = vec(L1^-1 V L2^-T).
+    std::vector<double> v(static_cast<size_t>(K), 1.0 / std::sqrt(static_cast<double>(K))), y(v);
+    double lambda = 1.0;
+    for (int it = 0; it < 30; ++it) {
+      y = v;
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2), 1.0,
+                  factors->l1->data(), I(k1), y.data(), I(k2));
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, factors->l2->data(), I(k2), y.data(), I(k2));
+      std::vector<double> cy(static_cast<size_t>(K));
+      cblas_dgemv(CblasRowMajor, CblasNoTrans, I(K), I(K), 1.0, c.data(), I(K), y.data(), 1, 0.0,
+                  cy.data(), 1);
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, factors->l1->data(), I(k1), cy.data(), I(k2));
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2),
+                  1.0, factors->l2->data(), I(k2), cy.data(), I(k2));
+      lambda = cblas_dnrm2(I(K), cy.data(), 1);
+      if (!(lambda > 0.0)) break;
+      for (int64_t i = 0; i < K; ++i)
+        v[static_cast<size_t>(i)] = cy[static_cast<size_t>(i)] / lambda;
+    }
+    out.beta = std::max(1.0, lambda);
+  }
+  out.factors = std::move(factors);
+  return out;
+}
+
+std::atomic<uint64_t> next_stats_id{0};
+
 }  // namespace
 
 StatsAccumulator::StatsAccumulator(int64_t k)
@@ -343,6 +458,7 @@ Status StatsAccumulator::Add(const float* x, int64_t rows) {
 StatusOr<InputStats> StatsAccumulator::Finish() const {
   KFC_ASSIGN_OR_RETURN(InputStats st, CountAndMean(count_, sum_));
   const double n = static_cast<double>(count_);
+  st.id = ++next_stats_id;
   st.covariance.resize(static_cast<size_t>(k_ * k_));
   for (int64_t i = 0; i < k_; ++i) {
     for (int64_t j = i; j < k_; ++j) {
@@ -378,6 +494,7 @@ Status FactoredStatsAccumulator::Add(const float* x, int64_t rows) {
 
 StatusOr<InputStats> FactoredStatsAccumulator::Finish() const {
   KFC_ASSIGN_OR_RETURN(InputStats st, CountAndMean(count_, sum_));
+  st.id = ++next_stats_id;
   st.kf_k1 = k1_;
   st.kf_k2 = k2_;
   const double n = static_cast<double>(count_);
@@ -426,74 +543,54 @@ StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape&
         "calibration statistics are Kronecker-factored for k1 = " + std::to_string(stats.kf_k1) +
         ", the shape has k1 = " + std::to_string(k1));
   }
-  const std::vector<double> c = stats.factored() ? std::vector<double>() : Regularized(stats);
-  std::vector<double> c1, c2;
-  Whitened out;
-  if (stats.factored()) {
-    // Exact in the factored metric: whitening by its factors leaves nothing for ALS or beta.
-    out.exact = true;
-    RegularizedFactors(stats, &c1, &c2);
-    const double trace = Trace(stats.c1, k1);
-    for (double& v : c1) v /= trace > 0.0 ? trace : 1.0;
-  } else if (k1 == 1 || k2 == 1) {
-    out.exact = true;
-    (k1 == 1 ? c2 : c1) = c;
-    (k1 == 1 ? c1 : c2) = {1.0};
-  } else {
-    NearestKronecker(c, k1, k2, &c1, &c2);
+  Whitening scratch;
+  Whitening& cache = WhiteningOf(stats, &scratch);
+  const std::vector<double>& c = RegularizedOf(stats, &cache);
+  auto split = cache.splits.find(k1);
+  if (split == cache.splits.end()) {
+    KFC_ASSIGN_OR_RETURN(Split fresh, SplitOf(stats, c, k1, k2, &cache));
+    split = cache.splits.emplace(k1, std::move(fresh)).first;
   }
-  KFC_ASSIGN_OR_RETURN(out.l1, Cholesky(std::move(c1), k1, "first"));
-  KFC_ASSIGN_OR_RETURN(out.l2, Cholesky(std::move(c2), k2, "second"));
+  const Split& sp = split->second;
+  Whitened out;
+  out.factors = sp.factors;
+  out.exact = sp.exact;
+  out.beta = sp.beta;
+  const std::vector<double>& l1 = *sp.factors->l1;
+  const std::vector<double>& l2 = *sp.factors->l2;
   // T = L1^T W viewed as k1 x (k2*N); then each of the k1 slices k2 x N gets L2^T.
   std::vector<double> wd(w, w + K * N), t(static_cast<size_t>(K * N)),
       res(static_cast<size_t>(K * N));
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k1), I(k2 * N), I(k1), 1.0, out.l1.data(),
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k1), I(k2 * N), I(k1), 1.0, l1.data(),
               I(k1), wd.data(), I(k2 * N), 0.0, t.data(), I(k2 * N));
   for (int64_t i = 0; i < k1; ++i) {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k2), I(N), I(k2), 1.0, out.l2.data(),
-                I(k2), &t[static_cast<size_t>(i * k2 * N)], I(N), 0.0,
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(k2), I(N), I(k2), 1.0, l2.data(), I(k2),
+                &t[static_cast<size_t>(i * k2 * N)], I(N), 0.0,
                 &res[static_cast<size_t>(i * k2 * N)], I(N));
   }
   out.w.assign(res.begin(), res.end());
-  if (stats.factored()) {
-    std::vector<double> ll1(out.l1), ll2(out.l2);  // C_reg's factors again: L L^T
-    std::vector<double> f1(static_cast<size_t>(k1 * k1)), f2(static_cast<size_t>(k2 * k2));
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k1), I(k1), I(k1), 1.0, ll1.data(),
-                I(k1), ll1.data(), I(k1), 0.0, f1.data(), I(k1));
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k2), I(k2), I(k2), 1.0, ll2.data(),
-                I(k2), ll2.data(), I(k2), 0.0, f2.data(), I(k2));
-    const std::vector<double> cw = FactoredApply(f1, f2, k1, k2, N, wd, 1.0);
-    out.energy = cblas_ddot(I(K * N), wd.data(), 1, cw.data(), 1);
-  } else {
-    out.energy = WeightedEnergy(wd, c, K, N);
-  }
-  if (!out.exact) {
-    // Power iteration on M = L^-1 C L^-T with L = L1 (x) L2, applied to a k1 x k2 matrix V
-    // (row-major vec): L^-T v = vec(L1^-T V L2^-1), L^-1 v = vec(L1^-1 V L2^-T).
-    std::vector<double> v(static_cast<size_t>(K), 1.0 / std::sqrt(static_cast<double>(K))), y(v);
-    double lambda = 1.0;
-    for (int it = 0; it < 30; ++it) {
-      y = v;
-      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2), 1.0,
-                  out.l1.data(), I(k1), y.data(), I(k2));
-      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
-                  1.0, out.l2.data(), I(k2), y.data(), I(k2));
-      std::vector<double> cy(static_cast<size_t>(K));
-      cblas_dgemv(CblasRowMajor, CblasNoTrans, I(K), I(K), 1.0, c.data(), I(K), y.data(), 1, 0.0,
-                  cy.data(), 1);
-      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, I(k1), I(k2),
-                  1.0, out.l1.data(), I(k1), cy.data(), I(k2));
-      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, I(k1), I(k2),
-                  1.0, out.l2.data(), I(k2), cy.data(), I(k2));
-      lambda = cblas_dnrm2(I(K), cy.data(), 1);
-      if (!(lambda > 0.0)) break;
-      for (int64_t i = 0; i < K; ++i)
-        v[static_cast<size_t>(i)] = cy[static_cast<size_t>(i)] / lambda;
+  if (cache.energy_w.size() != static_cast<size_t>(K * N) ||
+      !std::equal(w, w + K * N, cache.energy_w.begin(),
+                  [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; })) {
+    cache.energy_w.assign(w, w + K * N);
+    if (stats.factored()) {
+      const std::vector<double>&ll1 = l1, &ll2 = l2;  // C_reg's factors again: L L^T
+      std::vector<double> f1(static_cast<size_t>(k1 * k1)), f2(static_cast<size_t>(k2 * k2));
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k1), I(k1), I(k1), 1.0, ll1.data(),
+                  I(k1), ll1.data(), I(k1), 0.0, f1.data(), I(k1));
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(k2), I(k2), I(k2), 1.0, ll2.data(),
+                  I(k2), ll2.data(), I(k2), 0.0, f2.data(), I(k2));
+      const std::vector<double> cw = FactoredApply(f1, f2, k1, k2, N, wd, 1.0);
+      cache.energy = cblas_ddot(I(K * N), wd.data(), 1, cw.data(), 1);
+    } else {
+      cache.energy = WeightedEnergy(wd, c, K, N);
     }
-    out.beta = std::max(1.0, lambda);
   }
+  out.energy = cache.energy;
   return out;
 }
+
+void ReleaseWhiteningCache() { ThreadWhitening() = Whitening{}; }
 
 StatusOr<WeightedFactors> FactorizeWeighted(const float* w, int64_t K, int64_t N,
                                             const KronShape& shape, int64_t rank,
@@ -508,16 +605,18 @@ StatusOr<WeightedFactors> FactorizeWeighted(const float* w, int64_t K, int64_t N
   std::vector<double>&a = f.a, &b = f.b;
   for (int64_t t = 0; t < r; ++t) {  // A_t = L1^-T A'_t, B_t = L2^-T B'_t
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k1),
-                I(shape.n1), 1.0, wh.l1.data(), I(shape.k1), &a[static_cast<size_t>(t * sa)],
-                I(shape.n1));
+                I(shape.n1), 1.0, wh.factors->l1->data(), I(shape.k1),
+                &a[static_cast<size_t>(t * sa)], I(shape.n1));
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, I(shape.k2),
-                I(shape.n2), 1.0, wh.l2.data(), I(shape.k2), &b[static_cast<size_t>(t * sb)],
-                I(shape.n2));
+                I(shape.n2), 1.0, wh.factors->l2->data(), I(shape.k2),
+                &b[static_cast<size_t>(t * sb)], I(shape.n2));
   }
   if (!wh.exact && max_als_iterations > 0 && r * shape.k1 <= kMaxAlsUnknowns &&
       r * shape.k2 <= kMaxAlsUnknowns) {
     const std::vector<double> wd(w, w + K * N);
-    out.als_iterations = RefineAls(Regularized(stats), wd, shape, r, max_als_iterations, &a, &b);
+    Whitening scratch;
+    const std::vector<double>& c = RegularizedOf(stats, &WhiteningOf(stats, &scratch));
+    out.als_iterations = RefineAls(c, wd, shape, r, max_als_iterations, &a, &b);
   }
   // Calibrated factors are float32 values, as Factorize's are for a float32 W.
   for (double& v : a) v = static_cast<float>(v);

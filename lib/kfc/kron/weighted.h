@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kfc/core/status.h"
@@ -52,6 +53,10 @@ struct InputStats {
   std::vector<double> c1, c2;
   // The regularization lambda of C_reg = C + lambda * mean(diag C) * I.
   double lambda = kCalibrationRegularization;
+  // Names these contents for the whitening cache (Whiten): unique per accumulator Finish, kept by
+  // copies. 0 (never cached) for statistics built by hand; set it to 0 after changing mean,
+  // covariance, c1 or c2 (lambda may change: it is part of the cache key).
+  uint64_t id = 0;
   bool factored() const { return kf_k1 > 0; }
 };
 
@@ -94,20 +99,33 @@ class FactoredStatsAccumulator {
 double DataRelativeError(const float* w, const std::vector<float>& w_hat, int64_t K, int64_t N,
                          const InputStats& stats);
 
+// The whitening factors of one split K = k1 * k2, shared by every shape with that k1 (and the
+// K x K one by both low-rank splits).
+struct WhiteningFactors {
+  std::shared_ptr<const std::vector<double>> l1;  // k1 x k1, lower triangular
+  std::shared_ptr<const std::vector<double>> l2;  // k2 x k2, lower triangular
+};
+
 // The whitened weight W' = (L1 (x) L2)^T W for `shape`, with its whitening factors.
 struct Whitened {
-  std::vector<float> w;    // K x N
-  std::vector<double> l1;  // k1 x k1, lower triangular
-  std::vector<double> l2;  // k2 x k2, lower triangular
-  bool exact = false;      // C_reg == C1 (x) C2 exactly (low-rank shapes)
+  std::vector<float> w;  // K x N
+  std::shared_ptr<const WhiteningFactors> factors;
+  bool exact = false;  // C_reg == C1 (x) C2 exactly (low-rank shapes)
   // Rating a shape by W' alone would trust the Kronecker-factored metric. beta estimates the
   // largest eigenvalue of (L1 (x) L2)^-1 C_reg (L1 (x) L2)^-T (30 power iterations; 1 when exact),
   // so for any D: tr(D^T C_reg D) <= beta * ||(L1 (x) L2)^T D||_F^2. energy = tr(W^T C_reg W).
   double beta = 1.0;
   double energy = 0.0;
 };
+// Everything here but W' depends on W and the split k1 alone, so per thread the whitening of the
+// last statistics (id and lambda) is kept: C_reg, per k1 the factors and beta, and the energy of
+// the last W. A hit gives the same bits as computing afresh (the same arithmetic, done once);
+// statistics with id 0 are never cached. The next statistics replace it (one layer input at a
+// time per thread), as does ReleaseWhiteningCache.
 StatusOr<Whitened> Whiten(const float* w, int64_t K, int64_t N, const KronShape& shape,
                           const InputStats& stats);
+// Frees the calling thread's whitening cache.
+void ReleaseWhiteningCache();
 
 struct WeightedFactors {
   KronFactors factors;      // relative_error is the plain weight error of these factors (exact)
