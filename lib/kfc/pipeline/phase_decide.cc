@@ -12,6 +12,7 @@
 
 #include "kfc/core/logging.h"
 #include "kfc/kron/factorize.h"
+#include "kfc/kron/weighted.h"
 #include "kfc/pipeline/decide_layer.h"
 #include "kfc/pipeline/phases.h"
 #include "kfc/pipeline/ratio.h"
@@ -203,6 +204,8 @@ StatusOr<DecideOutcome> ReadAndDecide(const Options& o, const Weights& weights,
   KFC_RETURN_IF_ERROR(RunParallel(o, order.size(), [&](size_t j) -> Status {
     const size_t i = order[j];
     ReadCheckAndDecide(o, weights, calibration != nullptr, &(*states)[i], unit_at[i], &outcome[i]);
+    // The layer's candidate shapes shared one whitening; a thread holds at most one layer's.
+    kron::ReleaseWhiteningCache();
     deciding.Done(j);
     return Status::Ok();
   }));

@@ -10,6 +10,7 @@
 #include "kfc/io/spill.h"
 #include "kfc/kron/rearrange.h"
 #include "kfc/kron/scratch.h"
+#include "kfc/kron/weighted.h"
 #include "kfc/pipeline/decide_layer.h"
 #include "kfc/pipeline/layer_report.h"
 #include "kfc/pipeline/phases.h"
@@ -211,6 +212,7 @@ StatusOr<std::vector<rewrite::KronRewrite>> Factorize(const Options& o, const We
   KFC_RETURN_IF_ERROR(RunParallel(o, jobs.size(), [&](size_t j) -> Status {
     const LayerState& s = (*states)[jobs[j].layer];
     Status done = RunFactorJob(o, weights, s, &jobs[j]);
+    kron::ReleaseWhiteningCache();  // at most one layer's whitening per thread
     if (!done.ok()) return done.WithContext("layer '" + s.c->node_name + "'");
     // Spill errors name the output already.
     if (o.spill != nullptr && jobs[j].not_finite.empty()) {
