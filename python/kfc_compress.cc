@@ -54,6 +54,9 @@ constexpr Keyword kKeywords[] = {
     {"calibration", "--calibration", Kind::kValue, false},
     {"fail_if_error_above", "--fail-if-error-above", Kind::kValue, false},
     {"fail_if_ratio_above", "--fail-if-ratio-above", Kind::kValue, false},
+    {"fail_if_nothing_compressed", "--fail-if-nothing-compressed", Kind::kFlag, false},
+    {"allocation", "--allocation", Kind::kValue, false},
+    {"calibration_regularization", "--calibration-regularization", Kind::kValue, false},
     {"write_on_gate_failure", "--write-on-gate-failure", Kind::kFlag, false},
     {"include", "--include", Kind::kList, false},
     {"exclude", "--exclude", Kind::kList, false},
@@ -67,6 +70,8 @@ constexpr Keyword kKeywords[] = {
     {"calibration_data", "--calibration-data", Kind::kList, true},
     {"calibration_batch", "--calibration-batch", Kind::kValue, true},
     {"runner", "--runner", Kind::kValue, true},
+    {"runner_timeout", "--runner-timeout", Kind::kValue, true},
+    {"compensate", "--compensate", Kind::kFlag, true},
     {"fail_if_output_error_above", "--fail-if-output-error-above", Kind::kValue, true},
 };
 

@@ -144,7 +144,23 @@ function readRows(npy, first, count) {
     done += n;
   }
   const data = npy.type === 'bool' ? Uint8Array.from(view, (b) => (b !== 0 ? 1 : 0)) : new npy.Typed(buf);
+  checkFinite(npy, data, first, rowElems);
   return { data, dims: [count, ...npy.dims.slice(1)] };
+}
+
+// A NaN or infinity in the data would surface later as a non-finite activation in a temporary
+// file the user never sees: name the input file and row instead.
+function checkFinite(npy, data, first, rowElems) {
+  let bad = -1;
+  if (npy.type === 'float32' || npy.type === 'float64') {
+    for (let i = 0; i < data.length && bad < 0; ++i) if (!Number.isFinite(data[i])) bad = i;
+  } else if (npy.type === 'float16') {
+    for (let i = 0; i < data.length && bad < 0; ++i) if ((data[i] & 0x7c00) === 0x7c00) bad = i;
+  }
+  if (bad < 0) return;
+  const value = npy.type === 'float16' ? float16ToFloat32(data[bad]) : data[bad];
+  throw new Error(`input: '${npy.file}' has ${Number.isNaN(value) ? 'a NaN' : 'an infinity'} at ` +
+    `row ${first + Math.floor(bad / rowElems)} (calibration data must be finite)`);
 }
 
 function float16ToFloat32(bits) {

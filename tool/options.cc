@@ -350,6 +350,10 @@ ParseOutcome ParseCommandLine(int argc, char** argv) {
       !ParseDouble(gate_output_text, &o.runner.fail_if_output_error_above)) {
     return fail("--fail-if-output-error-above: expected a number, got '" + gate_output_text + "'");
   }
+  // The runner options use -1 for "no gate": a negative value given here must not switch it off.
+  if (!gate_output_text.empty() && o.runner.fail_if_output_error_above < 0) {
+    return fail("fail-if-output-error-above must be >= 0, got " + gate_output_text);
+  }
   if (calibration_data.empty()) {
     const std::pair<bool, const char*> needs_data[] = {
         {!o.runner_command.empty(), "--runner"},

@@ -363,6 +363,10 @@ TEST(CliBudgetTest, ExactlyOneModeAndValidNumbers) {
       {{kDigits, "--max-error", "0x1p-3", "-o", out}, "--max-error: expected a number"},
       {{kDigits, "-r", "4", "--fail-if-error-above", "2", "-o", out}, "fail-if-error-above"},
       {{kDigits, "-r", "4", "--fail-if-ratio-above", "0", "-o", out}, "fail-if-ratio-above"},
+      // -1 is the library's "no gate": given on the command line it must not disable the gate.
+      {{kDigits, "-r", "4", "--calibration-data", dir.File("x.npy"), "--fail-if-output-error-above",
+        "-1", "-o", out},
+       "fail-if-output-error-above must be >= 0, got -1"},
       {{kDigits, "-r", "4", "--shape", "3y4", "-o", out}, "got '3y4'"},
       {{kDigits, "-r", "4", "--plan", dir.File("missing.txt"), "-o", out}, "missing.txt"},
   };
@@ -769,6 +773,39 @@ TEST(CliOutcomeTest, NothingCompressedIsOneStderrLineWithReasonsCounted) {
   auto ok = Cli({kDigits, "-r", "4", "-o", dir.File("digits.onnx")});
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_EQ(ok.err.find("layers compressed"), std::string::npos) << ok.err;
+}
+
+TEST(CliOutcomeTest, LayersInModelLocalFunctionsAreNamedNotDenied) {
+  TempDir dir;
+  auto model = testing::ParseModelText(R"(<ir_version: 8, opset_import: ["" : 18, "local" : 1]>
+agraph (float[B, 128] x) => (float[B, 128] y) {
+  y = local.Linear(x, W)
+})");
+  testing::AddRandomInitializer(&model, "W", {128, 128}, 5);
+  onnx::FunctionProto* f = model.add_functions();
+  f->set_domain("local");
+  f->set_name("Linear");
+  f->add_input("a");
+  f->add_input("w");
+  f->add_output("b");
+  onnx::NodeProto* mm = f->add_node();
+  mm->set_op_type("MatMul");
+  mm->add_input("a");
+  mm->add_input("w");
+  mm->add_output("b");
+  onnx::OperatorSetIdProto* opset = f->add_opset_import();
+  opset->set_version(18);
+  const std::string path = dir.File("function.onnx");
+  testing::WriteModel(model, path);
+  auto r = Cli({path, "-r", "2", "-o", dir.File("out.onnx")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: model-local function 'local.Linear' holds 1 Gemm/MatMul node(s), "
+                       "left as they are"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("0 of 0 layers compressed: no Gemm or MatMul in the graph or its subgraphs"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(CliOutcomeTest, FailIfNothingCompressedExitsThreeAndWritesNothing) {

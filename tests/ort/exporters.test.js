@@ -31,8 +31,9 @@ const maxErrorFor = (c) => (c.input_types && Object.values(c.input_types).includ
   '1e-3' : '1e-4');
 // kfc_make_reference leaves small layers alone only when told, as the tool does by default.
 const MIN_PARAMS = ['--min-params', '4096'];
-// kfc_make_reference uses the library's defaults; these are the command line's (--min-params 4096,
-// --node-cost kron::kNodeCostMacs), so that its decisions are those of the runs it checks.
+// kfc_make_reference's defaults are --min-params 0 and --node-cost 0; these are the command line's
+// (--min-params 4096, --node-cost kron::kNodeCostMacs), so that its decisions are those of the runs
+// it checks.
 const REF_CLI_DEFAULTS = [...MIN_PARAMS, '--node-cost', '8192'];
 // Random weights at -r 4 lose most of each layer (relative weight error ~0.9): the output only has
 // to stay finite and of the original's order.

@@ -112,6 +112,11 @@ test('one command gives the bytes of the manual probe workflow, and output error
   const args = [FASHION, ...mode, '--calibration-data', file, '-o', one, '--report', reportPath];
   r = kfc(env, args);
   assert.equal(r.status, 0, describe(args, r));
+  // The write reads each spilled factor once; the output check before it is not counted again.
+  const spilled = r.stderr.match(/(\d+) bytes of factors spilled/);
+  const fromSpill = r.stderr.match(/wrote '[^']*' \(\d+ bytes; (\d+) bytes of factors from the spill\)/);
+  assert.ok(spilled && fromSpill, describe(args, r));
+  assert.equal(fromSpill[1], spilled[1], describe(args, r));
   assert.ok(fs.readFileSync(one).equals(fs.readFileSync(manual)),
     'one-command output differs from the manual probe workflow');
   const named = path.join(dir, 'named.onnx');
@@ -306,6 +311,12 @@ test('runner errors: one line, exit 1, nothing written, no temporary files', () 
   const truncated = path.join(dir, 'truncated.npy');
   fs.writeFileSync(truncated, fs.readFileSync(file).subarray(0, 1000));
   expectFailure(env, [...base, '--calibration-data', truncated], /'.*truncated\.npy' is truncated/, out);
+  const withNaN = path.join(dir, 'nan.npy');
+  const nanRows = new Float32Array(64 * 784);
+  nanRows[40 * 784 + 5] = NaN;
+  writeNpy(withNaN, [64, 784], nanRows);
+  expectFailure(env, [...base, '--calibration-data', withNaN],
+    /runner: input: '.*nan\.npy' has a NaN at row 40 \(calibration data must be finite\)$/, out);
   expectFailure(env, [...base, '--calibration-data', `image=${file}`],
     /--calibration-data 'image=.*': the model has no input 'image' \(its inputs: 'input'\)/, out);
 

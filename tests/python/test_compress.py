@@ -61,6 +61,9 @@ CASES = [
     (DIGITS, ["-r", "40", "--shape", "auto", "--allow-slower-than-dense"],
      dict(rank=40, shape="auto", allow_slower_than_dense=True)),
     (DIGITS, ["-r", "4", "--node-cost", "0"], dict(rank=4, node_cost=0)),
+    (FASHION, ["--ratio", "0.1", "--allocation", "uniform"], dict(ratio=0.1, allocation="uniform")),
+    (DIGITS, ["-r", "4", "--fail-if-nothing-compressed"],
+     dict(rank=4, fail_if_nothing_compressed=True)),
     (FASHION, ["-r", "8", "--include", "fc1", "--include", "fc2"],
      dict(rank=8, include=["fc1", "fc2"])),
     (SYNTHETIC / "gemm_fp16.onnx", ["-r", "2", "--min-params", "0"], dict(rank=2, min_params=0)),
@@ -143,6 +146,9 @@ class Errors(Scratch):
             (dict(rank=4, shape="0x3"), ["-r", "4", "--shape", "0x3"]),
             (dict(rank=4, threads=5000), ["-r", "4", "-j", "5000"]),
             (dict(rank=4, include="("), ["-r", "4", "--include", "("]),
+            (dict(rank=4, allocation="uniform"), ["-r", "4", "--allocation", "uniform"]),
+            (dict(rank=4, calibration_regularization=1),
+             ["-r", "4", "--calibration-regularization", "1"]),
             (dict(), []),
         ]
         for kwargs, args in cases:
@@ -167,6 +173,15 @@ class Errors(Scratch):
             kfc_compress.compress(DIGITS.read_bytes(), rank=4, report="r.json")
         with self.assertRaisesRegex(ValueError, "dry_run: expected True or False"):
             kfc_compress.compress_file(DIGITS, None, rank=4, dry_run="yes")
+        # The runner's options name files: compress_file only, where the CLI's checks apply.
+        for kwargs in (dict(compensate=True), dict(runner_timeout=5)):
+            with self.assertRaisesRegex(ValueError, "^unknown"):
+                kfc_compress.compress(DIGITS.read_bytes(), rank=4, **kwargs)
+            with self.assertRaisesRegex(ValueError, "needs --calibration-data"):
+                kfc_compress.compress_file(DIGITS, self.dir / "x.onnx", rank=4, **kwargs)
+        with self.assertRaises(kfc_compress.GateFailedError):
+            kfc_compress.compress(DIGITS.read_bytes(), rank=4, min_params=10**6,
+                                  fail_if_nothing_compressed=True)
 
     def test_runtime_errors_are_runtime_errors_with_the_cli_message(self):
         missing = self.dir / "missing.onnx"

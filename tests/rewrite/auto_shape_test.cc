@@ -19,6 +19,7 @@
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/rewrite_helpers.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -33,7 +34,7 @@ using testing::ParseModelText;
 TEST(AutoShapeTest, NeverBiggerThanBalancedAndNoWorse) {
   auto model = MatMulModel("float[N, 96]", "float[N, 128]", 96, 128);
   for (int64_t rank : {1, 2, 4, 8}) {
-    pipeline::Options balanced;
+    pipeline::Options balanced = kfc::testing::ToyOptions();
     balanced.rank = rank;
     balanced.min_params = 0;
     pipeline::Options automatic = balanced;
@@ -69,7 +70,7 @@ TEST(AutoShapeTest, FindsPlantedKroneckerShapeInAModel) {
         v += a[t * 128 + (i / 48) * 64 + j / 2] * b[t * 96 + (i % 48) * 2 + j % 2];
       w->set_float_data(static_cast<int>(i * 128 + j), v);
     }
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 2;
   options.shape = pipeline::ShapePolicy{pipeline::ShapePolicy::Kind::kAuto};
   auto result = pipeline::CompressModel(model, options);

@@ -12,6 +12,7 @@
 #include "kfc/pipeline/provenance.h"
 #include "kfc/tensor/tensor.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -69,7 +70,7 @@ TEST(BudgetModesTest, MaxErrorMeetsTheTargetWithTheFewestParameters) {
   const auto model = ThreeLayerModel();
   for (auto kind : {ShapePolicy::Kind::kBalanced, ShapePolicy::Kind::kLowRank}) {
     for (double target : {0.3, 0.6, 0.9}) {
-      pipeline::Options o;
+      pipeline::Options o = kfc::testing::ToyOptions();
       o.max_error = target;
       o.shape = Policy(kind);
       const auto result = Compress(model, o);
@@ -115,7 +116,7 @@ TEST(BudgetModesTest, MaxErrorMeetsTheTargetWithTheFewestParameters) {
 }
 
 TEST(BudgetModesTest, MaxErrorRecoversAPlantedKroneckerSumExactly) {
-  pipeline::Options o;
+  pipeline::Options o = kfc::testing::ToyOptions();
   o.max_error = 1e-4;  // shape auto by default
   o.include = {"fc3"};
   const auto result = Compress(ThreeLayerModel(), o);
@@ -127,7 +128,7 @@ TEST(BudgetModesTest, MaxErrorRecoversAPlantedKroneckerSumExactly) {
 }
 
 TEST(BudgetModesTest, MaxErrorThatNothingMeetsSkipsWithAReason) {
-  pipeline::Options o;
+  pipeline::Options o = kfc::testing::ToyOptions();
   o.max_error = 0.0;
   o.include = {"fc1"};  // random weights: no exact factorization with a saving
   const auto result = Compress(ThreeLayerModel(), o);
@@ -142,7 +143,7 @@ TEST(BudgetModesTest, RatioNeverExceedsItsTargetUnderEveryPolicy) {
   for (auto kind :
        {ShapePolicy::Kind::kBalanced, ShapePolicy::Kind::kLowRank, ShapePolicy::Kind::kAuto}) {
     for (double ratio : {0.6, 0.3, 0.1, 0.05}) {
-      pipeline::Options o;
+      pipeline::Options o = kfc::testing::ToyOptions();
       o.ratio = ratio;
       o.shape = Policy(kind);
       const auto result = Compress(model, o);
@@ -165,7 +166,7 @@ TEST(BudgetModesTest, RatioAutoIsNoWorseThanEitherFixedPolicy) {
     int i = 0;
     for (auto kind :
          {ShapePolicy::Kind::kAuto, ShapePolicy::Kind::kBalanced, ShapePolicy::Kind::kLowRank}) {
-      pipeline::Options o;
+      pipeline::Options o = kfc::testing::ToyOptions();
       o.ratio = ratio;
       o.shape = Policy(kind);
       objective[i++] = Objective(Compress(model, o).report);
@@ -176,7 +177,7 @@ TEST(BudgetModesTest, RatioAutoIsNoWorseThanEitherFixedPolicy) {
 }
 
 TEST(BudgetModesTest, UnreachableRatioSaysByHowMuch) {
-  pipeline::Options o;
+  pipeline::Options o = kfc::testing::ToyOptions();
   o.ratio = 0.001;
   const auto result = Compress(ThreeLayerModel(), o);
   EXPECT_FALSE(result.report.ratio_met());
@@ -186,7 +187,7 @@ TEST(BudgetModesTest, UnreachableRatioSaysByHowMuch) {
 }
 
 TEST(BudgetModesTest, GatesRecordWhichFailedAndByHowMuch) {
-  pipeline::Options o;
+  pipeline::Options o = kfc::testing::ToyOptions();
   o.rank = 1;
   o.fail_if_error_above = 0.5;
   o.fail_if_ratio_above = 0.9;
@@ -214,7 +215,7 @@ layers { name: "fc2" shape: "lowrank" }
 )",
                                     false, "plan 'test'");
   ASSERT_TRUE(plan.ok()) << plan.status().message();
-  pipeline::Options o;
+  pipeline::Options o = kfc::testing::ToyOptions();
   o.plan = *plan;
   o.max_error = 0.5;
   const auto result = Compress(ThreeLayerModel(), o);
@@ -235,7 +236,7 @@ layers { name: "fc2" shape: "lowrank" }
   EXPECT_LT(fc3.relative_error(), 1e-5);
 
   // With no mode, layers the plan does not set stay dense.
-  pipeline::Options only;
+  pipeline::Options only = kfc::testing::ToyOptions();
   only.plan = *pipeline::Plan::Parse("layers { name: \"fc3\" rank: 2 }", false, "p");
   const auto partial = Compress(ThreeLayerModel(), only);
   EXPECT_EQ(partial.report.mode(), "plan");
@@ -243,7 +244,7 @@ layers { name: "fc2" shape: "lowrank" }
   EXPECT_TRUE(partial.report.layers(2).compressed());
 
   // ... and a shape-only entry needs a mode.
-  pipeline::Options shape_only;
+  pipeline::Options shape_only = kfc::testing::ToyOptions();
   shape_only.plan = *pipeline::Plan::Parse("layers { name: \"fc3\" shape: \"auto\" }", false, "p");
   auto refused = pipeline::CompressModel(ThreeLayerModel(), shape_only);
   ASSERT_FALSE(refused.ok());
@@ -267,7 +268,7 @@ TEST(BudgetModesTest, WrittenPlanReproducesTheOutputByteForByte) {
   const auto model = ThreeLayerModel();
   for (bool json : {false, true}) {
     for (const char* mode : {"ratio", "max_error"}) {
-      pipeline::Options o;
+      pipeline::Options o = kfc::testing::ToyOptions();
       o.min_params = 0;  // as Compress sets it
       if (std::string(mode) == "ratio") {
         o.ratio = 0.2;
@@ -279,7 +280,7 @@ TEST(BudgetModesTest, WrittenPlanReproducesTheOutputByteForByte) {
       ASSERT_TRUE(text.ok());
       auto plan = pipeline::Plan::Parse(*text, json, "written plan");
       ASSERT_TRUE(plan.ok()) << plan.status().message() << "\n" << *text;
-      pipeline::Options pinned;
+      pipeline::Options pinned = kfc::testing::ToyOptions();
       pinned.min_params = 0;
       pinned.plan = *plan;
       auto second = Compress(model, pinned);

@@ -20,6 +20,7 @@
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/rewrite_helpers.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -81,7 +82,7 @@ TEST(DTypeTest, LayersComputeAndStoreFactorsInTheirOwnDtype) {
 TEST(DTypeTest, ReportedErrorIsThatOfTheStoredFactors) {
   for (int32_t dtype : {onnx::TensorProto::FLOAT16, onnx::TensorProto::BFLOAT16}) {
     auto model = DTypeModel(dtype, false);
-    pipeline::Options options;
+    pipeline::Options options = kfc::testing::ToyOptions();
     options.rank = 1000;
     options.min_params = 0;
     options.skip_unprofitable = false;
@@ -134,7 +135,7 @@ TEST(DTypeTest, Float64IsFactorizedAndStoredInDouble) {
     for (int64_t rank : {2, 3}) {
       const std::string label =
           std::string(gemm ? "Gemm" : "MatMul") + " rank " + std::to_string(rank);
-      pipeline::Options options;
+      pipeline::Options options = kfc::testing::ToyOptions();
       options.rank = rank;
       options.min_params = 0;
       options.shape = *pipeline::ShapePolicy::Parse("4x8");

@@ -17,6 +17,7 @@
 #include "kfc/report/render.h"
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -31,7 +32,7 @@ std::map<std::string, int> OpCounts(const onnx::GraphProto& g) {
 }
 
 pipeline::Result Compress(const onnx::ModelProto& model, int64_t rank) {
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = rank;
   options.min_params = 0;
   auto result = pipeline::CompressModel(model, options);

@@ -17,6 +17,7 @@
 #include "kfc/tensor/tensor.h"
 #include "tests/support/rewrite_helpers.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -196,7 +197,7 @@ onnx::ModelProto Rewrite(const onnx::ModelProto& model, const kron::KronFactors&
 }
 
 pipeline::Result CompressLowRank(const onnx::ModelProto& model, int64_t rank) {
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = rank;
   options.min_params = 0;
   options.shape = pipeline::ShapePolicy{pipeline::ShapePolicy::Kind::kLowRank};

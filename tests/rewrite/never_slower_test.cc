@@ -11,6 +11,7 @@
 #include "kfc/kron/factorize.h"
 #include "kfc/pipeline/compress.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -45,7 +46,7 @@ std::vector<ModeRun> Modes() {
   std::vector<ModeRun> runs;
   for (const auto& [name, policy] : Policies()) {
     for (int64_t r : {1, 8, 32, 100}) {
-      ModeRun run{"-r " + std::to_string(r) + " --shape " + name, {}};
+      ModeRun run{"-r " + std::to_string(r) + " --shape " + name, kfc::testing::ToyOptions()};
       run.options.rank = r;
       run.options.shape = policy;
       runs.push_back(run);
@@ -54,7 +55,7 @@ std::vector<ModeRun> Modes() {
       for (Objective obj : {Objective::kParams, Objective::kMacs}) {
         ModeRun run{"--max-error " + std::to_string(e) + " --shape " + name +
                         (obj == Objective::kMacs ? " --objective macs" : ""),
-                    {}};
+                    kfc::testing::ToyOptions()};
         run.options.max_error = e;
         run.options.shape = policy;
         run.options.objective = obj;
@@ -62,7 +63,7 @@ std::vector<ModeRun> Modes() {
       }
     }
     for (double f : {0.3, 0.6, 0.9}) {
-      ModeRun run{"--ratio " + std::to_string(f) + " --shape " + name, {}};
+      ModeRun run{"--ratio " + std::to_string(f) + " --shape " + name, kfc::testing::ToyOptions()};
       run.options.ratio = f;
       run.options.shape = policy;
       runs.push_back(run);
@@ -74,7 +75,7 @@ std::vector<ModeRun> Modes() {
     auto plan = pipeline::Plan::Parse(text, false, "plan");
     EXPECT_TRUE(plan.ok()) << plan.status().message();
     if (!plan.ok()) continue;
-    ModeRun run{std::string("--plan ") + text, {}};
+    ModeRun run{std::string("--plan ") + text, kfc::testing::ToyOptions()};
     run.options.plan = *plan;
     runs.push_back(run);
   }
@@ -130,7 +131,7 @@ TEST(NeverSlowerTest, NoModeOrPolicyYieldsMoreMacsThanDense) {
 // at rank 29 (252416 MACs per row, dense 131072); a shape that is not slower meets the target.
 TEST(NeverSlowerTest, MaxErrorPicksAShapeThatIsNotSlower) {
   const onnx::ModelProto model = RandomMatMul(256, 512, 0);
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.max_error = 0.3;
   options.allow_slower = true;
   const pipeline::Result loose = Compress(model, options);
@@ -169,7 +170,7 @@ TEST(NeverSlowerTest, ObjectiveMacsNeverCostsMoreMacsThanParams) {
 // -r at a fixed shape whose rank is slower than dense: skipped, with the rank that would not be.
 TEST(NeverSlowerTest, FixedShapeAtASlowRankIsSkipped) {
   const onnx::ModelProto model = RandomMatMul(64, 64, 3);
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 16;  // 8x8 (x) 8x8: 2048 < 4096 parameters, but 16 * 1024 > 4096 MACs
   options.shape = ShapePolicy{ShapePolicy::Kind::kFixed, 8, 8};
   options.skip_unprofitable = true;
@@ -217,9 +218,9 @@ TEST(NeverSlowerTest, NodeCostCountsEachShapesExtraNodes) {
 // the same balanced policy, asked for) is not replaced: the layer stays dense.
 TEST(NeverSlowerTest, DefaultShapeSlowerAtBatchOneBecomesLowRank) {
   const onnx::ModelProto model = RandomMatMul(64, 256, 7);
-  pipeline::Options options;
+  pipeline::Options options;  // the library's default node cost is the command line's
+  ASSERT_EQ(options.node_cost_macs, kron::kNodeCostMacs);
   options.rank = 4;
-  options.node_cost_macs = kron::kNodeCostMacs;
   const pipeline::Result result = Compress(model, options);
   const report::LayerReport& l = result.report.layers(0);
   ASSERT_TRUE(l.compressed()) << l.skip_reason() << ": " << l.skip_detail();

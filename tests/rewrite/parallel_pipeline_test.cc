@@ -18,6 +18,7 @@
 #include "kfc/pipeline/compress.h"
 #include "kfc/report/render.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -102,7 +103,7 @@ agraph (float[N, 1024] x) => (float[N, 1024] y) {
   AddRandomInitializer(&several, "W3", {1024, 1024}, 14);
   AddRandomInitializer(&several, "W4", {1024, 1024}, 15);
   for (const auto* model : {&one_layer, &several}) {
-    pipeline::Options options;
+    pipeline::Options options = kfc::testing::ToyOptions();
     options.rank = 6;
     // A fixed shape (R is 1024 x 1024 or 1024 x 2048): balanced would compare tied shapes' exact
     // spectra, seconds of work that is not what this test is about.
@@ -128,7 +129,7 @@ TEST(ParallelPipelineTest, WeightsLeftInTheirFileGiveTheSameOutputAsWeightsLoade
   ASSERT_TRUE(io::SaveModel(&*model, dir.File("in.onnx"), save).ok());
   ASSERT_GT(fs::file_size(dir.File("in.onnx.data")), 2000000u);
 
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 8;
   options.exclude = {"^fc2$"};  // a layer kept dense: copied from file to file
   options.threads = 2;
@@ -210,7 +211,7 @@ TEST(ParallelPipelineTest, SpilledFactorsGiveTheSameBytesAsFactorsInMemory) {
   for (int64_t rank : {64, 2}) {
     for (bool external_out : {false, true}) {
       if (rank == 2 && external_out) continue;
-      pipeline::Options options;
+      pipeline::Options options = kfc::testing::ToyOptions();
       options.rank = rank;
       options.threads = 2;
       options.save.external_data = external_out;

@@ -19,6 +19,7 @@
 #include "kfc/pipeline/compress.h"
 #include "kfc/report/render.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -64,7 +65,8 @@ bool DecidedByDims(const std::string& mode) {
 }
 
 std::vector<std::pair<std::string, pipeline::Options>> Modes() {
-  std::vector<std::pair<std::string, pipeline::Options>> modes(9);
+  std::vector<std::pair<std::string, pipeline::Options>> modes(
+      9, {std::string(), kfc::testing::ToyOptions()});
   modes[0].first = "-r 4 (balanced: tied shapes compared)";
   modes[0].second.rank = 4;
   modes[1].first = "-r 4 --shape lowrank (one shape)";
@@ -216,7 +218,7 @@ TEST(WeightReadsTest, ANonFiniteLargeWeightIsFoundOnTheBlockReadPath) {
                      dir.File("w.data"));
   testing::WriteModel(model, dir.File("model.onnx"));
   for (const bool by_dims : {true, false}) {
-    pipeline::Options o;
+    pipeline::Options o = kfc::testing::ToyOptions();
     o.rank = 4;
     o.min_params = 0;
     if (by_dims) o.shape = ShapePolicy{ShapePolicy::Kind::kFixed, 32, 32};

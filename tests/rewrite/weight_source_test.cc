@@ -20,6 +20,7 @@
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/rewrite_helpers.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -141,7 +142,7 @@ agraph (float[N, 64] x) => (float[N, 64] y) {
   model.mutable_graph()->mutable_node(2)->set_name("compress_me");
   *model.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_t() =
       RandomTensor("", onnx::TensorProto::FLOAT, 2);
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 2;
   options.min_params = 0;
   options.exclude = {"keep_me"};

@@ -4,7 +4,7 @@
 //   kfc_make_reference INPUT.onnx (--ratio F | --max-error E) [--shape P] --compressed .. --dense
 //   ..
 //   --external-data: write both outputs with external data (OUT.data next to each).
-//   --node-cost MACS: as kfc-compress's option (default 0, the library's; kfc-compress's is 8192);
+//   --node-cost MACS: as kfc-compress's option (default 0: MACs alone; kfc-compress's is 8192);
 //   non-zero, the guards apply as in kfc-compress: unprofitable and slower layers stay dense.
 //   --min-params N: leave layers with fewer weight elements alone, as kfc-compress does (default 0:
 //   every layer, so full rank can be tested on small ones).
@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   bool external_data = false;
   long long min_params = 0;
   kfc::pipeline::Options options;
+  options.node_cost_macs = 0;  // the default of --node-cost here (the library's is 8192)
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value = i + 1 < argc;

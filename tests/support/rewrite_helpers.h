@@ -11,6 +11,7 @@
 #include "kfc/pipeline/compress.h"
 #include "onnx/onnx_pb.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc::testing {
 
@@ -30,7 +31,7 @@ inline bool HasInitializer(const onnx::GraphProto& g, const std::string& name) {
 // CompressModel at `rank` (and `min_params`); a failure fails the test and gives an empty result.
 inline pipeline::Result Compress(const onnx::ModelProto& model, int64_t rank,
                                  int64_t min_params = 0) {
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = rank;
   options.min_params = min_params;
   auto result = pipeline::CompressModel(model, options);

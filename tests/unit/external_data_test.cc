@@ -18,6 +18,7 @@
 #include "kfc/pipeline/compress.h"
 #include "kfc/tensor/tensor.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc::io {
 namespace {
@@ -592,7 +593,7 @@ TEST(SaveKeptExternalTest, KeptTensorsAreCopiedOrInlinedAsIfLoadedWhole) {
 TEST(CompressFileExternalTest, ExternalInputCompressesAndLargeOutputGoesExternal) {
   TempDir dir;
   const std::string input = WriteExternalModel(dir.path(), "w.data", 0, kWBytes);
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 2;
   options.exclude = {"proj"};  // W stays dense, so the output stays large
   options.save.inline_limit = 10000;
@@ -615,7 +616,7 @@ TEST(CompressFileExternalTest, OutputsThatWouldOverwriteInputDataAreRefused) {
   TempDir dir;
   const std::string input = WriteExternalModel(dir.path(), "w.data", 0, kWBytes);
   const std::string data = ReadAll(dir.File("w.data"));
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 2;
   auto report = pipeline::CompressFile(input, dir.File("w.data"), options, false);
   ASSERT_FALSE(report.ok());

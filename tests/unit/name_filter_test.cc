@@ -19,6 +19,7 @@
 #include "onnx/shape_inference/implementation.h"
 #include "tests/support/rewrite_helpers.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -34,7 +35,7 @@ TEST(NameFilterTest, LongNamesDoNotOverflowTheStack) {
   // libstdc++'s std::regex recursed per character and crashed near 50,000 characters.
   auto model = MatMulModel("float[N, 64]", "float[N, 64]", 64, 64);
   model.mutable_graph()->mutable_node(0)->set_name(std::string(200000, 'a'));
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 2;
   options.exclude = {"a*c", "(a|b)*c"};
   auto result = pipeline::CompressModel(model, options);
@@ -47,7 +48,7 @@ TEST(NameFilterTest, LongNamesDoNotOverflowTheStack) {
 }
 
 TEST(NameFilterTest, BadPatternIsInvalidArgument) {
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 2;
   options.include = {"(["};
   const Status s = pipeline::ValidateOptions(options);

@@ -14,6 +14,7 @@
 #include "kfc/pipeline/compress.h"
 #include "kfc/rewrite/metadata.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -66,7 +67,7 @@ TEST(MetadataTest, ReplacesOnlyItsOwnPrefix) {
 }
 
 TEST(ProvenanceTest, OptionsTextHasNoPathsOrThreads) {
-  pipeline::Options o;
+  pipeline::Options o = kfc::testing::ToyOptions();
   o.max_error = 0.05;
   o.include = {"fc.*"};
   o.calibration_dir = "/data/calib";
@@ -79,7 +80,7 @@ TEST(ProvenanceTest, OptionsTextHasNoPathsOrThreads) {
   o.threads = 1;
   o.calibration_dir = "/elsewhere";
   EXPECT_EQ(pipeline::OptionsText(o).find("/"), std::string::npos);
-  pipeline::Options r;
+  pipeline::Options r = kfc::testing::ToyOptions();
   r.rank = 4;
   r.objective = pipeline::Objective::kMacs;
   r.allow_slower = true;
@@ -95,7 +96,7 @@ TEST(ProvenanceTest, CompressedModelSaysWhatWasDone) {
   kept->set_key("licence");
   kept->set_value("Apache-2.0");
   const std::string producer = model->producer_name();
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 4;
   options.input_sha256 = std::string(64, 'a');
   auto result = pipeline::CompressModel(*model, options);
@@ -132,7 +133,7 @@ TEST(ProvenanceTest, CompressedModelSaysWhatWasDone) {
 
 TEST(ProvenanceTest, CompressFileRecordsTheInputFilesSha256) {
   testing::TempDir dir;
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 4;
   auto rep = pipeline::CompressFile(KFC_SOURCE_DIR "/testdata/digits_mlp.onnx",
                                     dir.File("out.onnx"), options, false);

@@ -17,6 +17,7 @@
 #include "kfc/report/html.h"
 #include "kfc/report/markdown.h"
 #include "kfc/report/render.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -391,7 +392,7 @@ TEST(ChartDataTest, RecordedOnlyWhenAsked) {
   auto model = io::LoadModel(KFC_SOURCE_DIR "/testdata/digits_mlp.onnx");
   ASSERT_TRUE(model.ok()) << model.status().message();
   for (const char* mode : {"rank", "ratio"}) {
-    pipeline::Options options;
+    pipeline::Options options = kfc::testing::ToyOptions();
     if (std::string(mode) == "rank") options.rank = 4;
     if (std::string(mode) == "ratio") options.ratio = 0.2;
     auto plain = pipeline::CompressModel(*model, options);

@@ -21,6 +21,7 @@
 #include "kfc/pipeline/compress.h"
 #include "kfc/report/render.h"
 #include "tests/support/test_util.h"
+#include "tests/support/toy_options.h"
 
 namespace kfc {
 namespace {
@@ -87,7 +88,7 @@ class ReportGoldenTest : public ::testing::Test {
   static void SetUpTestSuite() {
     auto model = io::LoadModel(KFC_SOURCE_DIR "/testdata/digits_mlp.onnx");
     ASSERT_TRUE(model.ok()) << model.status().message();
-    pipeline::Options options;
+    pipeline::Options options = kfc::testing::ToyOptions();
     options.rank = 4;
     auto result = pipeline::CompressModel(*model, options);
     ASSERT_TRUE(result.ok()) << result.status().message();
@@ -127,7 +128,7 @@ TEST_F(ReportGoldenTest, RenderingIsRepeatable) {
 TEST_F(ReportGoldenTest, CompressingAgainGivesTheSameReport) {
   auto model = io::LoadModel(KFC_SOURCE_DIR "/testdata/digits_mlp.onnx");
   ASSERT_TRUE(model.ok());
-  pipeline::Options options;
+  pipeline::Options options = kfc::testing::ToyOptions();
   options.rank = 4;
   auto again = pipeline::CompressModel(*model, options);
   ASSERT_TRUE(again.ok()) << again.status().message();

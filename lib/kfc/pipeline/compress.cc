@@ -58,6 +58,23 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
       [&](double s) {
         log.info("matched {} Gemm/MatMul layers in {:.3f} s", candidates.size(), s);
       }));
+  // Layers inside model-local functions are not searched (torch.onnx.dynamo_export before
+  // torch 2.5 puts every nn.Linear in one): say so, rather than "the model has no Gemm or MatMul".
+  for (const auto& f : model.functions()) {
+    int64_t layers = 0;
+    for (const auto& node : f.node()) {
+      if ((node.op_type() == "Gemm" || node.op_type() == "MatMul") &&
+          (node.domain().empty() || node.domain() == "ai.onnx")) {
+        ++layers;
+      }
+    }
+    if (layers == 0) continue;
+    log.warn(
+        "model-local function '{}.{}' holds {} Gemm/MatMul node(s), left as they are: only the "
+        "graph and its subgraphs are searched (inline the functions first, e.g. with "
+        "onnx.inliner.inline_local_functions)",
+        f.domain(), f.name(), layers);
+  }
   if (options.plan) {
     for (const auto& w : options.plan->Bind(candidates)) log.warn("{}", w);
   }

@@ -109,9 +109,9 @@ struct Options {
   // --node-cost: "slower" judged at batch 1 in ONNX Runtime, where each node a compressed layer
   // adds to the dense one counts as this many MACs per row (kron::ExtraNodes); so a layer too
   // small to gain from a Kronecker form's extra nodes gets the low-rank form (two nodes) under -r
-  // with the default shape policy, or stays dense. 0 (the library's default): MACs alone. The
-  // command line's default is kron::kNodeCostMacs.
-  int64_t node_cost_macs = 0;
+  // with the default shape policy, or stays dense. 0: MACs alone. The default is the command
+  // line's, kron::kNodeCostMacs (measured: bench/make_node_chain_model.py).
+  int64_t node_cost_macs = kron::kNodeCostMacs;
   // The input's sha256 (64 hex digits), recorded in the output's metadata as
   // kfc_compress.input_sha256 (pipeline/provenance.h); CompressFile sets it from the input file.
   // Empty: not recorded.

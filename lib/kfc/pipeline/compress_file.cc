@@ -109,6 +109,8 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
   }
 
   start = Clock::now();
+  // before_write (the runner's output check) may have read the spill already: count this write's.
+  const int64_t spill_read_before = reader.spill_bytes_read();
   result.report.set_output(report::ToValidUtf8(output));
   KFC_ASSIGN_OR_RETURN(const io::SaveResult saved,
                        io::SaveModel(&result.model, output, options.save, &reader));
@@ -119,10 +121,9 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
     Logger().warn("'{}' would exceed protobuf's 2 GiB limit inline: weights written to '{}'",
                   output, saved.data_path);
   }
+  const int64_t spill_read = reader.spill_bytes_read() - spill_read_before;
   const std::string from_spill =
-      reader.spill_bytes_read() > 0
-          ? "; " + std::to_string(reader.spill_bytes_read()) + " bytes of factors from the spill"
-          : "";
+      spill_read > 0 ? "; " + std::to_string(spill_read) + " bytes of factors from the spill" : "";
   if (saved.data_path.empty()) {
     Logger().info("wrote '{}' ({} bytes{}) in {:.3f} s", output, saved.model_bytes, from_spill,
                   SecondsSince(start));

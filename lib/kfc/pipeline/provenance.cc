@@ -47,7 +47,7 @@ std::string OptionsText(const Options& o) {
   add("--shape " + o.shape.value_or(default_policy).Name());
   add(std::string("--objective ") + (o.objective == Objective::kMacs ? "macs" : "params"));
   if (o.allow_slower) add("--allow-slower-than-dense");
-  // Always written: the library's default (0) is not the command line's (8192).
+  // Always written: it decides shapes, and 0 (MACs alone) is a common choice.
   add("--node-cost " + std::to_string(o.node_cost_macs));
   add("--min-params " + std::to_string(o.min_params));
   for (const auto& re : o.include) add("--include " + Quoted(re));

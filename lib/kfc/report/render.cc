@@ -262,7 +262,7 @@ std::string CompressedSummary(const Report& r) {
   std::string out =
       Int(t.layers_compressed()) + " of " + Int(t.layers_found()) + " layers compressed";
   if (t.layers_compressed() > 0) return out;
-  if (r.layers().empty()) return out + ": the model has no Gemm or MatMul";
+  if (r.layers().empty()) return out + ": no Gemm or MatMul in the graph or its subgraphs";
   std::map<std::string, int> counts;
   for (const auto& l : r.layers()) {
     if (!l.compressed()) ++counts[l.skip_reason().empty() ? "not_compressed" : l.skip_reason()];

@@ -15,9 +15,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   kfc::pipeline::Options options;
-  options.rank = 4;
-  // The command line's default (the library's is 0, MACs alone): the same bytes as kfc-compress.
-  options.node_cost_macs = kfc::kron::kNodeCostMacs;
+  options.rank = 4;  // the other defaults are the command line's: the same bytes as kfc-compress
 
   auto model = kfc::io::LoadModel(argv[1]);
   if (!model.ok()) {
