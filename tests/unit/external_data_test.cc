@@ -667,5 +667,67 @@ TEST(ExternalDataReaderTest, LargeReadsGiveTheSameBytesAsTheFile) {
   EXPECT_EQ(reader.bytes_read(), static_cast<int64_t>(2 * size));
 }
 
+// MapInChunks hands a tensor over from a mapping of its file when its offset is aligned, in
+// windows of ExternalDataReader::kMapWindowBytes released after use, and reads it through a
+// buffer otherwise: the same bytes, chunk by chunk, either way, over several windows and from an
+// offset inside a page; a sink's error stops it at that chunk.
+TEST(ExternalDataReaderTest, MappedChunksGiveTheSameBytesAsTheFile) {
+  TempDir dir;
+  constexpr size_t kChunk = 3 * 4096 + 12;  // not a divisor of the window
+  const size_t size = 400 * kChunk;         // more than two windows
+  ASSERT_GT(size, 2 * ExternalDataReader::kMapWindowBytes);
+  std::string file(2 * 4096 + size + 64, '\0');
+  for (size_t i = 0; i < file.size(); ++i) file[i] = static_cast<char>((i * 131) ^ (i >> 11));
+  WriteText(file, dir.File("big.data"));
+  for (const int64_t offset : {int64_t{4100}, int64_t{4098}}) {  // aligned to 4, and not
+    onnx::TensorProto w;
+    w.set_name("W");
+    w.set_data_type(onnx::TensorProto::UINT8);
+    w.add_dims(static_cast<int64_t>(size));
+    w.set_data_location(onnx::TensorProto::EXTERNAL);
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"location", "big.data"},
+                                     {"offset", std::to_string(offset)},
+                                     {"length", std::to_string(size)}}) {
+      auto* e = w.add_external_data();
+      e->set_key(key);
+      e->set_value(value);
+    }
+    ExternalDataReader reader(dir.File("model.onnx"));
+    std::string got;
+    int chunks = 0;
+    ASSERT_TRUE(reader
+                    .MapInChunks(w, "W", kChunk, 4,
+                                 [&](const char* data, size_t n) {
+                                   EXPECT_EQ(n, kChunk);
+                                   got.append(data, n);
+                                   ++chunks;
+                                   return Status::Ok();
+                                 })
+                    .ok());
+    EXPECT_TRUE(got == file.substr(static_cast<size_t>(offset), size)) << offset;
+    EXPECT_EQ(chunks, static_cast<int>(size / kChunk));
+    EXPECT_EQ(reader.bytes_read(), static_cast<int64_t>(size));
+    EXPECT_EQ(reader.mapped_bytes(), offset % 4 == 0 ? static_cast<int64_t>(size) : 0) << offset;
+
+    // A sink's error ends the read there, and is the result.
+    chunks = 0;
+    const Status stopped = reader.MapInChunks(w, "W", kChunk, 4, [&](const char*, size_t) {
+      return ++chunks == 200 ? InvalidArgument("stop here") : Status::Ok();
+    });
+    EXPECT_EQ(stopped.message(), "stop here");
+    EXPECT_EQ(chunks, 200);
+    // The data is still readable afterwards (released pages are faulted in again).
+    got.clear();
+    ASSERT_TRUE(reader
+                    .MapInChunks(w, "W", kChunk, 4,
+                                 [&](const char* data, size_t n) {
+                                   got.append(data, n);
+                                   return Status::Ok();
+                                 })
+                    .ok());
+    EXPECT_TRUE(got == file.substr(static_cast<size_t>(offset), size)) << offset;
+  }
+}
+
 }  // namespace
 }  // namespace kfc::io

@@ -69,8 +69,9 @@ TEST(KronRearrangedTest, InPlaceGivesTheSameMatrixAsTheCopy) {
 
 // BlockRearranger: W's blocks of k2 rows, given one at a time, make the same R as the copying
 // rearrangement, and the norm summed on the way is CheckedFrobeniusNorm's to the bit (blocks of
-// k2 * N elements, some not a multiple of the 8 interleaved sums); a NaN or infinity gives its
-// error, naming the same first element of W.
+// k2 * N elements, some not a multiple of the 8 interleaved sums; runs of n2 = 16 and 24 floats
+// take the one-pass vector kernel where the CPU has AVX2); a NaN or infinity gives its error,
+// naming the same first element of W.
 StatusOr<double> RearrangeByBlocks(const std::vector<float>& w, const KronShape& sh,
                                    std::vector<float>* r) {
   r->assign(w.size(), 0.0f);
@@ -87,7 +88,8 @@ StatusOr<double> RearrangeByBlocks(const std::vector<float>& w, const KronShape&
 
 TEST(KronRearrangedTest, BlocksGiveTheMatrixNormAndErrorOfCheckedFrobeniusNorm) {
   for (const KronShape sh : {KronShape{4, 6, 5, 3}, KronShape{1, 7, 3, 2}, KronShape{3, 1, 1, 5},
-                             KronShape{8, 8, 8, 8}, KronShape{5, 3, 7, 1}}) {
+                             KronShape{8, 8, 8, 8}, KronShape{5, 3, 7, 1}, KronShape{3, 5, 7, 16},
+                             KronShape{6, 4, 1, 24}, KronShape{2, 1, 3, 32}}) {
     const std::vector<float> w = Uniform(sh.K() * sh.N(), 5);
     const StatusOr<double> expected = CheckedFrobeniusNorm(w.data(), sh.K(), sh.N());
     ASSERT_TRUE(expected.ok());
@@ -99,22 +101,23 @@ TEST(KronRearrangedTest, BlocksGiveTheMatrixNormAndErrorOfCheckedFrobeniusNorm) 
     EXPECT_EQ(std::memcmp(copy.data(), blocks.data(), w.size() * sizeof(float)), 0)
         << ShapeString(sh);
   }
-  const KronShape sh{4, 6, 5, 3};  // blocks of k2 * N = 5 * 18 elements
-  for (const int64_t at : {int64_t{0}, int64_t{7}, int64_t{200}, sh.K() * sh.N() - 1}) {
-    for (const float bad : {std::nanf(""), -INFINITY}) {
-      std::vector<float> w = Uniform(sh.K() * sh.N(), 6), r;
-      w[static_cast<size_t>(sh.K() * sh.N() - 1)] = INFINITY;  // a later one is not named
-      w[static_cast<size_t>(at)] = bad;
-      const StatusOr<double> expected = CheckedFrobeniusNorm(w.data(), sh.K(), sh.N());
-      const StatusOr<double> got = RearrangeByBlocks(w, sh, &r);
-      ASSERT_FALSE(expected.ok());
-      ASSERT_FALSE(got.ok());
-      EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
-      EXPECT_EQ(got.status().message(), expected.status().message());
-      EXPECT_NE(got.status().message().find("row " + std::to_string(at / sh.N()) + ", column " +
-                                            std::to_string(at % sh.N())),
-                std::string::npos)
-          << got.status().message();
+  for (const KronShape sh : {KronShape{4, 6, 5, 3}, KronShape{3, 5, 7, 16}}) {
+    for (const int64_t at : {int64_t{0}, int64_t{7}, int64_t{200}, sh.K() * sh.N() - 1}) {
+      for (const float bad : {std::nanf(""), -INFINITY}) {
+        std::vector<float> w = Uniform(sh.K() * sh.N(), 6), r;
+        w[static_cast<size_t>(sh.K() * sh.N() - 1)] = INFINITY;  // a later one is not named
+        w[static_cast<size_t>(at)] = bad;
+        const StatusOr<double> expected = CheckedFrobeniusNorm(w.data(), sh.K(), sh.N());
+        const StatusOr<double> got = RearrangeByBlocks(w, sh, &r);
+        ASSERT_FALSE(expected.ok());
+        ASSERT_FALSE(got.ok());
+        EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
+        EXPECT_EQ(got.status().message(), expected.status().message());
+        EXPECT_NE(got.status().message().find("row " + std::to_string(at / sh.N()) + ", column " +
+                                              std::to_string(at % sh.N())),
+                  std::string::npos)
+            << got.status().message();
+      }
     }
   }
 }

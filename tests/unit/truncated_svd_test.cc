@@ -15,6 +15,7 @@
 #include <iostream>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace kfc::kron {
@@ -355,6 +356,28 @@ TEST(TruncatedSvdTest, SignsFollowTheConventionAndAgreeBetweenMethods) {
   // put an entry of magnitude >= 1/sqrt(m) about 0.08 off.
   EXPECT_LT(worst_u, 1e-3);
   EXPECT_LT(worst_v, 1e-3);
+}
+
+// FillGaussian keeps the calling thread's last fill for reuse: whatever was asked before, each
+// fill has the bits of the same fill on a fresh thread (nothing kept), for shorter, odd, longer
+// and other-seed requests in a row.
+TEST(TruncatedSvdTest, FillGaussianGivesTheSameBitsWhateverCameBefore) {
+  auto fresh = [](uint64_t seed, size_t size) {
+    std::vector<double> v(size);
+    std::thread([&] { FillGaussian(seed, &v); }).join();
+    return v;
+  };
+  const std::pair<uint64_t, size_t> asks[] = {{7, 100}, {7, 100}, {7, 37}, {7, 1},   {7, 0},
+                                              {7, 101}, {8, 64},  {7, 64}, {7, 101}, {8, 65}};
+  for (const auto& [seed, size] : asks) {
+    std::vector<double> v(size, -1.0);
+    FillGaussian(seed, &v);
+    const std::vector<double> expected = fresh(seed, size);
+    EXPECT_EQ(v, expected) << "seed " << seed << ", size " << size;  // no NaN among them
+  }
+  // Prefixes: a shorter fill is the start of a longer one.
+  const std::vector<double> longer = fresh(9, 51), shorter = fresh(9, 50);
+  EXPECT_EQ(std::vector<double>(longer.begin(), longer.begin() + 50), shorter);
 }
 
 TEST(TruncatedSvdTest, ChooseSvdMethodRules) {

@@ -2,15 +2,19 @@
 #include "kfc/io/external_data.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
+#include <new>
 #include <system_error>
 #include <thread>
 
@@ -133,7 +137,10 @@ ExternalDataReader::ExternalDataReader(const std::string& model_path) {
 }
 
 ExternalDataReader::~ExternalDataReader() {
-  for (auto& [path, file] : files_) ::close(file.fd);
+  for (auto& [path, file] : files_) {
+    if (file.map != nullptr) ::munmap(const_cast<char*>(file.map), static_cast<size_t>(file.size));
+    ::close(file.fd);
+  }
 }
 
 std::vector<std::string> ExternalDataReader::Files() const {
@@ -143,8 +150,8 @@ std::vector<std::string> ExternalDataReader::Files() const {
   return out;
 }
 
-StatusOr<const ExternalDataReader::File*> ExternalDataReader::Open(const std::string& location,
-                                                                   const std::string& what) {
+StatusOr<ExternalDataReader::File*> ExternalDataReader::Open(const std::string& location,
+                                                             const std::string& what) {
   const std::string where = what + ": external data location " + Quote(location);
   if (location.empty()) return InvalidArgument(what + ": external data has an empty location");
   if (location.find('\0') != std::string::npos) {
@@ -218,12 +225,13 @@ StatusOr<ExternalDataReader::Extent> ExternalDataReader::Locate(const onnx::Tens
   const bool spill = location == SpillFile::Location() && spill_ != nullptr;
   int fd = -1;
   int64_t file_size = 0;
+  File* file = nullptr;
   if (spill) {
     fd = spill_->fd();
     file_size = spill_->size();
     location = "the spill file";
   } else {
-    KFC_ASSIGN_OR_RETURN(const File* file, Open(location, what));
+    KFC_ASSIGN_OR_RETURN(file, Open(location, what));
     fd = file->fd;
     file_size = file->size;
   }
@@ -245,7 +253,7 @@ StatusOr<ExternalDataReader::Extent> ExternalDataReader::Locate(const onnx::Tens
     return DataLoss(what + ": external data " + Range(offset, length) + " in " + Quote(location) +
                     " has " + std::to_string(length) + " bytes" + dims_text);
   }
-  return Extent{fd, spill, offset, need, location};
+  return Extent{fd, spill, offset, need, location, file};
 }
 
 Status ExternalDataReader::ReadRange(const Extent& e, int64_t from, char* out, size_t size,
@@ -301,6 +309,57 @@ Status ExternalDataReader::ReadInChunks(const onnx::TensorProto& t, const std::s
     const auto size = static_cast<size_t>(std::min<int64_t>(e.length - from, chunk));
     KFC_RETURN_IF_ERROR(ReadRange(e, from, buffer, size, what));
     KFC_RETURN_IF_ERROR(sink(buffer, size));
+  }
+  return Status::Ok();
+}
+
+const char* ExternalDataReader::MapOf(File* file) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!file->map_tried && file->size > 0) {
+    file->map_tried = true;
+    void* p = ::mmap(nullptr, static_cast<size_t>(file->size), PROT_READ, MAP_SHARED, file->fd, 0);
+    if (p != MAP_FAILED) file->map = static_cast<const char*>(p);
+  }
+  return file->map;
+}
+
+Status ExternalDataReader::MapInChunks(const onnx::TensorProto& t, const std::string& what,
+                                       size_t chunk, size_t align,
+                                       const std::function<Status(const char*, size_t)>& sink) {
+  KFC_ASSIGN_OR_RETURN(const Extent e, Locate(t, what));
+  if (chunk == 0) return Internal(what + ": chunks of no bytes");
+  const char* map = nullptr;
+  if (e.file != nullptr && align > 0 && e.offset % static_cast<int64_t>(align) == 0 &&
+      chunk % align == 0) {
+    map = MapOf(e.file);
+  }
+  if (map == nullptr) {
+    std::unique_ptr<char[]> buffer;
+    try {
+      buffer.reset(new char[std::min<size_t>(chunk, static_cast<size_t>(e.length))]);
+    } catch (const std::bad_alloc&) {
+      return Internal(what + ": cannot allocate a chunk of " + std::to_string(chunk) + " bytes");
+    }
+    return ReadInChunks(t, what, buffer.get(), chunk, sink);
+  }
+  static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t window = std::max<size_t>(1, kMapWindowBytes / chunk) * chunk;
+  const auto length = static_cast<size_t>(e.length), offset = static_cast<size_t>(e.offset);
+  for (size_t from = 0; from < length; from += window) {
+    const size_t end = std::min(length, from + window);
+    Status done = Status::Ok();
+    for (size_t at = from; at < end && done.ok(); at += chunk) {
+      const size_t size = std::min(chunk, end - at);
+      bytes_read_ += static_cast<int64_t>(size);
+      mapped_bytes_ += static_cast<int64_t>(size);
+      done = sink(map + offset + at, size);
+    }
+    // The window's pages, whole (one shared with a neighbour's data is only faulted in again).
+    const size_t first = (offset + from) / page * page;
+    const size_t last =
+        std::min((offset + end + page - 1) / page * page, static_cast<size_t>(e.file->size));
+    (void)::madvise(const_cast<char*>(map + first), last - first, MADV_DONTNEED);
+    KFC_RETURN_IF_ERROR(done);
   }
   return Status::Ok();
 }

@@ -80,6 +80,20 @@ class ExternalDataReader {
                       size_t chunk,
                       const std::function<Status(const char* data, size_t size)>& sink);
 
+  // The same bytes as ReadInChunks, `chunk` bytes at a time, with no buffer of the caller's: for a
+  // tensor in a data file (not the spill) at an offset that is a multiple of `align` (chunk too),
+  // each chunk is handed to `sink` straight from a read-only shared mapping of the file, i.e. from
+  // the page cache without a copy; after every window of about kMapWindowBytes its pages are
+  // released from the process (madvise MADV_DONTNEED: they stay in the page cache), so at most a
+  // window per thread counts in the resident set. Otherwise (the spill, an unaligned offset, a
+  // file that cannot be mapped) the chunks are read into a buffer of its own, as ReadInChunks.
+  // Read's errors, then sink's. Caveat of the mapping: a data file truncated by another process
+  // while it is read ends the process with SIGBUS instead of an error.
+  Status MapInChunks(const onnx::TensorProto& t, const std::string& what, size_t chunk,
+                     size_t align,
+                     const std::function<Status(const char* data, size_t size)>& sink);
+  static constexpr size_t kMapWindowBytes = size_t{2} << 20;
+
   // The length of external tensor `t`'s data after the checks Read makes; nothing is read.
   StatusOr<int64_t> Check(const onnx::TensorProto& t, const std::string& what);
 
@@ -89,10 +103,13 @@ class ExternalDataReader {
   // Canonical paths of the data files opened so far, sorted.
   std::vector<std::string> Files() const;
 
-  // Bytes read by Read and Copy so far, and the seconds spent in those reads (summed over threads);
-  // reads of the spill are not counted.
+  // Bytes read by Read, Copy and MapInChunks so far, and the seconds spent in those reads (summed
+  // over threads) but for the mapped ones, which are read where they are used (not timed); reads
+  // of the spill are not counted.
   int64_t bytes_read() const { return bytes_read_.load(); }
   double read_seconds() const { return static_cast<double>(read_nanos_.load()) * 1e-9; }
+  // Of bytes_read(), those MapInChunks handed over from a mapping.
+  int64_t mapped_bytes() const { return mapped_bytes_.load(); }
   // Bytes read from the spill so far.
   int64_t spill_bytes_read() const { return spill_bytes_read_.load(); }
 
@@ -103,21 +120,27 @@ class ExternalDataReader {
   struct File {
     int fd = -1;
     int64_t size = 0;
+    // The whole file mapped read-only on the first MapInChunks (nullptr until then, or when that
+    // failed: map_tried); unmapped at destruction.
+    const char* map = nullptr;
+    bool map_tried = false;
   };
   struct Extent {
     int fd = -1;
     bool spill = false;
     int64_t offset = 0, length = 0;
     std::string location;
+    File* file = nullptr;  // a data file's (not the spill's)
   };
-  StatusOr<const File*> Open(const std::string& location, const std::string& what);
+  StatusOr<File*> Open(const std::string& location, const std::string& what);
+  const char* MapOf(File* file);
   StatusOr<Extent> Locate(const onnx::TensorProto& t, const std::string& what);
   Status ReadRange(const Extent& e, int64_t from, char* out, size_t size, const std::string& what);
 
   std::string folder_;
   mutable std::mutex mu_;              // guards files_
   std::map<std::string, File> files_;  // by canonical path; nodes never move
-  std::atomic<int64_t> bytes_read_{0}, read_nanos_{0}, spill_bytes_read_{0};
+  std::atomic<int64_t> bytes_read_{0}, read_nanos_{0}, spill_bytes_read_{0}, mapped_bytes_{0};
   const SpillFile* spill_ = nullptr;
 };
 

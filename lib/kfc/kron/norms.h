@@ -37,6 +37,15 @@ class SquareSum {
     for (; e < count; ++e) Square(x[e], (index_ + e) % 8);
     index_ += count;
   }
+  // For a kernel that adds `count` elements (a multiple of 8) itself, starting a group of eight
+  // (count_so_far() % 8 == 0): add(acc) adds the square of the element e of the run to acc[e % 8]
+  // for e in increasing order, as Add would.
+  template <typename AddGroups>
+  void AddGroupsWith(int64_t count, AddGroups&& add) {
+    add(acc_);
+    index_ += count;
+  }
+  int64_t count_so_far() const { return index_; }
   // Not finite exactly when an element so far is NaN or infinite (float squares cannot overflow
   // a double sum of fewer than 2^200 of them).
   double Total() const {

@@ -7,6 +7,11 @@
 #include <memory>
 #include <new>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define KFC_X86_KERNELS 1
+#endif
+
 namespace kfc::kron {
 namespace {
 
@@ -37,6 +42,39 @@ void RearrangeInto(const S* w, int64_t N, const KronShape& shape, T* r) {
     }
   }
 }
+
+#ifdef KFC_X86_KERNELS
+// One block of k2 rows of W (k1 = 1: R's rows 0 .. n1-1) read once, in W's order: each run of n2
+// (a multiple of 8) floats is stored in R and its squares added to acc[0:8] (element e of the block
+// to acc[e % 8], in increasing e; convert, multiply, add, no fused multiply-add: the bits of
+// AddSquareBlocks). The norm then costs no second read of the block: from the page cache, a read
+// from memory.
+__attribute__((target("avx2"))) void RearrangeBlockSquaresAvx2(const float* w, int64_t N,
+                                                               const KronShape& shape, float* r,
+                                                               double acc[8]) {
+  const int64_t n1 = shape.n1, k2 = shape.k2, n2 = shape.n2, r_cols = k2 * n2;
+  __m256d lo = _mm256_loadu_pd(acc), hi = _mm256_loadu_pd(acc + 4);
+  for (int64_t i2 = 0; i2 < k2; ++i2) {
+    const float* w_row = w + i2 * N;
+    for (int64_t j1 = 0; j1 < n1; ++j1) {
+      const float* src = w_row + j1 * n2;
+      float* dst = r + j1 * r_cols + i2 * n2;
+      for (int64_t j2 = 0; j2 < n2; j2 += 8) {
+        const __m256 v = _mm256_loadu_ps(src + j2);
+        _mm256_storeu_ps(dst + j2, v);
+        const __m256d v_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        const __m256d v_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        lo = _mm256_add_pd(lo, _mm256_mul_pd(v_lo, v_lo));
+        hi = _mm256_add_pd(hi, _mm256_mul_pd(v_hi, v_hi));
+      }
+    }
+  }
+  _mm256_storeu_pd(acc, lo);
+  _mm256_storeu_pd(acc + 4, hi);
+}
+
+bool HaveAvx2() { return __builtin_cpu_supports("avx2"); }
+#endif
 
 template <typename S, typename T>
 Status RearrangeIntoVector(const S* w, int64_t K, int64_t N, const KronShape& shape,
@@ -97,13 +135,27 @@ BlockRearranger::BlockRearranger(int64_t K, int64_t N, const KronShape& shape, f
 Status BlockRearranger::Add(const float* rows) {
   if (done()) return FailedPrecondition("all blocks of the rearranged matrix were added");
   const int64_t block = shape_.k2 * N_;
+  KronShape one = shape_;  // RearrangeInto with k1 = 1 on the block
+  one.k1 = 1;
+  float* const out = r_ + next_ * block;
+#ifdef KFC_X86_KERNELS
+  // Runs of at least 16 floats (64 bytes) are written whole lines at a time without tiling.
+  static const bool avx2 = HaveAvx2();
+  if (avx2 && shape_.n2 % 8 == 0 && shape_.n2 >= 16 && squares_.count_so_far() % 8 == 0) {
+    squares_.AddGroupsWith(
+        block, [&](double acc[8]) { RearrangeBlockSquaresAvx2(rows, N_, one, out, acc); });
+    if (!std::isfinite(squares_.Total())) {
+      return FindNonFinite(rows, shape_.k2, N_, next_ * shape_.k2);
+    }
+    ++next_;
+    return Status::Ok();
+  }
+#endif
   squares_.Add(rows, block);  // from the block, just read: in cache
   if (!std::isfinite(squares_.Total())) {
     return FindNonFinite(rows, shape_.k2, N_, next_ * shape_.k2);
   }
-  KronShape one = shape_;  // RearrangeInto with k1 = 1 on the block
-  one.k1 = 1;
-  RearrangeInto(rows, N_, one, r_ + next_ * block);
+  RearrangeInto(rows, N_, one, out);
   ++next_;
   return Status::Ok();
 }

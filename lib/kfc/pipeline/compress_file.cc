@@ -132,9 +132,13 @@ StatusOr<report::Report> CompressFile(const std::string& input, const std::strin
                   saved.model_bytes, saved.data_path, saved.data_bytes, saved.data_tensors,
                   from_spill, SecondsSince(start));
   }
-  if (reader.bytes_read() > 0) {
+  if (reader.bytes_read() > reader.mapped_bytes()) {
     Logger().info("external data: {} bytes read in {:.3f} s (summed over threads)",
-                  reader.bytes_read(), reader.read_seconds());
+                  reader.bytes_read() - reader.mapped_bytes(), reader.read_seconds());
+  }
+  if (reader.mapped_bytes() > 0) {
+    Logger().info("external data: {} bytes read from a mapping of the file (where they are used)",
+                  reader.mapped_bytes());
   }
   return std::move(result.report);
 }

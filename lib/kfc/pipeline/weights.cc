@@ -94,30 +94,28 @@ Status Weights::MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
     }
     return Status::Ok();
   }
-  const bool buffered =
-      external ? reader != nullptr : blockable && t->raw_data().size() == total * sizeof(float);
-  if (buffered) {
+  if (external && reader != nullptr) {
+    return reader->MapInChunks(
+        *t, "weight '" + c.weight_name + "'", block * sizeof(float), alignof(float),
+        [&](const char* data, size_t size) -> Status {
+          if (size != block * sizeof(float)) {  // Locate checked the length against dims
+            return Internal("weight '" + c.weight_name + "': a short block of external data");
+          }
+          return sink(reinterpret_cast<const float*>(data));
+        });
+  }
+  if (blockable && !external && t->raw_data().size() == total * sizeof(float)) {
     std::unique_ptr<float[]> buffer;  // uninitialized: each block is filled before it is used
     try {
       buffer.reset(new float[block]);
     } catch (const std::bad_alloc&) {
       return Internal("cannot allocate a block of weight '" + c.weight_name + "'");
     }
-    if (!external) {
-      for (size_t at = 0; at < total; at += block) {
-        std::memcpy(buffer.get(), t->raw_data().data() + at * sizeof(float), block * sizeof(float));
-        KFC_RETURN_IF_ERROR(sink(buffer.get()));
-      }
-      return Status::Ok();
+    for (size_t at = 0; at < total; at += block) {
+      std::memcpy(buffer.get(), t->raw_data().data() + at * sizeof(float), block * sizeof(float));
+      KFC_RETURN_IF_ERROR(sink(buffer.get()));
     }
-    return reader->ReadInChunks(
-        *t, "weight '" + c.weight_name + "'", reinterpret_cast<char*>(buffer.get()),
-        block * sizeof(float), [&](const char* data, size_t size) -> Status {
-          if (size != block * sizeof(float)) {  // Locate checked the length against dims
-            return Internal("weight '" + c.weight_name + "': a short block of external data");
-          }
-          return sink(reinterpret_cast<const float*>(data));
-        });
+    return Status::Ok();
   }
   KFC_ASSIGN_OR_RETURN(const std::vector<float> w, Matrix(c));
   for (size_t at = 0; block > 0 && at + block <= w.size(); at += block) {
