@@ -138,24 +138,21 @@ Status BlockRearranger::Add(const float* rows) {
   KronShape one = shape_;  // RearrangeInto with k1 = 1 on the block
   one.k1 = 1;
   float* const out = r_ + next_ * block;
+  bool rearranged = false;
 #ifdef KFC_X86_KERNELS
   // Runs of at least 16 floats (64 bytes) are written whole lines at a time without tiling.
   static const bool avx2 = HaveAvx2();
   if (avx2 && shape_.n2 % 8 == 0 && shape_.n2 >= 16 && squares_.count_so_far() % 8 == 0) {
     squares_.AddGroupsWith(
         block, [&](double acc[8]) { RearrangeBlockSquaresAvx2(rows, N_, one, out, acc); });
-    if (!std::isfinite(squares_.Total())) {
-      return FindNonFinite(rows, shape_.k2, N_, next_ * shape_.k2);
-    }
-    ++next_;
-    return Status::Ok();
+    rearranged = true;
   }
 #endif
-  squares_.Add(rows, block);  // from the block, just read: in cache
+  if (!rearranged) squares_.Add(rows, block);  // from the block, just read: in cache
   if (!std::isfinite(squares_.Total())) {
     return FindNonFinite(rows, shape_.k2, N_, next_ * shape_.k2);
   }
-  RearrangeInto(rows, N_, one, out);
+  if (!rearranged) RearrangeInto(rows, N_, one, out);
   ++next_;
   return Status::Ok();
 }

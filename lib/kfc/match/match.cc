@@ -366,7 +366,7 @@ void ScanGraphs(const onnx::GraphProto& main, const ModelFacts& model,
         for (const auto& f : facts) scopes.push_back(f.get());
         for (int i = 0; i < g.node_size(); ++i) {
           const auto& node = g.node(i);
-          if (!IsStd(node) || (node.op_type() != "Gemm" && node.op_type() != "MatMul")) continue;
+          if (!IsLayerOp(node)) continue;
           LayerCandidate c;
           c.graph_path = paths.back();
           c.scope = scope;
@@ -473,6 +473,10 @@ TypeMap InferTypes(const onnx::ModelProto& model) {
     if (!AddReshapeRanks(inferred.mutable_graph(), types, data)) break;
   }
   return types;
+}
+
+bool IsLayerOp(const onnx::NodeProto& node) {
+  return IsStd(node) && (node.op_type() == "Gemm" || node.op_type() == "MatMul");
 }
 
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model) {

@@ -94,6 +94,9 @@ int64_t DefaultOpset(const onnx::ModelProto& model);
 // shape inference with data propagation on a copy to learn activation ranks (InferTypes).
 std::vector<LayerCandidate> FindLayers(const onnx::ModelProto& model);
 
+// A Gemm or MatMul of the standard domain: the nodes FindLayers examines.
+bool IsLayerOp(const onnx::NodeProto& node);
+
 // Every value's type that shape inference finds on a light copy of `model`: with data propagation,
 // through check::KnownSchemas (so nodes newer than the ONNX library are left unknown, not inferred
 // by an older schema), and with the rank of Reshape outputs whose target is computed (ONNX 1.12

@@ -62,12 +62,7 @@ StatusOr<Result> CompressModel(onnx::ModelProto&& model, const Options& options)
   // torch 2.5 puts every nn.Linear in one): say so, rather than "the model has no Gemm or MatMul".
   for (const auto& f : model.functions()) {
     int64_t layers = 0;
-    for (const auto& node : f.node()) {
-      if ((node.op_type() == "Gemm" || node.op_type() == "MatMul") &&
-          (node.domain().empty() || node.domain() == "ai.onnx")) {
-        ++layers;
-      }
-    }
+    for (const auto& node : f.node()) layers += match::IsLayerOp(node);
     if (layers == 0) continue;
     log.warn(
         "model-local function '{}.{}' holds {} Gemm/MatMul node(s), left as they are: only the "

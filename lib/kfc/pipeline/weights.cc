@@ -82,9 +82,9 @@ Status Weights::MatrixBlocks(const match::LayerCandidate& c, int64_t rows,
   const auto block = static_cast<size_t>(rows * c.n);
   const auto total = static_cast<size_t>(c.k * c.n);
   // A float32 weight stored as [K, N] goes over block by block and is never copied whole: from
-  // its external data a block at a time into one small buffer, which stays in cache for the sink;
-  // inline, straight from the tensor (through that buffer for raw bytes, which need not be
-  // aligned). Anything else is read whole first.
+  // its external data straight from a mapping of the file (MapInChunks; a block-sized buffer
+  // where the file cannot be mapped); inline, straight from the tensor (through a block-sized
+  // buffer for raw bytes, which need not be aligned). Anything else is read whole first.
   const bool blockable = t != nullptr && t->data_type() == onnx::TensorProto::FLOAT && !c.trans_b &&
                          block > 0 && c.k % rows == 0;
   const bool external = blockable && tensor::HasExternalData(*t);
